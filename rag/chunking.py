@@ -1,0 +1,403 @@
+"""Split a note along its own structure into passages that know where they came from.
+
+Sections start at Markdown headings, at numbered questions that stand alone on a
+line ("1、…", "5.1.2 …", "4 训练过程为什么需要 Mask 机制？") and at short title lines.
+Code (fenced, or unfenced runs of code-looking lines) is kept whole, split only
+between top-level definitions. Long prose is packed paragraph by paragraph and
+split at sentence boundaries only when a single paragraph is too long.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from .ingest import Document
+
+# Bump when the chunking rules change: a different version forces a full rebuild.
+CHUNKER_VERSION = "3"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source: str  # note path relative to the corpus root
+    heading: str  # heading path, " > "-joined; "" before the first heading
+    line_start: int  # 1-based, inclusive
+    line_end: int  # 1-based, inclusive
+    text: str
+    content_hash: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.source}#L{self.line_start}-L{self.line_end}:{self.content_hash[:12]}"
+
+    def embedding_text(self) -> str:
+        """What gets embedded and keyword-indexed: the nearest headings give the body its topic."""
+        parts = [p for p in self.heading.split(" > ") if p]
+        # A numbered question names its topic by itself; a bare "优点" needs its parent.
+        keep = 1 if parts and re.match(r"^\d|^class |^def ", parts[-1]) else 2
+        return "\n".join(parts[-keep:] + [self.text])
+
+
+@dataclass
+class _Block:
+    """Consecutive lines that belong together: a paragraph or a code block."""
+
+    start: int  # 0-based line index
+    lines: list[str]
+    is_code: bool = False
+    label: str = ""  # for code: the definition it holds, shown in the heading path
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.lines) - 1
+
+    @property
+    def size(self) -> int:
+        return sum(len(line) for line in self.lines) + len(self.lines)
+
+
+@dataclass
+class _Section:
+    heading: list[str]
+    heading_line: int | None  # 0-based index of the heading line itself
+    blocks: list[_Block] = field(default_factory=list)
+
+
+# --- line classification ------------------------------------------------------------
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_NUMBERED = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*)(、|[.．](?!\d)|\s)\s*(\S.*)$")
+_CN_NUMBERED = re.compile(r"^(第[一二三四五六七八九十百\d]+[章节部分篇]|[一二三四五六七八九十]+[、.．])\s*\S")
+_SENTENCE_END = re.compile(r"[。；;，,：:]\s*$")
+_BULLET = re.compile(r"^\s*([•·\-*+]|\d+[.)、]|[a-zA-Z][.)])\s")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_CODE_START = re.compile(
+    r"^\s*(import\s+\w|from\s+[\w.]+\s+import\b|def\s+\w+\s*\(|class\s+\w+|return\b|if\s.*:\s*$|"
+    r"for\s.*:\s*$|while\s.*:\s*$|elif\b|else\s*:|try\s*:|except\b|with\s.*:\s*$|@\w+|"
+    r"#include|public\s|private\s|function\s+\w+|const\s+\w+\s*=|let\s+\w+\s*=|var\s+\w+\s*=)"
+)
+_CODE_SHAPE = re.compile(r"(^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S)|([;{}]\s*$)|(\w\(.*\)\s*$)|(^\s*[)\]}],?\s*$)")
+_TOPLEVEL_DEF = re.compile(r"^(class|def|async\s+def|function)\s+\w+|^#\s*\S|^@\w+")
+_SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+(?=[A-Z])")
+
+
+def _is_code_line(line: str) -> bool:
+    stripped = line.strip()
+    if not stripped:
+        return False
+    if _CJK.search(stripped) and not stripped.startswith("#"):
+        # Chinese prose; a CJK string inside real code usually sits in quotes.
+        if not re.search(r"[\"'].*[\u3400-\u9fff].*[\"']", stripped):
+            return False
+    if _CODE_START.match(line) or _CODE_SHAPE.search(line):
+        return True
+    # Indented ASCII lines inside a run are continuation lines of code.
+    return line.startswith("    ") and stripped.isascii()
+
+
+def _heading_style(line: str, standalone: bool, dense: bool, next_line: str) -> tuple[str, str] | None:
+    """(style, title) when the line is a heading of plain-text notes, else None.
+
+    ``standalone``: blank lines (or the file's edge) on both sides. ``dense``: the note
+    has almost no blank lines, so headings cannot be told apart by standing alone.
+    """
+    if line[:1].isspace() or len(line) > 80:
+        return None
+    stripped = line.strip()
+    m = _NUMBERED.match(line)
+    if m:
+        number, sep, title = m.groups()
+        if _CODE_START.match(title) or "=" in title:
+            return None
+        depth = number.count(".") + 1
+        style = f"dotted{depth}" if depth > 1 else {"、": "dun", " ": "space"}.get(sep, "dot")
+        if not standalone:
+            # "1、…" and "5.1.2 …" are headings wherever they stand; "1. …" may be a list item.
+            next_is_item = bool(re.match(rf"^{int(number.split('.')[0]) + 1}[.．、]", next_line.strip()))
+            if style == "dot" and (len(stripped) > 30 or _SENTENCE_END.search(title) or next_is_item):
+                return None
+            if style == "space" and not dense:
+                return None
+        return style, stripped
+    if _CN_NUMBERED.match(line) and not _SENTENCE_END.search(line):
+        return "cn", stripped
+    if (
+        (standalone or (dense and len(stripped) <= 12))
+        and len(stripped) <= 30
+        and re.search(r"[\w\u3400-\u9fff]", stripped)
+        and not _SENTENCE_END.search(stripped)
+        and not _BULLET.match(line)
+        and not _is_code_line(line)
+        and not stripped.endswith(("?", "？"))
+    ):
+        return "title", stripped
+    return None
+
+
+def _sections(lines: tuple[str, ...]) -> list[_Section]:
+    """Group lines into sections under their heading path, with paragraph and code blocks."""
+    n = len(lines)
+    blank = [not ln.strip() for ln in lines]
+    code = _code_mask(lines)
+    body = [i for i in range(n) if not blank[i]]
+    span = (body[-1] - body[0] + 1) if body else 1
+    dense = sum(blank[body[0] : body[-1]]) < 0.1 * span if body else False
+    stack: list[tuple[int, str, str, int]] = []  # (level, title, style, section index) of open headings
+    sections = [_Section([], None)]
+    i = 0
+    while i < n:
+        line = lines[i]
+        if blank[i]:
+            i += 1
+            continue
+        if code[i]:
+            j = i
+            while j + 1 < n and (code[j + 1] or (blank[j + 1] and _code_continues(code, blank, j + 1))):
+                j += 1
+            sections[-1].blocks.append(_Block(i, list(lines[i : j + 1]), is_code=True))
+            i = j + 1
+            continue
+        md = _MD_HEADING.match(line)
+        style_title = None
+        if md:
+            style_title = (f"md{len(md.group(1))}", md.group(2))
+        else:
+            standalone = (i == 0 or blank[i - 1]) and (i + 1 >= n or blank[i + 1])
+            style_title = _heading_style(line, standalone, dense, lines[i + 1] if i + 1 < n else "")
+        if style_title:
+            style, title = style_title
+            level = _heading_level(style, title, stack, sections)
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, title, style, len(sections)))
+            sections.append(_Section([entry[1] for entry in stack], i))
+            i += 1
+            continue
+        # Prose: extends the paragraph that ends on the line above, or starts one.
+        blocks = sections[-1].blocks
+        if blocks and not blocks[-1].is_code and blocks[-1].end == i - 1:
+            blocks[-1].lines.append(line)
+        else:
+            blocks.append(_Block(i, [line]))
+        i += 1
+    return sections
+
+
+_SINGLE_NUMBER_STYLES = ("dun", "dot", "space", "cn")
+
+
+def _heading_level(style: str, title: str, stack: list[tuple[int, str, str, int]], sections: list[_Section]) -> int:
+    """Nesting depth of a new heading given the open ones (smaller is outer).
+
+    Notes mix numbering styles freely ("4 …", "9. …", "3、…"), and concatenated
+    question lists restart their numbers, so a single-number heading only nests
+    under a different style when it starts a new list at 1 right below a short intro.
+    """
+    if style.startswith("md"):
+        return int(style[2:])
+    if style == "title":
+        return 100  # short title lines sit below every numbered level
+    if style.startswith("dotted"):
+        return 10 + int(style[6:]) - 1
+    parent = next((entry for entry in reversed(stack) if entry[2] in _SINGLE_NUMBER_STYLES), None)
+    if parent is None:
+        return 10
+    if parent[2] == style:
+        return parent[0]
+    starts_list = re.match(r"^(1|一)[、.．\s]", title) is not None
+    intro = sum(b.size for section in sections[parent[3] :] for b in section.blocks)
+    if starts_list and intro < 400:
+        return parent[0] + 1
+    same_style = next((entry for entry in stack if entry[2] == style), None)
+    return same_style[0] if same_style else min(e[0] for e in stack if e[2] in _SINGLE_NUMBER_STYLES)
+
+
+def _code_mask(lines: tuple[str, ...]) -> list[bool]:
+    """Which lines are code: inside fences, or in runs of at least three code-looking lines."""
+    n = len(lines)
+    mask = [False] * n
+    in_fence = False
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            mask[i] = True
+            in_fence = not in_fence
+        elif in_fence:
+            mask[i] = True
+    looks = [_is_code_line(ln) for ln in lines]
+    # "# comment" lines between code lines are code, not Markdown headings.
+    for i, line in enumerate(lines):
+        if not looks[i] and re.match(r"^\s*#+\s*\S", line) and line.isascii():
+            prev = next((looks[j] for j in range(i - 1, -1, -1) if lines[j].strip()), False)
+            nxt = next((looks[j] for j in range(i + 1, n) if lines[j].strip()), False)
+            looks[i] = prev and nxt
+    i = 0
+    while i < n:
+        if not looks[i] or mask[i]:
+            i += 1
+            continue
+        j, count, last = i, 0, i
+        while j < n and (looks[j] or not lines[j].strip() or lines[j].startswith((" ", "\t"))):
+            if not lines[j].strip() and j + 1 < n and not lines[j + 1].strip() and not (j + 2 < n and looks[j + 2]):
+                break  # two blank lines and no code after them end the run
+            if looks[j]:
+                count += 1
+                last = j
+            j += 1
+        if count >= 3:
+            for k in range(i, last + 1):
+                mask[k] = True
+        i = last + 1
+    return mask
+
+
+def _code_continues(code: list[bool], blank: list[bool], i: int) -> bool:
+    while i < len(code) and blank[i]:
+        i += 1
+    return i < len(code) and code[i]
+
+
+# --- packing blocks into chunks -------------------------------------------------------
+def _split_code(block: _Block, max_chars: int) -> list[_Block]:
+    """Split a code block between top-level definitions, each definition kept whole."""
+    units: list[_Block] = []
+    for offset, line in enumerate(block.lines):
+        starts_unit = _TOPLEVEL_DEF.match(line) and not (
+            units and units[-1].lines and _TOPLEVEL_DEF.match(units[-1].lines[-1])  # decorator / comment above
+        )
+        if not units or starts_unit:
+            units.append(_Block(block.start + offset, [], is_code=True))
+        units[-1].lines.append(line)
+    for unit in units:
+        while unit.lines and not unit.lines[-1].strip():
+            unit.lines.pop()
+        first = next((ln for ln in unit.lines if re.match(r"^(class|def|async\s+def)\s", ln)), "")
+        unit.label = first.rstrip(":").strip()
+    units = [u for u in units if u.lines]
+    packed: list[_Block] = []
+    for unit in units:
+        prev = packed[-1] if packed else None
+        if prev and (prev.size + unit.size <= max_chars // 2 or not prev.label or not unit.label) and (
+            prev.size + unit.size <= max_chars
+        ):
+            gap = unit.start - prev.end - 1
+            prev.lines.extend([""] * gap + unit.lines)
+            prev.label = prev.label or unit.label
+        else:
+            packed.append(_Block(unit.start, list(unit.lines), True, unit.label))
+    return packed
+
+
+def _split_long_line(line: str, max_chars: int) -> list[str]:
+    pieces, current = [], ""
+    for sentence in _SENTENCE_SPLIT.split(line):
+        if not sentence:
+            continue
+        while len(sentence) > max_chars:  # no sentence boundary at all: cut hard
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(sentence[:max_chars])
+            sentence = sentence[max_chars:]
+        if len(current) + len(sentence) > max_chars and current:
+            pieces.append(current)
+            current = ""
+        current += sentence
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+@dataclass
+class _Piece:
+    line_start: int  # 0-based
+    line_end: int
+    text: str
+    is_code: bool = False
+    label: str = ""
+
+
+def _pieces(block: _Block, max_chars: int, code_max_chars: int) -> list[_Piece]:
+    """A block as one or more pieces no longer than the limits (code may go to code_max_chars)."""
+    if block.is_code:
+        if block.size <= code_max_chars and not any(_TOPLEVEL_DEF.match(ln) for ln in block.lines[1:]):
+            return [_Piece(block.start, block.end, "\n".join(block.lines), True, block.label)]
+        out = []
+        for part in _split_code(block, code_max_chars):
+            if part.size <= code_max_chars:
+                out.append(_Piece(part.start, part.end, "\n".join(part.lines), True, part.label))
+            else:  # one huge definition: fall back to line packing
+                out.extend(_Piece(p.line_start, p.line_end, p.text, True, part.label)
+                           for p in _pieces(_Block(part.start, part.lines), code_max_chars, code_max_chars))
+        return out
+    if block.size <= max_chars:
+        return [_Piece(block.start, block.end, "\n".join(block.lines))]
+    out: list[_Piece] = []
+    for offset, line in enumerate(block.lines):
+        idx = block.start + offset
+        parts = _split_long_line(line, max_chars) if len(line) > max_chars else [line]
+        for part in parts:
+            if out and out[-1].line_end >= idx - 1 and len(out[-1].text) + len(part) + 1 <= max_chars:
+                sep = "\n" if out[-1].line_end != idx else ""
+                out[-1] = _Piece(out[-1].line_start, idx, out[-1].text + sep + part)
+            else:
+                out.append(_Piece(idx, idx, part))
+    return out
+
+
+def _group_pieces(pieces: list[_Piece], target: int, max_chars: int) -> list[list[_Piece]]:
+    """Pack a section's pieces into passages: whole when it fits, else about ``target`` each.
+
+    Code pieces always stand alone. Pieces too small to say anything on their own
+    (an intro sentence before a list) join a neighbour while the limit allows.
+    """
+    def size(group: list[_Piece]) -> int:
+        return sum(len(p.text) + 2 for p in group)
+
+    if not pieces:
+        return []
+    if not any(p.is_code for p in pieces) and size(pieces) <= max_chars:
+        return [pieces]
+    groups: list[list[_Piece]] = []
+    for piece in pieces:
+        current = groups[-1] if groups else None
+        if current and not piece.is_code and not current[-1].is_code and size(current) + len(piece.text) <= target:
+            current.append(piece)
+        else:
+            groups.append([piece])
+    merged: list[list[_Piece]] = []
+    for group in groups:
+        prev = merged[-1] if merged else None
+        small = size(group) < target // 3 or (prev is not None and size(prev) < target // 3)
+        if prev and small and not group[0].is_code and not prev[-1].is_code and size(prev) + size(group) <= max_chars:
+            prev.extend(group)
+        else:
+            merged.append(group)
+    return merged
+
+
+def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
+                   code_max_chars: int = 2500) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for section in _sections(doc.lines):
+        heading = " > ".join(section.heading)
+        pieces = [p for b in section.blocks for p in _pieces(b, max_chars, code_max_chars)]
+        for gi, group in enumerate(_group_pieces(pieces, target_chars, max_chars)):
+            start = group[0].line_start
+            # The first passage of a section starts at its heading line so the span shows it.
+            if gi == 0 and section.heading_line is not None:
+                start = section.heading_line
+            text = "\n\n".join(p.text for p in group)
+            label = group[0].label
+            chunk_heading = f"{heading} > {label}" if label and heading else (label or heading)
+            chunks.append(
+                Chunk(
+                    source=doc.source,
+                    heading=chunk_heading,
+                    line_start=start + 1,
+                    line_end=group[-1].line_end + 1,
+                    text=text,
+                    content_hash=hashlib.sha256(f"{chunk_heading}\n{text}".encode()).hexdigest(),
+                )
+            )
+    return chunks

