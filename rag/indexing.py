@@ -1,0 +1,181 @@
+"""Build or update the index of a corpus, re-embedding only what changed."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .bm25 import BM25Index, tokenize
+from .chunking import CHUNKER_VERSION, Chunk, chunk_document
+from .embeddings import Embedder, make_embedder
+from .ingest import IngestError, Skipped, discover, file_hash, load_document
+from .settings import Settings
+from .store import FileEntry, IndexLocked, IndexStore, LoadedIndex, Manifest, build_dense, new_version_name
+
+__all__ = ["build_index", "BuildReport", "IndexLocked", "chunker_identity"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildReport:
+    version: str
+    files: int
+    files_changed: int
+    files_removed: int
+    chunks: int
+    chunks_embedded: int
+    full_rebuild: bool
+    seconds: float
+    skipped: list[Skipped] = field(default_factory=list)
+    unchanged: bool = False
+
+    def summary(self) -> str:
+        if self.unchanged:
+            return f"index is up to date: {self.files} files, {self.chunks} chunks ({self.version})"
+        kind = "full build" if self.full_rebuild else "update"
+        return (
+            f"{kind}: {self.files} files ({self.files_changed} new or changed, {self.files_removed} removed, "
+            f"{len(self.skipped)} skipped), {self.chunks} chunks, {self.chunks_embedded} embedded, "
+            f"{self.seconds:.1f}s -> {self.version}"
+        )
+
+
+def chunker_identity(settings: Settings) -> str:
+    return (
+        f"v{CHUNKER_VERSION}:target={settings.chunk_target_chars}:max={settings.chunk_max_chars}"
+        f":code={settings.code_max_chars}"
+    )
+
+
+def _same_files(manifest: Manifest, hashes: dict[str, str]) -> bool:
+    """True when the corpus is byte-for-byte what the manifest indexed (skipped files included)."""
+    known = {s: f.content_hash for s, f in manifest.files.items()}
+    known.update(manifest.skipped_hashes)
+    return known == hashes
+
+
+def build_index(settings: Settings, embedder: Embedder | None = None, progress: Progress | None = None,
+                full: bool = False) -> BuildReport:
+    """Index ``settings.corpus_dir`` into ``settings.index_dir``; raises IndexLocked if a build runs."""
+    store = IndexStore(settings.index_dir)
+    with store.lock():
+        return _build_locked(settings, store, embedder, progress or (lambda *a: None), full)
+
+
+def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | None, progress: Progress,
+                  full: bool) -> BuildReport:
+    started = time.perf_counter()
+    store.prune(settings.keep_old_versions)
+    paths = discover(settings.corpus_dir, settings.extensions)
+    old_manifest = store.read_manifest()
+    chunker = chunker_identity(settings)
+
+    # Hash every file first: an unchanged corpus needs no model at all.
+    raw_hashes: dict[str, tuple] = {}
+    skipped: list[Skipped] = []
+    for path in paths:
+        source = path.relative_to(settings.corpus_dir).as_posix()
+        try:
+            raw_hashes[source] = (path, file_hash(path.read_bytes()))
+        except OSError as exc:  # deleted or unreadable between listing and reading
+            skipped.append(Skipped(source, f"cannot read: {exc.strerror or exc}"))
+
+    if embedder is None:
+        embedder = make_embedder(settings)
+    compatible = (
+        not full
+        and old_manifest is not None
+        and old_manifest.embedder == embedder.identity
+        and old_manifest.chunker == chunker
+    )
+    old: LoadedIndex | None = store.load() if compatible else None
+    old_files = old.manifest.files if old else {}
+    if old and not skipped and _same_files(old.manifest, {s: h for s, (_, h) in raw_hashes.items()}):
+        return BuildReport(old.manifest.version, len(old_files), 0, 0, len(old.chunks), 0, False,
+                           time.perf_counter() - started, unchanged=True)
+
+    old_by_source: dict[str, list[int]] = {}
+    old_by_hash: dict[str, int] = {}
+    if old:
+        for i, chunk in enumerate(old.chunks):
+            old_by_source.setdefault(chunk.source, []).append(i)
+            old_by_hash.setdefault(chunk.content_hash, i)
+
+    chunks: list[Chunk] = []
+    tokens: list[list[str]] = []
+    vector_rows: list[np.ndarray | None] = []
+    files: dict[str, FileEntry] = {}
+    skipped_hashes: dict[str, str] = {}
+    changed = 0
+    for done, (source, (path, digest)) in enumerate(raw_hashes.items()):
+        progress("reading notes", done, len(raw_hashes))
+        previous = old_files.get(source)
+        if old and previous and previous.content_hash == digest:
+            for i in old_by_source.get(source, []):
+                chunks.append(old.chunks[i])
+                tokens.append(old.tokens[i])
+                vector_rows.append(old.vectors[i])
+            files[source] = previous
+            continue
+        try:
+            doc = load_document(path, source, settings.max_file_bytes)
+        except (IngestError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, IngestError) else f"cannot read: {exc.strerror or exc}"
+            log.warning("skipping %s: %s", source, reason)
+            skipped.append(Skipped(source, reason))
+            skipped_hashes[source] = digest
+            continue
+        changed += 1
+        doc_chunks = chunk_document(doc, settings.chunk_target_chars, settings.chunk_max_chars,
+                                    settings.code_max_chars)
+        for chunk in doc_chunks:
+            j = old_by_hash.get(chunk.content_hash)
+            chunks.append(chunk)
+            # An unchanged passage keeps its vector even when the file around it changed or moved.
+            if old is not None and j is not None:
+                tokens.append(old.tokens[j])
+                vector_rows.append(old.vectors[j])
+            else:
+                tokens.append(tokenize(chunk.embedding_text()))
+                vector_rows.append(None)
+        files[source] = FileEntry(digest, len(doc_chunks), doc.encoding)
+    progress("reading notes", len(raw_hashes), len(raw_hashes))
+
+    missing = [i for i, v in enumerate(vector_rows) if v is None]
+    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    for i, v in enumerate(vector_rows):
+        if v is not None:
+            vectors[i] = v
+    batch = max(1, settings.embedding_batch_size)
+    for start in range(0, len(missing), batch):
+        progress("embedding passages", start, len(missing))
+        ids = missing[start : start + batch]
+        vectors[ids] = embedder.embed_passages([chunks[i].embedding_text() for i in ids])
+    progress("embedding passages", len(missing), len(missing))
+
+    progress("writing index", 0, 1)
+    dense = build_dense(vectors, settings.ann_min_chunks, settings.hnsw_m, settings.hnsw_ef_search)
+    bm25 = BM25Index.build(tokens)
+    manifest = Manifest(
+        version=new_version_name(),
+        built_at=time.time(),
+        embedder=embedder.identity,
+        dim=embedder.dim,
+        chunker=chunker,
+        dense_kind="hnsw" if len(chunks) >= settings.ann_min_chunks else "flat",
+        files=files,
+        skipped={s.source: s.reason for s in skipped},
+        skipped_hashes=skipped_hashes,
+    )
+    version = store.write(manifest, chunks, tokens, vectors, dense, bm25)
+    store.prune(settings.keep_old_versions)
+    progress("writing index", 1, 1)
+    removed = len(set(old_files) - set(files)) if old else 0
+    return BuildReport(version, len(files), changed, removed, len(chunks), len(missing), old is None,
+                       time.perf_counter() - started, skipped)

@@ -1,0 +1,85 @@
+"""The one interface every LLM backend implements, and the data that crosses it."""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Iterator, Literal, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class PromptMessage:
+    """One chat message sent to a model (unlike conversation.Message, it may be a system turn)."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str  # human-readable, shown in the UI's status line
+
+
+class LLMError(RuntimeError):
+    """Generation failed; the message is written for the user (no traceback needed)."""
+
+
+class LLMUnavailable(LLMError):
+    """The model cannot be reached or loaded at all, or stopped answering (timeout)."""
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    name: str  # "openai:Qwen/Qwen3-8B", "llama.cpp:SmolLM2-135M-Instruct.Q4_1.gguf"
+    backend: str  # "openai" | "llamacpp"
+
+    @property
+    def context_tokens(self) -> int:
+        """The model's window: prompt plus generated tokens must fit in it."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model (an upper estimate where the tokenizer is unknown)."""
+        ...
+
+    def stream(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Text deltas. Raises LLMError (LLMUnavailable when unreachable / timed out).
+
+        Setting ``cancel`` ends the iteration at the next delta and stops the
+        generation itself (server-side for a server backend), not just the reading.
+        """
+        ...
+
+    def health(self, timeout_s: float = 2.0) -> Health:
+        """Cheap check that the model can answer: never loads weights or generates."""
+        ...
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high token estimate for an unknown tokenizer.
+
+    English-centric BPE vocabularies (SmolLM2's) spend about two tokens per Chinese
+    character, Qwen's about one; other text runs about 3–4 characters a token.
+    Over-estimating only shortens the passages; under-estimating overflows the window.
+    """
+    cjk = len(_CJK.findall(text))
+    return 2 * cjk + (len(text) - cjk + 2) // 3
+
+
+def messages_tokens(messages: Sequence[PromptMessage], count_tokens) -> int:
+    # Chat templates add a few tokens of role markup around every message.
+    return sum(count_tokens(m.content) + 8 for m in messages) + 8

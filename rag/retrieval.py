@@ -1,0 +1,187 @@
+"""Hybrid retrieval: dense (FAISS) + keyword (BM25) with rank fusion, and a relevance decision."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .bm25 import tokenize
+from .chunking import Chunk
+from .conversation import Message, followup_context
+from .embeddings import Embedder, make_embedder
+from .settings import Settings
+from .store import IndexNotFound, IndexStore, LoadedIndex
+
+__all__ = ["Hit", "RetrievalResult", "IndexStatus", "Retriever", "IndexNotFound", "IndexMismatch"]
+
+log = logging.getLogger(__name__)
+
+
+class IndexMismatch(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int  # 1-based
+    score: float
+    chunk: Chunk
+
+    @property
+    def source(self) -> str:
+        return self.chunk.source
+
+    @property
+    def heading(self) -> str:
+        return self.chunk.heading
+
+    @property
+    def line_start(self) -> int:
+        return self.chunk.line_start
+
+    @property
+    def line_end(self) -> int:
+        return self.chunk.line_end
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 4),
+            "source": self.source,
+            "heading": self.heading,
+            "line_start": self.line_start,
+            "line_end": self.line_end,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    question: str
+    search_query: str  # the question after follow-up resolution
+    relevant: bool
+    hits: list[Hit] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    version: str
+    files: int
+    chunks: int
+    built_at: float
+    embedder: str
+    dense_kind: str
+    skipped: dict[str, str]
+
+
+class Retriever:
+    """Answers `retrieve()` from the current index version, following swaps made by rebuilds."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.store = IndexStore(settings.index_dir)
+        self._embedder = embedder
+        self._index: LoadedIndex | None = None
+        self._reload_lock = threading.Lock()
+        self._refresh(required=True)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> "Retriever":
+        return cls(settings, embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = make_embedder(self.settings)
+        return self._embedder
+
+    def _refresh(self, required: bool = False) -> LoadedIndex:
+        """Load the current version if it is not the one in memory (cheap when nothing changed)."""
+        version = self.store.current_version()
+        index = self._index
+        if index is not None and (version is None or index.manifest.version == version):
+            return index
+        with self._reload_lock:
+            if self._index is not None and self._index.manifest.version == version:
+                return self._index
+            if version is None:
+                raise IndexNotFound(f"no index in {self.settings.index_dir}: run `rag index` first")
+            loaded = self.store.load(version, ef_search=self.settings.hnsw_ef_search)
+            if loaded.manifest.embedder != self.embedder.identity:
+                raise IndexMismatch(
+                    f"the index was built with {loaded.manifest.embedder} but the configured embedder is "
+                    f"{self.embedder.identity}: run `rag index` to rebuild"
+                )
+            self._index = loaded  # one reference swap: queries in flight keep the old object
+            log.info("serving index %s (%d chunks)", version, len(loaded.chunks))
+            return loaded
+
+    def status(self) -> IndexStatus:
+        m = self._refresh().manifest
+        return IndexStatus(m.version, len(m.files), m.chunk_count, m.built_at, m.embedder, m.dense_kind,
+                           dict(m.skipped))
+
+    def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult:
+        question = (question or "").strip()
+        if not question:
+            raise ValueError("the question is empty")
+        question = question[: self.settings.max_question_chars]
+        k = k or self.settings.top_k
+        index = self._refresh()
+        context = followup_context(question, history)
+        search_query = f"{question}\n{context}" if context else question
+        if not index.chunks:
+            return RetrievalResult(question, search_query, False, [])
+
+        s = self.settings
+        n_cand = min(max(s.candidates, k * 3), len(index.chunks))
+        texts = [question] + ([search_query] if context else [])
+        qvecs = self.embedder.embed_queries(texts)
+        dense_scores, dense_ids = index.dense.search(qvecs, n_cand)
+
+        fused: dict[int, float] = {}
+
+        def add(ranking: Sequence[int], weight: float) -> None:
+            for rank, idx in enumerate(ranking):
+                if idx >= 0:
+                    fused[int(idx)] = fused.get(int(idx), 0.0) + weight / (s.rrf_k + rank + 1)
+
+        q_tokens = tokenize(question)
+        keyword = index.bm25.scores(q_tokens)
+        if context:
+            # The follow-up's own words lead; the earlier turns name the subject.
+            add(dense_ids[1], s.dense_weight)
+            add(dense_ids[0], s.dense_weight * 0.5)
+            keyword = keyword + 0.5 * index.bm25.scores(tokenize(context))
+        else:
+            add(dense_ids[0], s.dense_weight)
+        kw_order = np.argsort(-keyword)[:n_cand]
+        add([i for i in kw_order if keyword[i] > 0], s.keyword_weight)
+
+        ranked = sorted(fused, key=fused.__getitem__, reverse=True)
+        best = s.dense_weight * (1.5 if context else 1.0) + s.keyword_weight
+        kept: list[int] = []
+        for idx in ranked:
+            if len(kept) >= k:
+                break
+            if any(float(index.vectors[idx] @ index.vectors[j]) >= s.dedup_similarity for j in kept):
+                continue  # a near-duplicate passage adds nothing the reader has not seen
+            kept.append(idx)
+        hits = [
+            Hit(rank=r + 1, score=fused[idx] * (s.rrf_k + 1) / best, chunk=index.chunks[idx])
+            for r, idx in enumerate(kept)
+        ]
+        top_dense = float(dense_scores[-1][0]) if len(dense_scores[-1]) else 0.0
+        relevant = self.is_relevant(top_dense, float(keyword.max()) if len(keyword) else 0.0, q_tokens, index)
+        return RetrievalResult(question, search_query, relevant, hits)
+
+    def is_relevant(self, top_dense: float, top_keyword: float, q_tokens: list[str], index: LoadedIndex) -> bool:
+        """Do the notes cover the question? Dense similarity, with strong keyword overlap as a second vote."""
+        return top_dense >= self.settings.relevance_threshold
