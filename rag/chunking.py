@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .ingest import Document
 
 # Bump when the chunking rules change: a different version forces a full rebuild.
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,21 @@ class Chunk:
     def id(self) -> str:
         return f"{self.source}#L{self.line_start}-L{self.line_end}:{self.content_hash[:12]}"
 
+    def title(self) -> str:
+        """The nearest headings that name this passage's topic; its first line when it has none.
+
+        A numbered question names its topic by itself; a bare "优点" needs its parent.
+        """
+        parts = [p for p in self.heading.split(" > ") if p]
+        if not parts:
+            return self.text.strip().split("\n", 1)[0][:200]
+        own = parts[-1]
+        keep = 1 if (re.match(r"^\d", own) and len(own) >= 12) or own.startswith("class ") else 2
+        return "\n".join(parts[-keep:])
+
     def embedding_text(self) -> str:
         """What gets embedded and keyword-indexed: the nearest headings give the body its topic."""
-        parts = [p for p in self.heading.split(" > ") if p]
-        # A numbered question names its topic by itself; a bare "优点" needs its parent.
-        keep = 1 if parts and re.match(r"^\d|^class |^def ", parts[-1]) else 2
-        return "\n".join(parts[-keep:] + [self.text])
+        return f"{self.title()}\n{self.text}" if self.heading else self.text
 
 
 @dataclass
@@ -79,6 +88,7 @@ _CODE_START = re.compile(
 )
 _CODE_SHAPE = re.compile(r"(^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S)|([;{}]\s*$)|(\w\(.*\)\s*$)|(^\s*[)\]}],?\s*$)")
 _TOPLEVEL_DEF = re.compile(r"^(class|def|async\s+def|function)\s+\w+|^#\s*\S|^@\w+")
+_METHOD_DEF = re.compile(r"^\s{2,8}(def|async\s+def)\s+\w+|^\s{2,8}@\w+")
 _SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+(?=[A-Z])")
 
 
@@ -259,33 +269,45 @@ def _code_continues(code: list[bool], blank: list[bool], i: int) -> bool:
 
 # --- packing blocks into chunks -------------------------------------------------------
 def _split_code(block: _Block, max_chars: int) -> list[_Block]:
-    """Split a code block between top-level definitions, each definition kept whole."""
-    units: list[_Block] = []
-    for offset, line in enumerate(block.lines):
-        starts_unit = _TOPLEVEL_DEF.match(line) and not (
-            units and units[-1].lines and _TOPLEVEL_DEF.match(units[-1].lines[-1])  # decorator / comment above
-        )
-        if not units or starts_unit:
-            units.append(_Block(block.start + offset, [], is_code=True))
-        units[-1].lines.append(line)
+    """Split a code block between top-level definitions, each definition kept whole;
+    a class too big for one passage splits between its methods, each labelled with both."""
+    units = _definition_units(block, _TOPLEVEL_DEF)
+    split: list[_Block] = []
     for unit in units:
-        while unit.lines and not unit.lines[-1].strip():
-            unit.lines.pop()
-        first = next((ln for ln in unit.lines if re.match(r"^(class|def|async\s+def)\s", ln)), "")
-        unit.label = first.rstrip(":").strip()
-    units = [u for u in units if u.lines]
+        if unit.size <= max_chars or not unit.label.startswith("class "):
+            split.append(unit)
+            continue
+        for method in _definition_units(unit, _METHOD_DEF):
+            method.label = f"{unit.label} > {method.label}" if method.label and method.label != unit.label else unit.label
+            split.append(method)
     packed: list[_Block] = []
-    for unit in units:
+    for unit in split:
         prev = packed[-1] if packed else None
-        if prev and (prev.size + unit.size <= max_chars // 2 or not prev.label or not unit.label) and (
-            prev.size + unit.size <= max_chars
-        ):
+        if prev and (not prev.label or not unit.label) and prev.size + unit.size <= max_chars // 2:
             gap = unit.start - prev.end - 1
             prev.lines.extend([""] * gap + unit.lines)
             prev.label = prev.label or unit.label
         else:
             packed.append(_Block(unit.start, list(unit.lines), True, unit.label))
     return packed
+
+
+def _definition_units(block: _Block, boundary: re.Pattern) -> list[_Block]:
+    units: list[_Block] = []
+    for offset, line in enumerate(block.lines):
+        # A decorator or comment line directly above a definition belongs to it.
+        starts_unit = boundary.match(line) and not (units and units[-1].lines and boundary.match(units[-1].lines[-1]))
+        if not units or starts_unit:
+            units.append(_Block(block.start + offset, [], is_code=True))
+        units[-1].lines.append(line)
+    for unit in units:
+        while unit.lines and not unit.lines[-1].strip():
+            unit.lines.pop()
+        first = next((ln for ln in unit.lines if re.match(r"^\s*(class|def|async\s+def)\s", ln)), "")
+        unit.label = first.strip().rstrip(":").strip()
+        if unit.label.startswith("def ") and "(" in unit.label:
+            unit.label = unit.label.split("(")[0]
+    return [u for u in units if u.lines]
 
 
 def _split_long_line(line: str, max_chars: int) -> list[str]:
@@ -377,7 +399,7 @@ def _group_pieces(pieces: list[_Piece], target: int, max_chars: int) -> list[lis
 
 
 def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
-                   code_max_chars: int = 2500) -> list[Chunk]:
+                   code_max_chars: int = 1200) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in _sections(doc.lines):
         heading = " > ".join(section.heading)

@@ -125,6 +125,145 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- answer commands (ask, chat, serve) ---------------------------------------------
+def _answer_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    if getattr(args, "backend", None):
+        settings = settings.model_copy(update={"llm_backend": args.backend})
+    return settings
+
+
+def _open_engine(settings: Settings):
+    from .chat import ChatEngine
+    from .retrieval import IndexMismatch, IndexNotFound
+
+    try:
+        return ChatEngine.from_settings(settings)
+    except (IndexNotFound, IndexMismatch) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _answer_live(engine, question: str, history: list, on_event) -> "object":
+    """Run one answer in a worker thread so that Ctrl-C reaches this (main) thread.
+
+    The first Ctrl-C sets the cancel event and the answer ends at the next token with
+    what was said so far; a second one raises KeyboardInterrupt to the caller.
+    Raises QuestionError (before anything is printed) for a question that cannot be asked.
+    """
+    import queue
+    import threading
+
+    from .chat import DoneEvent
+
+    cancel = threading.Event()
+    events = engine.stream(question, history, cancel)  # validates the question here
+    box: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            for event in events:
+                box.put(event)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread to report
+            box.put(exc)
+        finally:
+            box.put(None)
+
+    threading.Thread(target=work, name="rag-answer", daemon=True).start()
+    answer = None
+    while True:
+        try:
+            item = box.get(timeout=0.1)
+            if item is None:
+                return answer
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, DoneEvent):
+                answer = item.answer
+            on_event(item)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            if cancel.is_set():
+                raise
+            cancel.set()
+            print("\n(stopping…)", file=sys.stderr, flush=True)
+
+
+def _print_event(event) -> None:
+    from .chat import TokenEvent
+
+    if isinstance(event, TokenEvent):
+        print(event.text, end="", flush=True)
+
+
+def _print_sources(answer) -> None:
+    if not answer.sources:
+        return
+    print("\n\nSources:" if answer.mode != "not-in-notes" else "\n\nClosest passages:")
+    for source in answer.sources:
+        hit = source.hit
+        mark = "*" if source.n in answer.cited else " "
+        heading = f"  {hit.heading.replace(' > ', ' › ')}" if hit.heading else ""
+        print(f"{mark}[{source.n}] {hit.source}, lines {hit.line_start}–{hit.line_end}{heading}")
+
+
+@command("ask")
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from .chat import QuestionError
+
+    engine = _open_engine(_answer_settings(args, settings))
+    if engine is None:
+        return 2
+    try:
+        history = _read_history(args.history)
+        answer = _answer_live(engine, args.question, history, (lambda e: None) if args.json else _print_event)
+    except (QuestionError, ValueError) as exc:  # ValueError: a malformed --history
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        _print_sources(answer)
+        print()
+    return 0
+
+
+@command("chat")
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from .chat import QuestionError
+    from .conversation import Message
+
+    engine = _open_engine(_answer_settings(args, settings))
+    if engine is None:
+        return 2
+    status = engine.status()
+    index = f"{status.index.files} notes, {status.index.chunks} passages" if status.index else status.index_error
+    print(f"notes: {index}\nanswers: {status.model or 'retrieval-only'} ({status.reason})", file=sys.stderr)
+    print("Ask a question. Ctrl-C stops an answer; Ctrl-C at the prompt or Ctrl-D quits.", file=sys.stderr)
+    history: list[Message] = []
+    while True:
+        try:
+            question = input("\n> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not question.strip():
+            continue
+        try:
+            answer = _answer_live(engine, question, history, _print_event)
+        except QuestionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return 130
+        if answer.cancelled:
+            print("\n(stopped)", file=sys.stderr)
+        _print_sources(answer)
+        history += [Message("user", question.strip()), Message("assistant", answer.text)]
+
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("questions")
     p.add_argument("--json", action="store_true")
     # --- answer command arguments ---
+    backends = ["auto", "openai", "llamacpp", "none"]
+    p = add("ask", "answer a question from the notes, with cited sources")
+    p.add_argument("question")
+    p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--history", help="JSON list of {role, content} turns")
+    p = add("chat", "talk with your notes in the terminal (follow-up questions work)")
+    p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")
     return parser
 
 

@@ -36,12 +36,14 @@ def is_followup(question: str) -> bool:
 
 
 def followup_context(question: str, history: Sequence[Message], max_chars: int = 300) -> str:
-    """The earlier turns an elliptical question refers to, as text to search with; "" if none.
+    """The earlier turns a question may refer to, as text to search with; "" without history.
+
+    Whether to lean on it, and how hard, is the retriever's call (see `is_followup`).
 
     The last user turn names the subject; the last answer often names it more precisely
     (“那是 Sentence-BERT…”), so both are used.
     """
-    if not history or not is_followup(question):
+    if not history:
         return ""
     last_user = next((m.content for m in reversed(history) if m.role == "user"), "")
     last_answer = next((m.content for m in reversed(history) if m.role == "assistant"), "")

@@ -109,7 +109,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
 
     chunks: list[Chunk] = []
     tokens: list[list[str]] = []
-    vector_rows: list[np.ndarray | None] = []
+    vector_rows: list[tuple[np.ndarray, np.ndarray] | None] = []  # (passage, title) vectors
     files: dict[str, FileEntry] = {}
     skipped_hashes: dict[str, str] = {}
     changed = 0
@@ -120,7 +120,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             for i in old_by_source.get(source, []):
                 chunks.append(old.chunks[i])
                 tokens.append(old.tokens[i])
-                vector_rows.append(old.vectors[i])
+                vector_rows.append((old.vectors[i], old.title_vectors[i]))
             files[source] = previous
             continue
         try:
@@ -140,7 +140,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             # An unchanged passage keeps its vector even when the file around it changed or moved.
             if old is not None and j is not None:
                 tokens.append(old.tokens[j])
-                vector_rows.append(old.vectors[j])
+                vector_rows.append((old.vectors[j], old.title_vectors[j]))
             else:
                 tokens.append(tokenize(chunk.embedding_text()))
                 vector_rows.append(None)
@@ -149,18 +149,23 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
 
     missing = [i for i, v in enumerate(vector_rows) if v is None]
     vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    title_vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
     for i, v in enumerate(vector_rows):
         if v is not None:
-            vectors[i] = v
+            vectors[i], title_vectors[i] = v
     batch = max(1, settings.embedding_batch_size)
     for start in range(0, len(missing), batch):
         progress("embedding passages", start, len(missing))
         ids = missing[start : start + batch]
         vectors[ids] = embedder.embed_passages([chunks[i].embedding_text() for i in ids])
+        titles = sorted({chunks[i].title() for i in ids})
+        title_rows = dict(zip(titles, embedder.embed_queries(titles)))
+        title_vectors[ids] = np.stack([title_rows[chunks[i].title()] for i in ids])
     progress("embedding passages", len(missing), len(missing))
 
     progress("writing index", 0, 1)
     dense = build_dense(vectors, settings.ann_min_chunks, settings.hnsw_m, settings.hnsw_ef_search)
+    title_dense = build_dense(title_vectors, settings.ann_min_chunks, settings.hnsw_m, settings.hnsw_ef_search)
     bm25 = BM25Index.build(tokens)
     manifest = Manifest(
         version=new_version_name(),
@@ -173,7 +178,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         skipped={s.source: s.reason for s in skipped},
         skipped_hashes=skipped_hashes,
     )
-    version = store.write(manifest, chunks, tokens, vectors, dense, bm25)
+    version = store.write(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense)
     store.prune(settings.keep_old_versions)
     progress("writing index", 1, 1)
     removed = len(set(old_files) - set(files)) if old else 0

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     chunk_target_chars: int = 500
     chunk_max_chars: int = 900
     # Code blocks are kept whole up to this size; beyond it they split at blank lines.
-    code_max_chars: int = 2500
+    code_max_chars: int = 1200
 
     # --- embeddings ----------------------------------------------------------
     # A sentence-transformers model name or local path. The default is served
@@ -60,7 +60,11 @@ class Settings(BaseSettings):
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
     # Calibrated on bench/data/dev.jsonl with `rag eval` (see bench/README.md).
-    relevance_threshold: float = 0.80
+    relevance_threshold: float = 0.84
+    relevance_sure_threshold: float = 0.92
+    relevance_english_offset: float = 0.04
+    topic_weight: float = 0.5
+    title_weight: float = 1.0
     dedup_similarity: float = 0.95
 
     # --- LLM -----------------------------------------------------------------

@@ -85,6 +85,10 @@ class LoadedIndex:
     vectors: np.ndarray  # (n, dim) float32, L2-normalised
     dense: faiss.Index
     bm25: BM25Index
+    # Each passage's title (its heading question) embedded as a query: users' questions
+    # resemble the notes' own questions more than their answers.
+    title_vectors: np.ndarray
+    title_dense: faiss.Index
 
 
 def _fsync_dir(path: Path) -> None:
@@ -147,10 +151,14 @@ class IndexStore:
                 tokens.append(row.pop("tokens"))
                 chunks.append(Chunk(**row))
         vectors = np.load(folder / "vectors.npy")
+        title_vectors = np.load(folder / "title_vectors.npy")
         dense = faiss.read_index(str(folder / "dense.faiss"))
-        if ef_search and hasattr(dense, "hnsw"):
-            dense.hnsw.efSearch = ef_search
-        return LoadedIndex(manifest, chunks, tokens, vectors, dense, BM25Index.load(folder))
+        title_dense = faiss.read_index(str(folder / "title_dense.faiss"))
+        for index in (dense, title_dense):
+            if ef_search and hasattr(index, "hnsw"):
+                index.hnsw.efSearch = ef_search
+        return LoadedIndex(manifest, chunks, tokens, vectors, dense, BM25Index.load(folder), title_vectors,
+                           title_dense)
 
     # --- writing -----------------------------------------------------------------
     @contextmanager
@@ -170,7 +178,7 @@ class IndexStore:
             lock.release()
 
     def write(self, manifest: Manifest, chunks: list[Chunk], tokens: list[list[str]], vectors: np.ndarray,
-              dense: faiss.Index, bm25: BM25Index) -> str:
+              dense: faiss.Index, bm25: BM25Index, title_vectors: np.ndarray, title_dense: faiss.Index) -> str:
         """Write a complete new version and make it current. Call with the lock held."""
         self.versions.mkdir(parents=True, exist_ok=True)
         folder = self.versions / manifest.version
@@ -181,14 +189,16 @@ class IndexStore:
             row["tokens"] = toks
             lines.append(json.dumps(row, ensure_ascii=False))
         _write_file(folder / "chunks.jsonl", ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        with open(folder / "vectors.npy", "wb") as fh:
-            np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
-            fh.flush()
-            os.fsync(fh.fileno())
+        for name, array in (("vectors.npy", vectors), ("title_vectors.npy", title_vectors)):
+            with open(folder / name, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+                fh.flush()
+                os.fsync(fh.fileno())
         faiss.write_index(dense, str(folder / "dense.faiss"))
+        faiss.write_index(title_dense, str(folder / "title_dense.faiss"))
         bm25.save(folder)
         _write_file(folder / "manifest.json", manifest.to_json().encode("utf-8"))
-        for name in ("dense.faiss", "bm25.npz", "bm25_vocab.json"):
+        for name in ("dense.faiss", "title_dense.faiss", "bm25.npz", "bm25_vocab.json"):
             with open(folder / name, "rb") as fh:
                 os.fsync(fh.fileno())
         _write_file(folder / COMPLETE_MARKER, b"")

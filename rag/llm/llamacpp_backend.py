@@ -163,6 +163,8 @@ class LlamaCppChatModel:
                     messages=[m.to_dict() for m in messages],
                     max_tokens=max_tokens,
                     temperature=temperature,
+                    # Small models loop on a phrase without it (SmolLM2 on Chinese notes did).
+                    repeat_penalty=1.1,
                     stream=True,
                 )
             except ValueError as exc:  # prompt longer than the window

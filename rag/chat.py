@@ -1,0 +1,355 @@
+"""Answering a question from the notes: retrieval, a grounded prompt, a streamed cited answer.
+
+``ChatEngine.stream`` yields, in order: one ``SourcesEvent`` (the numbered passages the
+answer may cite), ``TokenEvent``s (text deltas; their concatenation is the final
+answer text), and one ``DoneEvent`` carrying the ``Answer``. Whatever goes wrong with
+the LLM (unreachable, timeout, garbage), the user still gets an answer: the best
+passages, labelled retrieval-only, with a notice saying why.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Protocol, Sequence, Union
+
+from .conversation import Message, is_followup, trim_history
+from .llm import BackendChoice, ChatModel, LLMError, LLMUnavailable, select_backend
+from .prompting import (
+    NOT_COVERED,
+    CitationFilter,
+    Language,
+    Prompt,
+    Source,
+    build_answer_prompt,
+    build_rewrite_prompt,
+    detect_language,
+    not_in_notes_text,
+    number_sources,
+    parse_rewrite,
+    retrieval_only_text,
+)
+from .retrieval import IndexStatus, RetrievalResult
+from .settings import Settings
+
+__all__ = [
+    "Answer",
+    "ChatEngine",
+    "ChatEvent",
+    "DoneEvent",
+    "EngineStatus",
+    "Mode",
+    "PreparedAnswer",
+    "QuestionError",
+    "Source",
+    "SourcesEvent",
+    "TokenEvent",
+]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["llm", "retrieval-only", "not-in-notes"]
+
+# Rewriting a follow-up needs one short line, not an answer.
+REWRITE_MAX_TOKENS = 96
+# Tokens kept free between prompt and answer for the chat template's own markup.
+WINDOW_MARGIN = 16
+
+
+class QuestionError(ValueError):
+    """The question cannot be answered as given; ``str(exc)`` is meant for the user."""
+
+
+class RetrieverLike(Protocol):
+    def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult: ...
+
+    def status(self) -> IndexStatus: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    sources: list[Source]
+    cited: list[int]  # citation numbers used in ``text``; each is one of ``sources``
+    backend: str  # the model that wrote ``text`` ("openai:…", "llama.cpp:…"), or "none"
+    mode: Mode
+    notice: str | None = None  # why the answer is not what was asked for (LLM down, …)
+    search_query: str = ""
+    standalone_question: str | None = None  # the LLM's rewrite of a follow-up, when one was used
+    invalid_citations: list[int] = field(default_factory=list)  # invented numbers removed from the text
+    cancelled: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "text": self.text,
+            "mode": self.mode,
+            "backend": self.backend,
+            "notice": self.notice,
+            "cited": self.cited,
+            "invalid_citations": self.invalid_citations,
+            "cancelled": self.cancelled,
+            "search_query": self.search_query,
+            "standalone_question": self.standalone_question,
+            "sources": [s.to_dict() for s in self.sources],
+        }
+
+
+@dataclass(frozen=True)
+class SourcesEvent:
+    sources: list[Source]  # numbered as the answer cites them
+    relevant: bool  # False: the notes do not cover the question; these are only the closest
+    search_query: str  # what retrieval searched for (after follow-up resolution)
+    standalone_question: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    text: str
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    answer: Answer
+
+
+ChatEvent = Union[SourcesEvent, TokenEvent, DoneEvent]
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    backend: str  # "openai" | "llamacpp" | "none"
+    model: str | None  # ChatModel.name
+    reason: str  # why this backend (and, for retrieval-only, why no LLM)
+    llm_ok: bool  # the LLM answered a health check just now
+    llm_detail: str
+    index: IndexStatus | None
+    index_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedAnswer:
+    """Everything decided before the first token is asked of the LLM."""
+
+    question: str
+    language: Language
+    history: list[Message]  # trimmed to the budgets
+    retrieval: RetrievalResult
+    sources: list[Source]
+    prompt: Prompt | None  # None: no LLM call will be made
+    mode: Mode  # what the answer will be if the LLM behaves
+    notice: str | None
+    standalone_question: str | None
+
+
+_OLD_CITATION = re.compile(r"\s?[\[【]\d{1,3}(?:\s*[,，、]\s*\d{1,3})*[\]】]")
+
+
+def _fallback_notice(detail: str, language: Language) -> str:
+    if language == "zh":
+        return f"语言模型暂不可用（{detail}），以下为仅检索（retrieval-only）的回答。"
+    return f"{detail}; showing a retrieval-only answer."
+
+
+class ChatEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: RetrieverLike,
+        llm: ChatModel | None,
+        *,
+        backend_reason: str = "",
+    ) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self.llm = llm
+        self.backend_reason = backend_reason or ("LLM: " + llm.name if llm else "retrieval-only")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, retriever: RetrieverLike | None = None) -> "ChatEngine":
+        """Loads the index (raises IndexNotFound when there is none) and picks the LLM backend."""
+        if retriever is None:
+            from .retrieval import Retriever
+
+            retriever = Retriever.from_settings(settings)
+        choice: BackendChoice = select_backend(settings)
+        log.info("LLM backend: %s (%s)", choice.backend, choice.reason)
+        return cls(settings, retriever, choice.model, backend_reason=choice.reason)
+
+    # --- public API ---------------------------------------------------------------------
+    def check_question(self, question: str) -> str:
+        text = (question or "").strip()
+        if not text:
+            raise QuestionError("Please type a question.")
+        if len(text) > self.settings.max_question_chars:
+            raise QuestionError(
+                f"The question is too long ({len(text)} characters; the limit is "
+                f"{self.settings.max_question_chars}). Please shorten it."
+            )
+        return text
+
+    def stream(
+        self,
+        question: str,
+        history: Sequence[Message] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[ChatEvent]:
+        """Events for one answer. Raises QuestionError at once for an empty or too long question."""
+        text = self.check_question(question)
+        return self._stream(text, list(history), cancel)
+
+    def ask(self, question: str, history: Sequence[Message] = (), cancel: threading.Event | None = None) -> Answer:
+        answer = None
+        for event in self.stream(question, history, cancel):
+            if isinstance(event, DoneEvent):
+                answer = event.answer
+        assert answer is not None  # _stream always ends with a DoneEvent
+        return answer
+
+    def status(self) -> EngineStatus:
+        index, index_error = None, None
+        try:
+            index = self.retriever.status()
+        except Exception as exc:  # noqa: BLE001 - a status line must not fail
+            index_error = str(exc)
+        if self.llm is None:
+            return EngineStatus("none", None, self.backend_reason, False, "no LLM", index, index_error)
+        health = self.llm.health(timeout_s=1.0)
+        return EngineStatus(self.llm.backend, self.llm.name, self.backend_reason, health.ok, health.detail,
+                            index, index_error)
+
+    def prepare(
+        self,
+        question: str,
+        history: Sequence[Message] = (),
+        *,
+        rewrite: bool = True,
+        cancel: threading.Event | None = None,
+    ) -> PreparedAnswer:
+        """Retrieval and prompt assembly: every step before the LLM is asked to answer."""
+        question = self.check_question(question)
+        s = self.settings
+        language = detect_language(question)
+        history = trim_history(list(history), s.history_turns, s.history_chars)
+        notice: str | None = None
+        llm_usable = self.llm is not None
+
+        standalone: str | None = None
+        if rewrite and llm_usable and history and is_followup(question):
+            try:
+                standalone = self._rewrite(question, history, cancel)
+            except LLMUnavailable as exc:
+                # The server is down: asking it again for the answer would only wait twice.
+                notice, llm_usable = _fallback_notice(str(exc), language), False
+            except Exception as exc:  # noqa: BLE001 - rewriting is an optimisation; never fatal
+                log.warning("follow-up rewrite failed: %s", exc)
+
+        retrieval = self.retriever.retrieve(standalone or question, history, k=s.top_k)
+        sources = number_sources(retrieval.hits)
+        if not retrieval.relevant or not sources:
+            return PreparedAnswer(question, language, history, retrieval, sources, None, "not-in-notes", None,
+                                  standalone)
+        if not llm_usable:
+            if self.llm is None and s.llm_backend != "none":
+                notice = _fallback_notice(self.backend_reason, language)
+            return PreparedAnswer(question, language, history, retrieval, sources, None, "retrieval-only",
+                                  notice, standalone)
+
+        assert self.llm is not None
+        max_answer = min(s.llm_max_tokens, self.llm.context_tokens // 2)
+        prompt = build_answer_prompt(
+            question,
+            sources,
+            # Old answers' "[2]" pointed at other passages; left in, they invite wrong numbers.
+            [Message(m.role, _OLD_CITATION.sub("", m.content)) for m in history],
+            context_chars=s.context_chars,
+            max_prompt_tokens=self.llm.context_tokens - max_answer - WINDOW_MARGIN,
+            count_tokens=self.llm.count_tokens,
+        )
+        return PreparedAnswer(question, language, history, retrieval, prompt.sources, prompt, "llm", None,
+                              standalone)
+
+    # --- internals ----------------------------------------------------------------------
+    def _rewrite(self, question: str, history: list[Message], cancel: threading.Event | None) -> str | None:
+        assert self.llm is not None
+        out = "".join(
+            self.llm.stream(build_rewrite_prompt(question, history), max_tokens=REWRITE_MAX_TOKENS,
+                            temperature=0.0, cancel=cancel)
+        )
+        rewritten = parse_rewrite(out, question, history)
+        log.info("follow-up %r rewritten as %r (model said %r)", question, rewritten, out[:200])
+        return rewritten
+
+    def _stream(self, question: str, history: list[Message], cancel: threading.Event | None) -> Iterator[ChatEvent]:
+        prep = self.prepare(question, history, cancel=cancel)
+        retrieval = prep.retrieval
+        yield SourcesEvent(prep.sources, retrieval.relevant and bool(prep.sources), retrieval.search_query,
+                           prep.standalone_question)
+
+        def done(text: str, mode: Mode, backend: str = "none", notice: str | None = prep.notice,
+                 cited: list[int] | None = None, invalid: list[int] | None = None,
+                 cancelled: bool = False) -> DoneEvent:
+            if cited is None:
+                cited = [n for n in _cited_numbers(text) if 1 <= n <= len(prep.sources)]
+            return DoneEvent(Answer(question, text, prep.sources, cited, backend, mode, notice,
+                                    retrieval.search_query, prep.standalone_question, invalid or [], cancelled))
+
+        if prep.mode == "not-in-notes":
+            text = not_in_notes_text(prep.sources, prep.language)
+            yield TokenEvent(text)
+            yield done(text, "not-in-notes")
+            return
+        if prep.prompt is None or self.llm is None:
+            text = (prep.notice + "\n\n" if prep.notice else "") + retrieval_only_text(prep.sources, prep.language)
+            yield TokenEvent(text)
+            yield done(text, "retrieval-only")
+            return
+
+        llm = self.llm
+        prompt = prep.prompt
+        max_tokens = max(16, min(self.settings.llm_max_tokens, llm.context_tokens - prompt.tokens - WINDOW_MARGIN))
+        citations = CitationFilter(range(1, len(prep.sources) + 1))
+        failure: str | None = None
+        tokens = llm.stream(prompt.messages, max_tokens=max_tokens, temperature=self.settings.llm_temperature,
+                            cancel=cancel)
+        try:
+            for delta in tokens:
+                shown = citations.feed(delta)
+                if shown:
+                    yield TokenEvent(shown)
+        except LLMError as exc:
+            failure = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the user gets passages, not a traceback
+            log.exception("LLM generation failed")
+            failure = f"the language model failed ({type(exc).__name__}: {exc})"
+        finally:
+            tokens.close()
+        tail = citations.flush()
+        if tail:
+            yield TokenEvent(tail)
+        text = citations.text
+        cancelled = cancel is not None and cancel.is_set()
+
+        if failure is None and not text.strip() and not cancelled:
+            failure = f"{llm.name} returned an empty answer"
+        if failure is not None:
+            notice = _fallback_notice(failure, prep.language)
+            fallback = ("\n\n" if text.strip() else "") + notice + "\n\n" + retrieval_only_text(prep.sources,
+                                                                                                prep.language)
+            yield TokenEvent(fallback)
+            full = text + fallback
+            cited = list(dict.fromkeys(citations.cited + _cited_numbers(fallback)))
+            yield done(full, "retrieval-only", notice=notice, cited=cited, invalid=citations.invalid)
+            return
+        mode: Mode = "not-in-notes" if text.strip().startswith(NOT_COVERED[prep.language]) else "llm"
+        yield done(text, mode, backend=llm.name, notice=None, cited=citations.cited, invalid=citations.invalid,
+                   cancelled=cancelled)
+
+
+_CITE = re.compile(r"\[(\d{1,3})\]")
+
+
+def _cited_numbers(text: str) -> list[int]:
+    return list(dict.fromkeys(int(n) for n in _CITE.findall(text)))
