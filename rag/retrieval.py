@@ -186,11 +186,15 @@ class Retriever:
         best = (s.dense_weight * (1.5 if context else 1.0) + s.keyword_weight + s.title_weight
                 + (s.topic_weight if context else 0))
         kept: list[int] = []
+        shingles: dict[int, set[str]] = {}
         for idx in ranked:
             if len(kept) >= k:
                 break
-            if any(float(index.vectors[idx] @ index.vectors[j]) >= s.dedup_similarity for j in kept):
-                continue  # a near-duplicate passage adds nothing the reader has not seen
+            shingles[idx] = _shingles(index.chunks[idx].text)
+            # A near-duplicate passage (the same paragraph pasted into two notes) adds nothing new.
+            # Compared by text: embeddings of merely related passages are too close to tell apart.
+            if any(_overlap(shingles[idx], shingles[j]) >= s.dedup_similarity for j in kept):
+                continue
             kept.append(idx)
         hits = [
             Hit(rank=r + 1, score=min(1.0, fused[idx] * (s.rrf_k + 1) / best), chunk=index.chunks[idx])
@@ -235,12 +239,22 @@ def _term_unknown(term: str, index: LoadedIndex) -> bool:
     return all(p not in index.bm25.vocab for p in parts)
 
 
+def _shingles(text: str, n: int = 5) -> set[str]:
+    squashed = re.sub(r"\s+", "", text)
+    return {squashed[i : i + n] for i in range(max(len(squashed) - n + 1, 1))}
+
+
+def _overlap(a: set[str], b: set[str]) -> float:
+    """Share of the smaller passage found in the other (1.0: one contains the other)."""
+    return len(a & b) / max(min(len(a), len(b)), 1)
+
+
 def _same_topic(a: Chunk, b: Chunk) -> bool:
     """Same note and the same section or sibling sections, or a few lines apart."""
     if a.source != b.source:
         return False
     pa, pb = a.heading.split(" > "), b.heading.split(" > ")
-    if a.heading and b.heading and (pa[:-1] == pb[:-1] or a.heading.startswith(b.heading)
+    if a.heading and b.heading and ((len(pa) > 1 and pa[:-1] == pb[:-1]) or a.heading.startswith(b.heading)
                                     or b.heading.startswith(a.heading)):
         return True
-    return abs(a.line_start - b.line_start) <= 20
+    return abs(a.line_start - b.line_start) <= 8

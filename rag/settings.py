@@ -63,9 +63,9 @@ class Settings(BaseSettings):
     relevance_threshold: float = 0.84
     relevance_sure_threshold: float = 0.92
     relevance_english_offset: float = 0.04
-    topic_weight: float = 0.5
+    topic_weight: float = 1.0
     title_weight: float = 1.0
-    dedup_similarity: float = 0.95
+    dedup_similarity: float = 0.9
 
     # --- LLM -----------------------------------------------------------------
     llm_backend: Literal["auto", "openai", "llamacpp", "none"] = "auto"

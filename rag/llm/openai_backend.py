@@ -126,8 +126,10 @@ class OpenAIChatModel:
         }
         lc_messages = [(m.role, m.content) for m in messages]
         chunks = self._chat.stream(lc_messages, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body)
+        started = False  # a timeout before the first chunk and one mid-answer read differently
         try:
             for chunk in chunks:
+                started = True
                 if cancel is not None and cancel.is_set():
                     break
                 text = chunk.content if isinstance(chunk.content, str) else ""
@@ -135,16 +137,16 @@ class OpenAIChatModel:
                     yield text
                 if cancel is not None and cancel.is_set():
                     break
-        except openai.APITimeoutError as exc:
+        except (openai.APITimeoutError, httpx.TimeoutException) as exc:
+            if started:
+                raise LLMUnavailable(
+                    f"LLM server at {self.base_url} stopped answering (nothing for {self.timeout_s:g}s)"
+                ) from exc
             raise LLMUnavailable(f"LLM server at {self.base_url} did not answer within {self.timeout_s:g}s") from exc
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(f"LLM server at {self.base_url} is unreachable ({_short(exc)})") from exc
         except openai.APIStatusError as exc:
             raise LLMError(f"LLM server at {self.base_url} refused the request: HTTP {exc.status_code} {_short(exc)}") from exc
-        except httpx.TimeoutException as exc:
-            raise LLMUnavailable(
-                f"LLM server at {self.base_url} stopped answering (nothing for {self.timeout_s:g}s)"
-            ) from exc
         except httpx.HTTPError as exc:
             raise LLMUnavailable(f"LLM server at {self.base_url} dropped the connection ({_short(exc)})") from exc
         finally:
