@@ -143,45 +143,39 @@ class Retriever:
 
         s = self.settings
         n_cand = min(max(s.candidates, k * 3), len(index.chunks))
-        fused: dict[int, float] = {}
-
-        def add(ranking: Sequence[int], weight: float) -> None:
-            for rank, idx in enumerate(ranking):
-                if idx >= 0:
-                    fused[int(idx)] = fused.get(int(idx), 0.0) + weight / (s.rrf_k + rank + 1)
-
+        signals: list[_Signal] = []
         q_tokens = tokenize(question)
         keyword = index.bm25.scores(q_tokens)
+        lean = 0.0
         if context:
             q_vec, c_vec = self.embedder.embed_queries([question, context])
             both = q_vec + c_vec
             query_vec = both / max(float(np.linalg.norm(both)), 1e-12)
             dense_scores, dense_ids = index.dense.search(np.stack([query_vec, q_vec, c_vec]), n_cand)
-            _, title_ids = index.title_dense.search(query_vec[None, :], n_cand)
-            # The follow-up's own words lead; the earlier turns name the subject.
             # An elliptical question leans on the earlier turns; a complete one only a little,
             # in case the user changed the subject.
             lean = 1.0 if is_followup(question) else 0.4
-            add(dense_ids[0], s.dense_weight * lean)
-            add(dense_ids[1], s.dense_weight * (1.5 - lean))
+            signals.append(_Signal(dense_ids[0], dense_scores[0], s.dense_weight * lean))
+            signals.append(_Signal(dense_ids[1], dense_scores[1], s.dense_weight * (1.5 - lean)))
             c_keyword = index.bm25.scores(tokenize(context))
             keyword = keyword + 0.5 * lean * c_keyword
             topic = [int(i) for i in dense_ids[2][:3]] + [int(i) for i in np.argsort(-c_keyword)[:3]]
         else:
             query_vec = self.embedder.embed_queries([question])[0]
             dense_scores, dense_ids = index.dense.search(query_vec[None, :], n_cand)
-            _, title_ids = index.title_dense.search(query_vec[None, :], n_cand)
-            add(dense_ids[0], s.dense_weight)
+            signals.append(_Signal(dense_ids[0], dense_scores[0], s.dense_weight))
             topic = []
-        add(title_ids[0], s.title_weight)
-        kw_order = np.argsort(-keyword)[:n_cand]
-        add([i for i in kw_order if keyword[i] > 0], s.keyword_weight)
+        title_scores, title_ids = index.title_dense.search(query_vec[None, :], n_cand)
+        signals.append(_Signal(title_ids[0], title_scores[0], s.title_weight))
+        kw_ids = np.array([i for i in np.argsort(-keyword)[:n_cand] if keyword[i] > 0], dtype=np.int64)
+        signals.append(_Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
+        fused = _fuse(signals, s.fusion, s.rrf_k)
         if topic:
             # A follow-up asks about the same part of the notes as the turn before it.
             for idx in list(fused):
                 if any(_same_topic(index.chunks[idx], index.chunks[t]) for t in topic):
-                    fused[idx] += lean * s.topic_weight / (s.rrf_k + 1)
-
+                    fused[idx] += lean * s.topic_weight * (1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 0.5)
+        best = sum(sig.weight for sig in signals) * (1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0)
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
         best = (s.dense_weight * (1.5 if context else 1.0) + s.keyword_weight + s.title_weight
                 + (s.topic_weight if context else 0))
@@ -197,7 +191,7 @@ class Retriever:
                 continue
             kept.append(idx)
         hits = [
-            Hit(rank=r + 1, score=min(1.0, fused[idx] * (s.rrf_k + 1) / best), chunk=index.chunks[idx])
+            Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=index.chunks[idx])
             for r, idx in enumerate(kept)
         ]
         top_dense = float(dense_scores[0][0]) if len(dense_scores[0]) else 0.0
@@ -229,14 +223,44 @@ _LATIN_TERM = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{2,}")
 
 
 def _latin_share(text: str) -> float:
-    letters = [ch for ch in text if ch.isalpha()]
-    return sum(ch.isascii() for ch in letters) / len(letters) if letters else 0.0
+    """Share of Latin words among words and CJK characters: a word weighs what a character does,
+    so "投机解码（speculative decoding）是怎么加速推理的？" is a Chinese question."""
+    latin = len(re.findall(r"[A-Za-z]+", text))
+    cjk = len(re.findall(r"[\u3400-\u9fff]", text))
+    return latin / (latin + cjk) if latin + cjk else 0.0
 
 
 def _term_unknown(term: str, index: LoadedIndex) -> bool:
     """Neither the term nor any of its parts (split like the keyword index does) is in the notes."""
     parts = [p for p in tokenize(term) if len(p) >= 3] or [term]
     return all(p not in index.bm25.vocab for p in parts)
+
+
+@dataclass
+class _Signal:
+    """One ranking of candidate chunks (ids best first) with the scores behind it."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    weight: float
+
+
+def _fuse(signals: list[_Signal], mode: str, rrf_k: int) -> dict[int, float]:
+    """Combine rankings: reciprocal rank fusion, or a weighted sum of min-max scaled scores."""
+    fused: dict[int, float] = {}
+    for sig in signals:
+        valid = sig.ids >= 0
+        ids, scores = sig.ids[valid], np.asarray(sig.scores, dtype=np.float64)[valid]
+        if not len(ids):
+            continue
+        if mode == "rrf":
+            contrib = sig.weight / (rrf_k + 1 + np.arange(len(ids)))
+        else:
+            lo, hi = float(scores.min()), float(scores.max())
+            contrib = sig.weight * ((scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores))
+        for idx, c in zip(ids.tolist(), contrib.tolist()):
+            fused[idx] = fused.get(idx, 0.0) + c
+    return fused
 
 
 def _shingles(text: str, n: int = 5) -> set[str]:
