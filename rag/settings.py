@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     # --- retrieval -------------------------------------------------------------
     top_k: int = 5
     candidates: int = 50
+    fusion: Literal["rrf", "score"] = "score"
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
@@ -92,6 +93,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 5 * 1024 * 1024
     concurrency_limit: int = 2
     watch_corpus: bool = True
+    # Quiet time after the last change in corpus/ before re-indexing (editors save in bursts).
+    watch_debounce_s: float = 1.5
+    # Lines of the note shown above and below a cited passage.
+    source_context_lines: int = 3
 
     @classmethod
     def settings_customise_sources(
