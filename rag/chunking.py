@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .ingest import Document
 
 # Bump when the chunking rules change: a different version forces a full rebuild.
-CHUNKER_VERSION = "5"
+CHUNKER_VERSION = "6"
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ _CODE_START = re.compile(
 _CODE_SHAPE = re.compile(r"(^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S)|([;{}]\s*$)|(\w\(.*\)\s*$)|(^\s*[)\]}],?\s*$)")
 _TOPLEVEL_DEF = re.compile(r"^(class|def|async\s+def|function)\s+\w+|^#\s*\S|^@\w+")
 _METHOD_DEF = re.compile(r"^\s{2,8}(def|async\s+def)\s+\w+|^\s{2,8}@\w+")
-_SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+(?=[A-Z])")
+# Zero-width: the space after an English full stop stays in the text (it starts the next sentence).
+_SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;])|(?<=\.)(?=\s+[A-Z])")
 
 
 def _is_code_line(line: str) -> bool:
