@@ -106,7 +106,8 @@ _CHROME = re.compile(
     r"^\s*[•·*-]?\s*(点赞|收藏|评论(\s*\d+)?|举报|分享|打赏|关注|觉得还不错\?? ?一键收藏|提交|添加红包|"
     r"扫码支付|使用余额支付|钱包余额|抵扣说明|余额充值|实付|发出的红包|"
     r"非常没帮助|没帮助|一般|有帮助|非常有帮助|\d+)\s*$"
-    r"|posted @|阅读\(\d+\)|“相关推荐”|相关推荐|红包|成就一亿技术人"
+    # The red-envelope widget's own lines, not every line that says 红包 (notes discuss 抢红包 algorithms).
+    r"|posted @|阅读\(\d+\)|“相关推荐”|相关推荐|红包(祝福语|个数最小|金额最低)|红包主的粉丝|成就一亿技术人"
 )
 _TRAILER_HEAD = re.compile(
     r"^\s*(相关文章|相关推荐|推荐阅读|热门文章|猜你喜欢)\s*[:：]?\s*$|^posted @ \d{4}-"
