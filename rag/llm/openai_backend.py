@@ -39,6 +39,7 @@ class OpenAIChatModel:
         self._fallback_context = fallback_context_tokens
         self._max_model_len: int | None = None
         self._tokenize_ok: bool | None = None  # None: not tried yet
+        self._tokenize_failed_at = -_REPROBE_S
         self._probed_at = 0.0
         self._probe_lock = threading.Lock()
         # A refused or black-holed connect should fail fast even when generation may be slow.
@@ -63,11 +64,12 @@ class OpenAIChatModel:
     @property
     def context_tokens(self) -> int:
         if self._max_model_len is None and time.monotonic() - self._probed_at > _REPROBE_S:
-            self.health(timeout_s=2.0)
+            self.health(timeout_s=1.0)
         return self._max_model_len or self._fallback_context
 
     def count_tokens(self, text: str) -> int:
-        if self._tokenize_ok is not False:
+        down_recently = time.monotonic() - self._tokenize_failed_at < _REPROBE_S
+        if self._tokenize_ok is not False and not down_recently:
             try:
                 # vLLM's own endpoint: exact counts for whatever tokenizer the server runs.
                 resp = httpx.post(
@@ -81,7 +83,8 @@ class OpenAIChatModel:
                     return int(resp.json()["count"])
                 self._tokenize_ok = False  # not vLLM: llama.cpp server, Ollama, a proxy
             except (httpx.HTTPError, ValueError):
-                pass  # server down right now: the estimate will do, try again next time
+                # Down or hung: estimate, and do not wait on it again for every passage.
+                self._tokenize_failed_at = time.monotonic()
         return estimate_tokens(text)
 
     def health(self, timeout_s: float = 2.0) -> Health:
