@@ -55,6 +55,13 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     except IndexLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except FileNotFoundError as exc:  # no corpus folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the index being built is never served; the next `rag index` cleans it up",
+              file=sys.stderr)
+        return 130
     for skipped in report.skipped:
         print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
     print(report.summary())
@@ -72,11 +79,11 @@ def _read_history(raw: str | None) -> list:
 @command("retrieve")
 def cmd_retrieve(args: argparse.Namespace, settings: Settings) -> int:
     from .conversation import Message
-    from .retrieval import IndexNotFound, Retriever
+    from .retrieval import IndexMismatch, IndexNotFound, Retriever
 
     try:
         retriever = Retriever.from_settings(settings)
-    except IndexNotFound as exc:
+    except (IndexNotFound, IndexMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     k = args.k or settings.top_k
@@ -93,7 +100,11 @@ def cmd_retrieve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.question:
         print("error: give a question, or --batch FILE", file=sys.stderr)
         return 2
-    result = retriever.retrieve(args.question, _read_history(args.history), k=k)
+    try:
+        result = retriever.retrieve(args.question, _read_history(args.history), k=k)
+    except ValueError as exc:  # a blank question or a malformed --history
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(_result_json(None, result), ensure_ascii=False))
         return 0
