@@ -177,8 +177,6 @@ class Retriever:
                     fused[idx] += lean * s.topic_weight * (1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 0.5)
         best = sum(sig.weight for sig in signals) * (1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0)
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
-        best = (s.dense_weight * (1.5 if context else 1.0) + s.keyword_weight + s.title_weight
-                + (s.topic_weight if context else 0))
         kept: list[int] = []
         shingles: dict[int, set[str]] = {}
         for idx in ranked:
