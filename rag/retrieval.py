@@ -170,12 +170,14 @@ class Retriever:
         kw_ids = np.array([i for i in np.argsort(-keyword)[:n_cand] if keyword[i] > 0], dtype=np.int64)
         signals.append(_Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
         fused = _fuse(signals, s.fusion, s.rrf_k)
+        unit = 1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0  # what a first place is worth
+        topic_bonus = lean * s.topic_weight * (unit if s.fusion == "rrf" else 0.5) if topic else 0.0
         if topic:
             # A follow-up asks about the same part of the notes as the turn before it.
             for idx in list(fused):
                 if any(_same_topic(index.chunks[idx], index.chunks[t]) for t in topic):
-                    fused[idx] += lean * s.topic_weight * (1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 0.5)
-        best = sum(sig.weight for sig in signals) * (1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0)
+                    fused[idx] += topic_bonus
+        best = sum(sig.weight for sig in signals) * unit + topic_bonus  # first everywhere, on topic: 1.0
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
         kept: list[int] = []
         shingles: dict[int, set[str]] = {}
