@@ -296,12 +296,16 @@ def not_in_notes_text(sources: Sequence[Source], language: Language, *, closest:
 _REWRITE_SYSTEM: dict[Language, str] = {
     "zh": (
         "把用户最后的追问改写成一个不看对话也能理解的完整问题：补全“它”“这个”“那个”等指代的具体对象，"
-        "保留原问题的语言和关键词。只输出改写后的问题，不要回答它。"
+        "保留原问题的语言和关键词。只输出改写后的问题，不要回答它。\n"
+        "例：对话里用户问“Transformer 用哪种归一化？”，追问“为什么不用 BatchNorm？”，"
+        "应输出：Transformer 为什么不用 BatchNorm？"
     ),
     "en": (
         "Rewrite the user's last follow-up as a standalone question that can be understood without the "
         "conversation: replace words like 'it', 'this' or 'that' with what they refer to, and keep the "
-        "question's language and key terms. Output only the rewritten question; do not answer it."
+        "question's language and key terms. Output only the rewritten question; do not answer it.\n"
+        "Example: after 'Which normalisation does the Transformer use?', the follow-up 'Why not BatchNorm?' "
+        "becomes: Why does the Transformer not use BatchNorm?"
     ),
 }
 _REWRITE_LABELS: dict[Language, tuple[str, str, str, str]] = {
@@ -309,7 +313,8 @@ _REWRITE_LABELS: dict[Language, tuple[str, str, str, str]] = {
     "en": ("Conversation:", "User", "Assistant", "Follow-up:"),
 }
 _REWRITE_PREFIX = re.compile(
-    r"^\s*(?:改写后的问题|改写后|完整问题|问题|standalone question|rewritten question|question)\s*[:：]\s*",
+    r"^\s*(?:改写后的问题|改写后|完整问题|问题|追问|用户|助手|standalone question|rewritten question|question|"
+    r"follow-up|user|assistant)\s*[:：]\s*",
     re.IGNORECASE,
 )
 
@@ -351,10 +356,19 @@ def parse_rewrite(output: str, question: str, history: Sequence[Message] = ()) -
     """
     line = next((ln for ln in output.strip().splitlines() if ln.strip()), "")
     line = _REWRITE_PREFIX.sub("", line).strip().strip("\"'“”「」`").strip()
-    if not line or len(line) > max(3 * len(question), len(question) + 150):
+    # A rewrite adds the referent, so it is not much shorter than the follow-up; and a
+    # question stays a question (SmolLM2 often answers, or trails off into a statement).
+    if not line or len(line) > max(3 * len(question), len(question) + 150) or len(line) < 0.6 * len(question):
+        return None
+    if question.rstrip().endswith(("?", "？")) and not line.endswith(("?", "？")):
         return None
     if detect_language(line) != detect_language(question):
         return None
+    squashed = re.sub(r"\s+", "", line)
+    if squashed == re.sub(r"\s+", "", question):
+        return None  # nothing to resolve
+    if any(squashed in re.sub(r"\s+", "", m.content) for m in history):
+        return None  # an earlier turn copied back, not this question rewritten
     units = _units(line)
     if units:
         known = _units(question + "\n" + "\n".join(m.content for m in history))

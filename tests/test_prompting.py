@@ -206,6 +206,12 @@ def test_rewrite_prompt_carries_the_conversation_and_the_follow_up():
         # Switched language: the keyword index would miss the Chinese notes.
         ("What are the features of MAM Adapter?", None),
         ("", None),
+        # Small models copy an earlier turn back (label included): that is not this question.
+        ("用户: MAM Adapter 是怎么做的？", None),
+        ("助手：它为每个任务加适配器层，并引入掩码机制。", None),
+        ("它有哪些特点？", None),  # unchanged: nothing was resolved
+        ("什么？", None),  # lost the question
+        ("MAM Adapter 为每个任务加适配器层！", None),  # a statement, not a question
     ],
 )
 def test_parse_rewrite_keeps_only_faithful_rewrites(output, expected):

@@ -119,20 +119,26 @@ def test_engine_answer_citations_point_at_shown_passages(notes, vllm_server):  #
 
 def test_server_that_stops_answering_mid_way_gives_a_retrieval_only_answer(notes, vllm_server):  # noqa: F811
     """SIGSTOP freezes the real server mid-answer: the client's read times out."""
-    settings = notes.model_copy(update={"llm_timeout_s": 3.0, "llm_max_tokens": 400})
+    # A short prompt so that the first token comes well inside the timeout on a slow CPU.
+    settings = notes.model_copy(update={"llm_timeout_s": 10.0, "llm_max_tokens": 400, "context_chars": 400})
     engine = ChatEngine.from_settings(settings)
     pid = vllm_server.proc.pid
     events = []
+    frozen_at = None
     try:
         for event in engine.stream("Explain loss scaling in detail.", []):
             events.append(event)
-            if isinstance(event, TokenEvent) and len(events) == 3:
+            if isinstance(event, TokenEvent) and frozen_at is None:
                 os.kill(pid, signal.SIGSTOP)
+                frozen_at = time.monotonic()
     finally:
         os.kill(pid, signal.SIGCONT)
+    assert frozen_at is not None, "no token arrived before the fault was injected"
+    assert time.monotonic() - frozen_at < 30
     answer = events[-1].answer
     assert answer.mode == "retrieval-only"
     assert "stopped answering" in answer.notice and vllm_server.base_url in answer.notice
+    assert answer.text.index(answer.notice) > 0  # the partial answer stays above the notice
     assert "[Retrieval-only answer]" in answer.text
     assert_citations_valid(answer)
     deadline = time.monotonic() + 60
