@@ -275,6 +275,29 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         history += [Message("user", question.strip()), Message("assistant", answer.text)]
 
 
+@command("serve")
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The web UI (ui/app.py). Refuses a non-loopback address without RAG_USERNAME/RAG_PASSWORD."""
+    overrides = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    if args.no_watch:
+        overrides["watch_corpus"] = False
+    settings = _answer_settings(args, settings.model_copy(update=overrides))
+    from ui.bind import ServeError, check_bind
+
+    try:
+        check_bind(settings)  # before loading Gradio and the models: refuse at once
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from ui.app import serve
+
+    return serve(settings)
+
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", help="JSON list of {role, content} turns")
     p = add("chat", "talk with your notes in the terminal (follow-up questions work)")
     p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")
+    p = add("serve", "chat with your notes in the browser (http://127.0.0.1:7860)")
+    p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")
+    p.add_argument("--host", help="address to listen on (default: settings, RAG_HOST=127.0.0.1); any other "
+                                  "than loopback needs RAG_USERNAME and RAG_PASSWORD")
+    p.add_argument("--port", type=int, help="port (default: settings, RAG_PORT=7860)")
+    p.add_argument("--no-watch", action="store_true", help="do not re-index when files in the notes folder change")
     return parser
 
 

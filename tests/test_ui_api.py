@@ -1,0 +1,251 @@
+"""The web app without a browser: its API through gradio_client, login, binding rules,
+rendering (escaping) and the corpus watcher."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.indexing import build_index
+from rag.notes import PassageView
+from rag.settings import Settings
+from ui import render
+from ui.bind import ServeError, check_bind
+from ui.watcher import CorpusWatcher
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NOTES = {
+    "lora.md": "# LoRA 低秩适配\n\n## 原理\n\nLoRA（Low-Rank Adaptation）冻结预训练模型的权重，在注意力层旁加入低秩矩阵 A 和 B，"
+               "只训练这两个小矩阵，可训练参数很少。\n\n## 缺点\n\nLoRA 的缺点是秩 r 需要手工选择；秩太小时表达能力不足，"
+               "复杂任务上效果不如全量微调。\n",
+    "bm25.md": "# BM25 keyword search\n\nBM25 ranks passages by term frequency and inverse document frequency, "
+               "saturating term frequency with k1 and normalising document length with b.\n",
+    "cooking.txt": "Sourdough bread needs a starter fed with flour and water every day, and a long cold proof.\n",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_settings(tmp: Path, **extra) -> Settings:
+    corpus = tmp / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for name, text in NOTES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return Settings(corpus_dir=corpus, index_dir=tmp / "index", llm_backend="none", port=free_port(), **extra)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from ui.app import start
+
+    settings = make_settings(tmp_path_factory.mktemp("api"))
+    build_index(settings)
+    app, demo, url = start(settings, watch=False)
+    yield app, url
+    demo.close()
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server[1], verbose=False)
+
+
+# --- the API ----------------------------------------------------------------------------------------
+def test_ask_returns_the_answer_and_its_sources(client):
+    result = client.predict("What does BM25 rank passages by?", api_name="/ask")
+    assert result["mode"] == "retrieval-only"
+    assert result["backend"] == "none"
+    assert result["text"].strip()
+    top = result["sources"][0]
+    assert top["source"] == "bm25.md" and top["n"] == 1
+    assert {"label", "heading", "line_start", "line_end", "text", "score"} <= set(top)
+    assert "term frequency" in top["text"]
+    assert 1 in result["cited"]
+
+
+def test_ask_in_chinese_with_a_follow_up(client):
+    first = client.predict("LoRA 的原理是什么？", api_name="/ask")
+    assert first["sources"][0]["source"] == "lora.md"
+    history = [{"role": "user", "content": "LoRA 的原理是什么？"}, {"role": "assistant", "content": first["text"]}]
+    follow = client.predict("那它的缺点呢？", history, api_name="/ask")
+    top = [(s["source"], s["heading"]) for s in follow["sources"][:2]]
+    assert ("lora.md", "LoRA 低秩适配 > 缺点") in top
+
+
+def test_ask_refuses_an_empty_question(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="type a question"):
+        client.predict("   ", api_name="/ask")
+
+
+def test_status_names_the_index_and_why_answers_are_retrieval_only(client):
+    status = client.predict(api_name="/status")
+    assert status["index"]["files"] == 3 and status["index"]["chunks"] >= 3
+    assert "e5" in status["index"]["embedder"]
+    assert status["retrieval_only"] is True and status["llm_backend"] == "none"
+    assert "RAG_LLM_BACKEND=none" in status["llm_reason"]
+
+
+def test_only_the_api_endpoints_are_public(client):
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(named) == {"/ask", "/status"}
+
+
+def test_many_clients_at_once_all_get_answers(server):
+    from gradio_client import Client
+
+    questions = ["What does BM25 rank passages by?", "LoRA 的缺点是什么？", "How is sourdough bread proofed?"] * 3
+
+    def ask(q):
+        return q, Client(server[1], verbose=False).predict(q, api_name="/ask")
+
+    with ThreadPoolExecutor(len(questions)) as pool:
+        results = list(pool.map(ask, questions))
+    expected = {"What": "bm25.md", "LoRA": "lora.md", "How ": "cooking.txt"}
+    for q, result in results:
+        assert result["sources"][0]["source"] == expected[q[:4]]
+
+
+def test_analytics_are_off_and_nothing_is_shared(server):
+    import os
+
+    assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
+    config = httpx.get(server[1] + "config", timeout=10).json()
+    assert config.get("analytics_enabled") is False
+    assert not config.get("share_url")
+
+
+# --- binding and login --------------------------------------------------------------------------------
+@pytest.mark.parametrize("host, user, password, ok", [
+    ("127.0.0.1", None, None, True),
+    ("localhost", None, None, True),
+    ("::1", None, None, True),
+    ("0.0.0.0", None, None, False),
+    ("192.168.1.20", "me", None, False),
+    ("0.0.0.0", "me", "secret", True),
+    ("127.0.0.1", "me", None, False),  # half a login is a mistake anywhere
+])
+def test_binding_rules(host, user, password, ok):
+    settings = Settings(host=host, username=user, password=password)
+    if ok:
+        check_bind(settings)
+    else:
+        with pytest.raises(ServeError):
+            check_bind(settings)
+
+
+def test_rag_serve_refuses_a_public_address_without_login(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAG_HOST": "0.0.0.0"}
+    res = subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--corpus", str(tmp_path)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in res.stderr and "RAG_PASSWORD" in res.stderr
+
+
+def test_login_is_required_when_configured(tmp_path):
+    from gradio_client import Client
+
+    from ui.app import start
+
+    settings = make_settings(tmp_path, username="alice", password="correct horse")
+    build_index(settings)
+    app, demo, url = start(settings, watch=False)
+    try:
+        assert httpx.get(url + "config", timeout=10).status_code == 401
+        bad = httpx.post(url + "login", data={"username": "alice", "password": "wrong"}, timeout=10)
+        assert bad.status_code in (400, 401)
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict("BM25?", api_name="/ask")
+        result = Client(url, auth=("alice", "correct horse"), verbose=False).predict("BM25?", api_name="/ask")
+        assert result["sources"][0]["source"] == "bm25.md"
+    finally:
+        demo.close()
+        app.close()
+
+
+# --- rendering is escaped ------------------------------------------------------------------------------
+HOSTILE = '<script>window.__xss=1</script> <img src=x onerror="window.__xss=1"> & ![t](http://x/t.png)'
+
+
+def test_markdown_escapes_html_outside_code():
+    out = render.escape_markdown(HOSTILE + "\n\n```html\n<b>code</b>\n```\nand `<i>`")
+    assert "<script>" not in out and "&lt;script>" in out and "&lt;img" in out
+    assert "&amp;" in out and "!\\[t]" in out
+    assert "```html\n<b>code</b>\n```" in out and "`<i>`" in out  # code is left to the Markdown renderer
+
+
+def test_answer_citations_link_to_sources():
+    src = [type("S", (), {"label": "a.md › A (lines 1–2)"})(), type("S", (), {"label": "b.md (lines 3–3)"})()]
+    out = render.answer_markdown("Claim [1][2], not [9], code `x[1]`.", turn=4, sources=src, cited=[1, 2],
+                                 mode="llm", final=True)
+    assert "[\\[1\\]](#src-4-1)[\\[2\\]](#src-4-2)" in out
+    assert "[9]" in out and "`x[1]`" in out
+    assert "**Sources**" in out and "a.md › A (lines 1–2)" in out
+
+
+def test_sources_panel_escapes_note_text_and_marks_words():
+    view = PassageView("x<y>.md", "H <b>", 1, 1, [(1, HOSTILE + " BM25 passages", True), (2, "<i>ctx</i>", False)],
+                       ["BM25", "script"])
+    html = render.sources_html([(1, view)], turn=1, cited=[1])
+    assert "<script>" not in html and "<img" not in html and "<i>" not in html and "<b>" not in html
+    assert "onerror=&quot;window.__xss=1&quot;" in html and "x&lt;y&gt;.md" in html
+    assert "<mark>BM25</mark>" in html and "&lt;<mark>script</mark>&gt;" in html
+    assert 'id="src-1-1"' in html and "cited" in html
+
+
+def test_status_line_says_retrieval_only_and_why():
+    html = render.status_html(index=None, index_error="No index <yet>", model=None,
+                              reason="retrieval-only: no server at http://127.0.0.1:8000/v1")
+    assert "retrieval-only" in html and "no server at" in html and "No index &lt;yet&gt;" in html
+    down = render.status_html(model="openai:Qwen/Qwen3-8B", reason="vLLM", llm_down="connection refused")
+    assert "not reachable now" in down and "retrieval-only" in down and "connection refused" in down
+
+
+# --- the watcher ----------------------------------------------------------------------------------------
+def test_watcher_reports_outside_edits_once_after_a_quiet_time(tmp_path):
+    calls: list[list[str]] = []
+    fired = threading.Event()
+
+    def on_change(changed):
+        calls.append(changed)
+        fired.set()
+
+    watcher = CorpusWatcher(tmp_path, (".md", ".txt"), on_change, debounce_s=0.6).start()
+    try:
+        time.sleep(0.3)
+        for i in range(5):
+            (tmp_path / "a.md").write_text(f"version {i}", encoding="utf-8")
+            time.sleep(0.05)
+        (tmp_path / "b.txt").write_text("b", encoding="utf-8")
+        (tmp_path / ".upload-123.tmp").write_text("temp", encoding="utf-8")  # hidden: ignored
+        (tmp_path / "image.png").write_bytes(b"png")  # not a note: ignored
+        assert fired.wait(10)
+        time.sleep(1.0)
+        assert calls == [["a.md", "b.txt"]]
+        fired.clear()
+        (tmp_path / "a.md").unlink()
+        assert fired.wait(10)
+        assert calls[-1] == ["a.md"]
+    finally:
+        watcher.stop()

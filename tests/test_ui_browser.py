@@ -1,0 +1,489 @@
+"""End to end in a real browser: the app server over a small notes folder, driven by Chromium.
+
+Answers are retrieval-only (no LLM) except in the streaming/stop tests, which give the
+engine a slow fake model. Screenshots of the main states go to artifacts/screenshots/.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.indexing import build_index
+from rag.settings import Settings
+from rag.store import IndexStore
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+NOTES = {
+    "lora.md": "# LoRA 低秩适配\n\n## 原理\n\nLoRA（Low-Rank Adaptation）冻结预训练模型的权重，在注意力层旁加入低秩矩阵 A 和 B，"
+               "只训练这两个小矩阵，可训练参数很少。\n\n## 缺点\n\nLoRA 的缺点是秩 r 需要手工选择；秩太小时表达能力不足，"
+               "复杂任务上效果不如全量微调。推理时如果不合并权重，会多一点延迟。\n",
+    "bm25.md": "# BM25 keyword search\n\nSome intro line.\n\n## Scoring\n\nBM25 ranks passages by term frequency and "
+               "inverse document frequency.\nIt saturates term frequency with k1 and normalises document length "
+               "with b.\n\n## When to use it\n\nKeyword search is strong for exact terms such as error codes.\n",
+    "cooking.txt": "Sourdough bread needs a starter fed with flour and water every day, and a long cold proof "
+                   "in the fridge overnight.\n",
+    "xss.md": "# Hostile note\n\nThis hostile note has a script tag <script>window.__xss=1</script> and an image\n"
+              '<img src=x onerror="window.__xss=1"> that must show as plain text.\n',
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class GatedEmbedder:
+    """The real embedder for rebuilds, with a gate a test can close to hold a rebuild mid-way."""
+
+    def __init__(self, settings: Settings) -> None:
+        from rag.embeddings import make_embedder
+
+        self.inner = make_embedder(settings)
+        self.identity, self.dim = self.inner.identity, self.inner.dim
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()
+
+    def embed_passages(self, texts):
+        if not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait(120)
+        return self.inner.embed_passages(texts)
+
+    def embed_queries(self, texts):
+        return self.inner.embed_queries(texts)
+
+
+def make_corpus(tmp: Path, **extra) -> Settings:
+    corpus = tmp / "corpus"
+    corpus.mkdir()
+    for name, text in NOTES.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return Settings(corpus_dir=corpus, index_dir=tmp / "index", llm_backend="none", port=free_port(), **extra)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from ui.app import start
+
+    settings = make_corpus(tmp_path_factory.mktemp("ui"), max_upload_bytes=64 * 1024, watch_debounce_s=0.5)
+    build_index(settings)
+    embedder = GatedEmbedder(settings)
+    app, demo, url = start(settings, watch=True, index_embedder=embedder)
+    yield app, url, settings, embedder
+    embedder.gate.set()
+    demo.close()
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1366, "height": 860}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server[1])
+    page.locator("#question textarea").wait_for()
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def shot(page, name: str, full_page: bool = False) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+def bot_messages(page):
+    return page.locator('#chat [data-testid="bot"]')
+
+
+def ask(page, question: str, timeout: float = 30) -> str:
+    """Type a question, press Enter, and return the answer's text once it is in."""
+    before = bot_messages(page).count()
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if bot_messages(page).count() > before:
+            text = bot_messages(page).last.inner_text()
+            if text.strip() and "Searching your notes" not in text:
+                page.wait_for_timeout(300)  # the sources panel's final render follows the answer
+                return bot_messages(page).last.inner_text()
+        page.wait_for_timeout(50)
+    raise AssertionError(f"no answer to {question!r} within {timeout}s")
+
+
+def source_summaries(page) -> list[str]:
+    return [s.inner_text() for s in page.locator("#sources details.src > summary").all()]
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(200)
+
+
+def wait_idle(app, timeout: float = 180) -> None:
+    assert app.reindexer.wait(timeout), "the rebuild did not finish"
+
+
+# --- asking ---------------------------------------------------------------------------------------
+def test_home_shows_the_index_and_that_answers_are_retrieval_only(page):
+    status = page.locator("#topbar").inner_text()
+    assert "4 notes" in status and "passages" in status
+    assert "retrieval-only" in status and "RAG_LLM_BACKEND=none" in status
+    assert "multilingual-e5-small" in status
+    shot(page, "01_home")
+
+
+def test_ask_shows_the_answer_and_names_the_right_note(page):
+    answer = ask(page, "What does BM25 rank passages by?")
+    assert "bm25.md" in answer and "term frequency" in answer
+    summaries = source_summaries(page)
+    assert summaries and "bm25.md" in summaries[0] and "lines" in summaries[0]
+    assert "Scoring" in summaries[0]  # the heading path
+    shot(page, "02_answer")
+
+
+def test_a_citation_opens_its_passage_in_the_note_with_words_marked(page):
+    ask(page, "What does BM25 rank passages by?")
+    links = page.locator('#chat [data-testid="bot"] a[href*="#src-"]')
+    assert links.count() >= 2
+    target = links.nth(1).get_attribute("href").split("#")[-1]
+    details = page.locator(f"#{target}")
+    assert details.get_attribute("open") is None
+    links.nth(1).click()
+    page.wait_for_function(f"document.getElementById('{target}').open === true")
+    first = page.locator("#sources details.src").first
+    assert first.get_attribute("open") is not None
+    passage = first.locator(".ln.in")
+    assert passage.count() >= 1 and passage.first.is_visible()
+    context_lines = first.locator(".ln:not(.in)")
+    assert context_lines.count() >= 1  # surrounding lines of the note are shown too
+    marks = [m.inner_text() for m in first.locator(".ln.in mark").all()]
+    assert {"BM25", "passages", "ranks"} <= set(marks)
+    assert page.url.rstrip("/").endswith(str(server_port(page)))  # the link did not navigate away
+    shot(page, "03_source_opened")
+
+
+def server_port(page) -> int:
+    return int(page.url.split(":")[-1].split("/")[0])
+
+
+def test_follow_up_question_stays_on_the_subject(page):
+    first = ask(page, "LoRA 的原理是什么？")
+    assert "lora.md" in first and "仅检索" in first
+    ask(page, "那它的缺点呢？")
+    summaries = source_summaries(page)
+    assert any("lora.md" in s and "缺点" in s for s in summaries[:2]), summaries
+    marks = [m.inner_text() for m in page.locator("#sources .ln.in mark").all()]
+    assert "缺点" in marks
+    users = page.locator('#chat [data-testid="user"]')
+    assert users.count() == 2 and "那它的缺点呢" in users.last.inner_text()
+    shot(page, "04_follow_up")
+
+
+def test_retry_and_new_chat(page):
+    ask(page, "How is sourdough bread proofed?")
+    page.locator("#retry").click()
+    page.wait_for_timeout(300)
+    deadline = time.time() + 20
+    while "Searching your notes" in bot_messages(page).last.inner_text() and time.time() < deadline:
+        page.wait_for_timeout(50)
+    assert bot_messages(page).count() == 1 and page.locator('#chat [data-testid="user"]').count() == 1
+    assert "cooking.txt" in bot_messages(page).last.inner_text()
+    page.locator("#new-chat").click()
+    page.wait_for_timeout(500)
+    assert bot_messages(page).count() == 0
+    assert "appear here" in page.locator("#sources").inner_text()
+    ask(page, "BM25?")
+    assert bot_messages(page).count() == 1
+
+
+def test_each_browser_session_has_its_own_conversation(browser, server):
+    pages = []
+    for _ in range(2):
+        ctx = browser.new_context(viewport={"width": 1000, "height": 800})
+        p = ctx.new_page()
+        p.goto(server[1])
+        p.locator("#question textarea").wait_for()
+        pages.append(p)
+    ask(pages[0], "LoRA 的原理是什么？")
+    ask(pages[1], "How is sourdough bread proofed?")
+    ask(pages[0], "那它的缺点呢？")
+    first_users = [u.inner_text() for u in pages[0].locator('#chat [data-testid="user"]').all()]
+    second_users = [u.inner_text() for u in pages[1].locator('#chat [data-testid="user"]').all()]
+    assert len(first_users) == 2 and len(second_users) == 1
+    assert "sourdough" in second_users[0] and not any("sourdough" in u for u in first_users)
+    assert any("lora.md" in s for s in source_summaries(pages[0])[:2])
+    for p in pages:
+        p.context.close()
+
+
+def test_a_hostile_note_is_shown_as_text_and_runs_nothing(page):
+    answer = ask(page, "hostile note with a script tag and an image")
+    assert "<script>window.__xss=1</script>" in answer
+    assert 'onerror="window.__xss=1"' in answer
+    xss = page.locator("#sources details.src", has_text="xss.md").first
+    if xss.get_attribute("open") is None:
+        xss.locator("summary").click()
+    assert "<script>window.__xss=1</script>" in xss.inner_text()
+    page.wait_for_timeout(500)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    injected = page.evaluate("""() => document.querySelectorAll(
+        '#chat script, #sources script, #chat img[src="x"], #sources img, [onerror]').length""")
+    assert injected == 0
+    shot(page, "07_hostile_note_as_text")
+
+
+# --- notes --------------------------------------------------------------------------------------
+def upload(page, files: list[dict]) -> str:
+    """Upload files in the Notes tab; returns the message shown."""
+    old = page.locator("#notes-msg .msg").inner_text() if page.locator("#notes-msg .msg").count() else ""
+    page.evaluate("old => { window.__oldMsg = old; }", old)
+    page.locator("#upload input[type=file]").set_input_files(files)
+    page.wait_for_function(
+        "() => { const el = document.querySelector('#notes-msg .msg'); "
+        "return el && el.innerText.trim() && el.innerText !== window.__oldMsg; }",
+        timeout=30_000)
+    return page.locator("#notes-msg .msg").inner_text()
+
+
+def test_bad_uploads_are_refused_with_a_clear_message_and_change_nothing(page, server):
+    app, _, settings, _ = server
+    wait_idle(app)
+    corpus_root = Path(settings.corpus_dir).parent
+    before_files = snapshot(Path(settings.corpus_dir))
+    before_index = IndexStore(settings.index_dir).current_version()
+    open_tab(page, "Notes")
+    cases = [
+        ([{"name": "../../evil.md", "mimeType": "text/markdown", "buffer": b"# evil\n\nowned"}], "folders"),
+        ([{"name": "photo.md", "mimeType": "text/markdown",
+           "buffer": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4}], "not a text note"),
+        ([{"name": "big.md", "mimeType": "text/markdown", "buffer": b"# big\n" + b"x" * (100 * 1024)}], "at most"),
+        ([{"name": "fine.md", "mimeType": "text/markdown", "buffer": b"# fine"},
+          {"name": "bad.md", "mimeType": "text/markdown", "buffer": b"\x00\x01binary"}], "Nothing was added"),
+    ]
+    for files, words in cases:
+        message = upload(page, files)
+        assert words in message, message
+        assert page.locator("#notes-msg .err").count() == 1
+        if words == "folders":
+            shot(page, "06_bad_upload_refused")
+    time.sleep(1.0)  # give the watcher a chance to (wrongly) notice something
+    assert snapshot(Path(settings.corpus_dir)) == before_files
+    assert not (corpus_root / "evil.md").exists() and not (corpus_root.parent / "evil.md").exists()
+    assert IndexStore(settings.index_dir).current_version() == before_index
+    assert not app.reindexer.status().running
+
+
+def test_upload_notes_rebuild_and_find_them_by_asking(page, server):
+    app, _, settings, _ = server
+    wait_idle(app)
+    open_tab(page, "Notes")
+    message = upload(page, [
+        {"name": "注意力机制.md", "mimeType": "text/markdown",
+         "buffer": "# 注意力机制\n\n自注意力（self-attention）计算查询和键的点积，除以根号 d 后做 softmax 得到权重。\n".encode()},
+        {"name": "checkpointing.txt", "mimeType": "text/plain",
+         "buffer": b"Gradient checkpointing saves memory by recomputing activations during the backward pass.\n"},
+    ])
+    assert "Added 2 notes" in message and "注意力机制.md" in message
+    assert (Path(settings.corpus_dir) / "注意力机制.md").exists()
+    page.wait_for_function("document.querySelector('#reindex').innerText.includes('Index updated')",
+                           timeout=180_000)
+    page.wait_for_function("document.querySelector('#notes-list').innerText.includes('注意力机制.md')")
+    shot(page, "05_upload_and_rebuild")
+    open_tab(page, "Sources")
+    ask(page, "自注意力是怎么计算的？")
+    assert "注意力机制.md" in source_summaries(page)[0]
+    ask(page, "How does gradient checkpointing save memory?")
+    assert "checkpointing.txt" in source_summaries(page)[0]
+    # The same file again is recognised by its content.
+    open_tab(page, "Notes")
+    again = upload(page, [{"name": "copy.txt", "mimeType": "text/plain",
+                           "buffer": b"Gradient checkpointing saves memory by recomputing activations during the "
+                                     b"backward pass.\n"}])
+    assert "already in your notes as “checkpointing.txt”" in again
+
+
+def test_questions_are_answered_while_the_index_rebuilds(page, server):
+    app, _, settings, embedder = server
+    wait_idle(app)
+    old_version = IndexStore(settings.index_dir).current_version()
+    embedder.gate.clear()
+    embedder.waiting.clear()
+    try:
+        (Path(settings.corpus_dir) / "quantization.md").write_text(
+            "# Quantization\n\nInt8 quantization stores weights in eight bits with a per-channel scale.\n",
+            encoding="utf-8")
+        open_tab(page, "Notes")
+        page.locator("#rebuild").click()
+        assert embedder.waiting.wait(60), "the rebuild never reached the embedding step"
+        page.wait_for_function("document.querySelector('#reindex').innerText.includes('Re-indexing')")
+        assert "previous index" in page.locator("#reindex").inner_text()
+        open_tab(page, "Sources")
+        answer = ask(page, "What does BM25 rank passages by?")
+        assert "bm25.md" in answer
+        assert app.reindexer.status().running  # answered from the old index, mid-rebuild
+        assert IndexStore(settings.index_dir).current_version() == old_version
+        page.wait_for_function("document.querySelector('#topbar').innerText.includes('re-indexing')")
+        shot(page, "10_answer_during_rebuild")
+    finally:
+        embedder.gate.set()
+    wait_idle(app)
+    assert IndexStore(settings.index_dir).current_version() != old_version
+    ask(page, "How are weights stored with int8 quantization?")
+    assert "quantization.md" in source_summaries(page)[0]
+
+
+def test_delete_a_note(page, server):
+    app, _, settings, _ = server
+    wait_idle(app)
+    open_tab(page, "Notes")
+    page.locator("#note-pick input").click()
+    page.get_by_role("option", name="cooking.txt").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#delete").click()
+    page.wait_for_function("(document.querySelector('#notes-msg .msg') || {innerText: ''}).innerText"
+                           ".includes('Deleted')")
+    assert not (Path(settings.corpus_dir) / "cooking.txt").exists()
+    wait_idle(app)
+    open_tab(page, "Sources")
+    ask(page, "How is sourdough bread proofed?")
+    assert not any("cooking.txt" in s for s in source_summaries(page))
+
+
+def test_edits_outside_the_app_are_picked_up(page, server):
+    app, _, settings, _ = server
+    wait_idle(app)
+    (Path(settings.corpus_dir) / "outside edit.md").write_text(
+        "# Speculative decoding\n\nA small draft model proposes tokens that the large model verifies in one pass.\n",
+        encoding="utf-8")
+    open_tab(page, "Notes")
+    page.wait_for_function("document.querySelector('#reindex').innerText.includes('outside edit.md')",
+                           timeout=60_000)
+    wait_idle(app)
+    page.wait_for_function("document.querySelector('#notes-list').innerText.includes('outside edit.md')")
+    open_tab(page, "Sources")
+    ask(page, "How does speculative decoding use a draft model?")
+    assert "outside edit.md" in source_summaries(page)[0]
+
+
+def test_layout_holds_on_a_phone(browser, server):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True)
+    page = ctx.new_page()
+    page.goto(server[1])
+    page.locator("#question textarea").wait_for()
+    ask(page, "LoRA 的缺点是什么？")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392, f"the page scrolls sideways on a phone ({width}px)"
+    for sel in ("#question textarea", "#send", "#stop", "#chat"):
+        box = page.locator(sel).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 391, (sel, box)
+    shot(page, "08_phone", full_page=True)
+    ctx.close()
+
+
+# --- streaming and stopping (a slow fake model) ----------------------------------------------------
+class SlowModel:
+    """A ChatModel that writes a long cited answer slowly and stops when told to."""
+
+    name = "fake:slow-writer"
+    backend = "fake"
+    context_tokens = 8192
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3 + 1
+
+    def stream(self, messages, *, max_tokens, temperature, cancel=None):
+        words = ("LoRA freezes the pretrained weights and trains two small matrices [1]. " * 40).split(" ")
+        for word in words:
+            if cancel is not None and cancel.is_set():
+                return
+            time.sleep(0.08)
+            yield word + " "
+
+    def health(self, timeout_s: float = 2.0):
+        from rag.llm import Health
+
+        return Health(True, "fake model, always up")
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory):
+    from rag.chat import ChatEngine
+    from rag.retrieval import Retriever
+    from ui.app import start
+
+    settings = make_corpus(tmp_path_factory.mktemp("slow"))
+    build_index(settings)
+    engine = ChatEngine(settings, Retriever.from_settings(settings), SlowModel(), backend_reason="test model")
+    app, demo, url = start(settings, watch=False, engine=engine)
+    yield url
+    demo.close()
+    app.close()
+
+
+def test_answer_streams_in_and_stop_ends_it(browser, slow_server):
+    ctx = browser.new_context(viewport={"width": 1366, "height": 860})
+    page = ctx.new_page()
+    page.goto(slow_server)
+    page.locator("#question textarea").wait_for()
+    assert "fake:slow-writer" in page.locator("#topbar").inner_text()  # the model that answers is named
+    page.locator("#question textarea").fill("LoRA 的原理是什么？")
+    page.locator("#question textarea").press("Enter")
+    page.wait_for_function("""() => { const m = document.querySelectorAll('#chat [data-testid="bot"]');
+        return m.length && m[m.length - 1].innerText.includes('freezes'); }""", timeout=30_000)
+    first = len(bot_messages(page).last.inner_text())
+    page.wait_for_timeout(800)
+    second = len(bot_messages(page).last.inner_text())
+    assert second > first, "the answer does not stream"
+    assert bot_messages(page).last.locator('a[href*="#src-"]').count() >= 1  # live citations
+    shot(page, "09_streaming")
+    page.locator("#stop").click()
+    page.wait_for_function("""() => { const m = document.querySelectorAll('#chat [data-testid="bot"]');
+        return m[m.length - 1].innerText.includes('(stopped)'); }""", timeout=10_000)
+    stopped = bot_messages(page).last.inner_text()
+    assert len(stopped) < len("LoRA freezes the pretrained weights and trains two small matrices [1]. ") * 40
+    page.wait_for_timeout(500)
+    assert bot_messages(page).last.inner_text() == stopped  # nothing more arrives
+    shot(page, "09b_stopped")
+    # The conversation goes on after a stop.
+    page.locator("#question textarea").fill("那它的缺点呢？")
+    page.locator("#question textarea").press("Enter")
+    page.wait_for_function("""() => document.querySelectorAll('#chat [data-testid="bot"]').length === 2""")
+    page.locator("#stop").click()
+    ctx.close()

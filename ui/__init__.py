@@ -1,0 +1,1 @@
+"""The web UI: a thin Gradio shell over the `rag` library (see ui/app.py)."""
