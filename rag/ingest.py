@@ -112,6 +112,7 @@ _CHROME = re.compile(
 _TRAILER_HEAD = re.compile(
     r"^\s*(相关文章|相关推荐|推荐阅读|热门文章|猜你喜欢)\s*[:：]?\s*$|^posted @ \d{4}-"
 )
+_BARE_NUMBER = re.compile(r"^\s*[•·*-]?\s*\d+\s*$")
 _PAGE_CHROME_FIRST_LINE = re.compile(r"^\s*(Bootstrap|;)\s*$")
 
 
@@ -134,10 +135,11 @@ def _trailer_start(lines: list[str]) -> int:
     for i in range(n // 2, n):
         if _TRAILER_HEAD.match(lines[i]):
             return i
+        # Bare numbers are like/favourite counters only next to the buttons themselves:
+        # printed output ("0", "1", "2") is not a trailer.
         if _CHROME.search(lines[i]):
-            window = [ln for ln in lines[i : i + 12] if ln.strip()]
-            hits = sum(1 for ln in window if _CHROME.search(ln))
-            if hits >= 3:
+            window = [ln for ln in lines[i : i + 12] if ln.strip() and _CHROME.search(ln)]
+            if len(window) >= 3 and sum(not _BARE_NUMBER.match(ln) for ln in window) >= 2:
                 return i
     return n
 

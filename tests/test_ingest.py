@@ -152,6 +152,19 @@ def test_a_note_that_discusses_the_clutter_words_keeps_its_content(tmp_path):
     assert load_document(path, "红包.txt", 10**6).lines == tuple(raw)
 
 
+def test_printed_numbers_in_the_second_half_are_not_mistaken_for_like_counters(tmp_path):
+    raw = [
+        "Python 基础", "",
+        "1、range 怎么用？", "", "range(n) 生成 0 到 n-1 的整数。", "",
+        "2、下面的代码输出什么？", "", "for i in range(3):", "    print(i)", "",
+        "输出：", "0", "1", "2", "",
+        "3、列表推导式是什么？", "", "[x * x for x in range(5)] 生成平方数列表。", "",
+    ]
+    path = tmp_path / "python.txt"
+    path.write_text("\n".join(raw), encoding="utf-8")
+    assert load_document(path, "python.txt", 10**6).lines == tuple(raw)
+
+
 def test_a_repeated_copy_of_the_article_on_one_long_line_is_dropped(tmp_path):
     paragraphs = [f"第{i}段讨论位置编码的第{i}种做法以及它对长文本外推能力的影响，并给出相应的实验结论。" for i in range(40)]
     raw = ["位置编码", ""] + [p for para in paragraphs for p in (para, "")] + ["".join(paragraphs)]
