@@ -93,8 +93,13 @@ def cmd_retrieve(args: argparse.Namespace, settings: Settings) -> int:
                 if not line.strip():
                     continue
                 item = json.loads(line)
-                history = [Message.from_dict(d) for d in item.get("history") or []]
-                result = retriever.retrieve(item["question"], history, k=k)
+                try:
+                    history = [Message.from_dict(d) for d in item.get("history") or []]
+                    result = retriever.retrieve(item.get("question", ""), history, k=k)
+                except ValueError as exc:  # one bad line must not lose the answers to the others
+                    print(json.dumps({"id": item.get("id"), "relevant": False, "hits": [], "error": str(exc)},
+                                     ensure_ascii=False), flush=True)
+                    continue
                 print(json.dumps(_result_json(item.get("id"), result), ensure_ascii=False), flush=True)
         return 0
     if not args.question:

@@ -98,7 +98,8 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(model, device="cpu")
         self.prompts = prompts or known_prompts(model)
         self.batch_size = batch_size
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
         self.identity = f"sentence-transformers:{model}"
 
     def _encode(self, texts: Sequence[str], prefix: str, prompt_name: str | None = None) -> np.ndarray:

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # --- retrieval -------------------------------------------------------------
     top_k: int = 5
     candidates: int = 50
-    fusion: Literal["rrf", "score"] = "score"
+    fusion: Literal["rrf", "score"] = "rrf"
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
