@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # Past this many chunks the FAISS index becomes approximate (HNSW); see bench/scale.py.
     ann_min_chunks: int = 50_000
     hnsw_m: int = 32
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 256
     keep_old_versions: int = 1
 
     # --- retrieval -------------------------------------------------------------
