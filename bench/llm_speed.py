@@ -45,11 +45,14 @@ def grounded_prompt(settings: Settings, model: ChatModel, max_tokens: int) -> li
 
 def measure(model: ChatModel, messages: list[PromptMessage], max_tokens: int, runs: int) -> dict:
     ttft, rate, produced = [], [], []
-    for _ in range(runs):
+    for run in range(runs):
+        # A different first token each run: llama.cpp and vLLM would otherwise reuse the
+        # cached prompt and report a time to first token no fresh question ever sees.
+        fresh = [PromptMessage(messages[0].role, f"(run {run + 1})\n{messages[0].content}"), *messages[1:]]
         t0 = time.perf_counter()
         first = None
         text = ""
-        for delta in model.stream(messages, max_tokens=max_tokens, temperature=0.0):
+        for delta in model.stream(fresh, max_tokens=max_tokens, temperature=0.0):
             if first is None:
                 first = time.perf_counter()
             text += delta
@@ -91,7 +94,7 @@ def main() -> int:
         else:
             print(f"openai: skipped ({health.detail})")
 
-    print(f"max_tokens {args.max_tokens}, temperature 0, median of {args.runs} runs; "
+    print(f"max_tokens {args.max_tokens}, temperature 0, median of {args.runs} runs, no prompt cache reuse; "
           f"tokens counted with each model's tokenizer")
     print(f"{'backend':45} {'prompt':>18} {'prompt tok':>10} {'TTFT':>8} {'decode tok/s':>13} {'out tok':>8}")
     for model in models:

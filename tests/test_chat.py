@@ -126,7 +126,8 @@ def retriever(notes):
 def llama_engine(notes, retriever) -> ChatEngine:
     from rag.llm import make_llamacpp
 
-    settings = notes.model_copy(update={"llm_backend": "llamacpp", "llm_max_tokens": 48})
+    # A small context keeps the prompt short: prefill runs at ~50-100 tokens/s on a 2-core CI machine.
+    settings = notes.model_copy(update={"llm_backend": "llamacpp", "llm_max_tokens": 48, "context_chars": 800})
     llm, why = make_llamacpp(settings, allow_download=False)
     assert llm is not None, why
     return ChatEngine(settings, retriever, llm, backend_reason=why)
@@ -464,7 +465,7 @@ def test_chat_keeps_history_for_follow_ups(notes):
 def test_chat_ctrl_c_stops_the_answer_and_eof_exits(notes):
     cmd = [sys.executable, "-m", "rag.cli", "chat", "--backend", "llamacpp", "--corpus", str(notes.corpus_dir),
            "--index", str(notes.index_dir)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAG_LLM_MAX_TOKENS": "400"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAG_LLM_MAX_TOKENS": "400", "RAG_CONTEXT_CHARS": "600"}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=REPO_ROOT, env=env, text=True)
     out: list[str] = []
