@@ -138,10 +138,18 @@ def ask(page, question: str, timeout: float = 30) -> str:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if bot_messages(page).count() > before:
-            text = bot_messages(page).last.inner_text()
+            last = bot_messages(page).last
+            text = last.inner_text()
             if text.strip() and "Searching your notes" not in text:
-                page.wait_for_timeout(300)  # the sources panel's final render follows the answer
-                return bot_messages(page).last.inner_text()
+                # The answer is in; wait for the sources panel of this very answer, in its final state.
+                link = last.locator('a[href*="#src-"]')
+                if link.count():
+                    turn = link.first.get_attribute("href").split("#src-")[-1].split("-")[0]
+                    page.locator(f'#sources .src-list[data-turn="{turn}"][data-state="final"]').wait_for(
+                        timeout=max(1000, (deadline - time.time()) * 1000))
+                else:
+                    page.wait_for_timeout(300)
+                return last.inner_text()
         page.wait_for_timeout(50)
     raise AssertionError(f"no answer to {question!r} within {timeout}s")
 
@@ -328,6 +336,9 @@ def test_upload_notes_rebuild_and_find_them_by_asking(page, server):
     open_tab(page, "Sources")
     ask(page, "自注意力是怎么计算的？")
     assert "注意力机制.md" in source_summaries(page)[0]
+    # A new subject in a new chat: the retriever leans on earlier turns, even for a complete question.
+    page.locator("#new-chat").click()
+    page.wait_for_timeout(300)
     ask(page, "How does gradient checkpointing save memory?")
     assert "checkpointing.txt" in source_summaries(page)[0]
     # The same file again is recognised by its content.
@@ -391,10 +402,13 @@ def test_edits_outside_the_app_are_picked_up(page, server):
     (Path(settings.corpus_dir) / "outside edit.md").write_text(
         "# Speculative decoding\n\nA small draft model proposes tokens that the large model verifies in one pass.\n",
         encoding="utf-8")
-    open_tab(page, "Notes")
-    page.wait_for_function("document.querySelector('#reindex').innerText.includes('outside edit.md')",
+    # The notice shows in the status line whatever tab is open, and in the Notes tab.
+    page.wait_for_function("document.querySelector('#topbar').innerText.includes('outside edit.md')",
                            timeout=60_000)
     wait_idle(app)
+    page.wait_for_function("document.querySelector('#topbar').innerText.includes('Index updated')")
+    open_tab(page, "Notes")
+    assert "outside edit.md" in page.locator("#reindex").inner_text()
     page.wait_for_function("document.querySelector('#notes-list').innerText.includes('outside edit.md')")
     open_tab(page, "Sources")
     ask(page, "How does speculative decoding use a draft model?")

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 TITLE = "Notes chat"
 POLL_S = 2.0
+NOTICE_S = 60.0  # how long a re-indexing notice stays in the status line
 
 
 # --- per-session conversation --------------------------------------------------------------
@@ -238,10 +239,18 @@ class NotesChatApp:
     def status_html(self) -> str:
         index, error = self._index_status()
         llm, reason, health = self._answering()
+        job = self.reindexer.status()
         line = render.status_html(index=index, index_error=error, model=llm.name if llm else None, reason=reason,
                                   llm_down=None if health is None or health.ok else health.detail,
-                                  reindex=self.reindexer.status())
+                                  reindex=job, notice=self._fresh_notice(job))
         return f'<div class="topbar"><div class="brand">{TITLE}</div>{line}</div>'
+
+    @staticmethod
+    def _fresh_notice(job) -> str | None:
+        """The latest re-indexing notice while it is news (a minute), for the status line."""
+        if job.notices and time.time() - job.notices[-1][0] < NOTICE_S:
+            return job.notices[-1][1]
+        return None
 
     def status_dict(self) -> dict:
         index, error = self._index_status()
@@ -271,7 +280,8 @@ class NotesChatApp:
         health = self._llm_status[1]
         return (IndexStore(self.settings.index_dir).current_version(), job.running, job.progress_text, job.runs,
                 len(job.notices), tuple((n.source, n.size, n.modified, n.indexed) for n in notes),
-                self._engine is None, None if health is None else (health.ok, health.detail))
+                self._engine is None, None if health is None else (health.ok, health.detail),
+                self._fresh_notice(job) is not None)
 
     def poll(self, last_sig):
         """Timer tick: new status, progress and notes list, or nothing when nothing changed."""
@@ -345,14 +355,16 @@ class NotesChatApp:
             return f"{question}\n{last_user}"
         return question
 
-    def _sources(self, sources, query: str, *, turn: int, cited=(), relevant=True, search_query="") -> str:
+    def _sources(self, sources, query: str, *, turn: int, cited=(), relevant=True, search_query="",
+                 final: bool = False) -> str:
         entries = []
         for src in sources:
             hit = src.hit
             view = passage_view(self.settings, hit.source, hit.line_start, hit.line_end, hit.text, query,
                                 heading=hit.heading, context=self.settings.source_context_lines)
             entries.append((src.n, view))
-        return render.sources_html(entries, turn=turn, cited=cited, relevant=relevant, search_query=search_query)
+        return render.sources_html(entries, turn=turn, cited=cited, relevant=relevant, search_query=search_query,
+                                   final=final)
 
     def respond(self, pending: str, chat: list, history: list, turn_no: int, request: gr.Request):
         """Stream one answer into the last chat bubble; the sources panel follows it."""
@@ -381,21 +393,24 @@ class NotesChatApp:
                 yield chat, history, render.sources_placeholder(error or ""), ""
                 return
             answer, text, sources, query, relevant, search_query = None, "", [], pending, True, ""
-            last = 0.0
+            last, sources_sent = 0.0, False
             for event in engine.stream(pending, past, turn.cancel):
                 if isinstance(event, SourcesEvent):
                     sources, relevant, search_query = event.sources, event.relevant, event.search_query
                     query = self._highlight_query(pending, past, event.standalone_question)
                     sources_html = self._sources(sources, query, turn=turn_no, relevant=relevant,
                                                  search_query=search_query)
-                    yield chat, gr.skip(), sources_html, gr.skip()
+                    if engine.llm is not None:  # a model will take a while: show the sources meanwhile
+                        yield chat, gr.skip(), sources_html, gr.skip()
+                        sources_sent = True
                 elif isinstance(event, TokenEvent):
                     text += event.text
                     now = time.monotonic()
                     if now - last >= 0.05:
                         chat[-1] = _bubble("assistant", render.answer_markdown(text, turn=turn_no, sources=sources))
                         last = now
-                        yield chat, gr.skip(), gr.skip(), gr.skip()
+                        yield chat, gr.skip(), gr.skip() if sources_sent else sources_html, gr.skip()
+                        sources_sent = True
                 elif isinstance(event, DoneEvent):
                     answer = event.answer
             if answer is None:  # the engine always ends with DoneEvent; be safe anyway
@@ -405,7 +420,8 @@ class NotesChatApp:
                 notice=answer.notice, cancelled=answer.cancelled, final=True))
             if answer.sources:
                 sources_html = self._sources(answer.sources, query, turn=turn_no, cited=answer.cited,
-                                             relevant=answer.mode != "not-in-notes", search_query=search_query)
+                                             relevant=answer.mode != "not-in-notes", search_query=search_query,
+                                             final=True)
             history += [{"role": "user", "content": pending}, {"role": "assistant", "content": answer.text}]
             yield chat, history, sources_html, ""
         except QuestionError as exc:

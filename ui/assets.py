@@ -11,6 +11,8 @@ CSS = r"""
 .status .st-warn { color: #b45309; }
 .dark .status .st-warn { color: #fbbf24; }
 .status .st-busy { color: var(--color-accent); }
+.status .st-note { color: #15803d; }
+.dark .status .st-note { color: #4ade80; }
 
 #chat { flex-grow: 1; }
 #chat .message-wrap .prose blockquote { margin: .3em 0 .6em; padding-left: .7em; border-left: 3px solid var(--border-color-primary);

@@ -163,7 +163,7 @@ def _passage_block(view: PassageView) -> str:
 
 
 def sources_html(entries: Sequence[tuple[int, PassageView]], *, turn: int, cited: Iterable[int] = (),
-                 relevant: bool = True, search_query: str = "", open_first: bool = True) -> str:
+                 relevant: bool = True, search_query: str = "", open_first: bool = True, final: bool = False) -> str:
     """The numbered sources of one answer; each opens to its passage in the note, words marked."""
     cited = set(cited)
     if not entries:
@@ -185,7 +185,8 @@ def sources_html(entries: Sequence[tuple[int, PassageView]], *, turn: int, cited
         first, _, rest = search_query.strip().partition("\n")
         more = " <small>(with the earlier conversation)</small>" if rest.strip() else ""
         query = f'<div class="src-query">searched for: {e(first[:200])}{more}</div>'
-    return f'<div class="src-list" data-turn="{turn}"><div class="src-intro">{e(head)}</div>{"".join(items)}{query}</div>'
+    state = "final" if final else "live"
+    return f'<div class="src-list" data-turn="{turn}" data-state="{state}"><div class="src-intro">{e(head)}</div>{"".join(items)}{query}</div>'
 
 
 def sources_placeholder(text: str = "Ask a question: the passages of your notes behind the answer appear here.") -> str:
@@ -207,8 +208,12 @@ def _short_embedder(identity: str) -> str:
     return identity
 
 
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def status_html(*, index=None, index_error: str | None = None, model: str | None = None, reason: str = "",
-                llm_down: str | None = None, reindex: ReindexStatus | None = None) -> str:
+                llm_down: str | None = None, reindex: ReindexStatus | None = None, notice: str | None = None) -> str:
     """The one-line status: notes indexed, when, with what; which model answers, or why none."""
     parts = []
     if index is not None:
@@ -230,7 +235,10 @@ def status_html(*, index=None, index_error: str | None = None, model: str | None
         parts.append(f'<span class="st-item st-warn" id="st-llm"><b>retrieval-only</b> (no language model)'
                      f'{" — " + e(why) if why else ""}</span>')
     if reindex is not None and reindex.running:
-        parts.append(f'<span class="st-item st-busy" id="st-reindex">re-indexing… {e(reindex.progress_text)}</span>')
+        parts.append(f'<span class="st-item st-busy" id="st-reindex">re-indexing ({e(_clip(reindex.reason, 60))})… '
+                     f'{e(reindex.progress_text)}</span>')
+    elif notice:
+        parts.append(f'<span class="st-item st-note" id="st-notice">{e(_clip(notice, 160))}</span>')
     return f'<div class="status">{"".join(parts)}</div>'
 
 
