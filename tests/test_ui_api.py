@@ -136,6 +136,34 @@ def test_analytics_are_off_and_nothing_is_shared(server):
     assert not config.get("share_url")
 
 
+def test_first_run_without_an_index_then_notes_appear(tmp_path):
+    """A fresh install: no index yet. The app still starts, says so, and answers once notes arrive."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from ui.app import start
+
+    settings = Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="none",
+                        port=free_port(), watch_debounce_s=0.3)
+    app, demo, url = start(settings, watch=True)
+    try:
+        client = Client(url, verbose=False)
+        status = client.predict(api_name="/status")
+        assert status["index"] is None and "no index" in status["index_error"].lower()
+        with pytest.raises(AppError, match="no index"):
+            client.predict("BM25?", api_name="/ask")
+        (tmp_path / "corpus" / "bm25.md").write_text(NOTES["bm25.md"], encoding="utf-8")  # the watcher sees it
+        deadline = time.time() + 120
+        while time.time() < deadline and client.predict(api_name="/status")["index"] is None:
+            time.sleep(0.5)
+        assert app.reindexer.wait(120)
+        result = client.predict("What does BM25 rank passages by?", api_name="/ask")
+        assert result["sources"][0]["source"] == "bm25.md"
+    finally:
+        demo.close()
+        app.close()
+
+
 # --- binding and login --------------------------------------------------------------------------------
 @pytest.mark.parametrize("host, user, password, ok", [
     ("127.0.0.1", None, None, True),

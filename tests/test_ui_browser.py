@@ -428,6 +428,11 @@ def test_layout_holds_on_a_phone(browser, server):
         box = page.locator(sel).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 391, (sel, box)
     shot(page, "08_phone", full_page=True)
+    open_tab(page, "Notes")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392, f"the Notes tab scrolls sideways on a phone ({width}px)"
+    page.locator("#upload").scroll_into_view_if_needed()
+    shot(page, "08b_phone_notes")
     ctx.close()
 
 
@@ -499,5 +504,24 @@ def test_answer_streams_in_and_stop_ends_it(browser, slow_server):
     page.locator("#question textarea").fill("那它的缺点呢？")
     page.locator("#question textarea").press("Enter")
     page.wait_for_function("""() => document.querySelectorAll('#chat [data-testid="bot"]').length === 2""")
+    page.locator("#stop").click()
+    ctx.close()
+
+
+def test_new_chat_during_an_answer_starts_clean(browser, slow_server):
+    ctx = browser.new_context(viewport={"width": 1366, "height": 860})
+    page = ctx.new_page()
+    page.goto(slow_server)
+    page.locator("#question textarea").fill("LoRA 的原理是什么？")
+    page.locator("#question textarea").press("Enter")
+    page.wait_for_function("""() => { const m = document.querySelectorAll('#chat [data-testid="bot"]');
+        return m.length && m[m.length - 1].innerText.includes('freezes'); }""", timeout=30_000)
+    page.locator("#new-chat").click()
+    page.wait_for_timeout(1500)  # the cancelled answer must not come back into the new chat
+    assert bot_messages(page).count() == 0
+    page.locator("#question textarea").fill("BM25 是什么？")
+    page.locator("#question textarea").press("Enter")
+    page.wait_for_function("""() => document.querySelectorAll('#chat [data-testid="bot"]').length === 1""")
+    assert page.locator('#chat [data-testid="user"]').count() == 1
     page.locator("#stop").click()
     ctx.close()

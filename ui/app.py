@@ -56,6 +56,7 @@ class _Turn:
     question: str
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    discarded: bool = False  # the chat it belongs to was cleared: its output goes nowhere
 
 
 def _text_of(message: dict) -> str:
@@ -294,6 +295,20 @@ class NotesChatApp:
                 gr.Dropdown(choices=choices), sig)
 
     # --- chat ---------------------------------------------------------------------------------
+    def _busy(self, sid: str) -> bool:
+        """An answer is under way for this session (call with the lock held).
+
+        A turn older than any answer can take is forgotten, so that a lost event
+        (a dropped connection before the answer started) cannot lock a session out."""
+        turn = self._turns.get(sid)
+        if turn is None:
+            return False
+        if time.monotonic() - turn.started > max(300.0, 4 * self.settings.llm_timeout_s):
+            turn.cancel.set()
+            del self._turns[sid]
+            return False
+        return True
+
     def start_turn(self, question: str, chat: list, turn_no: int, request: gr.Request):
         sid = getattr(request, "session_hash", None) or "anonymous"
         text = (question or "").strip()
@@ -304,7 +319,7 @@ class NotesChatApp:
             gr.Warning(f"The question is too long ({len(text)} characters; the limit is {limit}). Please shorten it.")
             return gr.skip(), gr.skip(), "", gr.skip()
         with self._lock:
-            if sid in self._turns:
+            if self._busy(sid):
                 gr.Warning("An answer is still being written: wait for it, or press Stop.")
                 return gr.skip(), gr.skip(), "", gr.skip()
             self._turns[sid] = _Turn(text)
@@ -318,7 +333,7 @@ class NotesChatApp:
             gr.Info("Nothing to retry yet.")
             return gr.skip(), gr.skip(), "", gr.skip()
         with self._lock:
-            if sid in self._turns:
+            if self._busy(sid):
                 gr.Warning("An answer is still being written: wait for it, or press Stop.")
                 return gr.skip(), gr.skip(), "", gr.skip()
             question = history[-2]["content"]
@@ -336,16 +351,19 @@ class NotesChatApp:
         if turn is not None:
             turn.cancel.set()
 
-    def new_chat(self, request: gr.Request):
-        self.stop(request)
-        return [], [], render.sources_placeholder(), "", ""
-
-    def forget_session(self, request: gr.Request) -> None:
-        sid = getattr(request, "session_hash", None)
+    def _drop_turn(self, sid: str | None) -> None:
         with self._lock:
             turn = self._turns.pop(sid, None) if sid else None
         if turn is not None:
+            turn.discarded = True
             turn.cancel.set()
+
+    def new_chat(self, request: gr.Request):
+        self._drop_turn(getattr(request, "session_hash", None) or "anonymous")
+        return [], [], render.sources_placeholder(), "", ""
+
+    def forget_session(self, request: gr.Request) -> None:
+        self._drop_turn(getattr(request, "session_hash", None))
 
     def _highlight_query(self, question: str, history: list[Message], standalone: str | None) -> str:
         if standalone:
@@ -376,6 +394,20 @@ class NotesChatApp:
             turn = self._turns.get(sid)
             if turn is None or turn.question != pending:
                 turn = self._turns[sid] = _Turn(pending)
+        try:
+            for outputs in self._answer(turn, pending, chat, history, turn_no):
+                if turn.discarded:  # "New chat" was pressed meanwhile: leave the new chat alone
+                    return
+                yield outputs
+        except GeneratorExit:
+            turn.cancel.set()  # the browser went away: stop the model too
+            raise
+        finally:
+            with self._lock:
+                if self._turns.get(sid) is turn:
+                    del self._turns[sid]
+
+    def _answer(self, turn: _Turn, pending: str, chat: list, history: list, turn_no: int):
         chat = list(chat or [])
         if not chat or chat[-1].get("role") != "assistant":
             chat.append(_bubble("assistant", THINKING))
@@ -428,16 +460,11 @@ class NotesChatApp:
             chat[-1] = _bubble("assistant", render.escape_markdown(str(exc)))
             yield chat, history, gr.skip(), ""
         except GeneratorExit:
-            turn.cancel.set()  # the browser went away: stop the model too
             raise
         except Exception as exc:  # noqa: BLE001 - the user sees a message, the log the traceback
             log.exception("answering failed")
             chat[-1] = _bubble("assistant", render.escape_markdown(f"Something went wrong: {type(exc).__name__}: {exc}"))
             yield chat, history, gr.skip(), ""
-        finally:
-            with self._lock:
-                if self._turns.get(sid) is turn:
-                    del self._turns[sid]
 
     def ask(self, question: str, history: list[dict] | None = None) -> dict:
         """For the API: one complete answer with its sources, as JSON."""
@@ -485,8 +512,9 @@ class NotesChatApp:
             render.notes_html(self.notes())
 
     def delete(self, source: str | None):
-        if not source:
-            return render_message("Choose a note to delete.", error=True), gr.skip(), gr.skip(), gr.skip()
+        if not source:  # nothing chosen, or the confirmation was declined
+            return render_message("No note was deleted (choose one, then confirm).", error=True), \
+                gr.skip(), gr.skip(), gr.skip()
         try:
             deleted = delete_note(self.settings, source)
         except NoteError as exc:
