@@ -164,6 +164,66 @@ def test_first_run_without_an_index_then_notes_appear(tmp_path):
         app.close()
 
 
+class CountingModel:
+    """A fake LLM that records how many answers it writes at the same time."""
+
+    name = "fake:counting"
+    backend = "fake"
+    context_tokens = 8192
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3 + 1
+
+    def stream(self, messages, *, max_tokens, temperature, cancel=None):
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            for word in "BM25 ranks passages by term frequency [1].".split():
+                time.sleep(0.1)
+                yield word + " "
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def health(self, timeout_s: float = 2.0):
+        from rag.llm import Health
+
+        return Health(True, "fake")
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_the_queue_limits_concurrent_answers(tmp_path, limit):
+    from gradio_client import Client
+
+    from rag.chat import ChatEngine
+    from rag.retrieval import Retriever
+    from ui.app import start
+
+    settings = make_settings(tmp_path, concurrency_limit=limit)
+    build_index(settings)
+    model = CountingModel()
+    engine = ChatEngine(settings, Retriever.from_settings(settings), model, backend_reason="test")
+    app, demo, url = start(settings, watch=False, engine=engine)
+    try:
+        def ask(_):
+            return Client(url, verbose=False).predict("What does BM25 rank passages by?", api_name="/ask")
+
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(ask, range(6)))
+        assert all(r["mode"] == "llm" and r["backend"] == "fake:counting" for r in results)
+        assert all("[1]" in r["text"] and r["cited"] == [1] for r in results)
+        assert model.peak == limit
+    finally:
+        demo.close()
+        app.close()
+
+
 # --- binding and login --------------------------------------------------------------------------------
 @pytest.mark.parametrize("host, user, password, ok", [
     ("127.0.0.1", None, None, True),

@@ -5,6 +5,7 @@ engine a slow fake model. Screenshots of the main states go to artifacts/screens
 """
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -24,7 +25,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # Debian chromium; Playwright cannot download one here
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -407,6 +408,7 @@ def test_edits_outside_the_app_are_picked_up(page, server):
                            timeout=60_000)
     wait_idle(app)
     page.wait_for_function("document.querySelector('#topbar').innerText.includes('Index updated')")
+    shot(page, "13_outside_edit_notice")
     open_tab(page, "Notes")
     assert "outside edit.md" in page.locator("#reindex").inner_text()
     page.wait_for_function("document.querySelector('#notes-list').innerText.includes('outside edit.md')")
