@@ -50,7 +50,7 @@ def main() -> int:
     ap.add_argument("-v", "--verbose", action="store_true", help="print every rewrite")
     args = ap.parse_args()
 
-    overrides: dict = {"llm_backend": args.backend}
+    overrides: dict = {"llm_backend": args.backend, "rewrite_followups": "always"}
     for key, value in (("corpus_dir", args.corpus), ("index_dir", args.index)):
         if value:
             overrides[key] = Path(value)

@@ -237,7 +237,9 @@ class ChatEngine:
         llm_usable = self.llm is not None
 
         standalone: str | None = None
-        if rewrite and llm_usable and history and is_followup(question):
+        rewrite_here = s.rewrite_followups == "always" or (
+            s.rewrite_followups == "auto" and llm_usable and self.llm.backend == "openai")
+        if rewrite and rewrite_here and llm_usable and history and is_followup(question):
             try:
                 standalone = self._rewrite(question, history, cancel)
             except LLMUnavailable as exc:

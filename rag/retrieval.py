@@ -154,18 +154,22 @@ class Retriever:
             dense_scores, dense_ids = index.dense.search(np.stack([query_vec, q_vec, c_vec]), n_cand)
             # An elliptical question leans on the earlier turns; a complete one only a little,
             # in case the user changed the subject.
-            lean = 1.0 if is_followup(question) else 0.4
+            elliptical = is_followup(question)
+            lean = 1.0 if elliptical else 0.4
             signals.append(_Signal(dense_ids[0], dense_scores[0], s.dense_weight * lean))
             signals.append(_Signal(dense_ids[1], dense_scores[1], s.dense_weight * (1.5 - lean)))
             c_keyword = index.bm25.scores(tokenize(context))
             keyword = keyword + 0.5 * lean * c_keyword
             topic = [int(i) for i in dense_ids[2][:3]] + [int(i) for i in np.argsort(-c_keyword)[:3]]
+            # A complete question is matched, and judged relevant or not, on its own words.
+            own_vec, own_top = (query_vec, dense_scores[0][0]) if elliptical else (q_vec, dense_scores[1][0])
         else:
             query_vec = self.embedder.embed_queries([question])[0]
             dense_scores, dense_ids = index.dense.search(query_vec[None, :], n_cand)
             signals.append(_Signal(dense_ids[0], dense_scores[0], s.dense_weight))
             topic = []
-        title_scores, title_ids = index.title_dense.search(query_vec[None, :], n_cand)
+            own_vec, own_top = query_vec, dense_scores[0][0]
+        title_scores, title_ids = index.title_dense.search(own_vec[None, :], n_cand)
         signals.append(_Signal(title_ids[0], title_scores[0], s.title_weight))
         kw_ids = np.array([i for i in np.argsort(-keyword)[:n_cand] if keyword[i] > 0], dtype=np.int64)
         signals.append(_Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
@@ -194,8 +198,7 @@ class Retriever:
             Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=index.chunks[idx])
             for r, idx in enumerate(kept)
         ]
-        top_dense = float(dense_scores[0][0]) if len(dense_scores[0]) else 0.0
-        relevant = self.is_relevant(question, top_dense, index)
+        relevant = self.is_relevant(question, float(own_top), index)
         return RetrievalResult(question, search_query, relevant, hits)
 
     def is_relevant(self, question: str, top_dense: float, index: LoadedIndex) -> bool:

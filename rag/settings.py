@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 60.0
     # Embedded llama.cpp: a local GGUF path; empty means the packaged SmolLM2 when installed.
     gguf_path: Path | None = None
+    # Rewrite elliptical follow-ups into standalone questions with the LLM before retrieval.
+    # "auto": only with a served model; the small embedded default never produced a usable
+    # rewrite and costs seconds per turn (bench/followup_rewrite.py).
+    rewrite_followups: Literal["auto", "always", "never"] = "auto"
     llm_context_tokens: int = 2048
     llm_max_tokens: int = 512
     llm_temperature: float = 0.1

@@ -127,7 +127,8 @@ def llama_engine(notes, retriever) -> ChatEngine:
     from rag.llm import make_llamacpp
 
     # A small context keeps the prompt short: prefill runs at ~50-100 tokens/s on a 2-core CI machine.
-    settings = notes.model_copy(update={"llm_backend": "llamacpp", "llm_max_tokens": 48, "context_chars": 800})
+    settings = notes.model_copy(update={"llm_backend": "llamacpp", "llm_max_tokens": 48, "context_chars": 800,
+                                        "rewrite_followups": "always"})
     llm, why = make_llamacpp(settings, allow_download=False)
     assert llm is not None, why
     return ChatEngine(settings, retriever, llm, backend_reason=why)
@@ -392,6 +393,15 @@ def test_follow_up_is_resolved_with_history(llama_engine):
     # The old answer's "[1]" pointed at other passages: it is not shown to the model again.
     assert prep.prompt.messages[2].content.endswith("fp32.")
     assert prep.prompt.messages[1].content == "What is mixed precision training?"
+
+
+def test_embedded_model_does_not_rewrite_follow_ups_by_default(llama_engine):
+    engine = ChatEngine(llama_engine.settings.model_copy(update={"rewrite_followups": "auto"}),
+                        llama_engine.retriever, llama_engine.llm)
+    history = [Message("user", "What is mixed precision training?"), Message("assistant", "fp16 and fp32.")]
+    prep = engine.prepare("What are its drawbacks?", history)
+    assert prep.standalone_question is None
+    assert "mixed precision" in prep.retrieval.search_query.lower()  # the LLM-free resolution still ran
 
 
 def test_long_history_is_trimmed_to_the_budget(notes, retriever):
