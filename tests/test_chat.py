@@ -24,6 +24,7 @@ import pytest
 from rag.chat import Answer, ChatEngine, DoneEvent, QuestionError, SourcesEvent, TokenEvent
 from rag.conversation import Message
 from rag.settings import Settings
+from tests.fakes import SilentServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,31 +158,6 @@ def test_chinese_question_gets_a_chinese_retrieval_only_answer(notes, retriever)
     assert answer.sources[0].hit.source == "zh/混合精度.md"
     assert answer.text.startswith("【仅检索 · retrieval-only】")
     assert "下溢成零" in answer.text
-
-
-class SilentServer:
-    """Stand-in for a hung LLM server (a fault that cannot be caused on demand): accepts
-    connections, never answers. ``conns`` shows whether anybody called it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.conns.append(self.sock.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 @pytest.mark.parametrize(

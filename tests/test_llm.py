@@ -17,6 +17,7 @@ from rag.llm.base import ChatModel, estimate_tokens
 from rag.llm.llamacpp_backend import GgufSource, LlamaCppChatModel, find_gguf, packaged_gguf
 from rag.llm.openai_backend import OpenAIChatModel
 from rag.settings import Settings
+from tests.fakes import SilentServer
 
 STORY = [
     PromptMessage("system", "You are a storyteller."),
@@ -136,32 +137,6 @@ def test_openai_backend_reports_a_closed_port_quickly():
     # Token counting falls back to the estimate instead of failing.
     assert model.count_tokens("hello world") == estimate_tokens("hello world")
     assert model.context_tokens == 2048
-
-
-class SilentServer:
-    """A fake for a fault a real server cannot be made to show on demand: it accepts
-    connections and reads requests but never answers (a hung or overloaded server)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
 
 
 def test_openai_backend_times_out_on_a_server_that_never_answers():
