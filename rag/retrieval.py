@@ -160,7 +160,9 @@ class Retriever:
             signals.append(_Signal(dense_ids[1], dense_scores[1], s.dense_weight * (1.5 - lean)))
             c_keyword = index.bm25.scores(tokenize(context))
             keyword = keyword + 0.5 * lean * c_keyword
-            topic = [int(i) for i in dense_ids[2][:3]] + [int(i) for i in np.argsort(-c_keyword)[:3]]
+            # The subject of the earlier turns: the passages that clearly match them, not the runners-up.
+            topic = [int(i) for i, sc in zip(dense_ids[2][:3], dense_scores[2][:3]) if sc >= dense_scores[2][0] - 0.02]
+            topic += [int(i) for i in np.argsort(-c_keyword)[:3] if c_keyword[i] >= 0.5 * c_keyword.max() > 0]
             # A complete question is matched, and judged relevant or not, on its own words.
             own_vec, own_top = (query_vec, dense_scores[0][0]) if elliptical else (q_vec, dense_scores[1][0])
         else:
