@@ -397,6 +397,8 @@ class NotesChatApp:
         try:
             for outputs in self._answer(turn, pending, chat, history, turn_no):
                 if turn.discarded:  # "New chat" was pressed meanwhile: leave the new chat alone
+                    # Gradio re-sends a stream's last value when it ends: make that a no-op.
+                    yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
                     return
                 yield outputs
         except GeneratorExit:
