@@ -146,7 +146,7 @@ class Retriever:
         signals: list[_Signal] = []
         q_tokens = tokenize(question)
         keyword = index.bm25.scores(q_tokens)
-        lean = 0.0
+        lean, elliptical = 0.0, False
         if context:
             q_vec, c_vec = self.embedder.embed_queries([question, context])
             both = q_vec + c_vec
@@ -178,8 +178,9 @@ class Retriever:
         fused = _fuse(signals, s.fusion, s.rrf_k)
         unit = 1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0  # what a first place is worth
         topic_bonus = lean * s.topic_weight * (unit if s.fusion == "rrf" else 0.5) if topic else 0.0
-        if topic:
-            # A follow-up asks about the same part of the notes as the turn before it.
+        if topic and elliptical:
+            # A follow-up asks about the same part of the notes as the turn before it. A complete
+            # question may well be on a new subject: the earlier turns only nudge its search above.
             for idx in list(fused):
                 if any(_same_topic(index.chunks[idx], index.chunks[t]) for t in topic):
                     fused[idx] += topic_bonus

@@ -161,6 +161,13 @@ def test_follow_up_uses_history_to_find_the_drawbacks_of_the_subject(retriever, 
     assert "那它的缺点呢？" in result.search_query and history[0].content in result.search_query
 
 
+def test_a_complete_question_on_a_new_subject_leaves_the_old_one(retriever):
+    history = [Message("user", "LoRA 的原理是什么？"), Message("assistant", "LoRA 只训练两个低秩矩阵 A 和 B。")]
+    result = retriever.retrieve("知识蒸馏的学生模型是怎么训练的？", history)
+    assert result.hits[0].source == "知识蒸馏.txt"
+    assert "学生" in result.hits[0].text
+
+
 def test_near_duplicate_passages_are_not_both_returned(retriever):
     index = retriever._refresh()
     assert sum(CLIP in c.text for c in index.chunks) == 2  # both copies are indexed
