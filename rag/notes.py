@@ -61,7 +61,7 @@ class UploadError(NoteError):
     """An upload was refused; nothing was written."""
 
 
-def _human_size(n: int) -> str:
+def human_size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
     if n < 1024 * 1024:
@@ -196,7 +196,7 @@ def read_upload(path: str | Path, name: str | None, max_bytes: int) -> Upload:
     except OSError as exc:
         raise UploadError(f"“{name}”: the upload could not be read ({exc.strerror or exc}).") from None
     if size > max_bytes:
-        raise UploadError(f"“{name}” is {_human_size(size)}; notes can be at most {_human_size(max_bytes)}.")
+        raise UploadError(f"“{name}” is {human_size(size)}; notes can be at most {human_size(max_bytes)}.")
     with open(path, "rb") as fh:
         data = fh.read(max_bytes + 1)
     return Upload(name, data)
@@ -236,7 +236,7 @@ def _is_text(text: str) -> bool:
 
 def _validate_content(name: str, data: bytes, max_bytes: int) -> None:
     if len(data) > max_bytes:
-        raise UploadError(f"“{name}” is {_human_size(len(data))}; notes can be at most {_human_size(max_bytes)}.")
+        raise UploadError(f"“{name}” is {human_size(len(data))}; notes can be at most {human_size(max_bytes)}.")
     if not data.strip():
         raise UploadError(f"“{name}” is empty.")
     try:

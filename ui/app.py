@@ -28,6 +28,7 @@ from rag.notes import (  # noqa: E402
     Reindexer,
     UploadError,
     add_notes,
+    human_size,
     delete_note,
     list_notes,
     passage_view,
@@ -571,7 +572,7 @@ class NotesChatApp:
                         with gr.Tab("Notes", id="notes", elem_id="tab-notes"):
                             upload = gr.File(
                                 label=f"Add notes: drop .md / .txt files (up to "
-                                      f"{render.size_text(s.max_upload_bytes)} each)",
+                                      f"{human_size(s.max_upload_bytes)} each)",
                                 file_count="multiple", file_types=list(s.extensions), type="filepath",
                                 height=150, elem_id="upload",
                             )

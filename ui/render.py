@@ -12,7 +12,7 @@ import re
 import time
 from typing import Iterable, Sequence
 
-from rag.notes import NoteInfo, PassageView, ReindexStatus, term_pattern
+from rag.notes import NoteInfo, PassageView, ReindexStatus, human_size, term_pattern
 
 __all__ = [
     "answer_markdown",
@@ -242,12 +242,6 @@ def status_html(*, index=None, index_error: str | None = None, model: str | None
     return f'<div class="status">{"".join(parts)}</div>'
 
 
-def size_text(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 / 1024:.1f} MB"
 
 
 def notes_html(notes: Sequence[NoteInfo], limit: int = 500) -> str:
@@ -261,7 +255,7 @@ def notes_html(notes: Sequence[NoteInfo], limit: int = 500) -> str:
             state = '<span class="ok" title="in the index">indexed</span>'
         else:
             state = '<span class="todo" title="not in the index yet">not indexed</span>'
-        rows.append(f"<tr><td class='nm'>{e(note.source)}</td><td class='sz'>{size_text(note.size)}</td>"
+        rows.append(f"<tr><td class='nm'>{e(note.source)}</td><td class='sz'>{human_size(note.size)}</td>"
                     f"<td class='md'>{e(_when(note.modified))}</td><td class='ix'>{state}</td></tr>")
     more = f"<div class='notes-more'>… and {len(notes) - limit} more</div>" if len(notes) > limit else ""
     return (f"<div class='notes-count'>{len(notes)} note{'s' if len(notes) != 1 else ''} in the notes folder</div>"
