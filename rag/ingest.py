@@ -150,10 +150,10 @@ def _drop_repeated_long_lines(lines: list[str], min_len: int = 1000) -> list[str
     Some scrapes append the whole article again as one giant line; it would
     outvote the real sections in keyword search and add nothing.
     """
-    long_ids = [i for i, ln in enumerate(lines) if len(ln) >= min_len]
+    long_ids = {i for i, ln in enumerate(lines) if len(ln) >= min_len}
     if not long_ids:
         return lines
-    rest = "".join(ln for i, ln in enumerate(lines) if i not in set(long_ids))
+    rest = "".join(ln for i, ln in enumerate(lines) if i not in long_ids)
     rest_grams = _char_grams(rest)
     out = list(lines)
     for i in long_ids:
