@@ -1,11 +1,17 @@
-"""Retrieval quality on bench/data/dev.jsonl: this system at several chunk sizes vs a plain baseline.
+"""Retrieval quality on both development sets: this project beside two baselines, in one run.
 
-    python bench/retrieval_quality.py                 # sizes sweep + baseline
-    python bench/retrieval_quality.py --only default  # just the configured settings
+    python bench/retrieval_quality.py                      # both sets, all three systems
+    python bench/retrieval_quality.py --sets md --only project --set chunk_min_chars=200
 
-The baseline is what a quick RAG script does: fixed 500-character chunks of the raw
-files, dense search only, no history. Embeddings are shared between runs (same
-model, cached by text) so the sweep costs one embedding pass per distinct passage.
+Sets (see ../shared/eval/README.md): ``seed`` = dev.jsonl over the sample notes (gold:
+anchor phrases), ``md`` = dev-md.jsonl over LLMForEverybody (gold: file + line span).
+Systems: ``dense500`` (fixed 500-character chunks, dense only), ``chatchat`` (the
+Langchain-Chatchat-style hybrid in bench/baselines.py) and ``project`` (a fresh index
+built with the current Settings, plus any ``--set name=value`` overrides).
+
+Embeddings come through bench/embed_cache.py, so only passages never seen before are
+embedded; a first run over both sets embeds about 4,000 passages (tens of minutes on a
+2-core CPU), later runs take a minute or two.
 """
 from __future__ import annotations
 
@@ -16,98 +22,108 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from rag.chunking import Chunk  # noqa: E402
+from baselines import ChatchatHybrid, FixedDense  # noqa: E402
+from embed_cache import CachedEmbedder  # noqa: E402
+
 from rag.embeddings import make_embedder  # noqa: E402
 from rag.evaluation import evaluate  # noqa: E402
 from rag.indexing import build_index  # noqa: E402
-from rag.ingest import discover  # noqa: E402
-from rag.retrieval import Hit, RetrievalResult, Retriever  # noqa: E402
+from rag.retrieval import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
-
-class CachingEmbedder:
-    """The real embedder, memoised by text: the sweep re-embeds identical passages otherwise."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.identity, self.dim = inner, inner.identity, inner.dim
-        self.cache: dict[tuple[bool, str], np.ndarray] = {}
-
-    def _embed(self, texts, query: bool) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if (query, t) not in self.cache]
-        if missing:
-            fn = self.inner.embed_queries if query else self.inner.embed_passages
-            for t, v in zip(missing, fn(missing)):
-                self.cache[(query, t)] = v
-        return np.stack([self.cache[(query, t)] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-
-    def embed_passages(self, texts):
-        return self._embed(list(texts), False)
-
-    def embed_queries(self, texts):
-        return self._embed(list(texts), True)
+SHARED = ROOT.parent / "shared"
+SETS = {
+    "seed": (SHARED / "eval" / "dev.jsonl", ROOT / "corpus"),
+    "md": (SHARED / "eval" / "dev-md.jsonl", SHARED / "corpora" / "LLMForEverybody"),
+}
+SYSTEMS = ("dense500", "chatchat", "project")
+METRICS = ("recall@5", "mrr@10", "recall@3000ch")
 
 
-class FixedSizeBaseline:
-    """Fixed 500-character windows of the raw notes, dense only, no follow-up handling."""
-
-    def __init__(self, corpus: Path, embedder, size: int = 500) -> None:
-        self.embedder = embedder
-        self.chunks: list[Chunk] = []
-        for path in discover(corpus, (".md", ".markdown", ".txt")):
-            text = path.read_text(encoding="utf-8", errors="replace")
-            for start in range(0, len(text), size):
-                piece = text[start : start + size]
-                line = text.count("\n", 0, start) + 1
-                self.chunks.append(Chunk(path.name, "", line, line + piece.count("\n"), piece))
-        self.vectors = embedder.embed_passages([c.text for c in self.chunks])
-
-    def retrieve(self, question, history=(), k=None) -> RetrievalResult:
-        scores = self.vectors @ self.embedder.embed_queries([question])[0]
-        order = np.argsort(-scores)[: k or 5]
-        hits = [Hit(r + 1, float(scores[i]), self.chunks[i]) for r, i in enumerate(order)]
-        return RetrievalResult(question, question, True, hits)
+def load_items(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def row(name: str, report: dict, extra: str = "") -> str:
-    o, pk = report["overall"], report["per_kind"]
-    return (f"{name:<22} R@5 {o['recall@5']:.3f}  MRR@10 {o['mrr@10']:.3f}  R@3000ch {o['recall@3000ch']:.3f}  "
-            f"follow-up R@5 {pk['followup']['recall@5']:.3f}  english R@5 {pk['english']['recall@5']:.3f}  "
-            f"unanswerable flagged {pk.get('unanswerable', {}).get('abstained', float('nan')):.2f}  "
-            f"answerable wrongly flagged {o.get('wrongly_abstained', 0):.3f} {extra}")
+def parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        out[name] = json.loads(value) if value[:1] in "[{0123456789-tfn" and value not in ("none",) else value
+    return out
+
+
+def run_project(corpus: Path, embedder, items: list[dict], overrides: dict, keep_index: Path | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        index_dir = keep_index or Path(tmp)
+        settings = Settings(corpus_dir=corpus, index_dir=index_dir, **overrides)
+        t0 = time.perf_counter()
+        report = build_index(settings, embedder=embedder, full=True)
+        built = time.perf_counter() - t0
+        result = evaluate(Retriever(settings, embedder), items, k=10)
+        result["note"] = f"{report.chunks} passages, built in {built:.0f}s"
+        return result
+
+
+def table(set_name: str, reports: dict[str, dict]) -> str:
+    names = list(reports)
+    kinds = sorted({k for r in reports.values() for k in r["per_kind"]} - {"unanswerable"})
+    lines = [f"\n### {set_name}: " + "; ".join(f"{n}: {r.get('note', '')}" for n, r in reports.items())]
+    for metric in METRICS:
+        lines.append(f"\n{metric:<16}" + "".join(f"{n:>11}" for n in names))
+        for kind in kinds + ["OVERALL"]:
+            cells = []
+            for n in names:
+                m = reports[n]["overall"] if kind == "OVERALL" else reports[n]["per_kind"].get(kind, {})
+                cells.append(f"{m[metric]:>11.3f}" if metric in m else f"{'-':>11}")
+            count = reports[names[0]]["per_kind"].get(kind, {}).get("n", "") if kind != "OVERALL" else ""
+            lines.append(f"{kind + (f' ({count})' if count else ''):<16}" + "".join(cells))
+    lines.append(f"\n{'declined':<16}" + "".join(f"{n:>11}" for n in names))
+    unans = [reports[n]["per_kind"].get("unanswerable", {}) for n in names]
+    lines.append(f"{'uncovered':<16}" + "".join(f"{u.get('abstained', 0):>11.3f}" for u in unans))
+    lines.append(f"{'answerable':<16}" + "".join(f"{reports[n]['overall'].get('wrongly_abstained', 0):>11.3f}"
+                                                  for n in names))
+    lines.append(f"{'p50 ms':<16}" + "".join(f"{reports[n]['latency_ms'].get('p50', 0):>11.1f}" for n in names))
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--questions", default=str(ROOT / "bench/data/dev.jsonl"))
-    parser.add_argument("--corpus", default=str(ROOT / "corpus"))
-    parser.add_argument("--only", choices=["default", "all"], default="all")
+    parser.add_argument("--sets", default="seed,md")
+    parser.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a Settings override for the project's index and retriever")
+    parser.add_argument("--misses", action="store_true", help="list the project's misses")
+    parser.add_argument("--json", help="write all reports to this file")
     args = parser.parse_args()
-    items = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines() if line]
-    base = Settings(corpus_dir=Path(args.corpus))
-    embedder = CachingEmbedder(make_embedder(base))
-    print(f"embedder: {embedder.identity}; {len(items)} questions", flush=True)
-
-    sizes = [(base.chunk_target_chars, base.chunk_max_chars)]
-    if args.only == "all":
-        sizes = [(300, 600), (500, 900), (700, 1200), (1000, 1600)]
-        t0 = time.perf_counter()
-        baseline = FixedSizeBaseline(Path(args.corpus), embedder)
-        print(row("baseline 500ch dense", evaluate(baseline, items, k=10),
-                  f"({len(baseline.chunks)} chunks, built {time.perf_counter() - t0:.0f}s)"), flush=True)
-    for target, max_chars in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = base.model_copy(update={"index_dir": Path(tmp), "chunk_target_chars": target,
-                                               "chunk_max_chars": max_chars})
+    overrides = parse_overrides(args.set)
+    systems = args.only.split(",")
+    embedder = CachedEmbedder(make_embedder(Settings()))
+    everything = {}
+    for set_name in args.sets.split(","):
+        questions, corpus = SETS[set_name]
+        items = load_items(questions)
+        reports: dict[str, dict] = {}
+        for system in systems:
             t0 = time.perf_counter()
-            report = build_index(settings, embedder=embedder)
-            retriever = Retriever(settings, embedder)
-            print(row(f"hybrid {target}/{max_chars}", evaluate(retriever, items, k=10),
-                      f"({report.chunks} chunks, built {time.perf_counter() - t0:.0f}s)"), flush=True)
+            if system == "project":
+                reports[system] = run_project(corpus, embedder, items, overrides, None)
+                continue
+            baseline = FixedDense(corpus, embedder) if system == "dense500" else ChatchatHybrid(corpus, embedder)
+            reports[system] = evaluate(baseline, items, k=10)
+            reports[system]["note"] = f"{len(baseline.chunks)} passages, {time.perf_counter() - t0:.0f}s"
+        print(table(f"{set_name} ({questions.name}, {len(items)} questions)", reports), flush=True)
+        if args.misses and "project" in reports:
+            for f in reports["project"]["failures"]:
+                print(f"  miss {f['id']} [{f['kind']}] rank={f['rank']} {f['question'][:50]} want {f['want']} "
+                      f"got {f['got'][:3]}")
+        everything[set_name] = reports
+    print(f"\nembedder: {embedder.identity}; passages embedded this run: {embedder.misses}; overrides: {overrides}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(everything, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .ingest import Document
 
 # Bump when the chunking rules change: a different version forces a full rebuild.
-CHUNKER_VERSION = "6"
+CHUNKER_VERSION = "7"
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,16 @@ class Chunk:
         return "\n".join(parts[-keep:])
 
     def embedding_text(self) -> str:
-        """What gets embedded and keyword-indexed: the nearest headings give the body its topic."""
-        return f"{self.title()}\n{self.text}" if self.heading else self.text
+        """What gets embedded and keyword-indexed: the nearest headings give the body its topic.
+
+        A passage that starts a section already begins with its own heading line, so
+        the heading is not repeated.
+        """
+        if not self.heading:
+            return self.text
+        first = self.text.split("\n", 1)[0].strip()
+        context = [line for line in self.title().split("\n") if line != first]
+        return "\n".join(context + [self.text])
 
 
 @dataclass
@@ -113,7 +121,7 @@ def _heading_style(line: str, standalone: bool, dense: bool, next_line: str) -> 
     ``standalone``: blank lines (or the file's edge) on both sides. ``dense``: the note
     has almost no blank lines, so headings cannot be told apart by standing alone.
     """
-    if line[:1].isspace() or len(line) > 80:
+    if line[:1].isspace() or len(line) > 80 or line[:1] in _NOT_TITLE_START:
         return None
     stripped = line.strip()
     m = _NUMBERED.match(line)
@@ -195,6 +203,8 @@ def _sections(lines: tuple[str, ...]) -> list[_Section]:
     return sections
 
 
+# Blockquotes, tables, images, HTML and formulas are content, never a plain-text heading.
+_NOT_TITLE_START = (">", "|", "!", "<", "$")
 _SINGLE_NUMBER_STYLES = ("dun", "dot", "space", "cn")
 
 
@@ -368,57 +378,145 @@ def _pieces(block: _Block, max_chars: int, code_max_chars: int) -> list[_Piece]:
     return out
 
 
-def _group_pieces(pieces: list[_Piece], target: int, max_chars: int) -> list[list[_Piece]]:
+def _group_pieces(pieces: list[_Piece], target: int, max_chars: int, min_chars: int = 0) -> list[list[_Piece]]:
     """Pack a section's pieces into passages: whole when it fits, else about ``target`` each.
 
-    Code pieces always stand alone. Pieces too small to say anything on their own
-    (an intro sentence before a list) join a neighbour while the limit allows.
+    A code piece that holds a definition (``def``/``class``) stands alone, so its passage is
+    labelled with it; other pieces, small code samples included, are packed in order.
+    Pieces too small to say anything on their own (an intro sentence before a list, a
+    one-line output sample) join a neighbour while the limit allows.
     """
     def size(group: list[_Piece]) -> int:
         return sum(len(p.text) + 2 for p in group)
 
+    def alone(piece: _Piece) -> bool:
+        return piece.is_code and bool(piece.label)
+
     if not pieces:
         return []
-    if not any(p.is_code for p in pieces) and size(pieces) <= max_chars:
+    if not any(alone(p) for p in pieces) and size(pieces) <= max_chars:
         return [pieces]
+    floor = max(min_chars, target // 3)
     groups: list[list[_Piece]] = []
     for piece in pieces:
         current = groups[-1] if groups else None
-        if current and not piece.is_code and not current[-1].is_code and size(current) + len(piece.text) <= target:
+        if current and not alone(piece) and not alone(current[-1]) and size(current) + len(piece.text) <= target:
             current.append(piece)
         else:
             groups.append([piece])
     merged: list[list[_Piece]] = []
     for group in groups:
         prev = merged[-1] if merged else None
-        small = size(group) < target // 3 or (prev is not None and size(prev) < target // 3)
-        if prev and small and not group[0].is_code and not prev[-1].is_code and size(prev) + size(group) <= max_chars:
+        small = size(group) < floor or (prev is not None and size(prev) < floor)
+        if prev and small and not alone(group[0]) and not alone(prev[-1]) and size(prev) + size(group) <= max_chars:
             prev.extend(group)
         else:
             merged.append(group)
     return merged
 
 
+@dataclass
+class _Unit:
+    """One section ready for packing: its heading line (if any) and its body pieces."""
+
+    section: int  # index in the section list
+    heading: list[str]
+    heading_line: int | None
+    pieces: list[_Piece]
+
+    @property
+    def size(self) -> int:
+        return sum(len(p.text) + 2 for p in self.all_pieces())
+
+    def all_pieces(self) -> list[_Piece]:
+        return self.head() + self.pieces
+
+    def head(self) -> list[_Piece]:
+        return [] if self.heading_line is None else [_Piece(self.heading_line, self.heading_line, self.heading[-1])]
+
+
+def _parents(sections: list[_Section]) -> list[int | None]:
+    """Index of each section's parent section (None: the note itself)."""
+    parents: list[int | None] = []
+    for i, section in enumerate(sections):
+        depth = len(section.heading)
+        parent = next((j for j in range(i - 1, -1, -1) if len(sections[j].heading) < depth
+                       and sections[j].heading == section.heading[: len(sections[j].heading)]
+                       and sections[j].heading_line is not None), None)
+        parents.append(parent)
+    return parents
+
+
+def _in_subtree(section: int, root: int | None, parents: list[int | None]) -> bool:
+    """Is ``section`` inside the subtree of ``root`` (None: the whole note)?"""
+    if root is None:
+        return True
+    node: int | None = section
+    while node is not None:
+        if node == root:
+            return True
+        node = parents[node]
+    return False
+
+
+def _pack(units: list[_Unit], parents: list[int | None], max_chars: int, min_chars: int) -> list[list[_Unit]]:
+    """Group consecutive small sections into passages worth reading.
+
+    A section below ``min_chars`` (or a group still below it) joins its neighbours (its
+    parent just above it, its siblings, their children) while the group stays within
+    ``max_chars``; sections that are each big enough stay apart. A group never leaves the subtree of its first section's parent, so
+    "优点" and "缺点" under "优缺点" come together, but the last small section of one
+    chapter does not ride along with the next chapter.
+    """
+    groups: list[list[_Unit]] = []
+    for unit in units:
+        current = groups[-1] if groups else None
+        if current:
+            size = sum(u.size for u in current)
+            # A heading with nothing under it yet is never a passage of its own.
+            small = size < min_chars or unit.size < min_chars or not any(u.pieces for u in current)
+            related = _in_subtree(unit.section, parents[current[0].section], parents)
+            if small and related and size + unit.size <= max_chars:
+                current.append(unit)
+                continue
+        groups.append([unit])
+    return groups
+
+
 def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
-                   code_max_chars: int = 1200) -> list[Chunk]:
-    chunks: list[Chunk] = []
-    for section in _sections(doc.lines):
-        heading = " > ".join(section.heading)
+                   code_max_chars: int = 1200, min_chars: int = 0) -> list[Chunk]:
+    """Passages of ``doc`` in file order; each passage's text is the (non-blank) lines of its span.
+
+    A section that fits ``max_chars`` is never split; a longer one is packed into passages
+    of about ``target_chars`` (code kept whole up to ``code_max_chars``). Sections under
+    ``min_chars`` are joined with their neighbours (see `_pack`), so a heading alone or a
+    one-line section does not become a passage of its own unless the note has nothing else.
+    The first passage of a section starts at, and includes, its heading line.
+    """
+    sections = _sections(doc.lines)
+    parents = _parents(sections)
+    units = []
+    for i, section in enumerate(sections):
         pieces = [p for b in section.blocks for p in _pieces(b, max_chars, code_max_chars)]
-        for gi, group in enumerate(_group_pieces(pieces, target_chars, max_chars)):
-            start = group[0].line_start
-            # The first passage of a section starts at its heading line so the span shows it.
-            if gi == 0 and section.heading_line is not None:
-                start = section.heading_line
-            text = "\n\n".join(p.text for p in group)
-            label = group[0].label
+        if pieces or section.heading_line is not None:
+            units.append(_Unit(i, section.heading, section.heading_line, pieces))
+    chunks: list[Chunk] = []
+    for group in _pack(units, parents, max_chars, min_chars):
+        runs = _group_pieces([p for u in group for p in u.all_pieces()], target_chars, max_chars, min_chars)
+        for run in runs:
+            if not run:
+                continue
+            label = next((p.label for p in run if p.label), "")
+            # Headings with nothing under them name the passage by the first one with a body.
+            heading = " > ".join(next((u for u in group if u.pieces), group[-1]).heading)
             chunk_heading = f"{heading} > {label}" if label and heading else (label or heading)
+            text = "\n\n".join(p.text for p in run)
             chunks.append(
                 Chunk(
                     source=doc.source,
                     heading=chunk_heading,
-                    line_start=start + 1,
-                    line_end=group[-1].line_end + 1,
+                    line_start=run[0].line_start + 1,
+                    line_end=run[-1].line_end + 1,
                     text=text,
                     content_hash=hashlib.sha256(f"{chunk_heading}\n{text}".encode()).hexdigest(),
                 )

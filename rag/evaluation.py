@@ -5,6 +5,7 @@ import json
 import re
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -22,28 +23,54 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def _gold_groups(item: dict) -> list[list[str]]:
-    """Anchor lists, one per section the answer needs (one for most kinds, several for `multi`)."""
+@dataclass(frozen=True)
+class Gold:
+    """One section an answer needs, in either of the two gold formats.
+
+    Anchors (``bench/data/dev.jsonl``): a passage is right when its text, whitespace
+    removed, contains one of the phrases. File + span (``dev-md.jsonl``): a passage is
+    right when it comes from ``file`` and its lines overlap ``[line_start, line_end]``.
+    """
+
+    anchors: tuple[str, ...] = ()
+    file: str | None = None
+    line_start: int = 0
+    line_end: int = 0
+
+    def matches(self, source: str, line_start: int, line_end: int, text: str) -> bool:
+        if self.file is not None:
+            return source == self.file and line_start <= self.line_end and line_end >= self.line_start
+        squashed = _squash(text)
+        return any(a and a in squashed for a in self.anchors)
+
+
+def gold_of(item: dict) -> list[Gold]:
+    """The sections a question needs (several for `multi`); [] for an unanswerable one."""
     if item.get("gold"):
-        return [[_squash(a) for a in g["anchors"]] for g in item["gold"]]
-    return [[_squash(a) for a in item.get("anchors", [])]] if item.get("anchors") else []
+        return [Gold(tuple(_squash(a) for a in g["anchors"])) for g in item["gold"]]
+    if item.get("anchors"):
+        return [Gold(tuple(_squash(a) for a in item["anchors"]))]
+    if item.get("file") and item.get("line_start"):
+        return [Gold(file=item["file"], line_start=int(item["line_start"]), line_end=int(item["line_end"]))]
+    return []
 
 
-def _hit_matches(text: str, anchors: list[str]) -> bool:
-    squashed = _squash(text)
-    return any(a and a in squashed for a in anchors)
+def first_hit_rank(hits: Sequence[Hit], gold: Gold) -> int | None:
+    return next((h.rank for h in hits if gold.matches(h.source, h.line_start, h.line_end, h.text)), None)
 
 
-def first_hit_rank(hits: Sequence[Hit], anchors: list[str]) -> int | None:
-    return next((h.rank for h in hits if _hit_matches(h.text, anchors)), None)
+def within_budget(hits: Sequence[Hit], gold: Gold, budget: int = CONTEXT_BUDGET) -> bool:
+    """Is the gold among the passages an LLM would read, in rank order, within ``budget`` characters?
 
-
-def within_budget(hits: Sequence[Hit], anchors: list[str], budget: int = CONTEXT_BUDGET) -> bool:
-    """Is an anchor among the passages an LLM would read, in rank order, within ``budget`` characters?"""
+    The last passage is cut to what is left of the budget, and its line span with it.
+    """
     used = 0
     for hit in hits:
         text = hit.text[: budget - used]
-        if _hit_matches(text, anchors):
+        line_end = hit.line_end
+        if len(text) < len(hit.text):
+            line_end = min(hit.line_end, hit.line_start + text.count("\n"))
+        if gold.matches(hit.source, hit.line_start, line_end, text):
             return True
         used += len(text)
         if used >= budget:
@@ -62,7 +89,7 @@ def evaluate(retriever: SupportsRetrieve, items: list[dict], k: int = 10) -> dic
         latencies.append(time.perf_counter() - t0)
         kind = item.get("kind", "all")
         m = per_kind[kind]
-        groups = _gold_groups(item)
+        groups = gold_of(item)
         if not groups:  # unanswerable
             m["abstained"].append(float(not result.relevant))
             continue
@@ -77,7 +104,7 @@ def evaluate(retriever: SupportsRetrieve, items: list[dict], k: int = 10) -> dic
         if worst is None or worst > 5:
             failures.append({"id": item.get("id"), "kind": kind, "question": item["question"], "rank": worst,
                              "got": [f"{h.source}:{h.line_start}-{h.line_end}" for h in result.hits[:5]],
-                             "want": f"{item.get('file')}:{item.get('lines')}"})
+                             "want": f"{item.get('file')}:{item.get('lines') or [item.get('line_start'), item.get('line_end')]}"})
     overall: dict[str, list[float]] = defaultdict(list)
     for kind, metrics in per_kind.items():
         for name, values in metrics.items():

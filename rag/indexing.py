@@ -49,7 +49,7 @@ class BuildReport:
 def chunker_identity(settings: Settings) -> str:
     return (
         f"v{CHUNKER_VERSION}:target={settings.chunk_target_chars}:max={settings.chunk_max_chars}"
-        f":code={settings.code_max_chars}"
+        f":code={settings.code_max_chars}:min={settings.chunk_min_chars}"
     )
 
 
@@ -135,7 +135,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             continue
         changed += 1
         doc_chunks = chunk_document(doc, settings.chunk_target_chars, settings.chunk_max_chars,
-                                    settings.code_max_chars)
+                                    settings.code_max_chars, settings.chunk_min_chars)
         for chunk in doc_chunks:
             j = old_by_hash.get(chunk.content_hash)
             chunks.append(chunk)

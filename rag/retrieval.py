@@ -13,6 +13,8 @@ from .bm25 import tokenize
 from .chunking import Chunk
 from .conversation import Message, followup_context, is_followup
 from .embeddings import Embedder, make_embedder
+from .rerank import Reranker, make_reranker
+from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
 from .store import IndexNotFound, IndexStore, LoadedIndex
 
@@ -82,14 +84,68 @@ class IndexStatus:
     skipped: dict[str, str]
 
 
-class Retriever:
-    """Answers `retrieve()` from the current index version, following swaps made by rebuilds."""
+# --- follow-ups (chosen on bench/data/dev.jsonl's follow-up questions) -----------------
+# How much the earlier turns count: fully for an elliptical question ("那它的缺点呢？"),
+# a little for a complete one, in case the user changed the subject.
+ELLIPTICAL_LEAN = 1.0
+COMPLETE_LEAN = 0.4
+# The question's own dense signal weighs this much minus the lean.
+OWN_QUESTION_WEIGHT = 1.5
+# Keyword scores of the earlier turns count this share of the lean.
+CONTEXT_KEYWORD_SHARE = 0.5
+# The subject of the earlier turns: the passages within this cosine of the best match,
+# and the keyword matches above this share of the best keyword score.
+TOPIC_PASSAGES = 3
+TOPIC_DENSE_MARGIN = 0.02
+TOPIC_KEYWORD_SHARE = 0.5
+# A score-fusion topic bonus (rank fusion uses the value of one first place instead).
+SCORE_TOPIC_BONUS = 0.5
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+
+@dataclass(frozen=True)
+class Query:
+    """A question ready for search: its own words, the earlier turns, and their vectors."""
+
+    text: str
+    context: str  # the earlier turns it may refer to; "" without history
+    elliptical: bool  # leans on the earlier turns rather than standing alone
+    lean: float  # how much the earlier turns count (0 without history)
+    vector: np.ndarray  # the question blended with the earlier turns (the question alone without history)
+    question_vector: np.ndarray  # the question's own words
+    context_vector: np.ndarray | None  # the earlier turns
+    own_vector: np.ndarray  # what title search and the relevance decision use
+
+    @property
+    def search_text(self) -> str:
+        return f"{self.text}\n{self.context}" if self.context else self.text
+
+
+@dataclass
+class _IndexView:
+    """What retrieval derives from one loaded index version, computed once per version."""
+
+    index: LoadedIndex
+    sections: SectionMap
+    boilerplate: np.ndarray  # True: navigation or text repeated across notes
+
+
+class Retriever:
+    """Answers `retrieve()` from the current index version, following swaps made by rebuilds.
+
+    Stages, in order: candidates per signal (dense passage vectors, heading vectors,
+    BM25) → rank fusion → follow-up topic → boilerplate weighting → optional reranking
+    (`rag.rerank`) → selection (read each hit as its enclosing section when it fits,
+    drop near-duplicates) → the relevance decision.
+    """
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 reranker: Reranker | None = None) -> None:
         self.settings = settings
         self.store = IndexStore(settings.index_dir)
         self._embedder = embedder
+        self._reranker = reranker if reranker is not None else make_reranker(settings)
         self._index: LoadedIndex | None = None
+        self._view: _IndexView | None = None
         self._reload_lock = threading.Lock()
         self._refresh(required=True)
 
@@ -120,9 +176,19 @@ class Retriever:
                     f"the index was built with {loaded.manifest.embedder} but the configured embedder is "
                     f"{self.embedder.identity}: run `rag index` to rebuild"
                 )
-            self._index = loaded  # one reference swap: queries in flight keep the old object
+            view = _IndexView(loaded, SectionMap(loaded.chunks, self.settings.expand_max_chars),
+                              boilerplate_mask(loaded.chunks))
+            # Two reference swaps: a query in flight keeps the objects it started with.
+            self._view = view
+            self._index = loaded
             log.info("serving index %s (%d chunks)", version, len(loaded.chunks))
             return loaded
+
+    def _current_view(self) -> _IndexView:
+        index = self._refresh()
+        view = self._view
+        assert view is not None and view.index is index
+        return view
 
     def status(self) -> IndexStatus:
         m = self._refresh().manifest
@@ -135,74 +201,73 @@ class Retriever:
             raise ValueError("the question is empty")
         question = question[: self.settings.max_question_chars]
         k = k or self.settings.top_k
-        index = self._refresh()
-        context = followup_context(question, history)
-        search_query = f"{question}\n{context}" if context else question
+        view = self._current_view()
+        index = view.index
+        query = self._query(question, history)
         if not index.chunks:
-            return RetrievalResult(question, search_query, False, [])
-
+            return RetrievalResult(question, query.search_text, False, [])
         s = self.settings
         n_cand = min(max(s.candidates, k * 3), len(index.chunks))
-        signals: list[_Signal] = []
-        q_tokens = tokenize(question)
-        keyword = index.bm25.scores(q_tokens)
-        lean, elliptical = 0.0, False
-        if context:
-            q_vec, c_vec = self.embedder.embed_queries([question, context])
-            both = q_vec + c_vec
-            query_vec = both / max(float(np.linalg.norm(both)), 1e-12)
-            dense_scores, dense_ids = index.dense.search(np.stack([query_vec, q_vec, c_vec]), n_cand)
-            # An elliptical question leans on the earlier turns; a complete one only a little,
-            # in case the user changed the subject.
-            elliptical = is_followup(question)
-            lean = 1.0 if elliptical else 0.4
-            signals.append(_Signal(dense_ids[0], dense_scores[0], s.dense_weight * lean))
-            signals.append(_Signal(dense_ids[1], dense_scores[1], s.dense_weight * (1.5 - lean)))
-            c_keyword = index.bm25.scores(tokenize(context))
-            keyword = keyword + 0.5 * lean * c_keyword
-            # The subject of the earlier turns: the passages that clearly match them, not the runners-up.
-            topic = [int(i) for i, sc in zip(dense_ids[2][:3], dense_scores[2][:3]) if sc >= dense_scores[2][0] - 0.02]
-            topic += [int(i) for i in np.argsort(-c_keyword)[:3] if c_keyword[i] >= 0.5 * c_keyword.max() > 0]
-            # A complete question is matched, and judged relevant or not, on its own words.
-            own_vec, own_top = (query_vec, dense_scores[0][0]) if elliptical else (q_vec, dense_scores[1][0])
-        else:
-            query_vec = self.embedder.embed_queries([question])[0]
-            dense_scores, dense_ids = index.dense.search(query_vec[None, :], n_cand)
-            signals.append(_Signal(dense_ids[0], dense_scores[0], s.dense_weight))
-            topic = []
-            own_vec, own_top = query_vec, dense_scores[0][0]
-        title_scores, title_ids = index.title_dense.search(own_vec[None, :], n_cand)
-        signals.append(_Signal(title_ids[0], title_scores[0], s.title_weight))
-        kw_ids = np.array([i for i in np.argsort(-keyword)[:n_cand] if keyword[i] > 0], dtype=np.int64)
-        signals.append(_Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
+        signals, topic, own_top = self._candidates(query, index, n_cand)
         fused = _fuse(signals, s.fusion, s.rrf_k)
         unit = 1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0  # what a first place is worth
-        topic_bonus = lean * s.topic_weight * (unit if s.fusion == "rrf" else 0.5) if topic else 0.0
-        if topic and elliptical:
-            # A follow-up asks about the same part of the notes as the turn before it. A complete
-            # question may well be on a new subject: the earlier turns only nudge its search above.
-            for idx in list(fused):
-                if any(_same_topic(index.chunks[idx], index.chunks[t]) for t in topic):
-                    fused[idx] += topic_bonus
-        best = sum(sig.weight for sig in signals) * unit + topic_bonus  # first everywhere, on topic: 1.0
+        bonus = query.lean * s.topic_weight * (unit if s.fusion == "rrf" else SCORE_TOPIC_BONUS) if topic else 0.0
+        if query.elliptical:
+            _follow_topic(fused, topic, index.chunks, bonus)
+        _weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
+        best = sum(sig.weight for sig in signals) * unit + bonus  # first everywhere, on topic: 1.0
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
-        kept: list[int] = []
-        shingles: dict[int, set[str]] = {}
-        for idx in ranked:
-            if len(kept) >= k:
-                break
-            shingles[idx] = _shingles(index.chunks[idx].text)
-            # A near-duplicate passage (the same paragraph pasted into two notes) adds nothing new.
-            # Compared by text: embeddings of merely related passages are too close to tell apart.
-            if any(_overlap(shingles[idx], shingles[j]) >= s.dedup_similarity for j in kept):
-                continue
-            kept.append(idx)
-        hits = [
-            Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=index.chunks[idx])
-            for r, idx in enumerate(kept)
-        ]
-        relevant = self.is_relevant(question, float(own_top), index)
-        return RetrievalResult(question, search_query, relevant, hits)
+        if self._reranker is not None:
+            head = ranked[: s.rerank_candidates]
+            order = self._reranker.rerank(query.text, [index.chunks[i].embedding_text() for i in head])
+            ranked = [head[j] for j in order] + ranked[len(head):]
+        selected = _select(ranked, view.sections, k, s.dedup_similarity)
+        hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk)
+                for r, (idx, chunk) in enumerate(selected)]
+        relevant = self.is_relevant(question, own_top, index)
+        return RetrievalResult(question, query.search_text, relevant, hits)
+
+    # --- stages -------------------------------------------------------------------------
+    def _query(self, question: str, history: Sequence[Message]) -> Query:
+        context = followup_context(question, history)
+        if not context:
+            vector = self.embedder.embed_queries([question])[0]
+            return Query(question, "", False, 0.0, vector, vector, None, vector)
+        q_vec, c_vec = self.embedder.embed_queries([question, context])
+        both = q_vec + c_vec
+        blended = both / max(float(np.linalg.norm(both)), 1e-12)
+        elliptical = is_followup(question)
+        # A complete question is matched, and judged relevant or not, on its own words.
+        return Query(question, context, elliptical, ELLIPTICAL_LEAN if elliptical else COMPLETE_LEAN, blended,
+                     q_vec, c_vec, blended if elliptical else q_vec)
+
+    def _candidates(self, query: Query, index: LoadedIndex, n: int) -> tuple[list[_Signal], list[int], float]:
+        """Rankings per signal, the passages the earlier turns were about, and the best
+        dense similarity of the question's own words (for the relevance decision)."""
+        s = self.settings
+        signals: list[_Signal] = []
+        keyword = index.bm25.scores(tokenize(query.text))
+        topic: list[int] = []
+        if query.context_vector is not None:
+            scores, ids = index.dense.search(np.stack([query.vector, query.question_vector, query.context_vector]), n)
+            signals.append(_Signal(ids[0], scores[0], s.dense_weight * query.lean))
+            signals.append(_Signal(ids[1], scores[1], s.dense_weight * (OWN_QUESTION_WEIGHT - query.lean)))
+            c_keyword = index.bm25.scores(tokenize(query.context))
+            keyword = keyword + CONTEXT_KEYWORD_SHARE * query.lean * c_keyword
+            topic = [int(i) for i, sc in zip(ids[2][:TOPIC_PASSAGES], scores[2][:TOPIC_PASSAGES])
+                     if sc >= scores[2][0] - TOPIC_DENSE_MARGIN]
+            topic += [int(i) for i in np.argsort(-c_keyword)[:TOPIC_PASSAGES]
+                      if c_keyword[i] >= TOPIC_KEYWORD_SHARE * c_keyword.max() > 0]
+            own_top = float(scores[0][0] if query.elliptical else scores[1][0])
+        else:
+            scores, ids = index.dense.search(query.vector[None, :], n)
+            signals.append(_Signal(ids[0], scores[0], s.dense_weight))
+            own_top = float(scores[0][0])
+        title_scores, title_ids = index.title_dense.search(query.own_vector[None, :], n)
+        signals.append(_Signal(title_ids[0], title_scores[0], s.title_weight))
+        kw_ids = np.array([i for i in np.argsort(-keyword)[:n] if keyword[i] > 0], dtype=np.int64)
+        signals.append(_Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
+        return signals, topic, own_top
 
     def is_relevant(self, question: str, top_dense: float, index: LoadedIndex) -> bool:
         """Do the notes cover the question?
@@ -267,6 +332,49 @@ def _fuse(signals: list[_Signal], mode: str, rrf_k: int) -> dict[int, float]:
         for idx, c in zip(ids.tolist(), contrib.tolist()):
             fused[idx] = fused.get(idx, 0.0) + c
     return fused
+
+
+def _follow_topic(fused: dict[int, float], topic: list[int], chunks: list[Chunk], bonus: float) -> None:
+    """A follow-up asks about the same part of the notes as the turn before it: passages in
+    the same or a sibling section as the earlier turns' subject get ``bonus``."""
+    if not topic or bonus <= 0:
+        return
+    for idx in list(fused):
+        if any(_same_topic(chunks[idx], chunks[t]) for t in topic):
+            fused[idx] += bonus
+
+
+def _weigh_boilerplate(fused: dict[int, float], mask: np.ndarray, weight: float) -> None:
+    """Navigation and repeated template text count ``weight`` of what they would."""
+    for idx in fused:
+        if mask[idx]:
+            fused[idx] *= weight
+
+
+def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: float) -> list[tuple[int, Chunk]]:
+    """The first ``k`` hits, each read as its enclosing section when that fits (several hits in
+    one section become one), without near-duplicates (the same paragraph pasted into two
+    notes adds nothing new; compared by text, since embeddings of merely related passages
+    are too close to tell apart)."""
+    kept: list[tuple[int, Chunk]] = []
+    covered: set[int] = set()
+    shingles: list[set[str]] = []
+    for idx in ranked:
+        if len(kept) >= k:
+            break
+        if idx in covered:
+            continue
+        unit = sections.unit(idx)
+        if covered.intersection(unit):  # part of it is already shown: show only this passage
+            unit = (idx,)
+        chunk = sections.passage(unit)
+        own = _shingles(chunk.text)
+        covered.update(unit)
+        if any(_overlap(own, other) >= dedup_similarity for other in shingles):
+            continue
+        kept.append((idx, chunk))
+        shingles.append(own)
+    return kept
 
 
 def _shingles(text: str, n: int = 5) -> set[str]:

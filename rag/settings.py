@@ -30,9 +30,12 @@ class Settings(BaseSettings):
     extensions: tuple[str, ...] = (".md", ".markdown", ".txt")
     max_file_bytes: int = 20 * 1024 * 1024
 
-    # --- chunking (sizes chosen with bench/chunk_sizes.py) -------------------
+    # --- chunking (sizes chosen with bench/retrieval_quality.py) --------------
     chunk_target_chars: int = 500
     chunk_max_chars: int = 900
+    # A section shorter than this joins its neighbours (parent, siblings) instead of
+    # standing alone: a bold heading or one list line says too little to be a passage.
+    chunk_min_chars: int = 200
     # Code blocks are kept whole up to this size; beyond it they split at blank lines.
     code_max_chars: int = 1200
 
@@ -67,6 +70,14 @@ class Settings(BaseSettings):
     topic_weight: float = 1.0
     title_weight: float = 1.0
     dedup_similarity: float = 0.9
+    # "Match small, read big": a hit is returned as its enclosing section (or whole note)
+    # when that fits in this many characters; 0 turns it off (bench/retrieval_quality.py).
+    expand_max_chars: int = 1500
+    # Navigation (link lists) and text repeated across notes count this share in the ranking.
+    boilerplate_weight: float = 0.3
+    # A sentence-transformers CrossEncoder (name or path) to rerank the first candidates; none by default.
+    reranker_model: str | None = None
+    rerank_candidates: int = 20
 
     # --- LLM -----------------------------------------------------------------
     llm_backend: Literal["auto", "openai", "llamacpp", "none"] = "auto"

@@ -33,6 +33,12 @@ def chunk_file(tmp_path: Path, name: str, text: str, **sizes) -> tuple[list[Chun
     return chunks, lines
 
 
+def without_heading(chunk: Chunk, heading: str) -> list[str]:
+    """The chunk's pieces without its section's heading line (the first passage of a section has it)."""
+    pieces = chunk.text.split("\n\n")
+    return pieces[1:] if pieces[0] == heading else pieces
+
+
 def line_no(lines: list[str], text: str) -> int:
     """1-based number of the only line equal to ``text``."""
     found = [i + 1 for i, ln in enumerate(lines) if ln.strip() == text]
@@ -80,13 +86,14 @@ def test_markdown_headings_give_heading_paths_and_spans_start_at_the_heading(tmp
         "微调",
     }
     assert by_heading["大模型基础 > 注意力 > 缩放点积"].line_start == line_no(lines, "### 缩放点积")
-    assert by_heading["大模型基础 > 注意力 > 缩放点积"].text == "点积除以根号 d，避免 softmax 饱和。"
+    # A passage is the lines of its span: its own heading line, then its body.
+    assert by_heading["大模型基础 > 注意力 > 缩放点积"].text == "缩放点积\n\n点积除以根号 d，避免 softmax 饱和。"
     assert by_heading["微调"].line_start == line_no(lines, "# 微调")
     assert by_heading["微调"].line_end == line_no(lines, "全参数微调更新所有权重。")
     # The heading is the passage's title, and it is part of what gets embedded.
     chunk = by_heading["大模型基础 > 位置编码"]
     assert chunk.title() == "大模型基础\n位置编码"
-    assert chunk.embedding_text().startswith(chunk.title()) and chunk.text in chunk.embedding_text()
+    assert chunk.embedding_text() == "大模型基础\n" + chunk.text and chunk.text.startswith("位置编码")
 
 
 PLAIN_QUESTIONS = """大模型面试题
@@ -123,7 +130,8 @@ LoRA 在冻结的权重旁加低秩矩阵，只训练新加的矩阵。
 )
 def test_numbered_questions_in_plain_text_start_chunks(tmp_path, question, body):
     chunks, lines = chunk_file(tmp_path, "面试题.txt", PLAIN_QUESTIONS)
-    [chunk] = [c for c in chunks if c.line_start == line_no(lines, question)]
+    at = line_no(lines, question)
+    [chunk] = [c for c in chunks if c.line_start <= at <= c.line_end]
     assert chunk.heading.split(" > ")[-1] == question
     assert body in chunk.text
     # Only this question's answer: no other question's body rides along.
@@ -260,10 +268,10 @@ def test_long_single_line_paragraph_splits_at_sentence_boundaries(tmp_path):
     row = line_no(lines, paragraph)
     assert all(c.line_end == row for c in body)
     for chunk in body:
-        for piece in chunk.text.split("\n\n"):
+        for piece in without_heading(chunk, "长段落"):
             assert piece.startswith("第") and piece.endswith("。"), piece[-20:]  # whole sentences
     # Nothing lost or repeated.
-    assert "".join(c.text.replace("\n\n", "") for c in body) == paragraph
+    assert "".join("".join(without_heading(c, "长段落")) for c in body) == paragraph
 
 
 def test_long_english_paragraph_is_not_cut_mid_word(tmp_path):
@@ -272,10 +280,10 @@ def test_long_english_paragraph_is_not_cut_mid_word(tmp_path):
     chunks, _ = chunk_file(tmp_path, "long.md", f"# Notes\n\n{paragraph}\n")
     assert len(chunks) >= 4 and all(len(c.text) <= MAX for c in chunks)
     for chunk in chunks:
-        for piece in chunk.text.split("\n\n"):
+        for piece in without_heading(chunk, "Notes"):
             assert piece.strip().startswith("Sentence number") and piece.endswith("softmax."), piece[-30:]
     # Nothing lost, and the spaces between sentences kept ("softmax. Sentence", not "softmax.Sentence").
-    assert "".join(c.text.replace("\n\n", "") for c in chunks) == paragraph
+    assert "".join("".join(without_heading(c, "Notes")) for c in chunks) == paragraph
 
 
 def test_many_short_lines_pack_into_bounded_chunks_of_whole_lines(tmp_path):
@@ -284,7 +292,7 @@ def test_many_short_lines_pack_into_bounded_chunks_of_whole_lines(tmp_path):
     assert len(chunks) >= 3
     assert all(len(c.text) <= MAX for c in chunks)
     covered = [ln for c in chunks for ln in c.text.split("\n") if ln]
-    assert covered == sentences  # each line whole, in order, exactly once
+    assert covered == ["多行笔记"] + sentences  # each line whole, in order, exactly once
 
 
 def test_tiny_sizes_still_bound_every_chunk(tmp_path):
@@ -338,9 +346,16 @@ def test_chunk_id_names_source_lines_and_hash(tmp_path):
     assert chunk.id == f"sub/基础.md#L{chunk.line_start}-L{chunk.line_end}:{chunk.content_hash[:12]}"
 
 
-def test_empty_and_heading_only_documents_give_no_chunks(tmp_path):
-    chunks, _ = chunk_file(tmp_path, "h.md", "# 只有标题\n\n## 还是标题\n")
-    assert chunks == []
+def test_a_heading_only_note_is_one_passage_and_an_empty_one_none(tmp_path):
+    chunks, lines = chunk_file(tmp_path, "h.md", "# 只有标题\n\n## 还是标题\n")
+    [chunk] = chunks
+    assert "只有标题" in chunk.text and "还是标题" in chunk.text
+    assert (chunk.line_start, chunk.line_end) == (1, 3)
+
+
+def test_a_one_line_note_is_a_passage(tmp_path):
+    [chunk], _ = chunk_file(tmp_path, "short.md", "买牛奶 MILKMARKER\n")
+    assert "MILKMARKER" in chunk.text and chunk.line_start == chunk.line_end == 1
 
 
 # --- the real sample notes ------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""What retrieval knows about the shape of the notes beyond single passages.
+
+- ``SectionMap``: "match small, read big". Passages are matched one by one, but a hit
+  that is a small part of a section is read as the whole enclosing section when that
+  section fits a budget, so the reader gets the full list, not its first item.
+- ``boilerplate_mask``: passages that are navigation (lists of links) or text repeated
+  across many notes (a blog footer, a sign-up banner). They are found by their shape,
+  never by a file or heading name, and retrieval weighs them down.
+
+Both are computed from the chunks of a loaded index version (which are stored per note
+in file order), once per version.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import replace
+
+import numpy as np
+
+from .chunking import Chunk
+
+SEP = " > "
+# A line shared word for word by at least this many notes is a template line (a footer).
+TEMPLATE_MIN_NOTES = 3
+# A passage is boilerplate when at least this share of its characters is links or template lines.
+BOILERPLATE_SHARE = 0.6
+_LINK = re.compile(r"!?\[[^\]]*\]\([^)]*\)|<a\s[^>]*>.*?</a>|<img\s[^>]*>|https?://\S+")
+_SQUASH = re.compile(r"\s+")
+
+
+def _path(chunk: Chunk) -> list[str]:
+    return [p for p in chunk.heading.split(SEP) if p] if chunk.heading else []
+
+
+class SectionMap:
+    """For each passage, the enclosing section it is read as (a run of passages of one note)."""
+
+    def __init__(self, chunks: list[Chunk], max_chars: int) -> None:
+        self.chunks = chunks
+        self.max_chars = max_chars
+        self._paths = [_path(c) for c in chunks]
+        self._sizes = [len(c.text) for c in chunks]
+
+    def unit(self, idx: int) -> tuple[int, ...]:
+        """The passages (ids, in file order) of the largest section around ``idx`` that fits
+        ``max_chars``: the whole note when it fits, else the outermost heading that does.
+        ``(idx,)`` when nothing larger fits."""
+        if self.max_chars <= 0:
+            return (idx,)
+        path = self._paths[idx]
+        for depth in range(0, len(path) + 1):
+            run = self._run(idx, path[:depth])
+            if len(run) > 1 and sum(self._sizes[i] for i in run) + 2 * len(run) <= self.max_chars:
+                return run
+            if len(run) == 1:
+                break
+        return (idx,)
+
+    def _run(self, idx: int, prefix: list[str]) -> tuple[int, ...]:
+        source = self.chunks[idx].source
+        inside = lambda j: (self.chunks[j].source == source  # noqa: E731
+                            and self._paths[j][: len(prefix)] == prefix)
+        lo = idx
+        while lo > 0 and inside(lo - 1):
+            lo -= 1
+        hi = idx
+        while hi + 1 < len(self.chunks) and inside(hi + 1):
+            hi += 1
+        return tuple(range(lo, hi + 1))
+
+    def passage(self, unit: tuple[int, ...]) -> Chunk:
+        """One chunk standing for the whole unit, with its true line span."""
+        if len(unit) == 1:
+            return self.chunks[unit[0]]
+        members = [self.chunks[i] for i in unit]
+        common = self._paths[unit[0]]
+        for i in unit[1:]:
+            other = self._paths[i]
+            n = 0
+            while n < min(len(common), len(other)) and common[n] == other[n]:
+                n += 1
+            common = common[:n]
+        digest = hashlib.sha256("".join(m.content_hash for m in members).encode()).hexdigest()
+        return replace(members[0], heading=SEP.join(common), line_end=members[-1].line_end,
+                       text="\n\n".join(m.text for m in members), content_hash=digest)
+
+
+def boilerplate_mask(chunks: list[Chunk]) -> np.ndarray:
+    """True for passages that are mostly links or lines repeated across many notes."""
+    notes_with_line: dict[str, set[str]] = defaultdict(set)
+    for chunk in chunks:
+        for line in chunk.text.split("\n"):
+            key = _SQUASH.sub("", line)
+            if len(key) >= 4:
+                notes_with_line[key].add(chunk.source)
+    mask = np.zeros(len(chunks), dtype=bool)
+    for i, chunk in enumerate(chunks):
+        total = noise = 0
+        for line in chunk.text.split("\n"):
+            key = _SQUASH.sub("", line)
+            if not key:
+                continue
+            total += len(key)
+            if len(notes_with_line.get(key, ())) >= TEMPLATE_MIN_NOTES:
+                noise += len(key)
+            else:
+                noise += sum(len(_SQUASH.sub("", m.group(0))) for m in _LINK.finditer(line))
+        mask[i] = total > 0 and noise >= BOILERPLATE_SHARE * total
+    return mask
