@@ -348,6 +348,7 @@ class _Piece:
     text: str
     is_code: bool = False
     label: str = ""
+    is_heading: bool = False
 
 
 def _pieces(block: _Block, max_chars: int, code_max_chars: int) -> list[_Piece]:
@@ -392,6 +393,9 @@ def _group_pieces(pieces: list[_Piece], target: int, max_chars: int, min_chars: 
     def alone(piece: _Piece) -> bool:
         return piece.is_code and bool(piece.label)
 
+    def heading_only(group: list[_Piece]) -> bool:
+        return len(group) == 1 and group[0].is_heading
+
     if not pieces:
         return []
     if not any(alone(p) for p in pieces) and size(pieces) <= max_chars:
@@ -400,7 +404,9 @@ def _group_pieces(pieces: list[_Piece], target: int, max_chars: int, min_chars: 
     groups: list[list[_Piece]] = []
     for piece in pieces:
         current = groups[-1] if groups else None
-        if current and not alone(piece) and not alone(current[-1]) and size(current) + len(piece.text) <= target:
+        if current and heading_only(current) and size(current) + len(piece.text) <= max_chars:
+            current.append(piece)  # a heading is never a passage of its own
+        elif current and not alone(piece) and not alone(current[-1]) and size(current) + len(piece.text) <= target:
             current.append(piece)
         else:
             groups.append([piece])
@@ -432,7 +438,9 @@ class _Unit:
         return self.head() + self.pieces
 
     def head(self) -> list[_Piece]:
-        return [] if self.heading_line is None else [_Piece(self.heading_line, self.heading_line, self.heading[-1])]
+        if self.heading_line is None:
+            return []
+        return [_Piece(self.heading_line, self.heading_line, self.heading[-1], is_heading=True)]
 
 
 def _parents(sections: list[_Section]) -> list[int | None]:

@@ -367,13 +367,17 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
         unit = sections.unit(idx)
         if covered.intersection(unit):  # part of it is already shown: show only this passage
             unit = (idx,)
-        chunk = sections.passage(unit)
-        own = _shingles(chunk.text)
-        covered.update(unit)
-        if any(_overlap(own, other) >= dedup_similarity for other in shingles):
+        # What matched is compared with what is already shown, section and all.
+        if any(_overlap(_shingles(sections.chunks[idx].text), other) >= dedup_similarity for other in shingles):
+            covered.update(unit)
             continue
+        if len(unit) > 1 and any(_overlap(_shingles(sections.chunks[j].text), other) >= dedup_similarity
+                                 for j in unit if j != idx for other in shingles):
+            unit = (idx,)  # reading the whole section would repeat a passage already shown
+        covered.update(unit)
+        chunk = sections.passage(unit)
         kept.append((idx, chunk))
-        shingles.append(own)
+        shingles.append(_shingles(chunk.text))
     return kept
 
 
