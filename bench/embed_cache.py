@@ -24,7 +24,7 @@ class CachedEmbedder:
     def __init__(self, inner, path: Path = DEFAULT_PATH) -> None:
         self.inner, self.identity, self.dim = inner, inner.identity, inner.dim
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=120)
         self._db.execute("CREATE TABLE IF NOT EXISTS v (key TEXT PRIMARY KEY, vec BLOB)")
         self._lock = threading.Lock()
         self.misses = 0

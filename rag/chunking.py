@@ -508,25 +508,49 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
         pieces = [p for b in section.blocks for p in _pieces(b, max_chars, code_max_chars)]
         if pieces or section.heading_line is not None:
             units.append(_Unit(i, section.heading, section.heading_line, pieces))
-    chunks: list[Chunk] = []
+    passages: list[tuple[str, list[_Piece]]] = []
     for group in _pack(units, parents, max_chars, min_chars):
-        runs = _group_pieces([p for u in group for p in u.all_pieces()], target_chars, max_chars, min_chars)
-        for run in runs:
-            if not run:
-                continue
-            label = next((p.label for p in run if p.label), "")
-            # Headings with nothing under them name the passage by the first one with a body.
-            heading = " > ".join(next((u for u in group if u.pieces), group[-1]).heading)
-            chunk_heading = f"{heading} > {label}" if label and heading else (label or heading)
-            text = "\n\n".join(p.text for p in run)
-            chunks.append(
-                Chunk(
-                    source=doc.source,
-                    heading=chunk_heading,
-                    line_start=run[0].line_start + 1,
-                    line_end=run[-1].line_end + 1,
-                    text=text,
-                    content_hash=hashlib.sha256(f"{chunk_heading}\n{text}".encode()).hexdigest(),
-                )
+        # Headings with nothing under them name the passage by the first one with a body.
+        heading = " > ".join(next((u for u in group if u.pieces), group[-1]).heading)
+        for run in _group_pieces([p for u in group for p in u.all_pieces()], target_chars, max_chars, min_chars):
+            if run:
+                passages.append((heading, run))
+    chunks: list[Chunk] = []
+    for heading, run in _absorb_fragments(passages, min_chars, max_chars):
+        label = next((p.label for p in run if p.label), "")
+        chunk_heading = f"{heading} > {label}" if label and heading else (label or heading)
+        text = "\n\n".join(p.text for p in run)
+        chunks.append(
+            Chunk(
+                source=doc.source,
+                heading=chunk_heading,
+                line_start=run[0].line_start + 1,
+                line_end=run[-1].line_end + 1,
+                text=text,
+                content_hash=hashlib.sha256(f"{chunk_heading}\n{text}".encode()).hexdigest(),
             )
+        )
     return chunks
+
+
+def _absorb_fragments(passages: list[tuple[str, list[_Piece]]], min_chars: int, max_chars: int
+                      ) -> list[tuple[str, list[_Piece]]]:
+    """Last pass: a prose passage still under ``min_chars`` (one that `_pack` could not place
+    within its own chapter) joins the passage before or after it when the two fit ``max_chars``.
+    A code definition keeps its own passage, as it does everywhere."""
+    def size(run: list[_Piece]) -> int:  # the length of the passage's text
+        return sum(len(p.text) for p in run) + 2 * (len(run) - 1)
+
+    def definition(run: list[_Piece]) -> bool:
+        return any(p.is_code and p.label for p in run)
+
+    out: list[tuple[str, list[_Piece]]] = []
+    for heading, run in passages:
+        if out:
+            prev_heading, prev = out[-1]
+            small = size(run) < min_chars or size(prev) < min_chars
+            if small and not definition(run) and not definition(prev) and size(prev) + 2 + size(run) <= max_chars:
+                out[-1] = (prev_heading if any(not p.is_heading for p in prev) else heading, prev + run)
+                continue
+        out.append((heading, list(run)))
+    return out

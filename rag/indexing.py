@@ -12,6 +12,7 @@ from .bm25 import BM25Index, tokenize
 from .chunking import CHUNKER_VERSION, Chunk, chunk_document
 from .embeddings import Embedder, embedder_identity, make_embedder
 from .ingest import IngestError, Skipped, discover, file_hash, load_document
+from .sections import boilerplate_mask
 from .settings import Settings
 from .store import FileEntry, IndexLocked, IndexStore, LoadedIndex, Manifest, build_dense, new_version_name
 
@@ -58,6 +59,19 @@ def _same_files(manifest: Manifest, hashes: dict[str, str]) -> bool:
     known = {s: f.content_hash for s, f in manifest.files.items()}
     known.update(manifest.skipped_hashes)
     return known == hashes
+
+
+def _warn_boilerplate(chunks: list[Chunk]) -> None:
+    """Name the notes that are mostly navigation or repeated template text: retrieval ranks
+    those passages low (rag.sections), and the user should know why they rarely show up."""
+    mask = boilerplate_mask(chunks)
+    per_file: dict[str, list[bool]] = {}
+    for chunk, flagged in zip(chunks, mask):
+        per_file.setdefault(chunk.source, []).append(bool(flagged))
+    for source, flags in per_file.items():
+        if sum(flags) * 2 >= len(flags) and any(flags):
+            log.warning("%s looks like a navigation page or repeated template text (%d of %d passages); "
+                        "it is ranked low in answers", source, sum(flags), len(flags))
 
 
 def build_index(settings: Settings, embedder: Embedder | None = None, progress: Progress | None = None,
@@ -165,6 +179,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         title_vectors[ids] = np.stack([title_rows[chunks[i].title()] for i in ids])
     progress("embedding passages", len(missing), len(missing))
 
+    _warn_boilerplate(chunks)
     progress("writing index", 0, 1)
     dense = build_dense(vectors, settings.ann_min_chunks, settings.hnsw_m, settings.hnsw_ef_search)
     title_dense = build_dense(title_vectors, settings.ann_min_chunks, settings.hnsw_m, settings.hnsw_ef_search)

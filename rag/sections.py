@@ -22,11 +22,15 @@ import numpy as np
 from .chunking import Chunk
 
 SEP = " > "
-# A line shared word for word by at least this many notes is a template line (a footer).
+# A line shared word for word by this share of the notes (and at least TEMPLATE_MIN_NOTES of them)
+# is a template line (a blog footer); a paragraph shared by two or three notes is a copied article.
 TEMPLATE_MIN_NOTES = 3
+TEMPLATE_MIN_SHARE = 0.1
 # A passage is boilerplate when at least this share of its characters is links or template lines.
 BOILERPLATE_SHARE = 0.6
-_LINK = re.compile(r"!?\[[^\]]*\]\([^)]*\)|<a\s[^>]*>.*?</a>|<img\s[^>]*>|https?://\S+")
+_LINK = re.compile(r"\[[^\]]*\]\([^)]*\)|<a\s[^>]*>.*?</a>|https?://\S+")
+# Images are neither content nor navigation: left out of the count.
+_IMAGE = re.compile(r"!\[[^\]]*\]\((<[^>]*>|[^)]*)\)|<img\s[^>]*>")
 _SQUASH = re.compile(r"\s+")
 
 
@@ -95,15 +99,18 @@ def boilerplate_mask(chunks: list[Chunk]) -> np.ndarray:
             key = _SQUASH.sub("", line)
             if len(key) >= 4:
                 notes_with_line[key].add(chunk.source)
+    n_notes = len({c.source for c in chunks})
+    template = max(TEMPLATE_MIN_NOTES, TEMPLATE_MIN_SHARE * n_notes)
     mask = np.zeros(len(chunks), dtype=bool)
     for i, chunk in enumerate(chunks):
         total = noise = 0
-        for line in chunk.text.split("\n"):
+        for raw in chunk.text.split("\n"):
+            line = _IMAGE.sub("", raw)
             key = _SQUASH.sub("", line)
             if not key:
                 continue
             total += len(key)
-            if len(notes_with_line.get(key, ())) >= TEMPLATE_MIN_NOTES:
+            if len(notes_with_line.get(_SQUASH.sub("", raw), ())) >= template:
                 noise += len(key)
             else:
                 noise += sum(len(_SQUASH.sub("", m.group(0))) for m in _LINK.finditer(line))

@@ -27,7 +27,8 @@ def chunk_file(tmp_path: Path, name: str, text: str, **sizes) -> tuple[list[Chun
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode("utf-8"))
     doc = load_document(path, name, 10**8)
-    chunks = chunk_document(doc, sizes.get("target", TARGET), sizes.get("max", MAX), sizes.get("code_max", CODE_MAX))
+    chunks = chunk_document(doc, sizes.get("target", TARGET), sizes.get("max", MAX), sizes.get("code_max", CODE_MAX),
+                            sizes.get("min", 0))
     lines = file_lines(path)
     assert_chunk_spans(chunks, lines)
     return chunks, lines
@@ -394,3 +395,68 @@ def test_sample_note_chunk_invariants(path):
     # Scraped-page chrome is not in any passage.
     for chunk in chunks:
         assert not any(ln.strip() in ("点赞", "收藏", "评论", "Bootstrap") for ln in chunk.text.split("\n"))
+
+
+# --- passages worth reading --------------------------------------------------------------
+DEEP = """# 优化器笔记
+
+## Adam
+
+### 优点
+
+- 自适应学习率
+
+### 缺点
+
+- 可能不收敛
+
+## SGD
+
+**简介**
+
+SGD 每次用一小批样本估计梯度，沿负梯度方向更新参数。它实现简单、内存占用小，是深度学习里最基础的优化方法。
+批量越小，梯度估计的噪声越大，训练曲线越抖动；噪声有时能帮助跳出尖锐的极小值，但也会让收敛变慢。
+学习率需要配合衰减策略手动调节，否则在接近极小值时会来回震荡，难以稳定下来。
+
+## 参考
+
+[1] [Adam 论文](https://arxiv.org/abs/1412.6980)
+"""
+
+
+def test_small_sections_join_their_parent_and_siblings_instead_of_standing_alone(tmp_path):
+    chunks, lines = chunk_file(tmp_path, "优化器.md", DEEP, min=Settings().chunk_min_chars)
+    [adam] = containing(chunks, "自适应学习率")
+    # "优点" and "缺点" under "Adam" come back as one passage with their heading lines.
+    assert "可能不收敛" in adam.text and "优点" in adam.text and "缺点" in adam.text
+    assert adam.line_start <= line_no(lines, "## Adam") and adam.line_end >= line_no(lines, "- 可能不收敛")
+    # A bold heading alone is not a passage: it reads with the paragraph under it.
+    [sgd] = containing(chunks, "**简介**")
+    assert "每次用一小批样本估计梯度" in sgd.text
+
+
+def _fragment_has_no_room(chunks: list[Chunk], i: int, min_chars: int, max_chars: int) -> bool:
+    """A passage under the floor is allowed only where neither neighbour could take it."""
+    if len(chunks[i].text) >= min_chars:
+        return True
+    if any(re.match(r"^\s*(def|class|async def)\s", ln) for ln in chunks[i].text.split("\n")):
+        return True  # a code definition keeps its own passage
+    fits = lambda j: 0 <= j < len(chunks) and len(chunks[j].text) + len(chunks[i].text) + 2 <= max_chars  # noqa: E731
+    return not fits(i - 1) and not fits(i + 1)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
+def test_no_passage_is_below_the_floor_unless_the_note_is_smaller_or_no_neighbour_has_room(path):
+    s = Settings()
+    doc = load_document(path, path.name, s.max_file_bytes)
+    chunks = chunk_document(doc, s.chunk_target_chars, s.chunk_max_chars, s.code_max_chars, s.chunk_min_chars)
+    if sum(len(c.text) for c in chunks) < s.chunk_min_chars:
+        assert len(chunks) == 1
+        return
+    for i in range(len(chunks)):
+        assert _fragment_has_no_room(chunks, i, s.chunk_min_chars, s.chunk_max_chars), chunks[i].text[:80]
+
+
+def test_a_tiny_note_is_one_passage_below_the_floor(tmp_path):
+    [chunk], _ = chunk_file(tmp_path, "tiny.md", "# 待办\n\n买牛奶\n")
+    assert chunk.text == "待办\n\n买牛奶"
