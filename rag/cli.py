@@ -302,7 +302,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {}
     if args.host:
         overrides["host"] = args.host
-    if args.port:
+    if args.port is not None:
         overrides["port"] = args.port
     if args.no_watch:
         overrides["watch_corpus"] = False

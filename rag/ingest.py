@@ -73,7 +73,7 @@ def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
     """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
-        raise CorpusNotFound(f"notes folder not found: {corpus_dir}")
+        raise CorpusNotFound(f"corpus folder not found: {corpus_dir} (the notes folder: --corpus or RAG_CORPUS_DIR)")
     root = corpus_dir.resolve()
     suffixes = {e.lower() for e in extensions}
     found: list[Path] = []
@@ -232,6 +232,9 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+\S")
 # Longest line taken for a widget label or an article title inside a footer (a username,
 # "hope_wisdom"; a title); prose is longer than this.
 _FOOTER_LABEL_MAX_CHARS = 80
+# Most short lines taken as one block of footer labels between two chrome lines; a longer
+# run is the user's writing (a list, a poem) even if a button line follows it.
+_FOOTER_RUN_MAX_LINES = 6
 
 
 def is_clutter_line(line: str) -> bool:
@@ -275,8 +278,9 @@ def _footer_clutter(lines: list[str], start: int) -> set[int]:
         # A like/favourite counter ("• 12") right before or after its button.
         if _BARE_NUMBER.match(line) and (prev in chrome or nxt in chrome):
             clutter.add(i)
-        # A label inside the widget, between two chrome lines (the blogger's name).
-        elif short and prev in chrome and nxt in chrome:
+        # Labels inside a footer block: a short run between two chrome lines (the blogger's
+        # name in the tip-jar widget; article titles between "相关文章:" and the like buttons).
+        elif short and _run_between_chrome(lines, body, pos, chrome):
             clutter.add(i)
     # A related-articles list: after its head, teasers cut with "…" and the title line above each.
     heads = [i for i in body if _TRAILER_HEAD.match(lines[i])]
@@ -292,6 +296,22 @@ def _footer_clutter(lines: list[str], start: int) -> set[int]:
                         and not _TEASER.search(lines[prev])):
                     clutter.add(prev)
     return clutter
+
+
+def _run_between_chrome(lines: list[str], body: list[int], pos: int, chrome: set[int]) -> bool:
+    """Is body[pos] in a run of at most _FOOTER_RUN_MAX_LINES short non-heading lines with
+    a chrome line right before and right after the run?"""
+    def label(i: int) -> bool:
+        return len(lines[i].strip()) <= _FOOTER_LABEL_MAX_CHARS and not _HEADING.match(lines[i])
+
+    lo = pos
+    while lo > 0 and body[lo - 1] not in chrome and label(body[lo - 1]):
+        lo -= 1
+    hi = pos
+    while hi + 1 < len(body) and body[hi + 1] not in chrome and label(body[hi + 1]):
+        hi += 1
+    return (lo > 0 and body[lo - 1] in chrome and hi + 1 < len(body) and body[hi + 1] in chrome
+            and hi - lo + 1 <= _FOOTER_RUN_MAX_LINES)
 
 
 def _trailer_start(lines: list[str]) -> int:

@@ -134,14 +134,14 @@ class Settings(BaseSettings):
                              f"chunk_max_chars ({self.chunk_max_chars})")
         for name in ("username", "password"):
             value = getattr(self, name)
-            if value is not None and not value.strip():
-                raise ValueError(f"{name} is blank: give a real one, or leave it unset")
-        if bool(self.username) != bool(self.password):
-            raise ValueError("set both RAG_USERNAME and RAG_PASSWORD (a login needs both), or neither")
-        if not is_loopback(self.host) and not (self.username and self.password):
+            if value is not None and value and not value.strip():
+                raise ValueError(f"RAG_{name.upper()} is blank (only spaces): give a real one, or leave it unset")
+        # Half a login on loopback is refused by `rag serve` (ui.bind.check_bind), not here:
+        # it does not stop `rag index` or `rag ask` from working.
+        if not is_loopback(self.host) and not ((self.username or "").strip() and (self.password or "").strip()):
             raise ValueError(
-                f"host {self.host or '(empty)'} is reachable from other machines: set RAG_USERNAME and "
-                "RAG_PASSWORD (anyone who can reach it could read your notes), or use host 127.0.0.1")
+                f"refusing to listen on {self.host or '(empty host)'} without a login: anyone who can reach "
+                "this machine could read your notes. Set RAG_USERNAME and RAG_PASSWORD, or RAG_HOST=127.0.0.1")
         return self
 
     @classmethod

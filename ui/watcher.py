@@ -27,7 +27,8 @@ RETRY_MAX_S = 30.0
 
 class CorpusWatcher(FileSystemEventHandler):
     def __init__(self, corpus_dir: Path, extensions: Sequence[str], on_change: Callable[[list[str]], None],
-                 debounce_s: float = 1.5) -> None:
+                 debounce_s: float = 1.5, *, retry_first_s: float = RETRY_FIRST_S,
+                 retry_max_s: float = RETRY_MAX_S) -> None:
         super().__init__()
         self.root = Path(corpus_dir).resolve()
         self.extensions = tuple(e.lower() for e in extensions)
@@ -37,7 +38,8 @@ class CorpusWatcher(FileSystemEventHandler):
         self._changed: set[str] = set()
         self._timer: threading.Timer | None = None
         self._observer = None
-        self._retry_s = RETRY_FIRST_S
+        self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
+        self._retry_s = retry_first_s
         self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -109,10 +111,10 @@ class CorpusWatcher(FileSystemEventHandler):
         except Exception:  # noqa: BLE001 - a watcher thread must not die, nor lose the change
             with self._lock:
                 delay = self._retry_s
-                self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+                self._retry_s = min(self._retry_s * 2, self.retry_max_s)
                 self._changed.update(changed)
                 self._schedule_locked(delay)
             log.exception("corpus change handler failed; trying again in %.0fs", delay)
             return
         with self._lock:
-            self._retry_s = RETRY_FIRST_S
+            self._retry_s = self.retry_first_s
