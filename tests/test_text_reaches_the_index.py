@@ -50,9 +50,8 @@ def test_ordinary_lines_that_mention_likes_and_shares_are_content():
     lines = ["# 分享会笔记", ""] + [f"要点{i}：今天分享了推荐系统的召回。" for i in range(8)] + [
         "", "点赞", "", "大家觉得点赞和收藏功能的推荐权重应该怎么定？我认为收藏更重要。", "",
         "评论区有人问冷启动怎么做。"]
-    cleaned = clean_lines(lines)
-    assert cleaned[-5] == ""  # a bare button-like line
-    assert cleaned[-3] == lines[-3] and cleaned[-1] == lines[-1]
+    # One button-like word is no page footer: nothing is blanked.
+    assert clean_lines(lines) == lines
 
 
 def test_a_related_articles_list_with_teasers_is_still_removed():
@@ -66,7 +65,7 @@ def test_a_related_articles_list_with_teasers_is_still_removed():
 
 
 def test_a_note_that_loses_much_to_clutter_is_named_by_rag_index(tmp_path):
-    article = ["# 短文", "", "只有两行正文，CLUTTERMARKER 说的是注意力。", "第二行正文。"]
+    article = ["# 短文", "", "CLUTTERMARKER 说的是注意力。"] + [f"第{i}行正文，讲自注意力的计算。" for i in range(11)]
     related = ["相关文章:"] + [x for i in range(6) for x in (f"标题{i}", f"这是第{i}篇无关文章的开头摘要，被截断了…...")]
     corpus = write_notes(tmp_path / "notes", {"scraped.txt": "\n".join(article + related),
                                              "clean.md": "# 干净\n\n一篇干净的笔记，没有任何页面杂物，内容完整。\n"})
@@ -94,7 +93,7 @@ def test_utf16_and_utf32_notes_with_a_byte_order_mark_are_decoded(bom, codec):
 
 @pytest.mark.parametrize("data", [
     b"\xff\xfe" + os.urandom(4096),  # random bytes behind a UTF-16 mark
-    b"\xff\xfe" + b"\x00\x01\x02\x03" * 500,  # control characters when read as UTF-16
+    b"\xff\xfe" + b"\x01\x00\x02\x00" * 500,  # control characters when read as UTF-16
     b"\xfe\xff" + b"\xd8\x00" * 300,  # unpaired surrogates
     b"\xff\xfeabc",  # odd length
 ])
@@ -167,7 +166,7 @@ def test_a_note_that_yields_no_passage_is_listed_with_the_reason(tmp_path):
     corpus = write_notes(tmp_path / "notes", {
         "real.md": "# 真的\n\n一篇正常的笔记，有足够的内容可以成为一段。\n",
         "blank.md": "\n\n   \n\n\n",  # decodes, but has no text
-        "chrome.txt": "点赞\n收藏\n评论\n分享\n",  # all of it page chrome
+        "chrome.txt": "点赞\n收藏\n评论\n分享\n",  # nothing but button words
     })
     settings = make_settings(corpus, tmp_path / "index")
     res = rag_cli("index", "--corpus", str(corpus), "--index", str(settings.index_dir), "--full")
@@ -178,7 +177,7 @@ def test_a_note_that_yields_no_passage_is_listed_with_the_reason(tmp_path):
         assert name not in manifest.files and name in manifest.skipped
         assert f"skipped {name}: " in res.stderr
     assert "no text" in manifest.skipped["blank.md"] or "empty" in manifest.skipped["blank.md"]
-    assert "clutter" in manifest.skipped["chrome.txt"]
+    assert manifest.skipped["chrome.txt"].startswith("no passage")
     # The Notes tab does not call them indexed.
     notes = {n.source: n for n in list_notes(settings, manifest.files, manifest.built_at)}
     assert notes["real.md"].indexed and not notes["chrome.txt"].indexed
