@@ -92,38 +92,39 @@ def test_a_note_saved_while_another_process_holds_the_lock_is_indexed_once_it_is
     assert hit.source == "saved-meanwhile.md"
 
 
-def test_a_note_saved_during_a_real_full_build_in_another_process_gets_in(served, embedder, tmp_path):
-    settings, reindexer = served
+def test_a_note_saved_during_a_real_full_build_in_another_process_gets_in(tmp_path, embedder):
     # Enough notes that `rag index --full` (model load + embedding) takes a while.
-    write_notes(settings.corpus_dir, {f"bulk/{i:03d}.md": f"# 批量 {i}\n\n" + "这是一段用于拖慢构建的笔记内容。" * 20 + f" 编号{i}\n"
-                                      for i in range(150)})
-    reindexer.wait(120)  # the watcher's rebuild of the bulk notes
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "index", "--full", "--corpus", str(settings.corpus_dir),
+    bulk = {f"bulk/{i:03d}.md": f"# 批量 {i}\n\n" + "这是一段用于拖慢构建的笔记内容。" * 20 + f" 编号{i}\n"
+            for i in range(60)}
+    corpus = write_notes(tmp_path / "notes", {**NOTES, **bulk})
+    settings = make_settings(corpus, tmp_path / "index", watch_debounce_s=0.3)
+    build_index(settings, embedder)
+    reindexer = Reindexer(settings, embedder=embedder)
+    reindexer.retry_first_s, reindexer.retry_max_s = 0.2, 1.0
+    watcher = CorpusWatcher(corpus, settings.extensions, lambda names: reindexer.request(f"changed: {names}"),
+                            settings.watch_debounce_s).start()
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "index", "--full", "--corpus", str(corpus),
                              "--index", str(settings.index_dir)], cwd=REPO_ROOT, env=clean_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lock = Path(settings.index_dir) / ".lock"
-        from filelock import FileLock, Timeout
-
-        def locked() -> bool:
-            try:
-                FileLock(str(lock)).acquire(timeout=0)
-            except Timeout:
-                return True
-            else:
-                FileLock(str(lock)).release(force=True)
-                return False
-        wait_for(lambda: locked() or proc.poll() is not None, 60, "the other build to take the lock")
-        (Path(settings.corpus_dir) / "saved-meanwhile.md").write_text(NEW_NOTE, encoding="utf-8")
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
+        # "reading notes" is printed once the other build holds the lock and has listed the folder.
+        for line in proc.stderr:
+            if line.startswith("reading notes"):
+                break
+        (corpus / "saved-meanwhile.md").write_text(NEW_NOTE, encoding="utf-8")
+        rest = proc.stderr.read()
+        assert proc.wait(300) == 0, rest
+        assert reindexer.wait(120)
+        assert "saved-meanwhile.md" in indexed_sources(settings)
+        status = reindexer.status()
+        assert status.last_error is None
+        # The race was real: the watcher's rebuild found the other build holding the lock.
+        assert any("Another build is running" in text for _, text in status.notices), status.notices
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert reindexer.wait(120)
-    time.sleep(1.0)  # a watcher event that arrived at the very end starts one more (quick) run
-    assert reindexer.wait(120)
-    assert "saved-meanwhile.md" in indexed_sources(settings)
+        watcher.stop()
+        reindexer.close()
 
 
 def test_the_watcher_reports_a_change_again_when_its_handler_failed(tmp_path):
