@@ -69,7 +69,8 @@ def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
     a link to a note *inside* the notes folder is followed (the note is indexed under the
     link's name too); a link whose target is *outside* the folder, or that is broken, is
     skipped and reported, so that nothing outside the folder is indexed or shown. Links to
-    folders are never descended (that could loop, and a folder inside is indexed anyway).
+    folders are never descended, and reported too (one could loop, and a folder inside
+    is indexed anyway).
     """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
@@ -83,10 +84,11 @@ def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in dirs:
             link = base / name
-            if link.is_symlink() and not _points_inside(root, link):
+            if link.is_symlink():  # os.walk does not descend it; say so
                 source = link.relative_to(corpus_dir).as_posix()
-                skipped.append(Skipped(source, f"link to a folder outside the notes folder ({_target(link)}); "
-                                               "not followed"))
+                where = "inside the notes folder: its notes are indexed under their own path" \
+                    if _points_inside(root, link) else "outside the notes folder"
+                skipped.append(Skipped(source, f"link to a folder ({_target(link)}), not followed: {where}"))
         for name in files:
             path = base / name
             if name.startswith(".") or path.suffix.lower() not in suffixes:
@@ -110,7 +112,7 @@ def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
 
 
 def discover(corpus_dir: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """The note files of ``discover_notes`` (links outside the folder left out, with a warning)."""
+    """The note files of ``discover_notes`` (links out of the folder left out; see its rule)."""
     return discover_notes(corpus_dir, extensions).paths
 
 
@@ -232,6 +234,8 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+\S")
 # Longest line taken for a widget label or an article title inside a footer (a username,
 # "hope_wisdom"; a title); prose is longer than this.
 _FOOTER_LABEL_MAX_CHARS = 80
+# A sentence end: a line that ends like prose is the user's writing, never a label.
+_PROSE_END = re.compile(r"[。．.;；]\s*$")  # not "!", "?": titles end so
 # Most short lines taken as one block of footer labels between two chrome lines; a longer
 # run is the user's writing (a list, a poem) even if a button line follows it.
 _FOOTER_RUN_MAX_LINES = 6
@@ -274,7 +278,7 @@ def _footer_clutter(lines: list[str], start: int) -> set[int]:
         prev = body[pos - 1] if pos > 0 else None
         nxt = body[pos + 1] if pos + 1 < len(body) else None
         line = lines[i]
-        short = len(line.strip()) <= _FOOTER_LABEL_MAX_CHARS and not _HEADING.match(line)
+        short = _is_label(line)
         # A like/favourite counter ("• 12") right before or after its button.
         if _BARE_NUMBER.match(line) and (prev in chrome or nxt in chrome):
             clutter.add(i)
@@ -291,18 +295,22 @@ def _footer_clutter(lines: list[str], start: int) -> set[int]:
             if _TEASER.search(lines[i]):
                 clutter.add(i)
                 prev = body[pos - 1] if pos > 0 else None
-                if (prev is not None and prev > heads[0] and prev not in clutter
-                        and len(lines[prev].strip()) <= _FOOTER_LABEL_MAX_CHARS and not _HEADING.match(lines[prev])
+                if (prev is not None and prev > heads[0] and prev not in clutter and _is_label(lines[prev])
                         and not _TEASER.search(lines[prev])):
                     clutter.add(prev)
     return clutter
+
+
+def _is_label(line: str) -> bool:
+    """Short, not a heading, not ending like a sentence: could be a widget label or a title."""
+    return len(line.strip()) <= _FOOTER_LABEL_MAX_CHARS and not _HEADING.match(line) and not _PROSE_END.search(line)
 
 
 def _run_between_chrome(lines: list[str], body: list[int], pos: int, chrome: set[int]) -> bool:
     """Is body[pos] in a run of at most _FOOTER_RUN_MAX_LINES short non-heading lines with
     a chrome line right before and right after the run?"""
     def label(i: int) -> bool:
-        return len(lines[i].strip()) <= _FOOTER_LABEL_MAX_CHARS and not _HEADING.match(lines[i])
+        return _is_label(lines[i])
 
     lo = pos
     while lo > 0 and body[lo - 1] not in chrome and label(body[lo - 1]):

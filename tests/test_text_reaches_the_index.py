@@ -46,6 +46,14 @@ def test_a_section_appended_after_a_scraped_footer_is_kept():
             assert cleaned[i] == line
 
 
+def test_a_sentence_between_a_footer_head_and_the_like_buttons_is_kept():
+    body = ["# 推荐系统", ""] + [f"第{i}段：协同过滤用用户和物品的交互来推荐。" for i in range(8)]
+    footer = ["", "相关推荐", "", "item2vec 把物品序列当句子训练词向量。", "", "  • 12", "    点赞", "  • 3", "    收藏"]
+    cleaned = clean_lines(body + footer)
+    assert cleaned[len(body) + 3] == "item2vec 把物品序列当句子训练词向量。"  # prose: content
+    assert all(not cleaned[len(body) + i] for i in (1, 5, 6, 7, 8))  # the head, counters and buttons
+
+
 def test_ordinary_lines_that_mention_likes_and_shares_are_content():
     lines = ["# 分享会笔记", ""] + [f"要点{i}：今天分享了推荐系统的召回。" for i in range(8)] + [
         "", "点赞", "", "大家觉得点赞和收藏功能的推荐权重应该怎么定？我认为收藏更重要。", "",
@@ -132,6 +140,7 @@ def test_discovery_follows_links_inside_the_folder_and_skips_the_others_naming_t
     reasons = {s.source: s.reason for s in found.skipped}
     assert set(reasons) == {"out.md", "broken.md", "outdir"}
     assert "outside the notes folder" in reasons["out.md"] and "broken" in reasons["broken.md"]
+    assert "outside the notes folder" in reasons["outdir"] and "not followed" in reasons["outdir"]
     assert discover(corpus, (".md",)) == found.paths
 
 
