@@ -128,8 +128,8 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         # Links left out by discovery carry no hash: a new one does not force a rebuild, but is reported.
         known = {**old_manifest.skipped, **{s.source: s.reason for s in found.skipped}}
         return BuildReport(old_manifest.version, len(old_manifest.files), 0, 0, old_manifest.chunk_count, 0,
-                           False, time.perf_counter() - started, skipped=[Skipped(s, r) for s, r in sorted(known.items())],
-                           unchanged=True)
+                           False, time.perf_counter() - started,
+                           skipped=[Skipped(s, r) for s, r in sorted(known.items())], unchanged=True)
     if embedder is None:
         embedder = make_embedder(settings)
     old: LoadedIndex | None = store.load() if compatible else None

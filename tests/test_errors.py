@@ -29,14 +29,16 @@ from rag.ingest import IngestError
 from rag.llm.base import LLMError, LLMUnavailable
 from rag.notes import NoteError, UploadError
 from rag.settings import Settings, load_settings, with_overrides
-from rag.store import IndexLocked, IndexNotFound, IndexStore
+from rag.store import IndexLocked, IndexNotFound
 from tests.conftest import REPO_ROOT, clean_env, make_settings, rag_cli, write_notes
 from ui.bind import ServeError, check_bind, check_port
 
 NOTES = {
     "simcse.md": "# SimCSE\n\nSimCSE uses dropout noise as data augmentation for contrastive sentence embeddings.\n\n"
-                 "## Loss\n\nThe InfoNCE loss pulls a sentence towards its dropout twin and away from in-batch negatives.\n",
-    "lora.md": "# LoRA\n\nLoRA freezes the pretrained weights and trains a low-rank update BA beside each projection.\n",
+                 "## Loss\n\nThe InfoNCE loss pulls a sentence towards its dropout twin and away from in-batch "
+                 "negatives.\n",
+    "lora.md": "# LoRA\n\nLoRA freezes the pretrained weights and trains a low-rank update BA beside each "
+               "projection.\n",
 }
 
 

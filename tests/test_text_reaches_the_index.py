@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -111,7 +110,8 @@ def test_binaries_behind_a_utf16_mark_are_still_refused(data):
 
 
 def test_a_utf16_note_is_indexed_found_and_shown(tmp_path):
-    corpus = write_notes(tmp_path / "notes", {"notepad.txt": b"\xff\xfe" + TEXT16.replace("\n", "\r\n").encode("utf-16-le")})
+    data = b"\xff\xfe" + TEXT16.replace("\n", "\r\n").encode("utf-16-le")
+    corpus = write_notes(tmp_path / "notes", {"notepad.txt": data})
     settings = make_settings(corpus, tmp_path / "index")
     report = build_index(settings)
     assert not report.skipped and report.chunks >= 1
