@@ -292,3 +292,14 @@ def test_rag_serve_on_an_address_not_of_this_machine_says_so(built):
     res = cli(built, "serve", "--host", "203.0.113.7", "--port", "8123", "--no-watch", env=env)  # TEST-NET-3
     assert res.returncode == EXIT_USAGE
     assert "not an address of this machine" in one_error_line(res) and "Notes chat on" not in res.stderr
+
+
+def test_an_unexpected_failure_is_still_one_line_with_a_hint_and_debug_shows_where(built, tmp_path):
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("{not json\n", encoding="utf-8")  # rag eval's own file format, read by evaluation.py
+    res = cli(built, "eval", str(questions))
+    assert res.returncode != 0
+    line = one_error_line(res)
+    assert "--debug" in line
+    debug = cli(built, "--debug", "eval", str(questions))
+    assert "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1].startswith("error: ")
