@@ -130,7 +130,9 @@ def _inside(root: Path, path: Path) -> bool:
 def note_path(settings: Settings, source: str) -> Path:
     """The file of the note ``source`` (a corpus-relative path as listed); raises NoteError.
 
-    Refuses anything that is not an existing note file inside the corpus folder.
+    Refuses anything that is not an existing note file inside the corpus folder. Symbolic
+    links follow the one rule of ``ingest.discover_notes``: a link to a note inside the
+    folder is a note (deleting it removes the link); one that leads outside is refused.
     """
     root = _corpus_root(settings)
     text = unicodedata.normalize("NFC", str(source or "")).strip()
@@ -167,7 +169,8 @@ def list_notes(settings: Settings, indexed_sources: Collection[str] | None = Non
 
     With ``indexed_sources`` (the notes in the current index) and ``indexed_at`` (when it
     was built), each note says whether the index has it: listed there and not modified
-    since. Cheap: only ``stat`` calls, no reading.
+    since (a note that gave no passage is in the manifest's ``skipped``, so not indexed).
+    Cheap: only ``stat`` calls, no reading. Links out of the folder are not listed.
     """
     root = Path(settings.corpus_dir)
     if not root.is_dir():
