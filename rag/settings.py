@@ -134,7 +134,7 @@ class Settings(BaseSettings):
                              f"chunk_max_chars ({self.chunk_max_chars})")
         for name in ("username", "password"):
             value = getattr(self, name)
-            if value is not None and value and not value.strip():
+            if value and not value.strip():
                 raise ValueError(f"RAG_{name.upper()} is blank (only spaces): give a real one, or leave it unset")
         # Half a login on loopback is refused by `rag serve` (ui.bind.check_bind), not here:
         # it does not stop `rag index` or `rag ask` from working.
