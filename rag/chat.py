@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Literal, Protocol, Sequence, Union
 
 from .conversation import Message, is_followup, trim_history
+from .errors import InputError
 from .llm import BackendChoice, ChatModel, LLMError, LLMUnavailable, select_backend
 from .prompting import (
     NOT_COVERED,
@@ -57,7 +58,7 @@ REWRITE_MAX_TOKENS = 96
 WINDOW_MARGIN = 16
 
 
-class QuestionError(ValueError):
+class QuestionError(InputError, ValueError):
     """The question cannot be answered as given; ``str(exc)`` is meant for the user."""
 
 

@@ -2,22 +2,31 @@
 
 Every subcommand parses its arguments, builds Settings, calls one library function
 and prints. Logs and progress go to stderr so that `--json` output stays clean.
+
+Errors: everything a user can cause is a ``rag.errors.RagError``; ``main`` is the one
+place that reports it — one line on stderr, ``error: …``, and the error's exit code. No
+traceback unless ``--debug`` (or ``RAG_DEBUG=1``) asks for one.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
-from .settings import Settings
+from .errors import EXIT_ERROR, IndexUnavailable, InputError, RagError, one_line
+from .settings import Settings, load_settings, with_overrides
 
 log = logging.getLogger("rag")
 
 Command = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, Command] = {}
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
+DEBUG_ENV = "RAG_DEBUG"
 
 
 def command(name: str):
@@ -34,7 +43,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         overrides["corpus_dir"] = Path(args.corpus)
     if getattr(args, "index", None):
         overrides["index_dir"] = Path(args.index)
-    return Settings(**overrides)
+    return load_settings(**overrides)
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -48,68 +57,74 @@ def _progress(stage: str, done: int, total: int) -> None:
 # --- index & retrieval commands ----------------------------------------------------
 @command("index")
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from .indexing import IndexLocked, build_index
+    from .indexing import build_index
 
     try:
         report = build_index(settings, progress=_progress, full=args.full)
-    except IndexLocked as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except FileNotFoundError as exc:  # no corpus folder
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: the index being built is never served; the next `rag index` cleans it up",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     for skipped in report.skipped:
         print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(report.summary())
     return 0
 
 
 def _read_history(raw: str | None) -> list:
-    from .conversation import Message
+    """``--history`` as Messages; raises InputError for anything but a JSON list of turns."""
+    from .batch import BatchLineError, parse_batch_line
 
     if not raw:
         return []
-    return [Message.from_dict(d) for d in json.loads(raw)]
+    try:
+        history = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--history is not JSON ({exc.msg} at column {exc.colno})") from None
+    try:
+        return parse_batch_line(json.dumps({"question": "-", "history": history}), 1).history
+    except BatchLineError as exc:
+        raise InputError("--history" + str(exc).removeprefix("line 1")) from None
+
+
+def _retriever(settings: Settings):
+    """The Retriever of the current index; raises IndexUnavailable when there is none to use."""
+    from .retrieval import IndexMismatch, Retriever
+
+    try:
+        return Retriever.from_settings(settings)
+    except IndexMismatch as exc:
+        raise IndexUnavailable(str(exc)) from exc
 
 
 @command("retrieve")
 def cmd_retrieve(args: argparse.Namespace, settings: Settings) -> int:
-    from .conversation import Message
-    from .retrieval import IndexMismatch, IndexNotFound, Retriever
-
-    try:
-        retriever = Retriever.from_settings(settings)
-    except (IndexNotFound, IndexMismatch) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.k is not None and args.k < 1:
+        raise InputError(f"--k must be at least 1, not {args.k}")
+    if not args.batch and not (args.question or "").strip():
+        raise InputError("give a question, or --batch FILE")
+    retriever = _retriever(settings)
     k = args.k or settings.top_k
     if args.batch:
-        with open(args.batch, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                item = json.loads(line)
-                try:
-                    history = [Message.from_dict(d) for d in item.get("history") or []]
-                    result = retriever.retrieve(item.get("question", ""), history, k=k)
-                except ValueError as exc:  # one bad line must not lose the answers to the others
-                    print(json.dumps({"id": item.get("id"), "relevant": False, "hits": [], "error": str(exc)},
-                                     ensure_ascii=False), flush=True)
-                    continue
-                print(json.dumps(_result_json(item.get("id"), result), ensure_ascii=False), flush=True)
+        from .batch import BatchLineError, open_batch, read_batch
+
+        with open_batch(args.batch) as fh:
+            for item in read_batch(fh):
+                if isinstance(item, BatchLineError):  # one bad line must not lose the answers to the others
+                    out = {"id": item.item_id, "line": item.line, "relevant": False, "hits": [], "error": str(item)}
+                else:
+                    try:
+                        out = _result_json(item.id, retriever.retrieve(item.question, item.history, k=k))
+                    except (ValueError, InputError) as exc:
+                        out = {"id": item.id, "line": item.line, "relevant": False, "hits": [], "error": str(exc)}
+                print(json.dumps(out, ensure_ascii=False), flush=True)
         return 0
-    if not args.question:
-        print("error: give a question, or --batch FILE", file=sys.stderr)
-        return 2
     try:
         result = retriever.retrieve(args.question, _read_history(args.history), k=k)
-    except ValueError as exc:  # a blank question or a malformed --history
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a blank question
+        raise InputError(str(exc)) from None
     if args.json:
         print(json.dumps(_result_json(None, result), ensure_ascii=False))
         return 0
@@ -132,9 +147,10 @@ def _result_json(item_id, result) -> dict:
 @command("eval")
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from .evaluation import evaluate_file, format_report
-    from .retrieval import Retriever
 
-    retriever = Retriever.from_settings(settings)
+    if not Path(args.questions).is_file():
+        raise InputError(f"question file not found: {args.questions}")
+    retriever = _retriever(settings)
     report = evaluate_file(retriever, Path(args.questions), k=10)
     print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
     return 0
@@ -148,14 +164,14 @@ def _answer_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def _open_engine(settings: Settings):
+    """The chat engine over the current index; raises IndexUnavailable when there is none to use."""
     from .chat import ChatEngine
-    from .retrieval import IndexMismatch, IndexNotFound
+    from .retrieval import IndexMismatch
 
     try:
         return ChatEngine.from_settings(settings)
-    except (IndexNotFound, IndexMismatch) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
+    except IndexMismatch as exc:
+        raise IndexUnavailable(str(exc)) from exc
 
 
 def _answer_live(engine, question: str, history: list, on_event) -> "object":
@@ -286,18 +302,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {}
     if args.host:
         overrides["host"] = args.host
-    if args.port:
+    if args.port is not None:
         overrides["port"] = args.port
     if args.no_watch:
         overrides["watch_corpus"] = False
-    settings = _answer_settings(args, settings.model_copy(update=overrides))
-    from ui.bind import ServeError, check_bind
+    settings = _answer_settings(args, with_overrides(settings, **overrides))
+    from ui.bind import check_listen
 
-    try:
-        check_bind(settings)  # before loading Gradio and the models: refuse at once
-    except ServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # Before loading Gradio and the models, and before "Notes chat on http://…" is printed:
+    # a refused login rule, a port in use or an address not of this machine fails at once.
+    check_listen(settings)
     from ui.app import serve
 
     return serve(settings)
@@ -308,6 +322,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="Answer questions from your own notes.")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
@@ -345,15 +361,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def debug_requested(args: argparse.Namespace | None = None) -> bool:
+    """``--debug`` or RAG_DEBUG set to anything but empty/0/false/no."""
+    if args is not None and getattr(args, "debug", False):
+        return True
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def report_error(exc: BaseException, debug: bool) -> int:
+    """Print ``exc`` as one ``error: …`` line on stderr (after its traceback when debugging); its exit code."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, RagError):
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    hint = "" if debug else f" (run with --debug or {DEBUG_ENV}=1 for the details)"
+    print(f"error: unexpected {type(exc).__name__}: {one_line(exc)}{hint}", file=sys.stderr, flush=True)
+    return EXIT_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = debug_requested(args)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.DEBUG if debug else logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    settings = settings_from(args)
-    return COMMANDS[args.command](args, settings)
+    try:
+        settings = settings_from(args)
+        return COMMANDS[args.command](args, settings)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `rag retrieve --batch … | head`: the reader left; nothing to report
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the one handler: one line, never a traceback unless asked
+        return report_error(exc, debug)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import numpy as np
 from .bm25 import BM25Index, tokenize
 from .chunking import CHUNKER_VERSION, Chunk, chunk_document
 from .embeddings import Embedder, embedder_identity, make_embedder
-from .ingest import IngestError, Skipped, discover, file_hash, load_document
+from .ingest import Document, IngestError, Skipped, discover_notes, file_hash, load_document
 from .sections import boilerplate_mask
 from .settings import Settings
 from .store import FileEntry, IndexLocked, IndexStore, LoadedIndex, Manifest, build_dense, new_version_name
@@ -19,6 +19,13 @@ from .store import FileEntry, IndexLocked, IndexStore, LoadedIndex, Manifest, bu
 __all__ = ["build_index", "BuildReport", "IndexLocked", "chunker_identity"]
 
 log = logging.getLogger(__name__)
+
+# A note that loses more than this share of its non-blank lines to page-clutter removal
+# is named in the build report: either it really is mostly a scraped page, or the
+# clutter rules took the user's writing and should be looked at. Measured on the sample
+# notes: 0.00, 0.01, 0.08, 0.18 (a CSDN page with its like/tip-jar widget) and 0.31 (a page
+# ending in a 60-line related-articles list), so only the last one is named.
+CLUTTER_WARN_SHARE = 0.2
 
 Progress = Callable[[str, int, int], None]
 
@@ -35,10 +42,13 @@ class BuildReport:
     seconds: float
     skipped: list[Skipped] = field(default_factory=list)
     unchanged: bool = False
+    # Things the user should know about notes that were indexed (e.g. much text removed as clutter).
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.unchanged:
-            return f"index is up to date: {self.files} files, {self.chunks} chunks ({self.version})"
+            skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+            return f"index is up to date: {self.files} files, {self.chunks} chunks{skipped} ({self.version})"
         kind = "full build" if self.full_rebuild else "update"
         return (
             f"{kind}: {self.files} files ({self.files_changed} new or changed, {self.files_removed} removed, "
@@ -74,6 +84,25 @@ def _warn_boilerplate(chunks: list[Chunk]) -> None:
                         "it is ranked low in answers", source, sum(flags), len(flags))
 
 
+def no_passage_reason(doc: Document) -> str:
+    """Why a note that was read without error gave no passage to index."""
+    if doc.text_lines == 0 and doc.clutter_lines:
+        return (f"no passage: all {doc.clutter_lines} non-blank lines were taken for page clutter "
+                "(like buttons, related-article lists)")
+    if doc.text_lines == 0:
+        return "no passage: the note has no text (only blank lines)"
+    return f"no passage: the chunker found nothing to index in its {doc.text_lines} lines"
+
+
+def clutter_warning(doc: Document) -> str | None:
+    """A line for the build report when cleaning took more than CLUTTER_WARN_SHARE of a note."""
+    if doc.clutter_lines and doc.clutter_share > CLUTTER_WARN_SHARE:
+        total = doc.text_lines + doc.clutter_lines
+        return (f"{doc.source}: {doc.clutter_lines} of {total} non-blank lines ({doc.clutter_share:.0%}) were "
+                "removed as page clutter (like buttons, related-article lists); check the note if that is wrong")
+    return None
+
+
 def build_index(settings: Settings, embedder: Embedder | None = None, progress: Progress | None = None,
                 full: bool = False) -> BuildReport:
     """Index ``settings.corpus_dir`` into ``settings.index_dir``; raises IndexLocked if a build runs."""
@@ -86,7 +115,8 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
                   full: bool) -> BuildReport:
     started = time.perf_counter()
     store.prune(settings.keep_old_versions)
-    paths = discover(settings.corpus_dir, settings.extensions)
+    found = discover_notes(settings.corpus_dir, settings.extensions)
+    paths = found.paths
     old_manifest = store.read_manifest()
     chunker = chunker_identity(settings)
 
@@ -109,8 +139,11 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         and old_manifest.chunker == chunker
     )
     if compatible and not skipped and _same_files(old_manifest, {s: h for s, (_, h) in raw_hashes.items()}):
+        # Links left out by discovery carry no hash: a new one does not force a rebuild, but is reported.
+        known = {**old_manifest.skipped, **{s.source: s.reason for s in found.skipped}}
         return BuildReport(old_manifest.version, len(old_manifest.files), 0, 0, old_manifest.chunk_count, 0,
-                           False, time.perf_counter() - started, unchanged=True)
+                           False, time.perf_counter() - started,
+                           skipped=[Skipped(s, r) for s, r in sorted(known.items())], unchanged=True)
     if embedder is None:
         embedder = make_embedder(settings)
     old: LoadedIndex | None = store.load() if compatible else None
@@ -128,6 +161,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
     vector_rows: list[tuple[np.ndarray, np.ndarray] | None] = []  # (passage, title) vectors
     files: dict[str, FileEntry] = {}
     skipped_hashes: dict[str, str] = {}
+    warnings: list[str] = []
     changed = 0
     for done, (source, (path, digest)) in enumerate(raw_hashes.items()):
         progress("reading notes", done, len(raw_hashes))
@@ -147,9 +181,20 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             skipped.append(Skipped(source, reason))
             skipped_hashes[source] = digest
             continue
-        changed += 1
         doc_chunks = chunk_document(doc, settings.chunk_target_chars, settings.chunk_max_chars,
                                     settings.code_max_chars, settings.chunk_min_chars)
+        warning = clutter_warning(doc)
+        if warning:
+            log.info("%s", warning)
+            warnings.append(warning)
+        if not doc_chunks:
+            # Listed, not "indexed": the Notes tab and `rag index` say why it cannot be found.
+            reason = no_passage_reason(doc)
+            log.info("skipping %s: %s", source, reason)
+            skipped.append(Skipped(source, reason))
+            skipped_hashes[source] = digest
+            continue
+        changed += 1
         for chunk in doc_chunks:
             j = old_by_hash.get(chunk.content_hash)
             chunks.append(chunk)
@@ -192,7 +237,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         chunker=chunker,
         dense_kind="hnsw" if len(chunks) >= settings.ann_min_chunks else "flat",
         files=files,
-        skipped={s.source: s.reason for s in skipped},
+        skipped={s.source: s.reason for s in skipped + found.skipped},
         skipped_hashes=skipped_hashes,
     )
     version = store.write(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense)
@@ -200,4 +245,4 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
     progress("writing index", 1, 1)
     removed = len(set(old_files) - set(files)) if old else 0
     return BuildReport(version, len(files), changed, removed, len(chunks), len(missing), old is None,
-                       time.perf_counter() - started, skipped)
+                       time.perf_counter() - started, skipped + found.skipped, warnings=warnings)

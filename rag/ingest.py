@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from charset_normalizer import from_bytes
+
+from .errors import CorpusNotFound, InputError
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +25,23 @@ class Document:
     lines: tuple[str, ...]  # cleaned lines; index 0 is line 1 of the file
     content_hash: str  # sha256 of the raw bytes: what incremental rebuilds compare
     encoding: str
+    # Non-blank lines of the file that clean_lines() blanked as page clutter.
+    clutter_lines: int = 0
 
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+    @property
+    def text_lines(self) -> int:
+        """Non-blank lines left after cleaning."""
+        return sum(1 for line in self.lines if line.strip())
+
+    @property
+    def clutter_share(self) -> float:
+        """The share of the file's non-blank lines that cleaning removed (0 for an empty file)."""
+        total = self.text_lines + self.clutter_lines
+        return self.clutter_lines / total if total else 0.0
 
 
 @dataclass(frozen=True)
@@ -34,23 +50,85 @@ class Skipped:
     reason: str
 
 
-class IngestError(ValueError):
+class IngestError(InputError, ValueError):
     """A file that cannot be read as a note; the message says why."""
 
 
-def discover(corpus_dir: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Every note file under ``corpus_dir``, in a stable order, skipping hidden ones."""
+@dataclass(frozen=True)
+class Discovery:
+    """The notes found under a corpus folder, and the files passed over with the reason."""
+
+    paths: list[Path]  # note files (symbolic links to notes inside the folder included), sorted
+    skipped: list[Skipped]  # e.g. symbolic links that lead outside the folder
+
+
+def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
+    """Every note file under ``corpus_dir``, in a stable order, skipping hidden ones.
+
+    Symbolic links — one rule everywhere (indexing, the note list, delete, the source view):
+    a link to a note *inside* the notes folder is followed (the note is indexed under the
+    link's name too); a link whose target is *outside* the folder, or that is broken, is
+    skipped and reported, so that nothing outside the folder is indexed or shown. Links to
+    folders are never descended, and reported too (one could loop, and a folder inside
+    is indexed anyway).
+    """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
-        raise FileNotFoundError(f"corpus folder not found: {corpus_dir}")
-    found = []
-    for path in corpus_dir.rglob("*"):
-        rel = path.relative_to(corpus_dir)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.is_file() and path.suffix.lower() in extensions:
-            found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(corpus_dir).as_posix())
+        raise CorpusNotFound(f"corpus folder not found: {corpus_dir} (the notes folder: --corpus or RAG_CORPUS_DIR)")
+    root = corpus_dir.resolve()
+    suffixes = {e.lower() for e in extensions}
+    found: list[Path] = []
+    skipped: list[Skipped] = []
+    for folder, dirs, files in os.walk(corpus_dir, followlinks=False):
+        base = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in dirs:
+            link = base / name
+            if link.is_symlink():  # os.walk does not descend it; say so
+                source = link.relative_to(corpus_dir).as_posix()
+                where = "inside the notes folder: its notes are indexed under their own path" \
+                    if _points_inside(root, link) else "outside the notes folder"
+                skipped.append(Skipped(source, f"link to a folder ({_target(link)}), not followed: {where}"))
+        for name in files:
+            path = base / name
+            if name.startswith(".") or path.suffix.lower() not in suffixes:
+                continue
+            if path.is_symlink():
+                source = path.relative_to(corpus_dir).as_posix()
+                if not path.exists():
+                    skipped.append(Skipped(source, f"broken link (to {_target(path)})"))
+                    continue
+                if not _points_inside(root, path):
+                    skipped.append(Skipped(source, f"link to a file outside the notes folder ({_target(path)}); "
+                                                   "only links to notes inside the folder are followed"))
+                    continue
+            if path.is_file():
+                found.append(path)
+    for item in skipped:
+        log.info("skipping %s: %s", item.source, item.reason)
+    found.sort(key=lambda p: p.relative_to(corpus_dir).as_posix())
+    skipped.sort(key=lambda s: s.source)
+    return Discovery(found, skipped)
+
+
+def discover(corpus_dir: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """The note files of ``discover_notes`` (links out of the folder left out; see its rule)."""
+    return discover_notes(corpus_dir, extensions).paths
+
+
+def _points_inside(root: Path, link: Path) -> bool:
+    try:
+        link.resolve().relative_to(root)
+        return True
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a link loop
+        return False
+
+
+def _target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return "?"
 
 
 def file_hash(data: bytes) -> str:
@@ -63,6 +141,9 @@ def decode(data: bytes) -> tuple[str, str]:
         raise IngestError("empty file")
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            return _decode_wide(data[len(bom):], encoding), encoding
     if b"\x00" in data[:8192]:
         raise IngestError("binary file (contains NUL bytes)")
     try:
@@ -82,6 +163,34 @@ def decode(data: bytes) -> tuple[str, str]:
     return str(best), best.encoding
 
 
+# UTF-32 first: the UTF-32-LE mark begins with the UTF-16-LE one. Windows editors
+# (Notepad's "Unicode") save UTF-16 with a mark; without one, wide text is refused as binary.
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _decode_wide(data: bytes, encoding: str) -> str:
+    """Strictly decode UTF-16/32 text after its byte-order mark; binary data behind a mark fails.
+
+    Random bytes read as UTF-16 almost always contain an unpaired surrogate or an odd
+    length, so strict decoding (plus the control-character test) keeps refusing binaries.
+    """
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        name = encoding.upper()
+        raise IngestError(f"binary file (starts with a {name} mark but is not {name} text)") from None
+    if not text.strip():
+        raise IngestError("empty file")
+    if not _looks_like_text(text):
+        raise IngestError("binary file (control characters in what would be text)")
+    return text
+
+
 def _looks_like_text(text: str) -> bool:
     if not text:
         return False
@@ -96,7 +205,9 @@ def load_document(path: Path, source: str, max_bytes: int) -> Document:
     data = path.read_bytes()
     text, encoding = decode(data)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return Document(source, tuple(clean_lines(lines)), file_hash(data), encoding)
+    cleaned = clean_lines(lines)
+    lost = sum(1 for before, after in zip(lines, cleaned) if before.strip() and not after.strip())
+    return Document(source, tuple(cleaned), file_hash(data), encoding, lost)
 
 
 # --- clutter ---------------------------------------------------------------------
@@ -104,26 +215,111 @@ def load_document(path: Path, source: str, max_bytes: int) -> Document:
 # "related articles" lists, tip jars, view counters.
 _CHROME = re.compile(
     r"^\s*[•·*-]?\s*(点赞|收藏|评论(\s*\d+)?|举报|分享|打赏|关注|觉得还不错\?? ?一键收藏|提交|添加红包|"
-    r"扫码支付|使用余额支付|钱包余额|抵扣说明|余额充值|实付|发出的红包|"
-    r"非常没帮助|没帮助|一般|有帮助|非常有帮助|\d+)\s*$"
+    r"扫码支付|使用余额支付|钱包余额|抵扣说明|余额充值|实付|发出的红包|点击重新获取|"
+    r"非常没帮助|没帮助|一般|有帮助|非常有帮助|\d+)\s*[:：]?\s*$"
     # The red-envelope widget's own lines, not every line that says 红包 (notes discuss 抢红包 algorithms).
     r"|posted @|阅读\(\d+\)|“相关推荐”|相关推荐|红包(祝福语|个数最小|金额最低)|红包主的粉丝|成就一亿技术人"
+    r"|^\s*钱包余额\s*\d|^\s*当前余额[\d.]+前往充值|^\s*需支付[:：]\s*[\d.]+\s*$"
+    r"|^\s*\d\.\s*余额(是钱包充值的虚拟货币|无法直接购买下载)"
 )
 _TRAILER_HEAD = re.compile(
     r"^\s*(相关文章|相关推荐|推荐阅读|热门文章|猜你喜欢)\s*[:：]?\s*$|^posted @ \d{4}-"
 )
 _BARE_NUMBER = re.compile(r"^\s*[•·*-]?\s*\d+\s*$")
 _PAGE_CHROME_FIRST_LINE = re.compile(r"^\s*(Bootstrap|;)\s*$")
+# A related-article teaser: the scraper cut the article's first paragraph with an ellipsis.
+_TEASER = re.compile(r"(…|\.\.\.)[.…]*\s*$")
+# A markdown heading: after a footer it starts the user's own writing again.
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+\S")
+# Longest line taken for a widget label or an article title inside a footer (a username,
+# "hope_wisdom"; a title); prose is longer than this.
+_FOOTER_LABEL_MAX_CHARS = 80
+# A sentence end: a line that ends like prose is the user's writing, never a label.
+_PROSE_END = re.compile(r"[。．.;；]\s*$")  # not "!", "?": titles end so
+# Most short lines taken as one block of footer labels between two chrome lines; a longer
+# run is the user's writing (a list, a poem) even if a button line follows it.
+_FOOTER_RUN_MAX_LINES = 6
+
+
+def is_clutter_line(line: str) -> bool:
+    """True for a line that is page chrome by itself, wherever it stands (a like button, 相关推荐)."""
+    if not line.strip() or _BARE_NUMBER.match(line):  # a number is a counter only beside its button
+        return False
+    return bool(_CHROME.search(line) or _TRAILER_HEAD.match(line))
 
 
 def clean_lines(lines: list[str]) -> list[str]:
+    """Blank scraped-page clutter; every other line is returned unchanged (minus trailing spaces).
+
+    Invariant: a line is blanked only when it is clutter itself — a widget line, a counter
+    next to one, a short label between two of them, a related-article title or teaser —
+    and only inside the page footer (found in the second half of the note). A heading or
+    prose after a footer is the user's writing and is kept.
+    """
     lines = [line.rstrip() for line in lines]
     start = _trailer_start(lines)
-    cleaned = [line if i < start else "" for i, line in enumerate(lines)]
+    cleaned = list(lines)
+    for i in _footer_clutter(lines, start):
+        cleaned[i] = ""
     for i in (0, len(cleaned) - 1):
         if cleaned and _PAGE_CHROME_FIRST_LINE.match(cleaned[i]):
             cleaned[i] = ""
     return _drop_repeated_long_lines(cleaned)
+
+
+def _footer_clutter(lines: list[str], start: int) -> set[int]:
+    """Indexes of the clutter lines from ``start`` (the footer's first line) to the end."""
+    body = [i for i in range(start, len(lines)) if lines[i].strip()]
+    chrome = {i for i in body if is_clutter_line(lines[i])}
+    clutter = set(chrome)
+    for pos, i in enumerate(body):
+        if i in chrome:
+            continue
+        prev = body[pos - 1] if pos > 0 else None
+        nxt = body[pos + 1] if pos + 1 < len(body) else None
+        line = lines[i]
+        short = _is_label(line)
+        # A like/favourite counter ("• 12") right before or after its button.
+        if _BARE_NUMBER.match(line) and (prev in chrome or nxt in chrome):
+            clutter.add(i)
+        # Labels inside a footer block: a short run between two chrome lines (the blogger's
+        # name in the tip-jar widget; article titles between "相关文章:" and the like buttons).
+        elif short and _run_between_chrome(lines, body, pos, chrome):
+            clutter.add(i)
+    # A related-articles list: after its head, teasers cut with "…" and the title line above each.
+    heads = [i for i in body if _TRAILER_HEAD.match(lines[i])]
+    if heads:
+        for pos, i in enumerate(body):
+            if i < heads[0] or i in clutter or _HEADING.match(lines[i]):
+                continue
+            if _TEASER.search(lines[i]):
+                clutter.add(i)
+                prev = body[pos - 1] if pos > 0 else None
+                if (prev is not None and prev > heads[0] and prev not in clutter and _is_label(lines[prev])
+                        and not _TEASER.search(lines[prev])):
+                    clutter.add(prev)
+    return clutter
+
+
+def _is_label(line: str) -> bool:
+    """Short, not a heading, not ending like a sentence: could be a widget label or a title."""
+    return len(line.strip()) <= _FOOTER_LABEL_MAX_CHARS and not _HEADING.match(line) and not _PROSE_END.search(line)
+
+
+def _run_between_chrome(lines: list[str], body: list[int], pos: int, chrome: set[int]) -> bool:
+    """Is body[pos] in a run of at most _FOOTER_RUN_MAX_LINES short non-heading lines with
+    a chrome line right before and right after the run?"""
+    def label(i: int) -> bool:
+        return _is_label(lines[i])
+
+    lo = pos
+    while lo > 0 and body[lo - 1] not in chrome and label(body[lo - 1]):
+        lo -= 1
+    hi = pos
+    while hi + 1 < len(body) and body[hi + 1] not in chrome and label(body[hi + 1]):
+        hi += 1
+    return (lo > 0 and body[lo - 1] in chrome and hi + 1 < len(body) and body[hi + 1] in chrome
+            and hi - lo + 1 <= _FOOTER_RUN_MAX_LINES)
 
 
 def _trailer_start(lines: list[str]) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Iterable, Sequence
 
+from .errors import InputError
 from .ingest import IngestError, decode, discover, file_hash
 from .settings import Settings
 
@@ -51,9 +52,15 @@ TEMP_PREFIX = ".upload-"  # hidden: neither indexing nor the watcher looks at it
 MAX_NAME_BYTES = 200  # leaves room for the temp prefix within the usual 255-byte limit
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# When another process (a `rag index` in a terminal) holds the index lock, a background
+# rebuild waits and tries again, doubling the wait up to the cap: its change must get in.
+# A small corpus builds in seconds, a 2 MB one in minutes (bench/README.md), so the cap
+# keeps the delay after a long build short without polling a lock file many times a second.
+LOCKED_RETRY_FIRST_S = 0.5
+LOCKED_RETRY_MAX_S = 8.0
 
 
-class NoteError(ValueError):
+class NoteError(InputError, ValueError):
     """A note operation was refused; ``str(exc)`` is written for the user."""
 
 
@@ -123,7 +130,9 @@ def _inside(root: Path, path: Path) -> bool:
 def note_path(settings: Settings, source: str) -> Path:
     """The file of the note ``source`` (a corpus-relative path as listed); raises NoteError.
 
-    Refuses anything that is not an existing note file inside the corpus folder.
+    Refuses anything that is not an existing note file inside the corpus folder. Symbolic
+    links follow the one rule of ``ingest.discover_notes``: a link to a note inside the
+    folder is a note (deleting it removes the link); one that leads outside is refused.
     """
     root = _corpus_root(settings)
     text = unicodedata.normalize("NFC", str(source or "")).strip()
@@ -160,7 +169,8 @@ def list_notes(settings: Settings, indexed_sources: Collection[str] | None = Non
 
     With ``indexed_sources`` (the notes in the current index) and ``indexed_at`` (when it
     was built), each note says whether the index has it: listed there and not modified
-    since. Cheap: only ``stat`` calls, no reading.
+    since (a note that gave no passage is in the manifest's ``skipped``, so not indexed).
+    Cheap: only ``stat`` calls, no reading. Links out of the folder are not listed.
     """
     root = Path(settings.corpus_dir)
     if not root.is_dir():
@@ -528,6 +538,9 @@ class Reindexer:
         self._last_error: str | None = None
         self._runs = 0
         self._notices: deque[tuple[float, str]] = deque(maxlen=max_notices)
+        self._wake = threading.Event()  # set by close(): a build waiting for the lock gives up
+        self.retry_first_s = LOCKED_RETRY_FIRST_S
+        self.retry_max_s = LOCKED_RETRY_MAX_S
 
     # --- public ---------------------------------------------------------------------------
     def request(self, reason: str = "requested", *, full: bool = False) -> bool:
@@ -568,6 +581,7 @@ class Reindexer:
             self._closed = True
             self._pending = None
             thread = self._thread
+        self._wake.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
@@ -595,17 +609,42 @@ class Reindexer:
         return self._embedder
 
     def _run(self, reason: str, full: bool) -> None:
+        """Build until no request is left. A locked index is waited for, never a reason to drop a change."""
+        from .errors import RagError
         from .indexing import IndexLocked, build_index
 
+        delay = self.retry_first_s
         while True:
-            report, error = None, None
+            report, error, locked = None, None, None
             try:
                 report = build_index(self.settings, self._embedder_for_build(), progress=self._progress, full=full)
             except IndexLocked as exc:
-                error = f"another build is running ({exc})"
+                locked = exc
+            except RagError as exc:  # the user's to fix (no notes folder, ...): one clear line
+                log.warning("re-indexing failed: %s", exc)
+                error = str(exc)
             except Exception as exc:  # noqa: BLE001 - reported in the UI, the app keeps serving
                 log.exception("re-indexing failed")
                 error = f"{type(exc).__name__}: {exc}"
+            if locked is not None:
+                with self._lock:
+                    if self._closed:
+                        self._finish_locked()
+                        return
+                    if delay == self.retry_first_s:
+                        self._notices.append((time.time(), f"Another build is running; re-indexing ({reason}) "
+                                                           "will start when it ends."))
+                    self._stage, self._done, self._total = "waiting for another build to finish", 0, 0
+                    # Requests made meanwhile are covered: the retried build reads the folder afresh.
+                    if self._pending is not None:
+                        full = full or self._pending[1]
+                        self._pending = None
+                log.info("index is locked by another build; retrying in %.1fs", delay)
+                if self._wake.wait(delay):
+                    continue  # closed: the next turn sees it
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            delay = self.retry_first_s
             if report is not None and self._on_done is not None:
                 try:
                     self._on_done(report)
@@ -628,7 +667,10 @@ class Reindexer:
                     self._stage, self._done, self._total = "starting", 0, 0
                     self._started_at, self._finished_at = time.time(), None
                     continue
-                self._running = False
-                self._stage, self._done, self._total = "", 0, 0
-                self._idle.notify_all()
+                self._finish_locked()
                 return
+
+    def _finish_locked(self) -> None:
+        self._running = False
+        self._stage, self._done, self._total = "", 0, 0
+        self._idle.notify_all()

@@ -13,6 +13,7 @@ from .bm25 import tokenize
 from .chunking import Chunk
 from .conversation import Message, followup_context, is_followup
 from .embeddings import Embedder, make_embedder
+from .errors import IndexUnavailable
 from .rerank import Reranker, make_reranker
 from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
@@ -23,8 +24,8 @@ __all__ = ["Hit", "RetrievalResult", "IndexStatus", "Retriever", "IndexNotFound"
 log = logging.getLogger(__name__)
 
 
-class IndexMismatch(RuntimeError):
-    pass
+class IndexMismatch(IndexUnavailable, RuntimeError):
+    """The index was built with another embedder than the configured one."""
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,21 @@
 Precedence: explicit arguments > environment variables (``RAG_*``) > config file
 (``rag.toml`` in the working directory, or the file named by ``RAG_CONFIG``) > defaults.
 Settings are passed into components; nothing deep inside reads the environment.
+
+Values are checked here, where they are defined (counts at least 1, ports 1–65535, a
+login when listening beyond this machine, ...). ``load_settings`` is how programs build
+Settings: any bad value, or a rag.toml that does not parse, becomes one ``ConfigError``
+whose message names the setting (and its environment variable) or the file and line.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,9 +25,28 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .errors import ConfigError
+
+ENV_PREFIX = "RAG_"
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    host = (host or "").strip().strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() in LOOPBACK_NAMES
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # --- where things live -------------------------------------------------
     corpus_dir: Path = Path("corpus")
@@ -28,16 +54,16 @@ class Settings(BaseSettings):
 
     # --- ingestion -----------------------------------------------------------
     extensions: tuple[str, ...] = (".md", ".markdown", ".txt")
-    max_file_bytes: int = 20 * 1024 * 1024
+    max_file_bytes: PositiveInt = 20 * 1024 * 1024
 
     # --- chunking (sizes chosen with bench/retrieval_quality.py) --------------
-    chunk_target_chars: int = 500
-    chunk_max_chars: int = 900
+    chunk_target_chars: PositiveInt = 500
+    chunk_max_chars: PositiveInt = 900
     # A section shorter than this joins its neighbours (parent, siblings) instead of
     # standing alone: a bold heading or one list line says too little to be a passage.
-    chunk_min_chars: int = 200
+    chunk_min_chars: NonNegativeInt = 200
     # Code blocks are kept whole up to this size; beyond it they split at blank lines.
-    code_max_chars: int = 1200
+    code_max_chars: PositiveInt = 1200
 
     # --- embeddings ----------------------------------------------------------
     # A sentence-transformers model name or local path. The default is served
@@ -47,20 +73,20 @@ class Settings(BaseSettings):
     # Overrides for models whose query/passage conventions are not known to embeddings.py.
     query_prefix: str | None = None
     passage_prefix: str | None = None
-    embedding_batch_size: int = 32
+    embedding_batch_size: PositiveInt = 32
 
     # --- index -----------------------------------------------------------------
     # Past this many chunks the FAISS index becomes approximate (HNSW); see bench/scale.py.
-    ann_min_chunks: int = 50_000
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 256
-    keep_old_versions: int = 1
+    ann_min_chunks: PositiveInt = 50_000
+    hnsw_m: PositiveInt = 32
+    hnsw_ef_search: PositiveInt = 256
+    keep_old_versions: Annotated[int, Field(ge=0)] = 1
 
     # --- retrieval -------------------------------------------------------------
-    top_k: int = 5
-    candidates: int = 50
+    top_k: PositiveInt = 5
+    candidates: PositiveInt = 50
     fusion: Literal["rrf", "score"] = "rrf"
-    rrf_k: int = 60
+    rrf_k: PositiveInt = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
     # Calibrated on bench/data/dev.jsonl with `rag eval` (see bench/README.md).
@@ -69,15 +95,15 @@ class Settings(BaseSettings):
     relevance_english_offset: float = 0.04
     topic_weight: float = 1.0
     title_weight: float = 1.0
-    dedup_similarity: float = 0.9
+    dedup_similarity: Share = 0.9
     # "Match small, read big": a hit is returned as its enclosing section (or whole note)
     # when that fits in this many characters; 0 turns it off (bench/retrieval_quality.py).
-    expand_max_chars: int = 1500
+    expand_max_chars: NonNegativeInt = 1500
     # Navigation (link lists) and text repeated across notes count this share in the ranking.
-    boilerplate_weight: float = 0.3
+    boilerplate_weight: Share = 0.3
     # A sentence-transformers CrossEncoder (name or path) to rerank the first candidates; none by default.
     reranker_model: str | None = None
-    rerank_candidates: int = 20
+    rerank_candidates: PositiveInt = 20
 
     # --- LLM -----------------------------------------------------------------
     llm_backend: Literal["auto", "openai", "llamacpp", "none"] = "auto"
@@ -85,33 +111,50 @@ class Settings(BaseSettings):
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "Qwen/Qwen3-8B"
     llm_api_key: str = "EMPTY"
-    llm_timeout_s: float = 60.0
+    llm_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     # Embedded llama.cpp: a local GGUF path; empty means the packaged SmolLM2 when installed.
     gguf_path: Path | None = None
     # Rewrite elliptical follow-ups into standalone questions with the LLM before retrieval.
     # "auto": only with a served model; the small embedded default never produced a usable
     # rewrite and costs seconds per turn (bench/followup_rewrite.py).
     rewrite_followups: Literal["auto", "always", "never"] = "auto"
-    llm_context_tokens: int = 2048
-    llm_max_tokens: int = 512
+    llm_context_tokens: PositiveInt = 2048
+    llm_max_tokens: PositiveInt = 512
     llm_temperature: float = 0.1
-    context_chars: int = 3000
-    history_turns: int = 6
-    history_chars: int = 2000
-    max_question_chars: int = 2000
+    context_chars: PositiveInt = 3000
+    history_turns: Annotated[int, Field(ge=0)] = 6
+    history_chars: Annotated[int, Field(ge=0)] = 2000
+    max_question_chars: PositiveInt = 2000
 
     # --- web UI -------------------------------------------------------------
     host: str = "127.0.0.1"
-    port: int = 7860
+    port: Port = 7860
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
-    max_upload_bytes: int = 5 * 1024 * 1024
-    concurrency_limit: int = 2
+    max_upload_bytes: PositiveInt = 5 * 1024 * 1024
+    concurrency_limit: PositiveInt = 2
     watch_corpus: bool = True
     # Quiet time after the last change in corpus/ before re-indexing (editors save in bursts).
-    watch_debounce_s: float = 1.5
+    watch_debounce_s: Annotated[float, Field(ge=0)] = 1.5
     # Lines of the note shown above and below a cited passage.
-    source_context_lines: int = 3
+    source_context_lines: Annotated[int, Field(ge=0)] = 3
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.chunk_target_chars > self.chunk_max_chars:
+            raise ValueError(f"chunk_target_chars ({self.chunk_target_chars}) must not exceed "
+                             f"chunk_max_chars ({self.chunk_max_chars})")
+        for name in ("username", "password"):
+            value = getattr(self, name)
+            if value and not value.strip():
+                raise ValueError(f"RAG_{name.upper()} is blank (only spaces): give a real one, or leave it unset")
+        # Half a login on loopback is refused by `rag serve` (ui.bind.check_bind), not here:
+        # it does not stop `rag index` or `rag ask` from working.
+        if not is_loopback(self.host) and not ((self.username or "").strip() and (self.password or "").strip()):
+            raise ValueError(
+                f"refusing to listen on {self.host or '(empty host)'} without a login: anyone who can reach "
+                "this machine could read your notes. Set RAG_USERNAME and RAG_PASSWORD, or RAG_HOST=127.0.0.1")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -125,5 +168,51 @@ class Settings(BaseSettings):
         config_file = Path(os.environ.get("RAG_CONFIG", "rag.toml"))
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if config_file.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except tomllib.TOMLDecodeError as exc:  # its message ends "(at line N, column M)"
+                raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
         return tuple(sources)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One pydantic error as "top_k = -1: must be at least 1 (set by RAG_TOP_K, …)"."""
+    loc = [str(part) for part in error.get("loc", ()) if not str(part).isdigit()]
+    message = error.get("msg", "invalid")
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "greater_than_equal":
+        message = f"must be at least {error['ctx']['ge']}"
+    elif error.get("type") == "less_than_equal":
+        message = f"must be at most {error['ctx']['le']}"
+    elif error.get("type") == "greater_than":
+        message = f"must be more than {error['ctx']['gt']}"
+    if not loc:  # a rule across several settings
+        return message
+    name = loc[0]
+    value = error.get("input")
+    shown = "" if name == "password" or isinstance(value, dict) else f" = {value}"
+    return f"{name}{shown}: {message} (set by {ENV_PREFIX}{name.upper()}, rag.toml or an option)"
+
+
+def config_error(exc: ValidationError) -> ConfigError:
+    """A pydantic ValidationError as one ConfigError line naming every bad setting."""
+    errors = exc.errors()
+    prefix = "bad setting " if any(e.get("loc") for e in errors) else "bad settings: "
+    return ConfigError(prefix + "; ".join(_describe(e) for e in errors))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from arguments, environment and rag.toml; raises ConfigError for any bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise config_error(exc) from None
+
+
+def with_overrides(settings: Settings, **overrides: Any) -> Settings:
+    """A copy of ``settings`` with ``overrides``, validated like a new one (model_copy does not check)."""
+    values = {**{name: getattr(settings, name) for name in Settings.model_fields}, **overrides}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise config_error(exc) from None

@@ -28,6 +28,7 @@ from filelock import FileLock, Timeout
 
 from .bm25 import BM25Index
 from .chunking import Chunk
+from .errors import IndexBusy, IndexUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,11 @@ FORMAT = 1
 COMPLETE_MARKER = "COMPLETE"
 
 
-class IndexLocked(RuntimeError):
+class IndexLocked(IndexBusy, RuntimeError):
     pass
 
 
-class IndexNotFound(FileNotFoundError):
+class IndexNotFound(IndexUnavailable, FileNotFoundError):
     pass
 
 

@@ -327,7 +327,7 @@ def test_requests_during_a_build_are_merged_into_one_more_run(settings):
         time.sleep(0.02)
     status = r.status()
     assert status.running and status.progress_text.startswith("embedding passages")
-    (Path(settings.corpus_dir) / "new.md").write_text("# new note\n\ncontent", encoding="utf-8")
+    (Path(settings.corpus_dir) / "new.md").write_text("# new note\n\nThe new note has a sentence of content.", encoding="utf-8")
     assert r.request("two") is False
     assert r.request("three") is False
     assert r.status().pending

@@ -3,6 +3,11 @@
 An editor saving a file, a `git pull` or a copy of fifty notes fires many file-system
 events; they are gathered until the folder has been quiet for ``debounce_s`` and then
 reported once, with the notes that changed.
+
+A change is never dropped: when the handler fails (it raised), the same names are
+reported again after a back-off (doubling up to ``RETRY_MAX_S``) merged with any newer
+ones. The handler used by the app (``Reindexer.request``) itself waits out a build
+running in another process (``rag index`` in a terminal) and then indexes the change.
 """
 from __future__ import annotations
 
@@ -16,10 +21,14 @@ from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
 
+RETRY_FIRST_S = 1.0  # after a failed handler call: first wait, doubled each failure
+RETRY_MAX_S = 30.0
+
 
 class CorpusWatcher(FileSystemEventHandler):
     def __init__(self, corpus_dir: Path, extensions: Sequence[str], on_change: Callable[[list[str]], None],
-                 debounce_s: float = 1.5) -> None:
+                 debounce_s: float = 1.5, *, retry_first_s: float = RETRY_FIRST_S,
+                 retry_max_s: float = RETRY_MAX_S) -> None:
         super().__init__()
         self.root = Path(corpus_dir).resolve()
         self.extensions = tuple(e.lower() for e in extensions)
@@ -29,10 +38,14 @@ class CorpusWatcher(FileSystemEventHandler):
         self._changed: set[str] = set()
         self._timer: threading.Timer | None = None
         self._observer = None
+        self.retry_first_s, self.retry_max_s = retry_first_s, retry_max_s
+        self._retry_s = retry_first_s
+        self._stopped = False
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> "CorpusWatcher":
         self.root.mkdir(parents=True, exist_ok=True)
+        self._stopped = False
         observer = Observer()
         observer.daemon = True
         observer.schedule(self, str(self.root), recursive=True)
@@ -43,6 +56,7 @@ class CorpusWatcher(FileSystemEventHandler):
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped = True
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -75,11 +89,16 @@ class CorpusWatcher(FileSystemEventHandler):
             return
         with self._lock:
             self._changed.update(names)
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(self.debounce_s, self._fire)
-            self._timer.daemon = True
-            self._timer.start()
+            self._schedule_locked(self.debounce_s)
+
+    def _schedule_locked(self, delay: float) -> None:
+        if self._stopped:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(delay, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _fire(self) -> None:
         with self._lock:
@@ -89,5 +108,13 @@ class CorpusWatcher(FileSystemEventHandler):
             return
         try:
             self.on_change(changed)
-        except Exception:  # noqa: BLE001 - a watcher thread must not die
-            log.exception("corpus change handler failed")
+        except Exception:  # noqa: BLE001 - a watcher thread must not die, nor lose the change
+            with self._lock:
+                delay = self._retry_s
+                self._retry_s = min(self._retry_s * 2, self.retry_max_s)
+                self._changed.update(changed)
+                self._schedule_locked(delay)
+            log.exception("corpus change handler failed; trying again in %.0fs", delay)
+            return
+        with self._lock:
+            self._retry_s = self.retry_first_s

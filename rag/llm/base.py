@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator, Literal, Protocol, Sequence, runtime_checkable
 
+from ..errors import ServiceError
+
 
 @dataclass(frozen=True)
 class PromptMessage:
@@ -24,7 +26,7 @@ class Health:
     detail: str  # human-readable, shown in the UI's status line
 
 
-class LLMError(RuntimeError):
+class LLMError(ServiceError, RuntimeError):
     """Generation failed; the message is written for the user (no traceback needed)."""
 
 

@@ -1,0 +1,78 @@
+"""Reading ``--batch`` files: one JSON request per line, each answered on its own.
+
+Used by every batch command (``rag retrieve --batch``, ``rag ask --batch``). A bad line —
+not JSON, not an object, no ``question``, a ``history`` that is not a list of turns — never
+stops the batch: it becomes a ``BatchLineError`` that the command prints on stdout as an
+error object for that line's ``id`` (or its line number), and the next line is read.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterator
+
+from .conversation import Message
+from .errors import BatchLineError, InputError
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    line: int  # 1-based line number in the file
+    id: object  # the request's "id" as given (any JSON value), or None
+    question: str
+    history: list[Message] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)  # the whole request, for commands with extra fields
+
+
+def parse_batch_line(text: str, line: int) -> BatchItem:
+    """One line of a batch file as a BatchItem; raises BatchLineError naming what is wrong."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BatchLineError(f"line {line} is not JSON ({exc.msg} at column {exc.colno})", line=line) from None
+    if not isinstance(raw, dict):
+        raise BatchLineError(f"line {line} is not a JSON object with a \"question\"", line=line)
+    item_id = raw.get("id")
+    question = raw.get("question")
+    if not isinstance(question, str) or not question.strip():
+        what = "has no \"question\"" if question is None else "has a blank or non-text \"question\""
+        raise BatchLineError(f"line {line} {what}", line=line, item_id=item_id)
+    history_raw = raw.get("history")
+    if history_raw is None:
+        history_raw = []
+    if not isinstance(history_raw, list):
+        raise BatchLineError(f"line {line}: \"history\" must be a list of {{role, content}} turns, "
+                             f"not {type(history_raw).__name__}", line=line, item_id=item_id)
+    history = []
+    for n, turn in enumerate(history_raw, 1):
+        try:
+            if not isinstance(turn, dict):
+                raise ValueError("not an object")
+            history.append(Message.from_dict(turn))
+        except (ValueError, KeyError, TypeError) as exc:
+            detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise BatchLineError(f"line {line}: history turn {n} is not a {{role, content}} turn ({detail})",
+                                 line=line, item_id=item_id) from None
+    return BatchItem(line, item_id, question, history, raw)
+
+
+def read_batch(fh: IO[str]) -> Iterator[BatchItem | BatchLineError]:
+    """Every non-blank line of ``fh``: a BatchItem, or the BatchLineError saying why it is not one."""
+    for line, text in enumerate(fh, 1):
+        if not text.strip():
+            continue
+        try:
+            yield parse_batch_line(text, line)
+        except BatchLineError as exc:
+            yield exc
+
+
+def open_batch(path: str | Path) -> IO[str]:
+    """The batch file opened for reading; raises InputError when it cannot be."""
+    try:
+        return open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"batch file not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the batch file {path}: {exc.strerror or exc}") from None
