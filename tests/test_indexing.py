@@ -16,7 +16,14 @@ import pytest
 from rag.indexing import BuildReport, IndexLocked, build_index, chunker_identity
 from rag.retrieval import IndexMismatch, Retriever
 from rag.store import IndexStore
-from tests.conftest import CountingEmbedder, assert_chunk_spans, file_lines, make_settings, write_notes
+from tests.conftest import CountingEmbedder, assert_chunk_spans, file_lines, write_notes
+from tests.conftest import make_settings as _make_settings
+
+
+def make_settings(corpus, index, **overrides):
+    """These notes are a few lines a section: every section its own passage, so that an edit
+    shows up as exactly the passages it touched (merging small sections is tested in test_chunking)."""
+    return _make_settings(corpus, index, chunk_min_chars=0, **overrides)
 
 OPTIMIZERS = """# 优化器
 
