@@ -55,7 +55,7 @@ details.src[open] > summary::before { content: "▾"; }
 .src-warn { margin-top: 6px; font-size: .8rem; color: #b45309; }
 #sources mark, .src-terms mark { background: #fde047; color: #111; padding: 0 1px; border-radius: 2px; }
 
-#ask-msg:empty, #ask-msg .prose:empty { display: none; }
+#ask-msg:not(:has(.msg)) { display: none; }  /* no empty row between the question and the buttons */
 details.src-turn { border-top: 1px dashed var(--border-color-primary); padding-top: 6px; margin-top: 4px; }
 details.src-turn > summary { cursor: pointer; font-size: .85rem; color: var(--body-text-color-subdued);
   overflow-wrap: anywhere; }
@@ -120,11 +120,15 @@ HEAD = r"""
     if (!/^src-\d+-\d+$/.test(id)) return;
     ev.preventDefault();
     ev.stopPropagation();
-    if (openSource(id)) return;
-    // The Sources tab's button, found by its id whatever language its label is in.
+    // The Sources tab's button, found by its id whatever language its label is in. Another tab
+    // may be showing while the panel stays in the page (hidden): switch first, then open.
     var tab = document.getElementById("tab-sources-button");
-    if (tab) tab.click();
-    setTimeout(function () { openSource(id); }, 200);
+    if (tab && tab.getAttribute("aria-selected") !== "true") {
+      tab.click();
+      setTimeout(function () { openSource(id); }, 200);
+      return;
+    }
+    openSource(id);
   }, true);
 })();
 </script>
