@@ -163,7 +163,7 @@ class ChatController:
                 v.pending: "", v.question: "", v.turn_sources: [], v.ask_msg: ""}
 
     def forget_session(self, request: gr.Request | None = None) -> None:
-        self._drop_turn(getattr(request, "session_hash", None))
+        self._drop_turn(session_id(request))
 
     # --- answering ------------------------------------------------------------------------------
     def respond(self, pending: str, chat: list, history: list, turn_no: int, turn_sources: list,
