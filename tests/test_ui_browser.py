@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -389,15 +390,20 @@ def test_bad_uploads_are_refused_with_a_clear_message_and_change_nothing(page, s
 
 
 def test_the_notes_message_never_shows_the_previous_files_error(page, server):
+    from gradio.utils import get_upload_folder
+
     app = server[0]
     wait_idle(app)
     open_tab(page, "Notes")
-    refused = upload(page, [{"name": "photo.md", "mimeType": "text/markdown", "buffer": b"\x00\x01\x02binary"}])
+    tag = uuid.uuid4().hex[:8]  # Gradio's temp folder is shared with any other app on this machine
+    refused = upload(page, [{"name": f"photo-{tag}.md", "mimeType": "text/markdown", "buffer": b"\x00\x01\x02binary"}])
     assert "not a text note" in refused and page.locator("#notes-msg .err").count() == 1
-    again = upload(page, [{"name": "same.md", "mimeType": "text/markdown", "buffer": NOTES["bm25.md"].encode()}])
+    again = upload(page, [{"name": f"same-{tag}.md", "mimeType": "text/markdown", "buffer": NOTES["bm25.md"].encode()}])
     assert "already in your notes" in again
     assert page.locator("#notes-msg .err").count() == 0 and "not a text note" not in page.locator("#notes-msg").inner_text()
     assert not app.reindexer.status().running
+    # Neither upload stays in Gradio's temporary folder.
+    assert not [p for p in Path(get_upload_folder()).rglob(f"*{tag}*") if p.is_file()]
 
 
 def test_upload_notes_rebuild_and_find_them_by_asking(page, server):
