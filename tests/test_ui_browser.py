@@ -398,9 +398,16 @@ def test_the_notes_message_never_shows_the_previous_files_error(page, server):
     tag = uuid.uuid4().hex[:8]  # Gradio's temp folder is shared with any other app on this machine
     refused = upload(page, [{"name": f"photo-{tag}.md", "mimeType": "text/markdown", "buffer": b"\x00\x01\x02binary"}])
     assert "not a text note" in refused and page.locator("#notes-msg .err").count() == 1
+    # Every state the box goes through from here on: the refusal must go as soon as the next upload starts.
+    page.evaluate("""() => { window.__msgs = []; new MutationObserver(() => window.__msgs.push(
+        document.querySelector('#notes-msg').innerText.trim())).observe(document.querySelector('#notes-msg'),
+        {subtree: true, childList: true, characterData: true}); }""")
     again = upload(page, [{"name": f"same-{tag}.md", "mimeType": "text/markdown", "buffer": NOTES["bm25.md"].encode()}])
     assert "already in your notes" in again
     assert page.locator("#notes-msg .err").count() == 0 and "not a text note" not in page.locator("#notes-msg").inner_text()
+    states = page.evaluate("window.__msgs")
+    first_new = next(i for i, text in enumerate(states) if "already in your notes" in text)
+    assert "" in states[:first_new], states  # cleared before the new outcome came
     assert not app.reindexer.status().running
     # Neither upload stays in Gradio's temporary folder.
     assert not [p for p in Path(get_upload_folder()).rglob(f"*{tag}*") if p.is_file()]
