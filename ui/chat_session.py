@@ -246,7 +246,8 @@ class ChatController:
                         yield {v.chatbot: chat, v.sources: panel(sources_html)}
                         sources_sent = True
                 elif isinstance(event, TokenEvent):
-                    text += event.text
+                    # A token event may replace what was shown (a generated answer swapped for another).
+                    text = event.text if getattr(event, "replace", False) else text + event.text
                     now = time.monotonic()
                     if now - last >= STREAM_EVERY_S:
                         chat[-1] = _bubble("assistant", render.answer_markdown(text, turn=turn_no, sources=sources,
