@@ -11,6 +11,10 @@ Checked against gradio 6 with a login configured: ``/config``, ``/gradio_api/inf
   stranger who learned a session id could end someone's chat. ``AuthGuard`` answers it 401
   unless the request carries a login token.
 
+Everything else a stranger reaches was checked and reveals nothing of the notes: the login
+page and its static assets, ``/gradio_api/app_id`` (a random number), ``/gradio_api/runs``
+(the page shell), ``startup-events``, and ``token``/``user`` (null without a login).
+
 Wrong passwords: after ``FREE_ATTEMPTS`` failures from one client address within
 ``WINDOW_S``, each further login attempt from it waits ``2 ** k`` seconds (capped at
 ``MAX_DELAY_S``) before it is checked; each such wait is logged. A success clears the count.
