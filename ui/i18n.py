@@ -1,0 +1,201 @@
+"""The page's words in the reader's language: English, or Chinese when the browser asks for it.
+
+Two routes, one catalogue:
+
+- component labels, placeholders and button texts are static: they go to Gradio as
+  ``I18N(key)`` and the browser picks the language (``navigator.language``; any ``zh-*``
+  gets ``zh``);
+- HTML the server renders (status line, sources panel, notes list, messages) is written
+  per request in the language of its ``Accept-Language`` header (`lang_of`).
+
+Every key exists in both languages (checked at import). Messages made by the library
+(``rag.*``: upload refusals, re-indexing notices, the question-length limit) are shown
+as the library wrote them.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import gradio as gr
+
+__all__ = ["LANGS", "Lang", "lang_of", "make_i18n", "t"]
+
+Lang = Literal["en", "zh"]
+LANGS: tuple[Lang, ...] = ("en", "zh")
+
+TEXTS: dict[Lang, dict[str, str]] = {
+    "en": {
+        # --- labels (also sent to the browser through I18N) ---
+        "title": "Notes chat",
+        "chat_placeholder": "**Ask anything your notes cover** — in English or 中文.<br>"
+                            "Answers cite passages like [1]; click one to see it in the note.",
+        "question_placeholder": "Ask about your notes…  例如：LoRA 的原理是什么？",
+        "send": "Send",
+        "stop": "Stop",
+        "new_chat": "New chat",
+        "retry": "Retry",
+        "tab_sources": "Sources",
+        "tab_notes": "Notes",
+        "upload_label": "Add notes: drop {types} files (up to {size} each)",
+        "replace": "Replace notes that have the same name",
+        "note": "Note",
+        "delete": "Delete note",
+        "rebuild": "Rebuild index",
+        # --- chat ---
+        "thinking": "*Searching your notes…*",
+        "stopped": "*(stopped)*",
+        "busy": "An answer is still being written: wait for it, or press Stop.",
+        "nothing_to_retry": "Nothing to retry yet.",
+        "no_index": "There is no index of your notes yet: add notes in the Notes tab and press “Rebuild index”.",
+        "must_rebuild": "The index must be rebuilt: {detail}",
+        "cannot_search": "The notes cannot be searched.",
+        "went_wrong": "Something went wrong: {detail}",
+        # --- sources ---
+        "src_placeholder": "Ask a question: the passages of your notes behind the answer appear here.",
+        "src_searching": "Searching your notes…",
+        "src_latest": "Sources of the latest answer — click one to see the passage in its note.",
+        "src_not_covered": "Your notes don't seem to cover this; the closest passages are below.",
+        "src_this_answer": "Sources of this answer — click one to see the passage in its note.",
+        "src_earlier": "Earlier question: {question}",
+        "src_none": "No passages found in your notes.",
+        "src_lines": "lines {start}–{end}",
+        "src_cited": "cited",
+        "src_matched": "matched:",
+        "src_searched": "searched for: {query}",
+        "src_with_history": "(with the earlier conversation)",
+        "answer_sources": "Sources",
+        "answer_passages": "Supporting passages ({n})",
+        # --- status line ---
+        "st_index": "<b>{files}</b> notes · <b>{chunks}</b> passages · updated {when}",
+        "st_embedder": "embedder: {embedder}",
+        "st_no_index": "No index yet",
+        "st_llm_down": "answers: <b>{model}</b> is not reachable now ({detail}): answers are <b>retrieval-only</b> "
+                       "until it is back",
+        "st_llm": "answers: <b>{model}</b>",
+        "st_no_llm": "<b>retrieval-only</b> (no language model)",
+        "st_reindexing": "re-indexing ({reason})… {progress}",
+        "never": "never",
+        # --- notes tab ---
+        "notes_empty": "No notes yet: add {types} files above.",
+        "notes_count_1": "1 note in the notes folder",
+        "notes_count": "{n} notes in the notes folder",
+        "notes_more": "… and {n} more",
+        "indexed": "indexed",
+        "indexed_title": "in the index",
+        "not_indexed": "not indexed",
+        "not_indexed_title": "not in the index yet",
+        "reindex_busy": "Re-indexing ({reason}): {progress}",
+        "reindex_queued": " (another run queued)",
+        "reindex_previous": "Answers use the previous index until the new one is ready.",
+        "upload_refused": "Upload refused",
+        "nothing_added": "Nothing was added.",
+        "reindexing_bg": "Re-indexing in the background…",
+        "deleted": "Deleted “{name}”. Re-indexing in the background…",
+        "no_delete": "No note was deleted (choose one, then confirm).",
+        "rebuilding": "Rebuilding the index in the background…",
+        "rebuild_queued": "A rebuild is running; another will follow it.",
+    },
+    "zh": {
+        "title": "笔记问答",
+        "chat_placeholder": "**向你的笔记提问** —— 中文或英文均可。<br>回答会引用段落，如 [1]；点击即可在笔记中查看该段落。",
+        "question_placeholder": "向笔记提问…  例如：LoRA 的原理是什么？",
+        "send": "发送",
+        "stop": "停止",
+        "new_chat": "新对话",
+        "retry": "重试",
+        "tab_sources": "来源",
+        "tab_notes": "笔记",
+        "upload_label": "添加笔记：拖入 {types} 文件（每个不超过 {size}）",
+        "replace": "替换同名笔记",
+        "note": "笔记",
+        "delete": "删除笔记",
+        "rebuild": "重建索引",
+        "thinking": "*正在检索你的笔记…*",
+        "stopped": "*（已停止）*",
+        "busy": "上一个回答还在生成：请稍候，或按“停止”。",
+        "nothing_to_retry": "还没有可以重试的问题。",
+        "no_index": "还没有笔记索引：请在“笔记”页添加笔记，然后按“重建索引”。",
+        "must_rebuild": "索引需要重建：{detail}",
+        "cannot_search": "暂时无法检索笔记。",
+        "went_wrong": "出错了：{detail}",
+        "src_placeholder": "提问后，回答所依据的笔记段落会显示在这里。",
+        "src_searching": "正在检索你的笔记…",
+        "src_latest": "最新回答的来源 —— 点击可查看笔记中的段落。",
+        "src_not_covered": "你的笔记似乎没有涉及这个问题；下面是最接近的段落。",
+        "src_this_answer": "该回答的来源 —— 点击可查看笔记中的段落。",
+        "src_earlier": "之前的问题：{question}",
+        "src_none": "笔记中没有找到相关段落。",
+        "src_lines": "第 {start}–{end} 行",
+        "src_cited": "已引用",
+        "src_matched": "匹配：",
+        "src_searched": "检索内容：{query}",
+        "src_with_history": "（结合了之前的对话）",
+        "answer_sources": "来源",
+        "answer_passages": "依据的段落（{n}）",
+        "st_index": "<b>{files}</b> 篇笔记 · <b>{chunks}</b> 个段落 · 更新于 {when}",
+        "st_embedder": "嵌入模型：{embedder}",
+        "st_no_index": "尚无索引",
+        "st_llm_down": "回答：<b>{model}</b> 暂时无法连接（{detail}）：恢复之前回答为<b>仅检索</b>",
+        "st_llm": "回答：<b>{model}</b>",
+        "st_no_llm": "<b>仅检索</b>（没有语言模型）",
+        "st_reindexing": "正在重建索引（{reason}）… {progress}",
+        "never": "从未",
+        "notes_empty": "还没有笔记：请在上方添加 {types} 文件。",
+        "notes_count_1": "笔记文件夹中有 1 篇笔记",
+        "notes_count": "笔记文件夹中有 {n} 篇笔记",
+        "notes_more": "…… 另有 {n} 篇",
+        "indexed": "已索引",
+        "indexed_title": "已在索引中",
+        "not_indexed": "未索引",
+        "not_indexed_title": "尚未加入索引",
+        "reindex_busy": "正在重建索引（{reason}）：{progress}",
+        "reindex_queued": "（之后还有一次）",
+        "reindex_previous": "新索引完成之前，回答使用原来的索引。",
+        "upload_refused": "上传被拒绝",
+        "nothing_added": "没有添加任何文件。",
+        "reindexing_bg": "正在后台重建索引…",
+        "deleted": "已删除“{name}”。正在后台重建索引…",
+        "no_delete": "没有删除笔记（请先选择一篇，再确认）。",
+        "rebuilding": "正在后台重建索引…",
+        "rebuild_queued": "正在重建索引；完成后会再重建一次。",
+    },
+}
+
+_missing = set(TEXTS["en"]) ^ set(TEXTS["zh"])
+if _missing:  # pragma: no cover - a catalogue error shows at import, not on a user's page
+    raise RuntimeError(f"ui.i18n: keys missing in one language: {sorted(_missing)}")
+
+
+def t(lang: str, key: str, **values) -> str:
+    """The text ``key`` in ``lang`` (English for any other language), with ``values`` filled in.
+
+    Values are inserted as given: callers building HTML escape them first."""
+    text = TEXTS.get(lang, TEXTS["en"]).get(key) or TEXTS["en"][key]  # type: ignore[arg-type]
+    return text.format(**values) if values else text
+
+
+def lang_of(request: gr.Request | None) -> Lang:
+    """The reader's language from the request's ``Accept-Language``: its first choice decides."""
+    headers = getattr(request, "headers", None)
+    header = ""
+    if headers is not None:
+        try:
+            header = headers.get("accept-language") or ""
+        except Exception:  # noqa: BLE001 - a header-less request reads as English
+            header = ""
+    first = header.split(",", 1)[0].split(";", 1)[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
+
+
+# The keys the browser translates (labels and placeholders of components).
+LABEL_KEYS = ("title", "chat_placeholder", "question_placeholder", "send", "stop", "new_chat", "retry",
+              "tab_sources", "tab_notes", "upload_label", "replace", "note", "delete", "rebuild")
+
+
+def make_i18n(**values) -> gr.I18n:
+    """Gradio's translation table for the static labels; ``values`` fill the templated ones.
+
+    The browser's language tag selects the table: "zh-CN", "zh-TW" and "zh" all read Chinese
+    (checked in Chromium), anything else English."""
+    return gr.I18n(**{lang: {k: TEXTS[lang][k].format(**values) if "{" in TEXTS[lang][k] else TEXTS[lang][k]
+                             for k in LABEL_KEYS} for lang in LANGS})
