@@ -30,7 +30,7 @@ from rag.settings import Settings  # noqa: E402
 
 from . import render  # noqa: E402
 from .assets import CSS, HEAD  # noqa: E402
-from .bind import ServeError, check_bind  # noqa: E402
+from .bind import ServeError, check_bind, check_listen  # noqa: E402
 from .chat_session import ChatController, ChatView  # noqa: E402
 from .engine import EngineProvider  # noqa: E402
 from .i18n import make_i18n, t  # noqa: E402
@@ -272,7 +272,7 @@ def serve(settings: Settings, *, watch: bool | None = None, log_fn=print) -> int
     import sys
 
     try:
-        check_bind(settings)
+        check_listen(settings)  # the login rule and the port, before anything says "Notes chat on"
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

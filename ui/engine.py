@@ -52,6 +52,7 @@ class EngineProvider:
             if self._engine is not None:
                 return self._engine, None
             from rag.embeddings import make_embedder
+            from rag.errors import RagError
             from rag.retrieval import IndexMismatch, IndexNotFound, Retriever
 
             try:
@@ -62,6 +63,8 @@ class EngineProvider:
                 return None, t(lang, "no_index")
             except IndexMismatch as exc:
                 return None, t(lang, "must_rebuild", detail=exc)
+            except RagError as exc:  # a damaged index, a bad setting: its one line reaches the page
+                return None, str(exc)
             self._engine = ChatEngine.from_settings(self.settings, retriever=retriever)
             return self._engine, None
 
