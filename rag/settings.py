@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     history_turns: int = 6
     history_chars: int = 2000
     max_question_chars: int = 2000
+    # Characters of answer text in an extractive answer (no LLM), citations and list marks
+    # aside; the passages follow below it (bench/answer_quality.py).
+    extractive_budget_chars: int = 500
 
     # --- web UI -------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -1,0 +1,284 @@
+"""The answer without a language model: the notes' own sentences that answer the question.
+
+``extract_answer`` takes the numbered passages retrieval returned (after follow-up
+resolution) and picks, within a character budget, the sentences, list items and table
+rows that answer the question, in the notes' reading order, each followed by ``[n]``.
+
+How a unit is chosen (no rule names a note, heading or question):
+
+* every passage is cut into units: a list item or table row is one unit, other lines
+  are cut into sentences; headings, code, images and lines that carry citation-like
+  ``[3]`` marks of their own are left out;
+* each unit is scored by what it shares with the question (the keyword tokens of
+  ``rag.bm25.tokenize``), by meaning (the already-loaded embedder, when one is given:
+  the question and every candidate embedded in two calls), and by its passage's rank;
+* a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps",
+  "difference") favours list items and table rows; a definition question
+  (是什么, "what is") puts the sentence that defines the term first;
+* the best units are taken until the budget is spent, then shown in reading order.
+
+Invariant, checked by bench/answer_quality.py and the tests: the text before every
+``[n]`` (without the ``- `` a list item is shown with) is a verbatim piece of passage
+``n``, so every citation points at a passage that says what it follows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence
+
+import numpy as np
+
+from .bm25 import STOPWORDS, tokenize
+from .prompting import Language, Source
+
+__all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "split_units"]
+
+Intent = Literal["list", "definition", "other"]
+UnitKind = Literal["sentence", "item", "row", "lead"]
+
+# --- parameters (chosen on bench/data/dev.jsonl with bench/answer_quality.py, checked on dev-md) ---
+# Passages read for candidates: the answer is nearly always in the first three
+# (rag eval: recall@3 is within a few points of recall@10 on both dev sets).
+PASSAGES_READ = 3
+# Candidates embedded per question: bounds the time on top of retrieval (one batched call).
+MAX_CANDIDATES = 40
+# A unit longer than this is cut at a clause end (，；,;) before it; a sentence this long
+# is usually several claims run together.
+MAX_UNIT_CHARS = 220
+# Units shorter than this say nothing alone ("优点：" is kept only as a lead-in).
+MIN_UNIT_CHARS = 6
+# Weights of the score's parts: keyword overlap, meaning, the passage's rank.
+LEXICAL_WEIGHT = 1.0
+SEMANTIC_WEIGHT = 1.0
+RANK_WEIGHT = 0.35
+# Bonus for a list item / table row when the question asks for a list.
+LIST_BONUS = 0.25
+# Bonus for the first sentences of a passage: notes state the point before the detail.
+LEAD_BONUS = 0.1
+# A unit is kept only when its score reaches this share of the best unit's.
+MIN_RELATIVE_SCORE = 0.45
+
+_LIST_QUESTION = re.compile(
+    r"哪些|哪几|几种|几个|优缺点|优点|缺点|优势|劣势|步骤|流程|区别|不同|差异|对比|比较|方法有|策略|措施|特点|"
+    r"\bwhat are\b|\bsteps?\b|\bdifferences?\b|\bcompare\b|\bpros\b|\bcons\b|\badvantages?\b|"
+    r"\bdisadvantages?\b|\bways\b|\bmethods\b|\bstrategies\b|\bkinds\b|\btypes\b|\blist\b",
+    re.IGNORECASE,
+)
+_DEFINITION_QUESTION = re.compile(
+    r"是什么|什么是|是啥|指什么|的定义|的含义|什么意思|介绍一下|\bwhat is\b|\bwhat's\b|\bdefine\b|\bdefinition\b|"
+    r"\bmeaning of\b",
+    re.IGNORECASE,
+)
+_DEFINING = re.compile(r"是指|指的是|是一种|是一个|是一类|定义为|称为|即|\bis an?\b|\brefers to\b|\bis the\b|\bmeans\b",
+                       re.IGNORECASE)
+
+_ITEM = re.compile(r"^\s*(?:[-*+•·▪●○◦]|\d{1,2}[.、)）]|[（(]\d{1,2}[)）]|[a-zA-Z][.)]|[一二三四五六七八九十]+[、.])\s*")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+# A unit must not carry "[3]" of its own: it would read as one of our citations.
+_OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
+_SENTENCE = re.compile(r".+?(?:[。！？；!?;]+[”’\"')）]*|\.(?=\s|$)|$)", re.S)
+_CLAUSE_END = re.compile(r"[，,；;：:、]")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+class EmbedderLike(Protocol):
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a passage that can stand in an answer: verbatim text of passage ``n``."""
+
+    n: int  # the passage's citation number
+    order: int  # position in the passage (reading order)
+    text: str
+    kind: UnitKind
+
+
+@dataclass(frozen=True)
+class ExtractiveAnswer:
+    text: str  # the answer: units in reading order, "[n]" after each
+    cited: list[int]  # passage numbers used, in order of first use
+    units: list[Unit] = field(default_factory=list)
+    intent: Intent = "other"
+
+
+def question_intent(question: str) -> Intent:
+    if _LIST_QUESTION.search(question):
+        return "list"
+    if _DEFINITION_QUESTION.search(question):
+        return "definition"
+    return "other"
+
+
+def _cut_long(text: str, limit: int) -> str:
+    """``text`` up to ``limit`` characters, ended at the last clause end before it."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    ends = [m.end() for m in _CLAUSE_END.finditer(head)]
+    if ends and ends[-1] >= limit // 2:
+        return head[: ends[-1]]
+    return head
+
+
+def split_units(n: int, text: str) -> list[Unit]:
+    """Passage ``text`` as units in reading order (see the module docstring for what is left out)."""
+    units: list[Unit] = []
+    in_code = False
+    for raw in text.split("\n"):
+        if _FENCE.match(raw):
+            in_code = not in_code
+            continue
+        line = raw.strip()
+        if in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line):
+            continue
+        line = _IMAGE.sub("", line).strip()
+        if not line:
+            continue
+        if line.startswith("|"):
+            row = line.strip("|").strip()
+            if row and not _OWN_CITATION.search(row):
+                units.append(Unit(n, len(units), row, "row"))
+            continue
+        marker = _ITEM.match(line)
+        if marker and marker.end() < len(line):
+            item = line[marker.end():].strip()
+            if len(item) <= MAX_UNIT_CHARS:
+                if not _OWN_CITATION.search(item):
+                    units.append(Unit(n, len(units), item, "item"))
+                continue
+            line = item  # a long item is read as sentences, each shown as its own item
+            kind: UnitKind = "item"
+        else:
+            kind = "sentence"
+        for m in _SENTENCE.finditer(line):
+            sentence = m.group(0).strip()
+            if not sentence or _OWN_CITATION.search(sentence):
+                continue
+            if len(sentence) < MIN_UNIT_CHARS:
+                if sentence.endswith((":", "：")):
+                    units.append(Unit(n, len(units), sentence, "lead"))
+                continue
+            units.append(Unit(n, len(units), _cut_long(sentence, MAX_UNIT_CHARS), kind))
+    return units
+
+
+def _terms(text: str) -> set[str]:
+    return {t for t in tokenize(text) if t not in STOPWORDS and (len(t) >= 2 or not _CJK.match(t))}
+
+
+def _lexical(question_terms: set[str], unit_terms: set[str]) -> float:
+    """Share of the question's terms (longer terms weigh more) the unit contains."""
+    if not question_terms:
+        return 0.0
+    weight = {t: min(len(t), 4) for t in question_terms}
+    return sum(weight[t] for t in question_terms & unit_terms) / sum(weight.values())
+
+
+def extract_answer(
+    question: str,
+    sources: Sequence[Source],
+    *,
+    language: Language,
+    budget_chars: int,
+    embedder: EmbedderLike | None = None,
+    context: str = "",
+) -> ExtractiveAnswer:
+    """The best units of ``sources`` for ``question`` within ``budget_chars`` characters of text.
+
+    ``context`` is what a follow-up refers to (the earlier question): it joins the
+    question for scoring, so "那它的缺点呢？" is scored as a question about the earlier subject.
+    """
+    intent = question_intent(question)
+    candidates: list[Unit] = []
+    for source in sources[:PASSAGES_READ]:
+        candidates += split_units(source.n, source.hit.text)
+    candidates = [u for u in candidates if u.kind != "lead"] [:MAX_CANDIDATES] + [
+        u for u in candidates if u.kind == "lead"]
+    scored = [u for u in candidates if u.kind != "lead"]
+    if not scored:
+        return ExtractiveAnswer("", [], [], intent)
+
+    query = f"{question} {context}".strip()
+    q_terms = _terms(query)
+    lexical = np.array([_lexical(q_terms, _terms(u.text)) for u in scored])
+    semantic = np.zeros(len(scored))
+    if embedder is not None:
+        q_vec = embedder.embed_queries([query])[0]
+        semantic = embedder.embed_passages([u.text for u in scored]) @ q_vec
+        # Only the differences between candidates matter: every sentence of a retrieved
+        # passage is somewhat similar to the question.
+        spread = float(semantic.max() - semantic.min())
+        semantic = (semantic - semantic.min()) / spread if spread > 1e-6 else np.zeros(len(scored))
+    rank = np.array([1.0 / u.n for u in scored])
+    score = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic + RANK_WEIGHT * rank
+    for i, u in enumerate(scored):
+        if intent == "list" and u.kind in ("item", "row"):
+            score[i] += LIST_BONUS
+        if u.order <= 1:
+            score[i] += LEAD_BONUS
+
+    first: Unit | None = None
+    if intent == "definition":
+        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)]
+        if defining:
+            first = scored[max(defining, key=lambda i: score[i])]
+
+    floor = MIN_RELATIVE_SCORE * float(score.max())
+    chosen: list[Unit] = [first] if first else []
+    used = len(first.text) if first else 0
+    for i in np.argsort(-score, kind="stable"):
+        u = scored[int(i)]
+        if u is first or score[i] < floor:
+            continue
+        if used + len(u.text) > budget_chars:
+            if chosen:
+                continue
+            u = Unit(u.n, u.order, _cut_long(u.text, budget_chars), u.kind)
+        chosen.append(u)
+        used += len(u.text)
+    # A list item shown without the line that introduces it ("缺点：") loses its meaning.
+    leads = {(u.n, u.order) : u for u in candidates if u.kind == "lead"}
+    for u in list(chosen):
+        lead = leads.get((u.n, u.order - 1))
+        if lead and lead not in chosen and used + len(lead.text) <= budget_chars:
+            chosen.append(lead)
+            used += len(lead.text)
+
+    ordered = sorted(chosen, key=lambda u: (u is not first, u.n, u.order))
+    return ExtractiveAnswer(_render(ordered, language), list(dict.fromkeys(u.n for u in ordered)), ordered, intent)
+
+
+def _render(units: Sequence[Unit], language: Language) -> str:
+    """Sentences of one passage run on as a paragraph; items and rows are list lines."""
+    lines: list[str] = []
+    paragraph: list[str] = []
+    last_n = None
+    joiner = "" if language == "zh" else " "
+
+    def close() -> None:
+        if paragraph:
+            lines.append(joiner.join(paragraph))
+            paragraph.clear()
+
+    for u in units:
+        if u.n != last_n:
+            close()
+        last_n = u.n
+        if u.kind in ("item", "row"):
+            close()
+            lines.append(f"- {u.text} [{u.n}]")
+        elif u.kind == "lead":
+            close()
+            lines.append(u.text)
+        else:
+            paragraph.append(f"{u.text} [{u.n}]")
+    close()
+    return "\n".join(lines)
