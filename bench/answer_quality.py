@@ -84,6 +84,8 @@ def answer_body(text: str) -> str:
 
 def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) -> dict:
     settings = settings.model_copy(update={"index_dir": index, "llm_backend": "none"})
+    print(f"{questions.name}: budget {settings.extractive_budget_chars} chars, semantic "
+          f"{settings.extractive_semantic}", file=sys.stderr)
     retriever = Retriever.from_settings(settings)
     engine = ChatEngine(settings, retriever, None)
     items = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -119,7 +121,9 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
                 cites[k][1] += total
         kinds.setdefault(item.get("kind", "?"), []).append(rows["extractive"][-1])
         if show and len(rows["extractive"]) <= show:
-            print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f}\n{texts['extractive']}\n")
+            missed = [p for p in phrases if squash(p) not in squash(texts["extractive"])]
+            print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f} "
+                  f"(top passage: {rows['top passage 500'][-1]:.2f}) missed: {missed}\n{texts['extractive']}\n")
     return {"rows": rows, "lengths": lengths, "cites": cites, "times": times, "kinds": kinds}
 
 

@@ -336,7 +336,7 @@ class ChatEngine:
             prep.sources,
             language=prep.language,
             budget_chars=self.settings.extractive_budget_chars,
-            embedder=getattr(self.retriever, "embedder", None),
+            embedder=getattr(self.retriever, "embedder", None) if self.settings.extractive_semantic else None,
             context=context,
         )
         if extracted.text:

@@ -46,12 +46,15 @@ MAX_CANDIDATES = 40
 # A unit longer than this is cut at a clause end (，；,;) before it; a sentence this long
 # is usually several claims run together.
 MAX_UNIT_CHARS = 220
-# Units shorter than this say nothing alone ("优点：" is kept only as a lead-in).
+# Units shorter than this say nothing alone.
 MIN_UNIT_CHARS = 6
+# A line ending in a colon ("缺点：", "以下是几种常用的方法：") introduces what follows: it is
+# shown only before a unit it introduces, never for its own words (it repeats the question's).
+MAX_LEAD_CHARS = 80
 # Weights of the score's parts: keyword overlap, meaning, the passage's rank.
 LEXICAL_WEIGHT = 1.0
 SEMANTIC_WEIGHT = 1.0
-RANK_WEIGHT = 0.35
+RANK_WEIGHT = 1.0
 # Bonus for a list item / table row when the question asks for a list.
 LIST_BONUS = 0.25
 # Bonus for the first sentences of a passage: notes state the point before the detail.
@@ -73,7 +76,7 @@ _DEFINITION_QUESTION = re.compile(
 _DEFINING = re.compile(r"是指|指的是|是一种|是一个|是一类|定义为|称为|即|\bis an?\b|\brefers to\b|\bis the\b|\bmeans\b",
                        re.IGNORECASE)
 
-_ITEM = re.compile(r"^\s*(?:[-*+•·▪●○◦]|\d{1,2}[.、)）]|[（(]\d{1,2}[)）]|[a-zA-Z][.)]|[一二三四五六七八九十]+[、.])\s*")
+_ITEM = re.compile(r"^\s*(?:[-*+](?=\s)|[•·▪●○◦]|\d{1,2}[.、)）](?!\d)|[（(]\d{1,2}[)）]|[一二三四五六七八九十]+[、.])\s*")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -162,9 +165,10 @@ def split_units(n: int, text: str) -> list[Unit]:
             sentence = m.group(0).strip()
             if not sentence or _OWN_CITATION.search(sentence):
                 continue
+            if sentence.endswith((":", "：")) and len(sentence) <= MAX_LEAD_CHARS:
+                units.append(Unit(n, len(units), sentence, "lead"))
+                continue
             if len(sentence) < MIN_UNIT_CHARS:
-                if sentence.endswith((":", "：")):
-                    units.append(Unit(n, len(units), sentence, "lead"))
                 continue
             units.append(Unit(n, len(units), _cut_long(sentence, MAX_UNIT_CHARS), kind))
     return units
@@ -217,7 +221,10 @@ def extract_answer(
         # passage is somewhat similar to the question.
         spread = float(semantic.max() - semantic.min())
         semantic = (semantic - semantic.min()) / spread if spread > 1e-6 else np.zeros(len(scored))
-    rank = np.array([1.0 / u.n for u in scored])
+    # The passage retrieval ranked first, and any other piece of the same section, come first.
+    top = sources[0].hit
+    same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}
+    rank = np.array([1.0 if u.n in same_section else 1.0 / u.n for u in scored])
     score = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic + RANK_WEIGHT * rank
     for i, u in enumerate(scored):
         if intent == "list" and u.kind in ("item", "row"):

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Characters of answer text in an extractive answer (no LLM), citations and list marks
     # aside; the passages follow below it (bench/answer_quality.py).
     extractive_budget_chars: int = 500
+    # Also score sentences by meaning with the embedder (one batched call per answer).
+    # Off: on the 2-core machine it costs ~40 ms per sentence, far over the 100 ms budget.
+    extractive_semantic: bool = False
 
     # --- web UI -------------------------------------------------------------
     host: str = "127.0.0.1"
