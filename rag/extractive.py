@@ -51,6 +51,8 @@ MIN_UNIT_CHARS = 6
 # A line ending in a colon ("缺点：", "以下是几种常用的方法：") introduces what follows: it is
 # shown only before a unit it introduces, never for its own words (it repeats the question's).
 MAX_LEAD_CHARS = 80
+# Share of the keyword score earned with the words of the unit's section heading added.
+HEADING_SHARE = 0.5
 # Weights of the score's parts: keyword overlap, meaning, the passage's rank.
 LEXICAL_WEIGHT = 1.0
 SEMANTIC_WEIGHT = 1.0
@@ -212,7 +214,14 @@ def extract_answer(
 
     query = f"{question} {context}".strip()
     q_terms = _terms(query)
-    lexical = np.array([_lexical(q_terms, _terms(u.text)) for u in scored])
+    # A unit is about what its section's heading says: "掩码机制:…" under "MAM Adapter 思路"
+    # answers a question about MAM Adapter's idea without naming it.
+    heading_terms = {s.n: _terms(s.hit.heading.rsplit(" > ", 1)[-1]) for s in sources[:PASSAGES_READ]}
+    lexical = np.array([
+        (1 - HEADING_SHARE) * _lexical(q_terms, _terms(u.text))
+        + HEADING_SHARE * _lexical(q_terms, _terms(u.text) | heading_terms[u.n])
+        for u in scored
+    ])
     semantic = np.zeros(len(scored))
     if embedder is not None:
         q_vec = embedder.embed_queries([query])[0]
