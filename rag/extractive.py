@@ -85,7 +85,8 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # A unit must not carry "[3]" of its own: it would read as one of our citations.
 _OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
-_SENTENCE = re.compile(r".+?(?:[。！？；!?;]+[”’\"')）]*|\.(?=\s|$)|$)", re.S)
+# Sentence ends; not "；"/";", which join the parts of one statement ("…penalised; b = 0.75 is…").
+_SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’\"')）]*|\.(?=\s|$)|$)", re.S)
 _CLAUSE_END = re.compile(r"[，,；;：:、]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -133,46 +134,63 @@ def _cut_long(text: str, limit: int) -> str:
     return head
 
 
-def split_units(n: int, text: str) -> list[Unit]:
-    """Passage ``text`` as units in reading order (see the module docstring for what is left out)."""
-    units: list[Unit] = []
+def _join(a: str, b: str) -> str:
+    """Two wrapped lines of one paragraph: a space between Latin words, none in Chinese."""
+    if not a:
+        return b
+    return a + ("" if _CJK.match(a[-1]) or _CJK.match(b[0]) else " ") + b
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(kind, text) blocks of a passage: "para" (wrapped lines joined), "item" (with its
+    indented continuation lines), "row"; headings, code, table rules and images left out."""
+    blocks: list[tuple[str, str]] = []
     in_code = False
     for raw in text.split("\n"):
         if _FENCE.match(raw):
             in_code = not in_code
             continue
         line = raw.strip()
-        if in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line):
-            continue
-        line = _IMAGE.sub("", line).strip()
-        if not line:
+        if in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line):
+            # A paragraph ends here; an item ends too, unless this is a blank line inside it.
+            if blocks and blocks[-1][0] != "break" and (line or blocks[-1][0] == "para"):
+                blocks.append(("break", ""))
             continue
         if line.startswith("|"):
-            row = line.strip("|").strip()
-            if row and not _OWN_CITATION.search(row):
-                units.append(Unit(n, len(units), row, "row"))
+            blocks.append(("row", line.strip("|").strip()))
             continue
         marker = _ITEM.match(line)
         if marker and marker.end() < len(line):
-            item = line[marker.end():].strip()
-            if len(item) <= MAX_UNIT_CHARS:
-                if not _OWN_CITATION.search(item):
-                    units.append(Unit(n, len(units), item, "item"))
-                continue
-            line = item  # a long item is read as sentences, each shown as its own item
-            kind: UnitKind = "item"
+            blocks.append(("item", line[marker.end():].strip()))
+        elif blocks and (blocks[-1][0] == "para" or (blocks[-1][0] == "item" and raw[:1].isspace())):
+            blocks[-1] = (blocks[-1][0], _join(blocks[-1][1], line))
         else:
-            kind = "sentence"
-        for m in _SENTENCE.finditer(line):
+            blocks.append(("para", line))
+    return [b for b in blocks if b[0] != "break" and b[1]]
+
+
+def split_units(n: int, text: str) -> list[Unit]:
+    """Passage ``text`` as units in reading order (see the module docstring for what is left out)."""
+    units: list[Unit] = []
+
+    def add(text: str, kind: UnitKind) -> None:
+        if text and not _OWN_CITATION.search(text) and "![" not in text:
+            units.append(Unit(n, len(units), text, kind))
+
+    for block, text in _blocks(text):
+        if block == "row":
+            add(text, "row")
+            continue
+        if block == "item" and len(text) <= MAX_UNIT_CHARS:
+            add(text, "item")
+            continue
+        kind: UnitKind = "item" if block == "item" else "sentence"  # a long item: its sentences, as items
+        for m in _SENTENCE.finditer(text):
             sentence = m.group(0).strip()
-            if not sentence or _OWN_CITATION.search(sentence):
-                continue
             if sentence.endswith((":", "：")) and len(sentence) <= MAX_LEAD_CHARS:
-                units.append(Unit(n, len(units), sentence, "lead"))
-                continue
-            if len(sentence) < MIN_UNIT_CHARS:
-                continue
-            units.append(Unit(n, len(units), _cut_long(sentence, MAX_UNIT_CHARS), kind))
+                add(sentence, "lead")
+            elif len(sentence) >= MIN_UNIT_CHARS:
+                add(_cut_long(sentence, MAX_UNIT_CHARS), kind)
     return units
 
 
