@@ -105,6 +105,7 @@ class Unit:
     order: int  # position in the passage (reading order)
     text: str
     kind: UnitKind
+    depth: int = 0  # nesting of a list item (0: top level), kept when it is shown
 
 
 @dataclass(frozen=True)
@@ -141,10 +142,10 @@ def _join(a: str, b: str) -> str:
     return a + ("" if _CJK.match(a[-1]) or _CJK.match(b[0]) else " ") + b
 
 
-def _blocks(text: str) -> list[tuple[str, str]]:
-    """(kind, text) blocks of a passage: "para" (wrapped lines joined), "item" (with its
-    indented continuation lines), "row"; headings, code, table rules and images left out."""
-    blocks: list[tuple[str, str]] = []
+def _blocks(text: str) -> list[tuple[str, str, int]]:
+    """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
+    its indented continuation lines), "row"; headings, code, table rules and images left out."""
+    blocks: list[tuple[str, str, int]] = []
     in_code = False
     for raw in text.split("\n"):
         if _FENCE.match(raw):
@@ -154,35 +155,40 @@ def _blocks(text: str) -> list[tuple[str, str]]:
         if in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line):
             # A paragraph ends here; an item ends too, unless this is a blank line inside it.
             if blocks and blocks[-1][0] != "break" and (line or blocks[-1][0] == "para"):
-                blocks.append(("break", ""))
+                blocks.append(("break", "", 0))
             continue
         if line.startswith("|"):
-            blocks.append(("row", line.strip("|").strip()))
+            blocks.append(("row", line.strip("|").strip(), 0))
             continue
         marker = _ITEM.match(line)
+        indent = len(raw) - len(raw.lstrip())
         if marker and marker.end() < len(line):
-            blocks.append(("item", line[marker.end():].strip()))
+            blocks.append(("item", line[marker.end():].strip(), indent))
         elif blocks and (blocks[-1][0] == "para" or (blocks[-1][0] == "item" and raw[:1].isspace())):
-            blocks[-1] = (blocks[-1][0], _join(blocks[-1][1], line))
+            kind, before, at = blocks[-1]
+            blocks[-1] = (kind, _join(before, line), at)
         else:
-            blocks.append(("para", line))
+            blocks.append(("para", line, 0))
     return [b for b in blocks if b[0] != "break" and b[1]]
 
 
 def split_units(n: int, text: str) -> list[Unit]:
     """Passage ``text`` as units in reading order (see the module docstring for what is left out)."""
     units: list[Unit] = []
+    blocks = _blocks(text)
+    indents = sorted({at for kind, _, at in blocks if kind == "item"})
 
-    def add(text: str, kind: UnitKind) -> None:
+    def add(text: str, kind: UnitKind, depth: int = 0) -> None:
         if text and not _OWN_CITATION.search(text) and "![" not in text:
-            units.append(Unit(n, len(units), text, kind))
+            units.append(Unit(n, len(units), text, kind, depth))
 
-    for block, text in _blocks(text):
+    for block, text, indent in blocks:
         if block == "row":
             add(text, "row")
             continue
+        depth = indents.index(indent) if block == "item" else 0
         if block == "item" and len(text) <= MAX_UNIT_CHARS:
-            add(text, "item")
+            add(text, "item", depth)
             continue
         kind: UnitKind = "item" if block == "item" else "sentence"  # a long item: its sentences, as items
         for m in _SENTENCE.finditer(text):
@@ -190,7 +196,7 @@ def split_units(n: int, text: str) -> list[Unit]:
             if sentence.endswith((":", "：")) and len(sentence) <= MAX_LEAD_CHARS:
                 add(sentence, "lead")
             elif len(sentence) >= MIN_UNIT_CHARS:
-                add(_cut_long(sentence, MAX_UNIT_CHARS), kind)
+                add(_cut_long(sentence, MAX_UNIT_CHARS), kind, depth)
     return units
 
 
@@ -275,7 +281,7 @@ def extract_answer(
         if used + len(u.text) > budget_chars:
             if chosen:
                 continue
-            u = Unit(u.n, u.order, _cut_long(u.text, budget_chars), u.kind)
+            u = Unit(u.n, u.order, _cut_long(u.text, budget_chars), u.kind, u.depth)
         chosen.append(u)
         used += len(u.text)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
@@ -296,6 +302,7 @@ def _render(units: Sequence[Unit], language: Language) -> str:
     paragraph: list[str] = []
     last_n = None
     joiner = "" if language == "zh" else " "
+    depths: dict[int, int] = {}  # depth of the last item shown, per passage
 
     def close() -> None:
         if paragraph:
@@ -308,7 +315,10 @@ def _render(units: Sequence[Unit], language: Language) -> str:
         last_n = u.n
         if u.kind in ("item", "row"):
             close()
-            lines.append(f"- {u.text} [{u.n}]")
+            # Nesting is kept only under a shown parent: an orphan sub-item becomes top level.
+            depth = min(u.depth, depths.get(u.n, -1) + 1)
+            depths[u.n] = depth
+            lines.append(f"{'  ' * depth}- {u.text} [{u.n}]")
         elif u.kind == "lead":
             close()
             lines.append(u.text)
