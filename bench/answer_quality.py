@@ -13,7 +13,8 @@ the figures can be re-run after retrieval or chunking change. Per set, one table
   (all three are built on the same retrieval and the same relevance decision);
 * **length**: characters of answer text, passages and notices aside;
 * **citation precision**: the share of ``[n]`` whose passage contains the sentence it
-  follows (the text since the previous citation or line start, list mark removed);
+  follows (the text since the previous citation or line start, without the list mark or
+  the backticks around a line of code);
 * **time**: the extractive step on top of retrieval, p50 and p95 (ms).
 
 Rows: the extractive answer; (a) the old retrieval-only answer (passages quoted under
@@ -70,6 +71,7 @@ def citation_checks(text: str, passages: dict[int, str]) -> tuple[int, int]:
         last = m.end()
         segment = segment.rsplit("\n", 1)[-1].strip()
         segment = re.sub(r"^[-*]\s+", "", segment)
+        segment = re.sub(r"^`(.*)`$", r"\1", segment.strip())  # a line of code is shown as `code`
         total += 1
         n = int(m.group(1))
         if segment and n in passages and squash(segment) in squash(passages[n]):

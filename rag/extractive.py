@@ -35,7 +35,7 @@ from .prompting import Language, Source
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "split_units"]
 
 Intent = Literal["list", "definition", "other"]
-UnitKind = Literal["sentence", "item", "row", "lead"]
+UnitKind = Literal["sentence", "item", "row", "lead", "code"]
 
 # --- parameters (chosen on bench/data/dev.jsonl with bench/answer_quality.py, checked on dev-md) ---
 # Passages read for candidates: the answer is nearly always in the first three
@@ -89,6 +89,12 @@ _OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
 _SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’\"')）]*|\.(?=\s|$)|$)", re.S)
 _CLAUSE_END = re.compile(r"[，,；;：:、]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+# A line of code pasted into a note without a fence (common in .txt notes): a statement,
+# not prose. Such lines are kept one by one, never run together into a "paragraph".
+_CODE_LINE = re.compile(
+    r"^(?:def |class |import |from [\w.]+ import |return\b|@\w|if __name__|for \w+(?:, ?\w+)* in |while |with |"
+    r"try:|except\b|elif |else:|print\(|super\()|^[\w.\[\]]+\s*[+\-*/]?=\s*(?:\S|\S.*[^.。])$|[{};(]$|^[)\]}]"
+)
 
 
 class EmbedderLike(Protocol):
@@ -160,6 +166,9 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
         if line.startswith("|"):
             blocks.append(("row", line.strip("|").strip(), 0))
             continue
+        if not _CJK.search(line) and _CODE_LINE.search(line):
+            blocks.append(("code", line, 0))
+            continue
         marker = _ITEM.match(line)
         indent = len(raw) - len(raw.lstrip())
         if marker and marker.end() < len(line):
@@ -183,8 +192,8 @@ def split_units(n: int, text: str) -> list[Unit]:
             units.append(Unit(n, len(units), text, kind, depth))
 
     for block, text, indent in blocks:
-        if block == "row":
-            add(text, "row")
+        if block in ("row", "code"):
+            add(text, block)
             continue
         depth = indents.index(indent) if block == "item" else 0
         if block == "item" and len(text) <= MAX_UNIT_CHARS:
@@ -322,6 +331,9 @@ def _render(units: Sequence[Unit], language: Language) -> str:
         elif u.kind == "lead":
             close()
             lines.append(u.text)
+        elif u.kind == "code":
+            close()
+            lines.append(f"`{u.text}` [{u.n}]")
         else:
             paragraph.append(f"{u.text} [{u.n}]")
     close()

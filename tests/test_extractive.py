@@ -39,6 +39,7 @@ def cited_sentences(text: str) -> list[tuple[str, int]]:
     out, last = [], 0
     for m in _CITE.finditer(text):
         sentence = re.sub(r"^[-*]\s+", "", text[last : m.start()].rsplit("\n", 1)[-1].strip())
+        sentence = re.sub(r"^`(.*)`$", r"\1", sentence.strip())
         out.append((sentence, int(m.group(1))))
         last = m.end()
     return out
@@ -102,10 +103,11 @@ def test_an_extractive_answer_takes_well_under_a_second_on_top_of_retrieval(real
 
 
 # --- the pieces ---------------------------------------------------------------------------------
-def test_units_are_verbatim_sentences_items_and_rows_without_headings_or_code():
+def test_units_are_verbatim_sentences_items_rows_and_code_lines_without_headings_or_fenced_code():
     text = ("## 优缺点\n\nLoRA 是一种低秩适配方法。它只训练旁路矩阵！\n\n缺点：\n- 推理时要合并权重\n"
             "2. 秩太小会欠拟合\n\n| 方法 | 参数量 |\n|---|---|\n| LoRA | 0.1% |\n\n```python\nx = W[0]\n```\n"
-            "参见 [3] 的论文。\n![图](a.png)")
+            "参见 [3] 的论文。\n![图](a.png)\nself.norm1 = nn.LayerNorm(embed_size)\n"
+            "Wrapped English prose goes on\nacross lines, as notes do.")
     units = split_units(1, text)
     assert [(u.kind, u.text) for u in units] == [
         ("sentence", "LoRA 是一种低秩适配方法。"),
@@ -115,6 +117,8 @@ def test_units_are_verbatim_sentences_items_and_rows_without_headings_or_code():
         ("item", "秩太小会欠拟合"),
         ("row", "方法 | 参数量"),
         ("row", "LoRA | 0.1%"),
+        ("code", "self.norm1 = nn.LayerNorm(embed_size)"),  # unfenced code: a line of its own
+        ("sentence", "Wrapped English prose goes on across lines, as notes do."),
     ]
     for u in units:
         assert squash(u.text) in squash(text)
