@@ -334,7 +334,6 @@ class ChatEngine:
         extracted = extract_answer(
             prep.standalone_question or prep.question,
             prep.sources,
-            language=prep.language,
             budget_chars=self.settings.extractive_budget_chars,
             embedder=getattr(self.retriever, "embedder", None) if self.settings.extractive_semantic else None,
             context=context,

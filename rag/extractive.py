@@ -30,7 +30,7 @@ from typing import Literal, Protocol, Sequence
 import numpy as np
 
 from .bm25 import STOPWORDS, tokenize
-from .prompting import Language, Source
+from .prompting import Source
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "split_units"]
 
@@ -225,7 +225,6 @@ def extract_answer(
     question: str,
     sources: Sequence[Source],
     *,
-    language: Language,
     budget_chars: int,
     embedder: EmbedderLike | None = None,
     context: str = "",
@@ -294,28 +293,33 @@ def extract_answer(
         chosen.append(u)
         used += len(u.text)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
-    leads = {(u.n, u.order) : u for u in candidates if u.kind == "lead"}
+    at = {(u.n, u.order): u for u in candidates}
     for u in list(chosen):
-        lead = leads.get((u.n, u.order - 1))
-        if lead and lead not in chosen and used + len(lead.text) <= budget_chars:
-            chosen.append(lead)
-            used += len(lead.text)
+        before = at.get((u.n, u.order - 1))
+        while before is not None and before.kind in ("item", "row"):
+            before = at.get((before.n, before.order - 1))
+        if before is not None and before.kind == "lead" and before not in chosen \
+                and used + len(before.text) <= budget_chars:
+            chosen.append(before)
+            used += len(before.text)
 
     ordered = sorted(chosen, key=lambda u: (u is not first, u.n, u.order))
-    return ExtractiveAnswer(_render(ordered, language), list(dict.fromkeys(u.n for u in ordered)), ordered, intent)
+    return ExtractiveAnswer(_render(ordered), list(dict.fromkeys(u.n for u in ordered)), ordered, intent)
 
 
-def _render(units: Sequence[Unit], language: Language) -> str:
+def _render(units: Sequence[Unit]) -> str:
     """Sentences of one passage run on as a paragraph; items and rows are list lines."""
     lines: list[str] = []
     paragraph: list[str] = []
     last_n = None
-    joiner = "" if language == "zh" else " "
     depths: dict[int, int] = {}  # depth of the last item shown, per passage
 
     def close() -> None:
         if paragraph:
-            lines.append(joiner.join(paragraph))
+            text = paragraph[0]
+            for sentence in paragraph[1:]:
+                text = _join(text, sentence)
+            lines.append(text)
             paragraph.clear()
 
     for u in units:

@@ -140,7 +140,7 @@ def test_a_definition_question_gets_the_defining_sentence_first(embedder):
     text = ("Training in fp16 needs care. Loss scaling is a technique that multiplies the loss by a large factor "
             "before the backward pass. The factor is divided out before the optimizer step.")
     sources = number_sources([Hit(1, 1.0, Chunk("a.md", "Loss scaling", 1, 3, text))])
-    answer = extract_answer("What is loss scaling?", sources, language="en", budget_chars=500, embedder=embedder)
+    answer = extract_answer("What is loss scaling?", sources, budget_chars=500, embedder=embedder)
     assert answer.intent == "definition"
     assert answer.text.startswith("Loss scaling is a technique"), answer.text
 
