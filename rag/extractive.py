@@ -61,8 +61,11 @@ RANK_WEIGHT = 1.0
 LIST_BONUS = 0.25
 # Bonus for the first sentences of a passage: notes state the point before the detail.
 LEAD_BONUS = 0.1
-# A unit is kept only when its score reaches this share of the best unit's.
+# A unit is kept only when its score reaches this share of the best unit's...
 MIN_RELATIVE_SCORE = 0.45
+# ...or, while the answer is shorter than this share of the budget, this lower share.
+SHORT_RELATIVE_SCORE = 0.3
+SHORT_ANSWER_SHARE = 0.7
 
 _LIST_QUESTION = re.compile(
     r"哪些|哪几|几种|几个|优缺点|优点|缺点|优势|劣势|步骤|流程|区别|不同|差异|对比|比较|方法有|策略|措施|特点|"
@@ -279,19 +282,22 @@ def extract_answer(
         if defining:
             first = scored[max(defining, key=lambda i: score[i])]
 
-    floor = MIN_RELATIVE_SCORE * float(score.max())
     chosen: list[Unit] = [first] if first else []
-    used = len(first.text) if first else 0
-    for i in np.argsort(-score, kind="stable"):
-        u = scored[int(i)]
-        if u is first or score[i] < floor:
-            continue
-        if used + len(u.text) > budget_chars:
-            if chosen:
+    used = _shown_len(first) if first else 0
+    order = np.argsort(-score, kind="stable")
+    # Then the best units above the floor; a short answer reaches a little lower.
+    for share, up_to in ((MIN_RELATIVE_SCORE, budget_chars), (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)):
+        floor = share * float(score.max())
+        for i in order:
+            u = scored[int(i)]
+            if u in chosen or score[i] < floor or used >= up_to:
                 continue
-            u = Unit(u.n, u.order, _cut_long(u.text, budget_chars), u.kind, u.depth)
-        chosen.append(u)
-        used += len(u.text)
+            if used + _shown_len(u) > budget_chars:
+                if chosen:
+                    continue
+                u = Unit(u.n, u.order, _cut_long(u.text, budget_chars), u.kind, u.depth)
+            chosen.append(u)
+            used += _shown_len(u)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
     at = {(u.n, u.order): u for u in candidates}
     for u in list(chosen):
@@ -299,12 +305,21 @@ def extract_answer(
         while before is not None and before.kind in ("item", "row"):
             before = at.get((before.n, before.order - 1))
         if before is not None and before.kind == "lead" and before not in chosen \
-                and used + len(before.text) <= budget_chars:
+                and used + _shown_len(before) <= budget_chars:
             chosen.append(before)
-            used += len(before.text)
+            used += _shown_len(before)
 
     ordered = sorted(chosen, key=lambda u: (u is not first, u.n, u.order))
     return ExtractiveAnswer(_render(ordered), list(dict.fromkeys(u.n for u in ordered)), ordered, intent)
+
+
+def _shown_len(u: Unit) -> int:
+    """Characters ``u`` takes in the answer, citation aside: its text and its list mark."""
+    if u.kind in ("item", "row"):
+        return len(u.text) + 3 + 2 * u.depth  # "- " and the line break
+    if u.kind == "code":
+        return len(u.text) + 3  # backticks and the line break
+    return len(u.text) + 1
 
 
 def _render(units: Sequence[Unit]) -> str:
