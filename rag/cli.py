@@ -290,7 +290,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     status = engine.status()
     index = f"{status.index.files} notes, {status.index.chunks} passages" if status.index else status.index_error
-    print(f"notes: {index}\n{status.line} ({status.reason})", file=sys.stderr)
+    print(f"notes: {index}\n{status.line}\n(why: {status.reason})", file=sys.stderr)
     print("Ask a question. Ctrl-C stops an answer; Ctrl-C at the prompt or Ctrl-D quits.", file=sys.stderr)
     history: list[Message] = []
     while True:
