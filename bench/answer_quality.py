@@ -19,7 +19,8 @@ the figures can be re-run after retrieval or chunking change. Per set, one table
 
 Rows: the extractive answer; (a) the old retrieval-only answer (passages quoted under
 their numbers) cut to the extractive answer's length; (b) the first 500 characters of
-the top passage.
+the top passage; and, for reference only (no length limit), the first three passages
+whole: what any answer built from them could cover at most.
 """
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
     retriever = Retriever.from_settings(settings)
     engine = ChatEngine(settings, retriever, None)
     items = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = {"extractive": [], "retrieval-only cut": [], "top passage 500": []}
+    rows = {"extractive": [], "(a) retrieval-only cut": [], "(b) top passage 500": [],
+            "(ref) top 3 passages whole": []}
     lengths = {k: [] for k in rows}
     cites = {k: [0, 0] for k in rows}
     times: list[float] = []
@@ -112,7 +114,9 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
             length = len(answer_body(answer))
             old = retrieval_only_text(prep.sources, prep.language)
             top = prep.sources[0].hit.text[:TOP_PASSAGE_CHARS]
-            texts = {"extractive": answer, "retrieval-only cut": old[:length], "top passage 500": top}
+            whole = "\n".join(s.hit.text for s in prep.sources[:3])
+            texts = {"extractive": answer, "(a) retrieval-only cut": old[:length], "(b) top passage 500": top,
+                     "(ref) top 3 passages whole": whole}
         passages = {s.n: s.hit.text for s in prep.sources}
         for k, text in texts.items():
             rows[k].append(coverage(text, phrases))
@@ -125,7 +129,7 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
         if show and len(rows["extractive"]) <= show:
             missed = [p for p in phrases if squash(p) not in squash(texts["extractive"])]
             print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f} "
-                  f"(top passage: {rows['top passage 500'][-1]:.2f}) missed: {missed}\n{texts['extractive']}\n")
+                  f"(top passage: {rows['(b) top passage 500'][-1]:.2f}) missed: {missed}\n{texts['extractive']}\n")
     return {"rows": rows, "lengths": lengths, "cites": cites, "times": times, "kinds": kinds}
 
 
