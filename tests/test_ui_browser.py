@@ -213,7 +213,7 @@ def server_port(page) -> int:
 
 def test_follow_up_question_stays_on_the_subject(page):
     first = ask(page, "LoRA 的原理是什么？")
-    assert "lora.md" in first and "仅检索" in first
+    assert "[1]" in first and "lora.md" in source_summaries(page)[0]  # an extractive answer, cited
     ask(page, "那它的缺点呢？")
     summaries = source_summaries(page)
     assert any("lora.md" in s and "缺点" in s for s in summaries[:2]), summaries
