@@ -450,7 +450,9 @@ class SlowModel:
         return len(text) // 3 + 1
 
     def stream(self, messages, *, max_tokens, temperature, cancel=None):
-        words = ("LoRA freezes the pretrained weights and trains two small matrices [1]. " * 40).split(" ")
+        # Numbered, so that no sentence repeats: a repeated one would be cut as a loop (rag/degeneration.py).
+        words = " ".join(f"Step {i}: LoRA freezes the pretrained weights and trains two small matrices [1]."
+                         for i in range(1, 41)).split(" ")
         for word in words:
             if cancel is not None and cancel.is_set():
                 return
