@@ -198,10 +198,21 @@ def _fallback_notice(detail: str, language: Language) -> str:
     return f"{detail}; showing an answer quoted from your notes."
 
 
-def _replaced_notice(detail: str, language: Language) -> str:
-    if language == "zh":
-        return f"已停止语言模型的回答（{detail}），以下为摘自笔记原文的回答。"
-    return f"The model's answer was stopped ({detail}); showing an answer quoted from your notes instead."
+_REPLACED: dict[str, dict[Language, str]] = {
+    "repeat": {"zh": "语言模型开始重复同一句话，已停止；以下为摘自笔记原文的回答。",
+               "en": "The model started repeating itself and was stopped; showing an answer quoted from your notes "
+                     "instead."},
+    "no_progress": {"zh": "语言模型不再产生新内容，已停止；以下为摘自笔记原文的回答。",
+                    "en": "The model stopped adding anything new and was stopped; showing an answer quoted from your "
+                          "notes instead."},
+    "uncited": {"zh": "语言模型的回答没有引用任何笔记段落；以下为摘自笔记原文的回答。",
+                "en": "The model's answer cited none of your notes; showing an answer quoted from your notes instead."},
+}
+
+
+def _replaced_notice(why: str, language: Language) -> str:
+    """The one line shown above an extractive answer that replaced a generated one."""
+    return _REPLACED[why][language]
 
 
 class ChatEngine:
@@ -427,11 +438,11 @@ class ChatEngine:
         not_covered = text.strip().startswith(NOT_COVERED[prep.language])
         replace_why: str | None = None
         if guard.stopped:
-            replace_why = guard.stopped
+            replace_why = guard.kind
         elif not cited and not not_covered and not cancelled:
-            replace_why = "it cited none of your notes" if prep.language == "en" else "回答没有引用任何笔记段落"
+            replace_why = "uncited"
         if replace_why is not None:
-            log.warning("generated answer replaced (%s): %r", replace_why, text[:300])
+            log.warning("generated answer replaced (%s): %r", guard.stopped or replace_why, text[:300])
             notice = _replaced_notice(replace_why, prep.language)
             full = notice + "\n\n" + self.extractive_text(prep)
             yield TokenEvent(full, replace=True)

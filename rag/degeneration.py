@@ -48,6 +48,7 @@ def _sentence_key(sentence: str) -> str:
 class RepetitionGuard:
     def __init__(self) -> None:
         self.stopped: str | None = None  # why the answer is degenerate; None while it is sound
+        self.kind: str | None = None  # "repeat" | "no_progress", with ``stopped``
         self._sentence = ""  # the sentence being written
         self._live = False  # its start differs from every sentence said so far: shown as it comes
         self._counts: dict[str, int] = {}
@@ -79,6 +80,7 @@ class RepetitionGuard:
                 out.append(self._end_sentence())
         if self.stopped is None and self._idle >= NO_PROGRESS_DELTAS:
             self.stopped = f"the model added nothing new for {NO_PROGRESS_DELTAS} tokens"
+            self.kind = "no_progress"
         return "" if self.stopped else "".join(out)
 
     def flush(self) -> str:
@@ -103,6 +105,7 @@ class RepetitionGuard:
         self._counts[key] = count
         if count >= REPEATS_TO_STOP:
             self.stopped = f"the model repeated the same sentence {count} times"
+            self.kind = "repeat"
         if live:
             return ""
         return sentence if count == 1 else ""
