@@ -208,6 +208,8 @@ def _print_event(event) -> None:
     from .chat import TokenEvent
 
     if isinstance(event, TokenEvent):
+        if event.replace:  # a terminal cannot take back what it printed: the replacement follows it
+            print("\n", flush=True)
         print(event.text, end="", flush=True)
 
 
