@@ -161,6 +161,9 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
             in_code = not in_code
             continue
         line = raw.strip()
+        if not in_code and _TABLE_RULE.match(line) and blocks and blocks[-1][0] == "row":
+            blocks[-1] = ("header", blocks[-1][1], 0)  # the row above a table's rule names its columns
+            continue
         if in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line):
             # A paragraph ends here; an item ends too, unless this is a blank line inside it.
             if blocks and blocks[-1][0] != "break" and (line or blocks[-1][0] == "para"):
@@ -197,6 +200,9 @@ def split_units(n: int, text: str) -> list[Unit]:
     for block, text, indent in blocks:
         if block in ("row", "code"):
             add(text, block)
+            continue
+        if block == "header":  # shown above the rows chosen from its table, never alone
+            add(text, "lead")
             continue
         depth = indents.index(indent) if block == "item" else 0
         if block == "item" and len(text) <= MAX_UNIT_CHARS:
@@ -328,6 +334,10 @@ def _render(units: Sequence[Unit]) -> str:
     paragraph: list[str] = []
     last_n = None
     depths: dict[int, int] = {}  # depth of the last item shown, per passage
+    rows = {(u.n, u.order - 1) for u in units if u.kind == "row"}
+
+    def at_table_header(u: Unit) -> bool:
+        return (u.n, u.order) in rows and "|" in u.text
 
     def close() -> None:
         if paragraph:
@@ -349,7 +359,7 @@ def _render(units: Sequence[Unit]) -> str:
             lines.append(f"{'  ' * depth}- {u.text} [{u.n}]")
         elif u.kind == "lead":
             close()
-            lines.append(u.text)
+            lines.append(f"- {u.text}" if at_table_header(u) else u.text)
         elif u.kind == "code":
             close()
             lines.append(f"`{u.text}` [{u.n}]")

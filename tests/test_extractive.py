@@ -115,7 +115,7 @@ def test_units_are_verbatim_sentences_items_rows_and_code_lines_without_headings
         ("lead", "缺点："),
         ("item", "推理时要合并权重"),
         ("item", "秩太小会欠拟合"),
-        ("row", "方法 | 参数量"),
+        ("lead", "方法 | 参数量"),  # a table's header row: shown above its rows, never alone
         ("row", "LoRA | 0.1%"),
         ("code", "self.norm1 = nn.LayerNorm(embed_size)"),  # unfenced code: a line of its own
         ("sentence", "Wrapped English prose goes on across lines, as notes do."),
