@@ -6,20 +6,25 @@ rows that answer the question, in the notes' reading order, each followed by ``[
 
 How a unit is chosen (no rule names a note, heading or question):
 
-* every passage is cut into units: a list item or table row is one unit, other lines
-  are cut into sentences; headings, code, images and lines that carry citation-like
-  ``[3]`` marks of their own are left out;
+* every passage is cut into units: a list item, table row or unfenced code line is one
+  unit, wrapped lines of a paragraph are joined and cut into sentences; headings, fenced
+  code, images and pieces that carry citation-like ``[3]`` marks of their own are left
+  out; a line ending in a colon (or a table's header row) is kept only to introduce the
+  items chosen after it;
 * each unit is scored by what it shares with the question (the keyword tokens of
-  ``rag.bm25.tokenize``), by meaning (the already-loaded embedder, when one is given:
-  the question and every candidate embedded in two calls), and by its passage's rank;
+  ``rag.bm25.tokenize``, with and without its section heading's words) and by its
+  passage's rank (the first passage, and other pieces of its section, first); optionally
+  by meaning (``Settings.extractive_semantic``: the already-loaded embedder, two batched
+  calls; off by default: ~40 ms a sentence on a 2-core laptop and no gain on dev.jsonl);
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps",
   "difference") favours list items and table rows; a definition question
   (是什么, "what is") puts the sentence that defines the term first;
 * the best units are taken until the budget is spent, then shown in reading order.
 
 Invariant, checked by bench/answer_quality.py and the tests: the text before every
-``[n]`` (without the ``- `` a list item is shown with) is a verbatim piece of passage
-``n``, so every citation points at a passage that says what it follows.
+``[n]`` (without the ``- `` a list item is shown with, or the backticks around a line of
+code) is, whitespace aside, a verbatim piece of passage ``n``, so every citation points
+at a passage that says what it follows.
 """
 from __future__ import annotations
 
@@ -38,10 +43,10 @@ Intent = Literal["list", "definition", "other"]
 UnitKind = Literal["sentence", "item", "row", "lead", "code"]
 
 # --- parameters (chosen on bench/data/dev.jsonl with bench/answer_quality.py, checked on dev-md) ---
-# Passages read for candidates: the answer is nearly always in the first three
-# (rag eval: recall@3 is within a few points of recall@10 on both dev sets).
+# Passages read for candidates. Reading five instead gave 0.758 instead of 0.765 on dev.jsonl:
+# the fourth and fifth passages add more wrong sentences than right ones.
 PASSAGES_READ = 3
-# Candidates embedded per question: bounds the time on top of retrieval (one batched call).
+# Candidates scored per question: bounds the time on top of retrieval.
 MAX_CANDIDATES = 40
 # A unit longer than this is cut at a clause end (，；,;) before it; a sentence this long
 # is usually several claims run together.
