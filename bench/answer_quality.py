@@ -125,7 +125,8 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
                 good, total = citation_checks(text, passages)
                 cites[k][0] += good
                 cites[k][1] += total
-        kinds.setdefault(item.get("kind", "?"), []).append(rows["extractive"][-1])
+        kinds.setdefault(item.get("kind", "?"), []).append(
+            (rows["extractive"][-1], rows["(ref) top 3 passages whole"][-1]))
         if show and len(rows["extractive"]) <= show:
             missed = [p for p in phrases if squash(p) not in squash(texts["extractive"])]
             print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f} "
@@ -149,8 +150,9 @@ def format_table(name: str, r: dict) -> str:
         out.append(f"| {k} | {statistics.mean(covs):.3f} | {statistics.mean(r['lengths'][k]):.0f} | "
                    f"{precision} | {timing} |")
     out.append("")
-    out.append("extractive coverage by kind: " + ", ".join(
-        f"{kind} {statistics.mean(v):.2f} (n={len(v)})" for kind, v in sorted(r["kinds"].items())))
+    out.append("coverage by kind, extractive / top 3 passages whole: " + ", ".join(
+        f"{kind} {statistics.mean(e for e, _ in v):.2f} / {statistics.mean(w for _, w in v):.2f} (n={len(v)})"
+        for kind, v in sorted(r["kinds"].items())))
     return "\n".join(out)
 
 

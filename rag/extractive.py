@@ -56,6 +56,8 @@ MIN_UNIT_CHARS = 6
 # A line ending in a colon ("缺点：", "以下是几种常用的方法：") introduces what follows: it is
 # shown only before a unit it introduces, never for its own words (it repeats the question's).
 MAX_LEAD_CHARS = 80
+# Weight of a term only the earlier turn of a follow-up has, against one of the question's own.
+CONTEXT_WEIGHT = 0.25
 # Share of the keyword score earned with the words of the unit's section heading added.
 HEADING_SHARE = 0.5
 # Weights of the score's parts: keyword overlap, meaning, the passage's rank.
@@ -227,12 +229,23 @@ def _terms(text: str) -> set[str]:
     return {t for t in tokenize(text) if t not in STOPWORDS and (len(t) >= 2 or not _CJK.match(t))}
 
 
-def _lexical(question_terms: set[str], unit_terms: set[str]) -> float:
-    """Share of the question's terms (longer terms weigh more) the unit contains."""
-    if not question_terms:
+def _term_weights(question: str, context: str) -> dict[str, float]:
+    """Question terms weigh by length (a longer term is more specific); terms only the
+    earlier turn has weigh ``CONTEXT_WEIGHT`` as much: they name the subject, the
+    follow-up's own words ("缺点") say what is asked about it."""
+    own = _terms(question)
+    weights = {t: float(min(len(t), 4)) for t in own}
+    for t in _terms(context) - own:
+        weights[t] = CONTEXT_WEIGHT * min(len(t), 4)
+    return weights
+
+
+def _lexical(weights: dict[str, float], unit_terms: set[str]) -> float:
+    """Weighted share of the question's terms the unit contains."""
+    total = sum(weights.values())
+    if not total:
         return 0.0
-    weight = {t: min(len(t), 4) for t in question_terms}
-    return sum(weight[t] for t in question_terms & unit_terms) / sum(weight.values())
+    return sum(w for t, w in weights.items() if t in unit_terms) / total
 
 
 def extract_answer(
@@ -259,7 +272,7 @@ def extract_answer(
         return ExtractiveAnswer("", [], [], intent)
 
     query = f"{question} {context}".strip()
-    q_terms = _terms(query)
+    q_terms = _term_weights(question, context)
     # A unit is about what its section's heading says: "掩码机制:…" under "MAM Adapter 思路"
     # answers a question about MAM Adapter's idea without naming it.
     heading_terms = {s.n: _terms(s.hit.heading.rsplit(" > ", 1)[-1]) for s in sources[:PASSAGES_READ]}
