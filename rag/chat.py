@@ -1,10 +1,14 @@
 """Answering a question from the notes: retrieval, a grounded prompt, a streamed cited answer.
 
 ``ChatEngine.stream`` yields, in order: one ``SourcesEvent`` (the numbered passages the
-answer may cite), ``TokenEvent``s (text deltas; their concatenation is the final
-answer text), and one ``DoneEvent`` carrying the ``Answer``. Whatever goes wrong with
-the LLM (unreachable, timeout, garbage), the user still gets an answer: the best
-passages, labelled retrieval-only, with a notice saying why.
+answer may cite), ``TokenEvent``s (text deltas; their concatenation, restarted at each
+event with ``replace=True``, is the final answer text), and one ``DoneEvent`` carrying
+the ``Answer``.
+
+Without an LLM the answer is extractive: the notes' own sentences that answer the
+question, each cited (rag/extractive.py). Whatever goes wrong with the LLM (unreachable,
+timeout, a loop of repeated text, an answer that cites none of the passages), the user
+still gets an answer: the extractive one, with a one-line notice saying why.
 """
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Iterator, Literal, Protocol, Sequence, Union
 
 from .conversation import Message, is_followup, trim_history
+from .degeneration import RepetitionGuard
 from .errors import InputError
-from .llm import BackendChoice, ChatModel, LLMError, LLMUnavailable, select_backend
+from .extractive import extract_answer
+from .llm import BackendChoice, ChatModel, LLMError, LLMUnavailable, select_backend, status_line
 from .prompting import (
     NOT_COVERED,
     CitationFilter,
@@ -29,7 +35,6 @@ from .prompting import (
     not_in_notes_text,
     number_sources,
     parse_rewrite,
-    retrieval_only_text,
 )
 from .retrieval import IndexStatus, RetrievalResult
 from .settings import Settings
@@ -50,7 +55,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["llm", "retrieval-only", "not-in-notes"]
+Mode = Literal["llm", "extractive", "not-in-notes"]
+# The same modes as the machine-readable contract spells them (`rag ask --json`).
+CONTRACT_MODES: dict[str, str] = {"llm": "llm", "extractive": "extractive", "not-in-notes": "not_covered"}
 
 # Rewriting a follow-up needs one short line, not an answer.
 REWRITE_MAX_TOKENS = 96
@@ -81,6 +88,30 @@ class Answer:
     standalone_question: str | None = None  # the LLM's rewrite of a follow-up, when one was used
     invalid_citations: list[int] = field(default_factory=list)  # invented numbers removed from the text
     cancelled: bool = False
+    relevant: bool = True  # the notes cover the question (retrieval's decision)
+
+    @property
+    def answer_text(self) -> str:
+        """The answer without the notice that may open it: what a reader or a scorer reads."""
+        if self.notice and self.text.startswith(self.notice):
+            return self.text[len(self.notice):].lstrip("\n")
+        return self.text
+
+    def to_contract(self, item_id=None) -> dict:
+        """The stable machine-readable answer (`rag ask --json`): other tools score answers
+        through it, so fields are only ever added, never renamed."""
+        by_n = {s.n: s.hit for s in self.sources}
+        return {
+            "id": item_id,
+            "mode": CONTRACT_MODES[self.mode],
+            "answer": self.answer_text,
+            "citations": [
+                {"n": n, "source": by_n[n].source, "heading": by_n[n].heading, "line_start": by_n[n].line_start,
+                 "line_end": by_n[n].line_end}
+                for n in self.cited if n in by_n
+            ],
+            "relevant": self.relevant,
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +123,7 @@ class Answer:
             "cited": self.cited,
             "invalid_citations": self.invalid_citations,
             "cancelled": self.cancelled,
+            "relevant": self.relevant,
             "search_query": self.search_query,
             "standalone_question": self.standalone_question,
             "sources": [s.to_dict() for s in self.sources],
@@ -109,6 +141,9 @@ class SourcesEvent:
 @dataclass(frozen=True)
 class TokenEvent:
     text: str
+    # True: this text replaces everything streamed so far (a failed generated answer
+    # replaced by the extractive one); the answer shown is what follows.
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,11 +158,21 @@ ChatEvent = Union[SourcesEvent, TokenEvent, DoneEvent]
 class EngineStatus:
     backend: str  # "openai" | "llamacpp" | "none"
     model: str | None  # ChatModel.name
-    reason: str  # why this backend (and, for retrieval-only, why no LLM)
+    reason: str  # why this backend (and, for extractive answers, why no LLM)
     llm_ok: bool  # the LLM answered a health check just now
     llm_detail: str
     index: IndexStatus | None
     index_error: str | None = None
+
+    @property
+    def mode(self) -> str:
+        """"llm" or "extractive": what answers when all is well."""
+        return "llm" if self.model else "extractive"
+
+    @property
+    def line(self) -> str:
+        """One short line: which mode answers, and how to get generated answers when none does."""
+        return status_line(self.model, down=None if self.llm_ok or not self.model else self.llm_detail)
 
 
 @dataclass(frozen=True)
@@ -150,8 +195,25 @@ _OLD_CITATION = re.compile(r"\s?[\[【]\d{1,3}(?:\s*[,，、]\s*\d{1,3})*[\]】]
 
 def _fallback_notice(detail: str, language: Language) -> str:
     if language == "zh":
-        return f"语言模型暂不可用（{detail}），以下为仅检索（retrieval-only）的回答。"
-    return f"{detail}; showing a retrieval-only answer."
+        return f"语言模型暂不可用（{detail}），以下为摘自笔记原文的回答。"
+    return f"{detail}; showing an answer quoted from your notes."
+
+
+_REPLACED: dict[str, dict[Language, str]] = {
+    "repeat": {"zh": "语言模型开始重复同一句话，已停止；以下为摘自笔记原文的回答。",
+               "en": "The model started repeating itself and was stopped; showing an answer quoted from your notes "
+                     "instead."},
+    "no_progress": {"zh": "语言模型不再产生新内容，已停止；以下为摘自笔记原文的回答。",
+                    "en": "The model stopped adding anything new and was stopped; showing an answer quoted from your "
+                          "notes instead."},
+    "uncited": {"zh": "语言模型的回答没有引用任何笔记段落；以下为摘自笔记原文的回答。",
+                "en": "The model's answer cited none of your notes; showing an answer quoted from your notes instead."},
+}
+
+
+def _replaced_notice(why: str, language: Language) -> str:
+    """The one line shown above an extractive answer that replaced a generated one."""
+    return _REPLACED[why][language]
 
 
 class ChatEngine:
@@ -166,7 +228,7 @@ class ChatEngine:
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
-        self.backend_reason = backend_reason or ("LLM: " + llm.name if llm else "retrieval-only")
+        self.backend_reason = backend_reason or ("LLM: " + llm.name if llm else "extractive")
 
     @classmethod
     def from_settings(cls, settings: Settings, *, retriever: RetrieverLike | None = None) -> "ChatEngine":
@@ -255,9 +317,11 @@ class ChatEngine:
             return PreparedAnswer(question, language, history, retrieval, sources, None, "not-in-notes", None,
                                   standalone)
         if not llm_usable:
-            if self.llm is None and s.llm_backend != "none":
+            # "auto" without a model answers extractively by design (the status line says so);
+            # a backend asked for by name that cannot answer is worth a notice on every answer.
+            if self.llm is None and s.llm_backend not in ("none", "auto"):
                 notice = _fallback_notice(self.backend_reason, language)
-            return PreparedAnswer(question, language, history, retrieval, sources, None, "retrieval-only",
+            return PreparedAnswer(question, language, history, retrieval, sources, None, "extractive",
                                   notice, standalone)
 
         assert self.llm is not None
@@ -273,6 +337,24 @@ class ChatEngine:
         )
         return PreparedAnswer(question, language, history, retrieval, prompt.sources, prompt, "llm", None,
                               standalone)
+
+    def extractive_text(self, prep: PreparedAnswer) -> str:
+        """The answer in the notes' own words, cited; never empty when there are sources."""
+        context = ""
+        if prep.history and is_followup(prep.question):
+            context = next((m.content for m in reversed(prep.history) if m.role == "user"), "")
+        extracted = extract_answer(
+            prep.standalone_question or prep.question,
+            prep.sources,
+            budget_chars=self.settings.extractive_budget_chars,
+            embedder=getattr(self.retriever, "embedder", None) if self.settings.extractive_semantic else None,
+            context=context,
+        )
+        if extracted.text:
+            return extracted.text
+        # Nothing but code, images or headings in the passages: point at the best one.
+        best = prep.sources[0]
+        return f"{best.label} [{best.n}]"
 
     # --- internals ----------------------------------------------------------------------
     def _rewrite(self, question: str, history: list[Message], cancel: threading.Event | None) -> str | None:
@@ -297,7 +379,8 @@ class ChatEngine:
             if cited is None:
                 cited = [n for n in _cited_numbers(text) if 1 <= n <= len(prep.sources)]
             return DoneEvent(Answer(question, text, prep.sources, cited, backend, mode, notice,
-                                    retrieval.search_query, prep.standalone_question, invalid or [], cancelled))
+                                    retrieval.search_query, prep.standalone_question, invalid or [], cancelled,
+                                    relevant=retrieval.relevant and bool(prep.sources)))
 
         if prep.mode == "not-in-notes":
             text = not_in_notes_text(prep.sources, prep.language)
@@ -305,49 +388,69 @@ class ChatEngine:
             yield done(text, "not-in-notes")
             return
         if prep.prompt is None or self.llm is None:
-            text = (prep.notice + "\n\n" if prep.notice else "") + retrieval_only_text(prep.sources, prep.language)
+            text = (prep.notice + "\n\n" if prep.notice else "") + self.extractive_text(prep)
             yield TokenEvent(text)
-            yield done(text, "retrieval-only")
+            yield done(text, "extractive")
             return
 
         llm = self.llm
         prompt = prep.prompt
         max_tokens = max(16, min(self.settings.llm_max_tokens, llm.context_tokens - prompt.tokens - WINDOW_MARGIN))
         citations = CitationFilter(range(1, len(prep.sources) + 1))
+        guard = RepetitionGuard()  # a loop is cut before the user sees it twice
+        shown: list[str] = []
         failure: str | None = None
         tokens = llm.stream(prompt.messages, max_tokens=max_tokens, temperature=self.settings.llm_temperature,
                             cancel=cancel)
         try:
             for delta in tokens:
-                shown = citations.feed(delta)
-                if shown:
-                    yield TokenEvent(shown)
+                safe = guard.feed(citations.feed(delta))
+                if safe:
+                    shown.append(safe)
+                    yield TokenEvent(safe)
+                if guard.stopped:
+                    break  # closing the stream below stops the generation itself
         except LLMError as exc:
             failure = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the user gets passages, not a traceback
+        except Exception as exc:  # noqa: BLE001 - the user gets an answer, not a traceback
             log.exception("LLM generation failed")
             failure = f"the language model failed ({type(exc).__name__}: {exc})"
         finally:
             tokens.close()
-        tail = citations.flush()
-        if tail:
-            yield TokenEvent(tail)
-        text = citations.text
+        if not guard.stopped:
+            tail = guard.feed(citations.flush()) + guard.flush()
+            if tail:
+                shown.append(tail)
+                yield TokenEvent(tail)
+        text = "".join(shown)
+        cited = [n for n in citations.cited if f"[{n}]" in text]
         cancelled = cancel is not None and cancel.is_set()
 
-        if failure is None and not text.strip() and not cancelled:
+        if failure is None and not text.strip() and not cancelled and not guard.stopped:
             failure = f"{llm.name} returned an empty answer"
         if failure is not None:
+            # What the model said before it failed stays: every citation in it was checked.
             notice = _fallback_notice(failure, prep.language)
-            fallback = ("\n\n" if text.strip() else "") + notice + "\n\n" + retrieval_only_text(prep.sources,
-                                                                                                prep.language)
+            fallback = ("\n\n" if text.strip() else "") + notice + "\n\n" + self.extractive_text(prep)
             yield TokenEvent(fallback)
             full = text + fallback
-            cited = list(dict.fromkeys(citations.cited + _cited_numbers(fallback)))
-            yield done(full, "retrieval-only", notice=notice, cited=cited, invalid=citations.invalid)
+            yield done(full, "extractive", notice=notice, cited=_cited_numbers(full), invalid=citations.invalid)
             return
-        mode: Mode = "not-in-notes" if text.strip().startswith(NOT_COVERED[prep.language]) else "llm"
-        yield done(text, mode, backend=llm.name, notice=None, cited=citations.cited, invalid=citations.invalid,
+        not_covered = text.strip().startswith(NOT_COVERED[prep.language])
+        replace_why: str | None = None
+        if guard.stopped:
+            replace_why = guard.kind
+        elif not cited and not not_covered and not cancelled:
+            replace_why = "uncited"
+        if replace_why is not None:
+            log.warning("generated answer replaced (%s): %r", guard.stopped or replace_why, text[:300])
+            notice = _replaced_notice(replace_why, prep.language)
+            full = notice + "\n\n" + self.extractive_text(prep)
+            yield TokenEvent(full, replace=True)
+            yield done(full, "extractive", notice=notice, invalid=citations.invalid)
+            return
+        mode: Mode = "not-in-notes" if not_covered else "llm"
+        yield done(text, mode, backend=llm.name, notice=None, cited=cited, invalid=citations.invalid,
                    cancelled=cancelled)
 
 

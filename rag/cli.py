@@ -224,6 +224,8 @@ def _print_event(event) -> None:
     from .chat import TokenEvent
 
     if isinstance(event, TokenEvent):
+        if event.replace:  # a terminal cannot take back what it printed: the replacement follows it
+            print("\n", flush=True)
         print(event.text, end="", flush=True)
 
 
@@ -238,13 +240,48 @@ def _print_sources(answer) -> None:
         print(f"{mark}[{source.n}] {hit.source}, lines {hit.line_start}–{hit.line_end}{heading}")
 
 
+def _ask_batch(engine, path: str) -> int:
+    """One contract object per line of ``path`` ({id, question, history}), in order; a bad
+    line becomes {"id", "line", "error"} and every other line is still answered."""
+    from .chat import QuestionError
+    from .conversation import Message
+
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            item_id = lineno
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict):
+                    raise ValueError("a line must be a JSON object {id, question, history}")
+                item_id = item.get("id", lineno)
+                if "question" not in item:
+                    raise ValueError("the line has no question")
+                history = item.get("history") or []
+                if not isinstance(history, list):
+                    raise ValueError("history must be a list of {role, content} turns")
+                answer = engine.ask(str(item["question"]), [Message.from_dict(d) for d in history])
+            except (QuestionError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+                out = {"id": item_id, "line": lineno, "error": str(exc)}
+            else:
+                out = answer.to_contract(item_id)
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+    return 0
+
+
 @command("ask")
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from .chat import QuestionError
 
+    if not args.batch and args.question is None:
+        print("error: give a question, or --batch FILE", file=sys.stderr)
+        return 2
     engine = _open_engine(_answer_settings(args, settings))
     if engine is None:
         return 2
+    if args.batch:
+        return _ask_batch(engine, args.batch)
     try:
         history = _read_history(args.history)
         answer = _answer_live(engine, args.question, history, (lambda e: None) if args.json else _print_event)
@@ -254,7 +291,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         return 130
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        print(json.dumps(answer.to_contract(None), ensure_ascii=False))
     else:
         _print_sources(answer)
         print()
@@ -271,7 +308,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     status = engine.status()
     index = f"{status.index.files} notes, {status.index.chunks} passages" if status.index else status.index_error
-    print(f"notes: {index}\nanswers: {status.model or 'retrieval-only'} ({status.reason})", file=sys.stderr)
+    print(f"notes: {index}\n{status.line}\n(why: {status.reason})", file=sys.stderr)
     print("Ask a question. Ctrl-C stops an answer; Ctrl-C at the prompt or Ctrl-D quits.", file=sys.stderr)
     history: list[Message] = []
     while True:
@@ -346,9 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     # --- answer command arguments ---
     backends = ["auto", "openai", "llamacpp", "none"]
     p = add("ask", "answer a question from the notes, with cited sources")
-    p.add_argument("question")
+    p.add_argument("question", nargs="?")
+    p.add_argument("--batch", help="JSONL file of {id, question, history}: one JSON answer per line")
     p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")
-    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--json", action="store_true",
+                   help='print {"id", "mode", "answer", "citations", "relevant"} as JSON')
     p.add_argument("--history", help="JSON list of {role, content} turns")
     p = add("chat", "talk with your notes in the terminal (follow-up questions work)")
     p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")

@@ -30,3 +30,46 @@ class SilentServer:
         self.sock.close()
         for conn in self.conns:
             conn.close()
+
+
+class ScriptedChatModel:
+    """A fake ChatModel (like simonw/llm's MockModel) that streams exactly the deltas it is
+    given, for faults a real model cannot be made to show on demand: a model looping on one
+    sentence, one that cites nothing. ``calls`` records every request; ``closed`` whether the
+    reader stopped the stream before its end."""
+
+    backend = "openai"  # behaves as a served model: no rewrite quirks of the embedded one
+
+    def __init__(self, deltas, name: str = "fake:scripted", context_tokens: int = 4096) -> None:
+        self.deltas = list(deltas)
+        self.name = name
+        self._context_tokens = context_tokens
+        self.calls: list[dict] = []
+        self.yielded = 0
+        self.closed = False
+
+    @property
+    def context_tokens(self) -> int:
+        return self._context_tokens
+
+    def count_tokens(self, text: str) -> int:
+        from rag.llm import estimate_tokens
+
+        return estimate_tokens(text)
+
+    def stream(self, messages, *, max_tokens: int, temperature: float, cancel=None):
+        self.calls.append({"messages": list(messages), "max_tokens": max_tokens})
+        try:
+            for delta in self.deltas[:max_tokens]:
+                if cancel is not None and cancel.is_set():
+                    return
+                self.yielded += 1
+                yield delta
+        except GeneratorExit:
+            self.closed = True
+            raise
+
+    def health(self, timeout_s: float = 2.0):
+        from rag.llm import Health
+
+        return Health(True, f"{self.name}, scripted")

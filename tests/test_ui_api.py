@@ -74,7 +74,7 @@ def client(server):
 # --- the API ----------------------------------------------------------------------------------------
 def test_ask_returns_the_answer_and_its_sources(client):
     result = client.predict("What does BM25 rank passages by?", api_name="/ask")
-    assert result["mode"] == "retrieval-only"
+    assert result["mode"] == "extractive"
     assert result["backend"] == "none"
     assert result["text"].strip()
     top = result["sources"][0]

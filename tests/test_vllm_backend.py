@@ -104,9 +104,12 @@ def test_engine_answer_citations_point_at_shown_passages(notes, vllm_server):  #
     assert engine.status().backend == "openai" and engine.status().llm_ok
     events, answer = run_events(engine, "What are the drawbacks of mixed precision training?")
     assert sum(isinstance(e, TokenEvent) for e in events) >= 3
-    assert answer.backend == f"openai:{vllm_server.model}"
-    assert answer.mode in ("llm", "not-in-notes") and answer.notice is None
     assert_citations_valid(answer)
+    if answer.mode == "extractive":  # the small test model cited nothing or looped: replaced, and said so
+        assert answer.notice and "quoted from your notes" in answer.notice and events[-2].replace
+    else:
+        assert answer.backend == f"openai:{vllm_server.model}"
+        assert answer.mode in ("llm", "not-in-notes") and answer.notice is None
 
     # The same real output checked against fewer shown passages: every other number must go.
     prep = engine.prepare("What are the drawbacks of mixed precision training?")
@@ -117,7 +120,7 @@ def test_engine_answer_citations_point_at_shown_passages(notes, vllm_server):  #
     assert set(re.findall(r"\[(\d{1,3})\]", check.text)) <= {"1"}
 
 
-def test_server_that_stops_answering_mid_way_gives_a_retrieval_only_answer(notes, vllm_server):  # noqa: F811
+def test_server_that_stops_answering_mid_way_gives_an_extractive_answer(notes, vllm_server):  # noqa: F811
     """SIGSTOP freezes the real server mid-answer: the client's read times out."""
     # A short prompt so that the first token comes well inside the timeout on a slow CPU.
     settings = notes.model_copy(update={"llm_timeout_s": 10.0, "llm_max_tokens": 400, "context_chars": 400})
@@ -136,10 +139,10 @@ def test_server_that_stops_answering_mid_way_gives_a_retrieval_only_answer(notes
     assert frozen_at is not None, "no token arrived before the fault was injected"
     assert time.monotonic() - frozen_at < 30
     answer = events[-1].answer
-    assert answer.mode == "retrieval-only"
+    assert answer.mode == "extractive"
     assert "stopped answering" in answer.notice and vllm_server.base_url in answer.notice
     assert answer.text.index(answer.notice) > 0  # the partial answer stays above the notice
-    assert "[Retrieval-only answer]" in answer.text
+    assert "[1]" in answer.text.split(answer.notice, 1)[1]  # then the extractive answer, cited
     assert_citations_valid(answer)
     deadline = time.monotonic() + 60
     while not vllm_server.is_healthy():  # leave it serving for the tests after this one
@@ -154,4 +157,4 @@ def test_closed_port_is_unreachable_not_an_exception(notes):
     with pytest.raises(LLMUnavailable):
         list(make_openai(settings).stream(STORY, max_tokens=4, temperature=0.0))
     answer = ChatEngine.from_settings(settings).ask("What does the parameter b do in BM25?")
-    assert answer.mode == "retrieval-only" and "unreachable" in answer.notice
+    assert answer.mode == "extractive" and "unreachable" in answer.notice

@@ -1,0 +1,173 @@
+"""Quality of the extractive answer (no LLM) against two ways of cutting passages.
+
+    python bench/answer_quality.py --set bench/data/dev.jsonl INDEX_DIR [--set dev-md.jsonl INDEX_DIR2]
+
+Each ``--set`` is a question file and the index built from its notes (`rag index
+--corpus NOTES --index INDEX_DIR`); the script works on whatever index it is given, so
+the figures can be re-run after retrieval or chunking change. Per set, one table:
+
+* **coverage**: the share of a question's gold phrases (``anchors``, or the anchors of
+  every section of a ``multi`` question, else ``answer_points``) found in the answer
+  text with all whitespace removed, averaged over the answerable questions. An
+  answerable question the system calls "not covered" scores 0, for every row alike
+  (all three are built on the same retrieval and the same relevance decision);
+* **length**: characters of answer text, passages and notices aside;
+* **citation precision**: the share of ``[n]`` whose passage contains the sentence it
+  follows (the text since the previous citation or line start, without the list mark or
+  the backticks around a line of code);
+* **time**: the extractive step on top of retrieval, p50 and p95 (ms).
+
+Rows: the extractive answer; (a) the old retrieval-only answer (passages quoted under
+their numbers) cut to the extractive answer's length; (b) the first 500 characters of
+the top passage; and, for reference only (no length limit), the first three passages
+whole: what any answer built from them could cover at most.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rag.chat import ChatEngine  # noqa: E402
+from rag.conversation import Message  # noqa: E402
+from rag.prompting import retrieval_only_text  # noqa: E402
+from rag.retrieval import Retriever  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+TOP_PASSAGE_CHARS = 500
+_CITE = re.compile(r"\[(\d{1,3})\]")
+_SPACE = re.compile(r"\s+")
+
+
+def gold_phrases(item: dict) -> list[str]:
+    if item.get("anchors"):
+        return list(item["anchors"])
+    if item.get("gold"):
+        return [a for g in item["gold"] for a in g.get("anchors", [])]
+    return list(item.get("answer_points") or [])
+
+
+def squash(text: str) -> str:
+    return _SPACE.sub("", text)
+
+
+def coverage(text: str, phrases: list[str]) -> float:
+    body = squash(text)
+    return sum(squash(p) in body for p in phrases) / len(phrases) if phrases else 0.0
+
+
+def citation_checks(text: str, passages: dict[int, str]) -> tuple[int, int]:
+    """(citations whose passage contains the sentence before them, citations)."""
+    good = total = 0
+    last = 0
+    for m in _CITE.finditer(text):
+        segment = text[last : m.start()]
+        last = m.end()
+        segment = segment.rsplit("\n", 1)[-1].strip()
+        segment = re.sub(r"^[-*]\s+", "", segment)
+        segment = re.sub(r"^`(.*)`$", r"\1", segment.strip())  # a line of code is shown as `code`
+        total += 1
+        n = int(m.group(1))
+        if segment and n in passages and squash(segment) in squash(passages[n]):
+            good += 1
+    return good, total
+
+
+def answer_body(text: str) -> str:
+    """Answer text without citations: what the length counts."""
+    return _CITE.sub("", text).strip()
+
+
+def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) -> dict:
+    settings = settings.model_copy(update={"index_dir": index, "llm_backend": "none"})
+    print(f"{questions.name}: budget {settings.extractive_budget_chars} chars, semantic "
+          f"{settings.extractive_semantic}", file=sys.stderr)
+    retriever = Retriever.from_settings(settings)
+    engine = ChatEngine(settings, retriever, None)
+    items = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = {"extractive": [], "(a) retrieval-only cut": [], "(b) top passage 500": [],
+            "(ref) top 3 passages whole": []}
+    lengths = {k: [] for k in rows}
+    cites = {k: [0, 0] for k in rows}
+    times: list[float] = []
+    kinds: dict[str, list[float]] = {}
+    engine.prepare("warm up the embedder and the tokenizer")
+    for item in items:
+        phrases = gold_phrases(item)
+        if not phrases or item.get("kind") == "unanswerable":
+            continue
+        history = [Message.from_dict(d) for d in item.get("history") or []]
+        prep = engine.prepare(item["question"], history)
+        if prep.mode == "not-in-notes":
+            texts = {k: "" for k in rows}
+        else:
+            t0 = time.perf_counter()
+            answer = engine.extractive_text(prep)
+            times.append(time.perf_counter() - t0)
+            length = len(answer_body(answer))
+            old = retrieval_only_text(prep.sources, prep.language)
+            top = prep.sources[0].hit.text[:TOP_PASSAGE_CHARS]
+            whole = "\n".join(s.hit.text for s in prep.sources[:3])
+            texts = {"extractive": answer, "(a) retrieval-only cut": old[:length], "(b) top passage 500": top,
+                     "(ref) top 3 passages whole": whole}
+        passages = {s.n: s.hit.text for s in prep.sources}
+        for k, text in texts.items():
+            rows[k].append(coverage(text, phrases))
+            lengths[k].append(len(answer_body(text)))
+            if k == "extractive":
+                good, total = citation_checks(text, passages)
+                cites[k][0] += good
+                cites[k][1] += total
+        kinds.setdefault(item.get("kind", "?"), []).append(
+            (rows["extractive"][-1], rows["(ref) top 3 passages whole"][-1]))
+        if show and len(rows["extractive"]) <= show:
+            missed = [p for p in phrases if squash(p) not in squash(texts["extractive"])]
+            print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f} "
+                  f"(top passage: {rows['(b) top passage 500'][-1]:.2f}) missed: {missed}\n{texts['extractive']}\n")
+    return {"rows": rows, "lengths": lengths, "cites": cites, "times": times, "kinds": kinds}
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else (values[0] if values else 0.0)
+
+
+def format_table(name: str, r: dict) -> str:
+    out = [f"### {name} ({len(r['rows']['extractive'])} answerable questions)", "",
+           "| answer | coverage | length (mean chars) | citation precision | extractive time p50 / p95 |",
+           "|---|---|---|---|---|"]
+    for k, covs in r["rows"].items():
+        good, total = r["cites"][k]
+        precision = f"{good / total:.3f} ({good}/{total})" if total else "—"
+        timing = (f"{1000 * statistics.median(r['times']):.1f} / {1000 * _pct(r['times'], 95):.1f} ms"
+                  if k == "extractive" and r["times"] else "—")
+        out.append(f"| {k} | {statistics.mean(covs):.3f} | {statistics.mean(r['lengths'][k]):.0f} | "
+                   f"{precision} | {timing} |")
+    out.append("")
+    out.append("coverage by kind, extractive / top 3 passages whole: " + ", ".join(
+        f"{kind} {statistics.mean(e for e, _ in v):.2f} / {statistics.mean(w for _, w in v):.2f} (n={len(v)})"
+        for kind, v in sorted(r["kinds"].items())))
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--set", nargs=2, action="append", metavar=("QUESTIONS", "INDEX"), required=True)
+    ap.add_argument("--show", type=int, default=0, help="print the first N answers")
+    args = ap.parse_args()
+    settings = Settings()
+    for questions, index in args.set:
+        result = run_set(Path(questions), Path(index), settings, show=args.show)
+        print(format_table(Path(questions).name, result))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
