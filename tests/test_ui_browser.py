@@ -1,6 +1,6 @@
 """End to end in a real browser: the app server over a small notes folder, driven by Chromium.
 
-Answers are retrieval-only (no LLM) except in the streaming/stop tests, which give the
+Answers are extractive (no LLM) except in the streaming/stop tests, which give the
 engine a slow fake model. Screenshots of the main states go to artifacts/screenshots/.
 """
 from __future__ import annotations
@@ -170,10 +170,11 @@ def wait_idle(app, timeout: float = 180) -> None:
 
 
 # --- asking ---------------------------------------------------------------------------------------
-def test_home_shows_the_index_and_that_answers_are_retrieval_only(page):
+def test_home_shows_the_index_and_that_answers_are_quoted_from_the_notes(page):
     status = page.locator("#topbar").inner_text()
     assert "4 notes" in status and "passages" in status
-    assert "retrieval-only" in status and "RAG_LLM_BACKEND=none" in status
+    assert "quoted from your notes" in status and "RAG_LLM_BASE_URL" in status
+    assert "RAG_LLM_BACKEND=none" in page.locator("#st-llm").get_attribute("title")
     assert "multilingual-e5-small" in status
     shot(page, "01_home")
 
@@ -328,7 +329,7 @@ def test_the_page_is_in_chinese_when_the_browser_asks_for_chinese(browser, serve
     assert tabs[:2] == ["来源", "笔记"], tabs
     page.wait_for_function("document.querySelector('#topbar').innerText.includes('篇笔记')")
     status = page.locator("#topbar").inner_text()
-    assert "笔记问答" in status and "仅检索" in status
+    assert "笔记问答" in status and "摘自你的笔记" in status
     assert "提问后" in page.locator("#sources").inner_text()
     shot(page, "16_chinese_home")
     answer = ask(page, "LoRA 的缺点是什么？")

@@ -278,7 +278,7 @@ def serve(settings: Settings, *, watch: bool | None = None, log_fn=print) -> int
         return 2
     app = NotesChatApp(settings, watch=watch)
     choice = app.engines.backend()
-    print(f"answers: {choice.model.name if choice.model else 'retrieval-only'} ({choice.reason})", file=sys.stderr)
+    print(f"{choice.status_line} ({choice.reason})", file=sys.stderr)
     app.warm_up()
     _, error = app.engines.get()
     if error:

@@ -69,10 +69,11 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "st_index": "<b>{files}</b> notes · <b>{chunks}</b> passages · updated {when}",
         "st_embedder": "embedder: {embedder}",
         "st_no_index": "No index yet",
-        "st_llm_down": "answers: <b>{model}</b> is not reachable now ({detail}): answers are <b>retrieval-only</b> "
-                       "until it is back",
+        "st_llm_down": "answers: <b>{model}</b> is not reachable now ({detail}): answers are <b>quoted from your "
+                       "notes</b> until it is back",
         "st_llm": "answers: <b>{model}</b>",
-        "st_no_llm": "<b>retrieval-only</b> (no language model)",
+        "st_no_llm": "answers <b>quoted from your notes</b> (no language model); for generated answers set "
+                     "RAG_LLM_BASE_URL (vLLM) or RAG_GGUF_PATH",
         "st_reindexing": "re-indexing ({reason})… {progress}",
         "never": "never",
         # --- notes tab ---
@@ -135,9 +136,9 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "st_index": "<b>{files}</b> 篇笔记 · <b>{chunks}</b> 个段落 · 更新于 {when}",
         "st_embedder": "嵌入模型：{embedder}",
         "st_no_index": "尚无索引",
-        "st_llm_down": "回答：<b>{model}</b> 暂时无法连接（{detail}）：恢复之前回答为<b>仅检索</b>",
+        "st_llm_down": "回答：<b>{model}</b> 暂时无法连接（{detail}）：恢复之前回答<b>摘自你的笔记</b>",
         "st_llm": "回答：<b>{model}</b>",
-        "st_no_llm": "<b>仅检索</b>（没有语言模型）",
+        "st_no_llm": "回答<b>摘自你的笔记</b>（没有语言模型）；如需生成式回答，请设置 RAG_LLM_BASE_URL（vLLM）或 RAG_GGUF_PATH",
         "st_reindexing": "正在重建索引（{reason}）… {progress}",
         "never": "从未",
         "notes_empty": "还没有笔记：请在上方添加 {types} 文件。",

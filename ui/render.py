@@ -285,9 +285,8 @@ def status_html(*, index=None, index_error: str | None = None, model: str | None
         parts.append(f'<span class="st-item" id="st-llm">{t(lang, "st_llm", model=e(model))}'
                      f'<span class="st-dim"> — {e(reason)}</span></span>')
     else:
-        why = reason.removeprefix("retrieval-only: ").removeprefix("retrieval-only")
-        parts.append(f'<span class="st-item st-warn" id="st-llm">{t(lang, "st_no_llm")}'
-                     f'{" — " + e(why) if why else ""}</span>')
+        # One short line; why no model answers (no server, no GGUF) is in the tooltip.
+        parts.append(f'<span class="st-item" id="st-llm" title="{e(reason)}">{t(lang, "st_no_llm")}</span>')
     if reindex is not None and reindex.running:
         text = t(lang, "st_reindexing", reason=_clip(reindex.reason, 60), progress=reindex.progress_text)
         parts.append(f'<span class="st-item st-busy" id="st-reindex">{e(text)}</span>')
