@@ -22,6 +22,9 @@ class Document:
     lines: tuple[str, ...]  # cleaned lines; index 0 is line 1 of the file
     content_hash: str  # sha256 of the raw bytes: what incremental rebuilds compare
     encoding: str
+    # Paged formats (PDF): the 1-based page of each line, one entry per line, never
+    # decreasing; None for formats without pages. See rag/loaders/base.py.
+    pages: tuple[int, ...] | None = None
 
     @property
     def text(self) -> str:
@@ -90,13 +93,14 @@ def _looks_like_text(text: str) -> bool:
 
 
 def load_document(path: Path, source: str, max_bytes: int) -> Document:
+    """The note at ``path`` as lines, read by the loader its suffix names (rag/loaders)."""
+    from .loaders import loader_for  # the loaders build on this module's decoding and cleaning
+
+    loader = loader_for(path)
     size = path.stat().st_size
     if size > max_bytes:
         raise IngestError(f"file is {size} bytes, over the {max_bytes}-byte limit")
-    data = path.read_bytes()
-    text, encoding = decode(data)
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return Document(source, tuple(clean_lines(lines)), file_hash(data), encoding)
+    return loader.load(path, source)
 
 
 # --- clutter ---------------------------------------------------------------------
