@@ -7,7 +7,8 @@ so line ``n`` of the Document is line ``n`` of the file on disk.
 from __future__ import annotations
 
 from .. import ingest
-from ..ingest import Document
+from ..ingest import Document, IngestError
+from ..text import looks_like_text
 from .base import Loader
 
 
@@ -19,3 +20,8 @@ class TextLoader(Loader):
         text, encoding = ingest.decode(data)
         lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         return Document(source, tuple(ingest.clean_lines(lines)), ingest.file_hash(data), encoding)
+
+    def check(self, data: bytes) -> None:
+        text, _ = ingest.decode(data)
+        if not looks_like_text(text):
+            raise IngestError("it looks like binary data")
