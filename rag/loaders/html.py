@@ -42,7 +42,7 @@ CHROME_ROLES = ("navigation", "banner", "contentinfo", "complementary", "search"
 CHROME_NAMES = re.compile(
     r"(?:^|[\s_-])(nav|navbar|menu|sidebar|side-bar|breadcrumbs?|comments?|comment-list|footer|site-footer|"
     r"site-header|masthead|share|sharing|social|related|recommend|advert|ads?|banner|cookie|popup|modal|"
-    r"toolbar|pagination|pager|subscribe|newsletter|widget|top-?bar)(?:$|[\s_-])",
+    r"toolbar|pagination|pager|subscribe|newsletter|widget|top-?bar|meta|post-meta|entry-meta|byline)(?:$|[\s_-])",
     re.IGNORECASE,
 )
 BLOCK_TAGS = {"p", "div", "section", "article", "main", "blockquote", "figure", "figcaption", "dl", "dt", "dd",
