@@ -45,9 +45,10 @@ def has_han(text: str) -> bool:
 def detect_language(text: str) -> Language:
     """Chinese when Chinese characters carry the text, even with English terms mixed in.
 
-    "混合精度训练有 fp16 overflow 的问题吗" is Chinese; "What is prompt-tuning (指示微调)?" is not.
-    (The rule ``prompting.detect_language`` used: a word of two or more Latin letters
-    weighs what one Chinese character does.)
+    "混合精度训练有 fp16 overflow 的问题吗" is Chinese; "What is prompt tuning, in short
+    (指示微调)?" is not. A word of two or more Latin letters weighs what one Chinese character
+    does and a tie goes to Chinese, so "What is prompt-tuning (指示微调)?" (4 and 4) is Chinese,
+    whatever ``prompting.detect_language``'s docstring says: this is that function's rule.
     """
     cjk = count_han(text)
     words = len(_LATIN_WORD.findall(text))
