@@ -1,8 +1,9 @@
 """Which PDF and HTML libraries read notes best: text recovered, reading order, junk, speed.
 
-Documents are made from real notes: two Chinese sample notes (corpus/ or a folder given
-with --notes), a Chinese Markdown article and two English ones (this repository's README
-and bench/README). Each is written as an HTML page wrapped in site chrome — header, nav
+Documents are made from real notes: two Chinese sample notes (corpus/, or --notes DIR),
+two Chinese Markdown articles (--markdown DIR: by default the first two of chapter 01 of
+the LLMForEverybody notes beside the repository) and two English ones (this repository's
+README and bench/README). Each is written as an HTML page wrapped in site chrome — header, nav
 menu, sidebar, comments, footer, inline script and style, once with HTML5 landmarks
 (<nav>, <main>, <aside>) and once with only <div class="..."> — and printed to PDF by
 Chromium (headless, its default header and footer on: title, date, file URL, page number).
@@ -119,14 +120,13 @@ def print_pdf(chromium: str, html_path: Path, pdf_path: Path) -> None:
                    check=True, capture_output=True, timeout=120)
 
 
-def make_documents(notes: Path, chromium: str | None, folder: Path) -> list[dict]:
+def make_documents(notes: Path, markdown: Path | None, chromium: str | None, folder: Path) -> list[dict]:
     sources = []
     zh = sorted(notes.glob("*.txt"))[:2]
     sources += [(p.stem, p.read_text(encoding="utf-8"), False, "zh") for p in zh]
-    md = ROOT.parent / "shared/corpora/LLMForEverybody/01-第一章-预训练"
-    for name in ("10分钟搞清楚为什么Transformer中使用LayerNorm而不是BatchNorm.md",):
-        if (md / name).is_file():
-            sources.append((Path(name).stem, (md / name).read_text(encoding="utf-8"), True, "zh"))
+    if markdown and markdown.is_dir():
+        for path in sorted(markdown.rglob("*.md"))[:2]:
+            sources.append((path.stem, path.read_text(encoding="utf-8"), True, "zh"))
     for path in (ROOT / "README.md", ROOT / "bench/README.md"):
         sources.append((path.parent.name + "-" + path.stem, path.read_text(encoding="utf-8"), True, "en"))
     docs = []
@@ -321,19 +321,23 @@ def print_table(title: str, rows: list[tuple]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--notes", type=Path, default=ROOT / "corpus")
+    ap.add_argument("--markdown", type=Path, default=ROOT.parent / "shared/corpora/LLMForEverybody/01-第一章-预训练",
+                    help="a folder of Chinese Markdown notes; the first two are used")
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
     ap.add_argument("--keep", type=Path, help="write the test documents here instead of a temp folder")
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-loaders-"))
     folder.mkdir(parents=True, exist_ok=True)
-    docs = make_documents(args.notes, args.chromium, folder)
+    docs = make_documents(args.notes, args.markdown, args.chromium, folder)
     print(f"{len(docs)} documents ({sum(d['lang'] == 'zh' for d in docs)} Chinese, "
           f"{sum(d['lang'] == 'en' for d in docs)} English) in {folder}")
     if args.chromium:
         items = [(d, d["pdf"].read_bytes()) for d in docs]
-        pages = sum(d["pdf"].read_bytes().count(b"/Type /Page\n") for d in docs)
-        print(f"PDFs printed by {args.chromium} ({sum(len(b) for _, b in items) // 1024} KB)" + (f", {pages} pages" if pages else ""))
-        print_table("PDF text extraction", run(pdf_candidates(), items, with_heads=False))
+        import pypdfium2
+
+        pages = sum(len(pypdfium2.PdfDocument(data)) for _, data in items)
+        print(f"PDFs printed by Chromium: {pages} pages, {sum(len(b) for _, b in items) // 1024} KB")
+        print_table("PDF text extraction (heads: Markdown headings from font sizes)", run(pdf_candidates(), items, with_heads=True))
     else:
         print("no chromium: PDF comparison skipped")
     for layout in ("landmarks", "divs"):
