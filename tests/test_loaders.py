@@ -21,7 +21,8 @@ import pytest
 
 from rag.chunking import chunk_document
 from rag.ingest import Document, IngestError, load_document
-from rag.loaders import MissingDependency, loader_for, page_lines, page_span, register, registered_suffixes
+from rag.loaders import (MissingDependency, loader_for, page_lines, page_span, register, registered_suffixes,
+                         unregister)
 from rag.loaders.html import HtmlLoader
 from rag.loaders.pdf import PdfLoader
 from rag.loaders.text import TextLoader
@@ -73,9 +74,9 @@ def test_a_new_format_is_one_registered_loader(tmp_path):
         assert ".csv" in registered_suffixes()
         assert load_document(tmp_path / "t.csv", "t.csv", 10_000).lines == ("a,b", "1,2", "")
     finally:
-        from rag import loaders
-
-        loaders._FACTORIES.pop(".csv"), loaders._INSTANCES.pop(".csv", None)
+        unregister((".csv",))
+    with pytest.raises(IngestError, match="no loader"):
+        loader_for("t.csv")
 
 
 def test_a_missing_pdf_library_fails_with_an_install_hint(monkeypatch):

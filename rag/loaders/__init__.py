@@ -18,7 +18,7 @@ from ..ingest import IngestError
 from .base import Loader, MissingDependency, PageSpan, page_lines, page_span, page_starts
 
 __all__ = ["Loader", "MissingDependency", "PageSpan", "loader_for", "page_lines", "page_span", "page_starts",
-           "register", "registered_suffixes"]
+           "register", "registered_suffixes", "unregister"]
 
 _FACTORIES: dict[str, Callable[[], Loader]] = {}
 _INSTANCES: dict[str, Loader] = {}
@@ -28,6 +28,13 @@ def register(suffixes: tuple[str, ...], factory: Callable[[], Loader]) -> None:
     """Read files with these suffixes (".pdf", case-insensitive) with ``factory()``'s loader."""
     for suffix in suffixes:
         _FACTORIES[suffix.lower()] = factory
+        _INSTANCES.pop(suffix.lower(), None)
+
+
+def unregister(suffixes: tuple[str, ...]) -> None:
+    """Forget the loaders of these suffixes (files of them are then refused)."""
+    for suffix in suffixes:
+        _FACTORIES.pop(suffix.lower(), None)
         _INSTANCES.pop(suffix.lower(), None)
 
 
