@@ -318,6 +318,31 @@ def print_table(title: str, rows: list[tuple]) -> None:
         print(f"| {name:24} | {recall:6.3f} | {lines:5.2f} | {order:5.2f} | {junk:4d} | {h} | {ms:6.1f} |")
 
 
+def write_format_corpora(notes: Path, out: Path, chromium: str | None) -> None:
+    """Every note of ``notes`` as an HTML page in site chrome (out/html) and, with Chromium, as
+    that page printed (out/pdf) and as its own text printed line for line (out/pdf-text): the
+    same notes in other formats, for `rag index` + `rag eval`."""
+    (out / "html").mkdir(parents=True, exist_ok=True)
+    (out / "pdf").mkdir(parents=True, exist_ok=True)
+    for path in sorted(notes.glob("*.txt")) + sorted(notes.glob("*.md")):
+        title = path.stem
+        article = article_html(title, note_blocks(path.read_text(encoding="utf-8"), path.suffix == ".md"))
+        (out / "html" / f"{title}.html").write_text(page_html(title, article, semantic=False), encoding="utf-8")
+        if chromium:
+            plain = out / f"{title}.print.html"
+            plain.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                             f"{STYLE}</head><body>{article}</body></html>", encoding="utf-8")
+            print_pdf(chromium, plain, out / "pdf" / f"{title}.pdf")
+            # The note's own text, line for line, printed as it is (long lines wrap): what the
+            # PDF loader must give back unchanged, whatever the HTML conversion above does.
+            (out / "pdf-text").mkdir(exist_ok=True)
+            plain.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                             f"{STYLE}</head><body><pre style=\"white-space: pre-wrap; font-family: inherit\">"
+                             f"{html.escape(path.read_text(encoding='utf-8'))}</pre></body></html>", encoding="utf-8")
+            print_pdf(chromium, plain, out / "pdf-text" / f"{title}.pdf")
+            plain.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--notes", type=Path, default=ROOT / "corpus")
@@ -325,7 +350,13 @@ def main() -> None:
                     help="a folder of Chinese Markdown notes; the first two are used")
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
     ap.add_argument("--keep", type=Path, help="write the test documents here instead of a temp folder")
+    ap.add_argument("--corpus-out", type=Path,
+                    help="only write the notes of --notes as HTML and PDF under this folder (for rag eval)")
     args = ap.parse_args()
+    if args.corpus_out:
+        write_format_corpora(args.notes, args.corpus_out, args.chromium)
+        print(f"wrote {args.corpus_out}/html and {args.corpus_out}/pdf")
+        return
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-loaders-"))
     folder.mkdir(parents=True, exist_ok=True)
     docs = make_documents(args.notes, args.markdown, args.chromium, folder)

@@ -13,6 +13,8 @@ What the Document holds:
 - Pages in order; each page's visual lines, with lines that only wrap a paragraph joined
   back (a Chinese word cut by a line end is no longer two words for the keyword index),
   a blank line at a paragraph gap, and a blank line ending each page.
+- Indentation rebuilt from each line's left edge (PDFs store positions, not spaces), so
+  code keeps its shape for the chunker.
 - Running headers and footers (the same line, digits aside, among the first or last lines
   of most pages: a title, a date, a URL, "3/12") are dropped.
 - Short lines set larger than the body text are Markdown headings ("#" for the largest
@@ -54,6 +56,8 @@ PARAGRAPH_GAP = 1.5
 # A heading is a line of at most HEADING_MAX_CHARS set at least HEADING_SIZE_RATIO times the
 # body text's size (Chromium's h3 is 1.17x, h2 1.5x, h1 2x the body).
 HEADING_SIZE_RATIO = 1.1
+# Rebuilt indentation stops here: deeper is layout (centred text), not structure.
+MAX_INDENT = 16
 HEADING_MAX_CHARS = 80
 _DIGITS = re.compile(r"\d+")
 
@@ -132,6 +136,7 @@ class _Line:
     width: float = 0.0  # mean character width
     base: float | None = None  # bottom of its first character
     size: float = 0.0  # font size of its first character
+    left: float | None = None  # left edge of its first character
 
 
 def _visual_lines(textpage) -> list[_Line]:
@@ -153,6 +158,7 @@ def _visual_lines(textpage) -> list[_Line]:
             _, _, line.right, _ = textpage.get_charbox(last)
             line.size = round(2 * _raw().FPDFText_GetFontSize(textpage.raw, first)) / 2
             line.width = max(line.right - left, 0.0) / max(len(raw.strip()), 1)
+            line.left = left
         out.append(line)
         start = m.end()
         if m.end() >= len(text):
@@ -184,6 +190,12 @@ def _layout(lines: list[_Line]) -> list[tuple[str, float]]:
         if ln.size:
             sizes[ln.size] += len(ln.text)
     body = max(sizes, key=lambda size: sizes[size]) if sizes else 0.0
+    # Indentation (code, nested lists) is position, not text, in a PDF: rebuild it in spaces
+    # of the page's Latin character width from the distance to the page's left edge.
+    lefts = [ln.left for ln in lines if ln.left is not None and ln.width > 0]
+    page_left = min(lefts) if lefts else 0.0
+    latin = sorted(ln.width for ln in lines if ln.width > 0 and ln.text.strip().isascii())
+    unit = latin[len(latin) // 2] if latin else 0.0
     out: list[tuple[str, float]] = []
     prev: _Line | None = None
     for line in lines:
@@ -200,7 +212,8 @@ def _layout(lines: list[_Line]) -> list[tuple[str, float]]:
         else:
             if gap is not None and pitch is not None and (gap > PARAGRAPH_GAP * pitch or gap < 0) and out and out[-1][0]:
                 out.append(("", 0.0))
-            out.append((line.text, line.size))
+            indent = round((line.left - page_left) / unit) if line.left is not None and unit > 0 else 0
+            out.append((" " * min(max(indent, 0), MAX_INDENT) + line.text.strip(), line.size))
         prev = line
     return out
 
