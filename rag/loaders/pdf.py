@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from .. import ingest
 from ..ingest import Document, IngestError
-from ..text import HAN_CHAR
+from ..text import CJK_OR_PUNCT_CHAR, HAN_CHAR
 from .base import Loader, MissingDependency
 
 PDF_MAGIC = b"%PDF-"
@@ -52,6 +52,8 @@ _FIRST_WORD = re.compile(r"[A-Za-z0-9_\-.,:;!?'\"()/<>@#%&+=*\[\]{}|~`$^]+|.[。
 # over PARAGRAPH_GAP a paragraph (or heading) gap lies between them (Chromium's <p> margin
 # of 1em gives 1.8-2.2 pitches, a wrapped line exactly 1).
 LINE_GAP = 1.3
+# A baseline distance counts as common at this share of the most common one's count.
+COMMON_PITCH_SHARE = 0.2
 PARAGRAPH_GAP = 1.5
 # A heading is a line of at most HEADING_MAX_CHARS set at least HEADING_SIZE_RATIO times the
 # body text's size (Chromium's h3 is 1.17x, h2 1.5x, h1 2x the body).
@@ -59,6 +61,8 @@ HEADING_SIZE_RATIO = 1.1
 # Rebuilt indentation stops here: deeper is layout (centred text), not structure.
 MAX_INDENT = 16
 HEADING_MAX_CHARS = 80
+_ENDS_UNIT = re.compile(r"[。！？!?；;：:)）\]】}{]\s*$")
+_LIST_ITEM = re.compile(r"^\s*([-•*·]|\d{1,3}[.)、]|[a-zA-Z][.)])\s")
 _DIGITS = re.compile(r"\d+")
 
 
@@ -106,16 +110,25 @@ class PdfLoader(Loader):
         try:
             if len(pdf) == 0:
                 raise IngestError("the PDF has no pages")
-            out = []
+            out, widths = [], []
             for i in range(len(pdf)):
                 page = pdf[i]
                 textpage = page.get_textpage()
                 try:
                     out.append(_visual_lines(textpage))
+                    widths.append(page.get_width())
                 finally:
                     textpage.close()
                     page.close()
-            return _mark_headings([_layout(page) for page in _drop_running_lines(out)])
+            pages = _drop_running_lines(out)
+            # Pages share their margins: the left edge is where most lines of the document
+            # start (a page whose every line is indented, a long list, keeps its indentation).
+            lefts = Counter(round(ln.left) for page in pages for ln in page if ln.left is not None and ln.width > 0)
+            left = float(max(lefts, key=lambda x: (lefts[x], -x))) if lefts else 0.0
+            # Indentation is counted in the document's typical Latin character width.
+            latin = sorted(ln.width for page in pages for ln in page if ln.width > 0 and ln.text.strip().isascii())
+            unit = latin[len(latin) // 2] if latin else 0.0
+            return _mark_headings([_layout(page, left, unit, width - left) for page, width in zip(pages, widths)])
         finally:
             pdf.close()
 
@@ -166,10 +179,12 @@ def _visual_lines(textpage) -> list[_Line]:
     return out
 
 
-def _right_margin(lines: list[_Line]) -> float | None:
-    """The right edge of the text block: the rightmost character once headers and footers are gone."""
+def _right_margin(lines: list[_Line], box_right: float) -> float | None:
+    """The right edge of the text block: the rightmost character once headers and footers are
+    gone, but no further than the left margin mirrored (a URL or code line that overflows
+    the text block would otherwise move the edge and stop every other line from joining)."""
     rights = [ln.right for ln in lines if ln.width > 0]
-    return max(rights) if rights else None
+    return min(max(rights), box_right) if rights else None
 
 
 def _first_word(text: str) -> str:
@@ -177,25 +192,24 @@ def _first_word(text: str) -> str:
     return m.group(0) if m else ""
 
 
-def _layout(lines: list[_Line]) -> list[tuple[str, float]]:
+def _layout(lines: list[_Line], page_left: float, unit: float, box_right: float) -> list[tuple[str, float]]:
     """A page's text lines with their font size: wrapped lines joined, a blank line where a
     paragraph gap is."""
-    margin = _right_margin(lines)
+    margin = _right_margin(lines, box_right)
     bases = [ln.base for ln in lines if ln.base is not None]
-    # The pitch of wrapped lines: the most common baseline distance (rounded to half points).
+    # The pitch of wrapped lines: the smallest baseline distance (rounded to half points)
+    # that is common, not the most common one: on a page of one-line paragraphs the most
+    # common distance is the paragraph gap.
     pitches = Counter(round(2 * (a - b)) / 2 for a, b in zip(bases, bases[1:]) if a - b > 0)
-    pitch = min(pitches, key=lambda p: (-pitches[p], p)) if pitches else None
+    common = [p for p, n in pitches.items() if n >= max(2, COMMON_PITCH_SHARE * max(pitches.values()))]
+    pitch = min(common) if common else (min(pitches) if pitches else None)
     sizes = Counter({ln.size: 0 for ln in lines if ln.size})
     for ln in lines:
         if ln.size:
             sizes[ln.size] += len(ln.text)
     body = max(sizes, key=lambda size: sizes[size]) if sizes else 0.0
-    # Indentation (code, nested lists) is position, not text, in a PDF: rebuild it in spaces
-    # of the page's Latin character width from the distance to the page's left edge.
-    lefts = [ln.left for ln in lines if ln.left is not None and ln.width > 0]
-    page_left = min(lefts) if lefts else 0.0
-    latin = sorted(ln.width for ln in lines if ln.width > 0 and ln.text.strip().isascii())
-    unit = latin[len(latin) // 2] if latin else 0.0
+    # Indentation (code, nested lists) is position, not text, in a PDF: rebuilt in spaces of
+    # the document's Latin character width from the distance to the pages' left edge.
     out: list[tuple[str, float]] = []
     prev: _Line | None = None
     for line in lines:
@@ -226,14 +240,24 @@ def _wrapped(prev: _Line, line: _Line, margin: float) -> bool:
     not have fitted" does.
     """
     word = _first_word(line.text)
-    latin = bool(word) and not HAN_CHAR.match(word[0])
-    needed = (len(word) + (1 if latin else 0)) * line.width
+    if not word or _ENDS_UNIT.search(prev.text) or _LIST_ITEM.match(line.text):
+        # A line that ends a sentence, a clause or a code statement may just happen to reach
+        # the margin; the next one is then its own line (a list item always is). Leaving
+        # such a pair apart cuts no word, so when unsure the lines stay as they are.
+        return False
+    if HAN_CHAR.match(word[0]):
+        # A Chinese character is about one em wide; the line's mean width is less when
+        # it mixes in Latin letters, so it would under-count.
+        needed = (line.size or line.width) + (len(word) - 1) * line.width
+    else:
+        needed = (len(word) + 1) * line.width  # the word and the space before it
     return prev.width > 0 and prev.right + needed > margin
 
 
 def _join(left: str, right: str) -> str:
     """Two pieces of one wrapped paragraph: no space between Chinese characters, one between words."""
-    if left and right and (HAN_CHAR.match(left[-1]) or HAN_CHAR.match(right[0]) or left.endswith("-")):
+    if left and right and (CJK_OR_PUNCT_CHAR.match(left[-1]) or CJK_OR_PUNCT_CHAR.match(right[0])
+                           or left.endswith("-")):
         return left + right
     return f"{left} {right}"
 
