@@ -14,8 +14,12 @@ Measured per extractor (mean over the documents):
   order    of those found, share in source order (longest increasing run of positions)
   junk     chrome markers found in the output (nav, sidebar, comments, footer, script, style;
            for PDF: Chromium's header/footer), total over all documents; 0 is right
-  heads    HTML only: share of source headings that come out as Markdown '#' lines
+  heads    share of source headings that come out as Markdown '#' lines
   ms       mean milliseconds per document (one core, warm)
+
+And a round trip: each sample note's own text printed line for line (long lines wrap at
+the paper's edge) and read back; the share of its non-blank lines that come back whole
+(exactly, and whitespace aside), for PDFium's visual lines and for the PDF loader.
 
 Run:  python bench/loaders.py [--notes DIR] [--chromium PATH]
 Needs: chromium (Debian: apt-get install chromium fonts-wqy-microhei) and the candidate
@@ -343,6 +347,50 @@ def write_format_corpora(notes: Path, out: Path, chromium: str | None) -> None:
             plain.unlink()
 
 
+def text_pdf(chromium: str, path: Path, folder: Path) -> Path:
+    """A note's own text printed line for line (long lines wrap at the paper's edge)."""
+    title = path.stem
+    page = folder / f"{title}.text.html"
+    page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                    f"{STYLE}</head><body><pre style=\"white-space: pre-wrap; font-family: inherit\">"
+                    f"{html.escape(path.read_text(encoding='utf-8'))}</pre></body></html>", encoding="utf-8")
+    out = folder / f"{title}.text.pdf"
+    print_pdf(chromium, page, out)
+    return out
+
+
+def round_trip(notes: Path, chromium: str, folder: Path) -> None:
+    """Print each sample note's text to PDF and read it back: how many of its lines come back whole."""
+    import pypdfium2
+
+    from rag.ingest import load_document
+
+    def raw_lines(data: bytes) -> list[str]:
+        pdf = pypdfium2.PdfDocument(data)
+        try:
+            return [ln for i in range(len(pdf)) for ln in pdf[i].get_textpage().get_text_range().splitlines()]
+        finally:
+            pdf.close()
+
+    totals = {"pypdfium2 (visual lines)": [0, 0, 0], "rag PdfLoader": [0, 0, 0]}
+    for path in sorted(notes.glob("*.txt")):
+        source = [ln.strip() for ln in load_document(path, path.name, 1 << 30).lines if ln.strip()]
+        data = text_pdf(chromium, path, folder).read_bytes()
+        outputs = {"pypdfium2 (visual lines)": raw_lines(data),
+                   "rag PdfLoader": list(load_document(folder / f"{path.stem}.text.pdf", "x.pdf", 1 << 30).lines)}
+        for name, lines in outputs.items():
+            exact, squashed = {ln.strip() for ln in lines}, {_squash(ln) for ln in lines}
+            totals[name][0] += len(source)
+            totals[name][1] += sum(ln in exact for ln in source)
+            totals[name][2] += sum(_squash(ln) in squashed for ln in source)
+    print("\nPDF round trip: the sample notes' own text printed by Chromium and read back "
+          f"({totals['rag PdfLoader'][0]} non-blank lines)")
+    print(f"| {'reader':24} | lines whole | whitespace aside |")
+    print(f"|{'-' * 26}|-------------|------------------|")
+    for name, (n, exact, squashed) in totals.items():
+        print(f"| {name:24} | {exact / n:11.3f} | {squashed / n:16.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--notes", type=Path, default=ROOT / "corpus")
@@ -369,6 +417,7 @@ def main() -> None:
         pages = sum(len(pypdfium2.PdfDocument(data)) for _, data in items)
         print(f"PDFs printed by Chromium: {pages} pages, {sum(len(b) for _, b in items) // 1024} KB")
         print_table("PDF text extraction (heads: Markdown headings from font sizes)", run(pdf_candidates(), items, with_heads=True))
+        round_trip(args.notes, args.chromium, folder)
     else:
         print("no chromium: PDF comparison skipped")
     for layout in ("landmarks", "divs"):
