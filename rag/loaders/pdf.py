@@ -24,9 +24,13 @@ What the Document holds:
 - Scraped-page clutter is blanked by ``rag.ingest.clean_lines``, like any note (that is
   the 0.996 bigram recall against the raw extractors' 0.999: a sample note's tip jar).
 
+Checked end to end: the five sample notes printed from their own text come back with
+0.957 of their lines whole (PDFium's visual lines: 0.568), and `rag eval` on those PDFs
+gives the text notes' recall@5 (0.960) and recall@3000ch (0.980); bench/README.md.
+
 Known limits: scanned PDFs (no text layer) are refused; multi-column layouts come out in
-PDFium's order; a page whose widest line is code clipped at the paper's edge keeps its
-prose lines unjoined.
+PDFium's order; rebuilt indentation is proportional, not the original count of spaces; a
+line that ends a sentence exactly at the margin stays apart from the next (no word is cut).
 """
 from __future__ import annotations
 
