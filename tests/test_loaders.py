@@ -4,7 +4,7 @@ tests/data/formats/训练技巧.pdf was printed by Chromium from 训练技巧.ht
 (``chromium --headless --no-sandbox --disable-gpu --print-to-pdf=训练技巧.pdf URL``, the page
 served from localhost so that no local path is printed; Chromium's own header and footer
 left on: date, title, URL, "1/3"): three pages, one topic a page, Chinese with an
-English paragraph, in the WenQuanYi Micro Hei font. 博客-注意力.html is a blog page with
+English paragraph and a code block, in the WenQuanYi Micro Hei font. 博客-注意力.html is a blog page with
 its site chrome: header, nav, breadcrumb, comments, sidebar, footer, scripts and styles.
 """
 from __future__ import annotations
@@ -134,6 +134,14 @@ def test_a_paragraph_wrapped_over_several_pdf_lines_is_one_line_again(pdf_doc):
     assert pdf_doc.lines[_line_of(pdf_doc, "ZeRO partitions") - 1].endswith("full replica of the training state.")
 
 
+def test_code_in_a_pdf_keeps_its_indentation_and_stays_one_passage(pdf_doc):
+    start = _line_of(pdf_doc, "def zero_stage(config):")
+    assert pdf_doc.lines[start - 1 : start + 3] == (
+        "def zero_stage(config):", "    if config.offload:", "        return 3", "    return 2")
+    code = next(c for c in chunk_document(pdf_doc) if "def zero_stage" in c.text)
+    assert "        return 3" in code.text and code.page == 3
+
+
 def test_pdf_text_matches_an_independent_reading_of_each_page(pdf_doc):
     """Page by page, the Document holds exactly what PDFium reads on that page (whitespace and
     the '#' marks of headings aside)."""
@@ -157,7 +165,9 @@ def test_pdf_passages_carry_their_page_and_exact_lines_within_it(pdf_doc):
         own = page_lines(pdf_doc.pages, span.page)
         # Line n of the page is the n-th line the loader made of that page.
         assert pdf_doc.lines[own.start + span.line_start - 1] == pdf_doc.lines[chunk.line_start - 1]
-    by_heading = {c.heading: c for c in chunks}
+    by_heading: dict = {}
+    for c in chunks:
+        by_heading.setdefault(c.heading, c)  # the first passage of each section
     # Headings come from the font sizes: h1 sections with their h2 inside.
     assert list(by_heading) == ["混合精度训练", "混合精度训练 > 优缺点", "梯度检查点", "梯度检查点 > 代价", "ZeRO 优化器"]
     assert by_heading["梯度检查点"].page == 2 and by_heading["梯度检查点 > 代价"].page == 2
