@@ -15,9 +15,9 @@ from pathlib import Path, PurePath
 from typing import Callable
 
 from ..ingest import IngestError
-from .base import Loader, MissingDependency, PageSpan, page_lines, page_span, page_starts
+from .base import Loader, MissingDependency, PageSpan, page_lines, page_span
 
-__all__ = ["Loader", "MissingDependency", "PageSpan", "loader_for", "page_lines", "page_span", "page_starts",
+__all__ = ["Loader", "MissingDependency", "PageSpan", "loader_for", "page_lines", "page_span",
            "register", "registered_suffixes", "unregister"]
 
 _FACTORIES: dict[str, Callable[[], Loader]] = {}

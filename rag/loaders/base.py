@@ -64,14 +64,6 @@ class PageSpan:
     line_end: int
 
 
-def page_starts(pages: tuple[int, ...]) -> dict[int, int]:
-    """page -> 0-based index of its first line in the Document."""
-    starts: dict[int, int] = {}
-    for i, page in enumerate(pages):
-        starts.setdefault(page, i)
-    return starts
-
-
 def page_span(pages: tuple[int, ...], line_start: int, line_end: int) -> PageSpan:
     """Page-relative position of document lines ``line_start..line_end`` (1-based)."""
     if not pages or not 1 <= line_start <= len(pages):
