@@ -11,7 +11,7 @@ the package to install; the other formats keep working.
 """
 from __future__ import annotations
 
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Callable
 
 from ..ingest import IngestError
