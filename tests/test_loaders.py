@@ -235,6 +235,13 @@ def test_an_html_page_without_landmarks_loses_its_chrome_by_class_names():
     assert doc.lines == ("# T", "", "## 正文标题", "", "真正的内容在这里。")
 
 
+def test_ordered_lists_keep_their_numbers_and_line_breaks_stay():
+    page = ("<html><body><h2>步骤</h2><ol start='3'><li>冻结底层权重</li><li>替换顶层分类器</li></ol>"
+            "<ul><li>无序项</li></ul><p>第一行<br>第二行</p></body></html>")
+    assert HtmlLoader().load_bytes(page.encode(), "s.html").lines == (
+        "## 步骤", "", "3. 冻结底层权重", "4. 替换顶层分类器", "", "- 无序项", "", "第一行", "第二行")
+
+
 def test_a_gbk_html_page_is_decoded_like_a_note():
     page = "<html><body><h1>标题</h1><p>国标编码的网页</p></body></html>".encode("gb18030")
     assert HtmlLoader().load_bytes(page, "g.html").lines == ("# 标题", "", "国标编码的网页")

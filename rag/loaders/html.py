@@ -21,7 +21,8 @@ The rules, in order:
 4. Inside it, drop site chrome: nav, aside, header and footer that are not the root's own
    article header, ARIA navigation/banner/contentinfo/complementary, and elements whose
    class or id names chrome (menu, sidebar, comments, breadcrumb, share, related, ...).
-5. Blocks become lines: h1-h6 -> "#"*level + " " + text; li -> "- " + text; pre -> its
+5. Blocks become lines: h1-h6 -> "#"*level + " " + text; li -> "- " + text ("1. " in an
+   ordered list); pre -> its
    lines inside a ``` fence; table rows -> cells joined by " | "; other blocks -> their
    text with whitespace collapsed; a blank line between blocks. The page <title> becomes a
    "# " line when the content has no <h1>.
@@ -145,6 +146,19 @@ def _holds_most_text(el, root) -> bool:
     return total > 0 and len(_WS.sub("", el.text_content())) > 0.5 * total
 
 
+def _item_marker(li) -> str:
+    """ "- " for an unordered list item, "3. " for the third item of an <ol> (honouring start=)."""
+    parent = li.getparent()
+    if parent is None or not isinstance(parent.tag, str) or parent.tag.lower() != "ol":
+        return "- "
+    try:
+        start = int(parent.get("start", "1"))
+    except ValueError:
+        start = 1
+    position = [c for c in parent if isinstance(c.tag, str) and c.tag.lower() == "li"].index(li)
+    return f"{start + position}. "
+
+
 def html_to_lines(root) -> list[str]:
     """Blocks of an element tree as lines: headings as '#' lines, list items as '- ', code fenced."""
     out: list[str] = []
@@ -185,7 +199,7 @@ def html_to_lines(root) -> list[str]:
                 out.append(" | ".join(cells))
         elif tag == "li":
             flush()
-            buf.append("- ")
+            buf.append(_item_marker(el))
             if el.text:
                 buf.append(el.text)
             for child in el:
