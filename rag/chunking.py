@@ -26,6 +26,8 @@ class Chunk:
     line_end: int  # 1-based, inclusive
     text: str
     content_hash: str = ""
+    # [loaders] Paged notes (PDF): the page the passage starts on; None for other formats.
+    page: int | None = None
 
     @property
     def id(self) -> str:
@@ -528,6 +530,7 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
                 line_end=run[-1].line_end + 1,
                 text=text,
                 content_hash=hashlib.sha256(f"{chunk_heading}\n{text}".encode()).hexdigest(),
+                page=doc.pages[run[0].line_start] if doc.pages else None,  # a PDF passage: its first page
             )
         )
     return chunks

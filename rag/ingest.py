@@ -27,6 +27,9 @@ class Document:
     encoding: str
     # Non-blank lines of the file that clean_lines() blanked as page clutter.
     clutter_lines: int = 0
+    # Paged formats (PDF): the 1-based page of each line, one entry per line, never
+    # decreasing; None for formats without pages. See rag/loaders/base.py.
+    pages: tuple[int, ...] | None = None
 
     @property
     def text(self) -> str:
@@ -199,15 +202,14 @@ def _looks_like_text(text: str) -> bool:
 
 
 def load_document(path: Path, source: str, max_bytes: int) -> Document:
+    """The note at ``path`` as lines, read by the loader its suffix names (rag/loaders)."""
+    from .loaders import loader_for  # the loaders build on this module's decoding and cleaning
+
+    loader = loader_for(path)
     size = path.stat().st_size
     if size > max_bytes:
         raise IngestError(f"file is {size} bytes, over the {max_bytes}-byte limit")
-    data = path.read_bytes()
-    text, encoding = decode(data)
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    cleaned = clean_lines(lines)
-    lost = sum(1 for before, after in zip(lines, cleaned) if before.strip() and not after.strip())
-    return Document(source, tuple(cleaned), file_hash(data), encoding, lost)
+    return loader.load(path, source)
 
 
 # --- clutter ---------------------------------------------------------------------

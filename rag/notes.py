@@ -18,12 +18,15 @@ import unicodedata
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Iterable, Sequence
 
 from .errors import InputError
-from .ingest import IngestError, decode, discover, file_hash
+from .ingest import Document, IngestError, decode, discover, file_hash
+from .loaders import loader_for, page_lines, page_span
 from .settings import Settings
+from .text import HAN, HAN_CHAR
 
 __all__ = [
     "AddReport",
@@ -237,24 +240,27 @@ class AddReport:
         return " ".join(parts) or "Nothing to add."
 
 
-def _is_text(text: str) -> bool:
-    if not text.strip():
-        return False
-    control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
-    return control / len(text) < 0.01
+# What a refused file is called, per loader (rag/loaders): "“x.pdf” is not a readable PDF (...)".
+_FORMAT_NOUN = {"text": "a text note", "pdf": "a readable PDF", "html": "a readable HTML page"}
 
 
 def _validate_content(name: str, data: bytes, max_bytes: int) -> None:
+    """Size, then type by content: the loader of the name's suffix must read the bytes.
+
+    A PDF must start with %PDF and have a text layer; HTML and text must decode as text.
+    """
     if len(data) > max_bytes:
         raise UploadError(f"“{name}” is {human_size(len(data))}; notes can be at most {human_size(max_bytes)}.")
     if not data.strip():
         raise UploadError(f"“{name}” is empty.")
     try:
-        text, _ = decode(data)
+        loader = loader_for(name)
     except IngestError as exc:
-        raise UploadError(f"“{name}” is not a text note ({exc}).") from None
-    if not _is_text(text):
-        raise UploadError(f"“{name}” is not a text note (it looks like binary data).")
+        raise UploadError(f"“{name}”: {exc}.") from None
+    try:
+        loader.check(data)
+    except IngestError as exc:
+        raise UploadError(f"“{name}” is not {_FORMAT_NOUN.get(loader.name, 'a note')} ({exc}).") from None
 
 
 def _existing_hashes(root: Path, settings: Settings, sizes: set[int]) -> dict[str, str]:
@@ -384,22 +390,41 @@ def delete_note(settings: Settings, source: str) -> str:
 
 # --- showing a passage in its note -------------------------------------------------------------
 def read_note_lines(settings: Settings, source: str) -> list[str]:
-    """The note's lines as on disk (decoded like indexing does); raises NoteError."""
+    """The note's lines as the index numbers them; raises NoteError.
+
+    Text notes: the file's lines as on disk (decoded like indexing does, clutter not
+    blanked). Other formats (PDF, HTML): the lines their loader makes of the file.
+    """
+    return list(_note_lines(settings, source)[0])
+
+
+def _note_lines(settings: Settings, source: str) -> tuple[list[str], tuple[int, ...] | None]:
+    """(lines, page of each line or None) of a note, by its format."""
     path = note_path(settings, source)
     try:
-        data = path.read_bytes()
+        loader = loader_for(path)
+        if loader.name == "text":
+            text, _ = decode(path.read_bytes())
+            return text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), None
+        st = path.stat()
+        doc = _load_cached(str(path), st.st_mtime_ns, st.st_size)
+        return list(doc.lines), doc.pages
     except OSError as exc:
         raise NoteError(f"“{source}” could not be read ({exc.strerror or exc}).") from None
-    try:
-        text, _ = decode(data)
     except IngestError as exc:
         raise NoteError(f"“{source}” could not be read ({exc}).") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+@lru_cache(maxsize=16)
+def _load_cached(path: str, mtime_ns: int, size: int) -> Document:
+    """A parsed PDF or HTML note, kept while the file is unchanged: opening the sources of one
+    answer reads the same note several times (PDF reading: about 13 ms a page in bench/loaders.py)."""
+    return loader_for(path).load(Path(path), Path(path).name)
+
+
+_CJK = HAN_CHAR
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+#\-.]*[A-Za-z0-9+#]|[A-Za-z0-9]")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+_CJK_RUN = re.compile(f"[{HAN}]+")
 
 
 def highlight_terms(query: str) -> list[str]:
@@ -445,6 +470,10 @@ class PassageView:
     terms: list[str]  # highlight_terms() found in the passage
     stale: bool = False  # the note changed (or went) since it was indexed: the indexed text is shown
     note: str | None = None  # why the view is partial, for the reader
+    # Paged notes (PDF): the page the passage starts on. Then ``lines`` are whole pages,
+    # numbered within their page, ``line_start``/``line_end`` count within ``page``, and
+    # ``heading`` starts with "page N".
+    page: int | None = None
 
 
 def _norm(text: str) -> str:
@@ -464,25 +493,44 @@ def passage_view(settings: Settings, source: str, line_start: int, line_end: int
         return [t for t in terms_all if term_pattern([t]).search(passage)]
 
     note = None
+    pages = None
     try:
-        lines = read_note_lines(settings, source)
+        lines, pages = _note_lines(settings, source)
     except NoteError as exc:
         lines, note = None, str(exc)
     if lines is not None:
         window = "\n".join(lines[max(0, line_start - 1): line_end])
         probe = _norm(next((ln for ln in text.splitlines() if ln.strip()), ""))[:40]
-        if line_end <= len(lines) and (not probe or probe in _norm(window)):
+        if 1 <= line_start <= line_end <= len(lines) and (not probe or probe in _norm(window)):
+            if pages:
+                return _page_view(source, heading, line_start, line_end, lines, pages, found(window))
             lo, hi = max(1, line_start - context), min(len(lines), line_end + context)
             shown = [(n, lines[n - 1], line_start <= n <= line_end) for n in range(lo, hi + 1)]
-            # Trim blank lines at the edges of the context: they show nothing.
-            while shown and not shown[0][2] and not shown[0][1].strip():
-                shown.pop(0)
-            while shown and not shown[-1][2] and not shown[-1][1].strip():
-                shown.pop()
-            return PassageView(source, heading, line_start, line_end, shown, found(window))
+            return PassageView(source, heading, line_start, line_end, _trim(shown), found(window))
         note = "The note has changed since it was indexed; showing the indexed text."
     shown = [(line_start + i, ln, True) for i, ln in enumerate(text.split("\n"))]
     return PassageView(source, heading, line_start, line_end, shown, found(text), stale=True, note=note)
+
+
+def _trim(shown: list[tuple[int, str, bool]]) -> list[tuple[int, str, bool]]:
+    """Without the blank lines at the edges of the context: they show nothing."""
+    while shown and not shown[0][2] and not shown[0][1].strip():
+        shown.pop(0)
+    while shown and not shown[-1][2] and not shown[-1][1].strip():
+        shown.pop()
+    return shown
+
+
+def _page_view(source: str, heading: str, line_start: int, line_end: int, lines: list[str],
+               pages: tuple[int, ...], terms: list[str]) -> PassageView:
+    """A PDF passage shown as the whole text of its page(s), lines numbered within each page."""
+    span = page_span(pages, line_start, line_end)
+    first, last = page_lines(pages, span.page), page_lines(pages, pages[line_end - 1])
+    starts = {p: page_lines(pages, p).start for p in range(span.page, pages[line_end - 1] + 1)}
+    shown = [(i - starts[pages[i]] + 1, lines[i], line_start - 1 <= i <= line_end - 1)
+             for i in range(first.start, last.stop)]
+    where = f"page {span.page}" + (f" > {heading}" if heading else "")
+    return PassageView(source, where, span.line_start, span.line_end, _trim(shown), terms, page=span.page)
 
 
 # --- re-indexing in the background ---------------------------------------------------------------

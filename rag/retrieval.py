@@ -63,7 +63,7 @@ class Hit:
             "line_start": self.line_start,
             "line_end": self.line_end,
             "text": self.text,
-        }
+        } | ({"page": self.chunk.page} if self.chunk.page is not None else {})
 
 
 @dataclass(frozen=True)

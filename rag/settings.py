@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     index_dir: Path = Path("index")
 
     # --- ingestion -----------------------------------------------------------
-    extensions: tuple[str, ...] = (".md", ".markdown", ".txt")
+    # Each suffix needs a loader in rag/loaders (PDF: pypdfium2; HTML: lxml).
+    extensions: tuple[str, ...] = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm")
     max_file_bytes: PositiveInt = 20 * 1024 * 1024
 
     # --- chunking (sizes chosen with bench/retrieval_quality.py) --------------

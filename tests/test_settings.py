@@ -37,7 +37,7 @@ def test_defaults(isolated):
     assert s.corpus_dir == Path("corpus") and s.index_dir == Path("index")
     assert s.top_k == 5 and s.embedding_backend == "auto"
     assert s.embedding_model == "intfloat/multilingual-e5-small"
-    assert s.extensions == (".md", ".markdown", ".txt")
+    assert s.extensions == (".md", ".markdown", ".txt", ".pdf", ".html", ".htm")
 
 
 def test_environment_overrides_defaults(isolated, monkeypatch):
