@@ -79,7 +79,7 @@ def _warn_boilerplate(chunks: list[Chunk]) -> None:
     for chunk, flagged in zip(chunks, mask):
         per_file.setdefault(chunk.source, []).append(bool(flagged))
     for source, flags in per_file.items():
-        if sum(flags) * 2 >= len(flags) and any(flags):
+        if sum(flags) * 2 > len(flags):
             log.warning("%s looks like a navigation page or repeated template text (%d of %d passages); "
                         "it is ranked low in answers", source, sum(flags), len(flags))
 
