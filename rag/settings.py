@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = 256
     keep_old_versions: int = 1
 
+    # --- vector store (rag/vectors/; helper "store") -------------------------------
+    # Where the dense vectors live when building: FAISS files in the index folder, or
+    # Milvus. Loading follows what each version's manifest says (dense_kind).
+    vector_store: Literal["faiss", "milvus"] = "faiss"
+    # A path ending in .db is Milvus Lite (in this process); http://host:19530 a Milvus
+    # server. Empty: <index_dir>/milvus.db.
+    milvus_uri: str | None = None
+    milvus_token: str | None = Field(default=None, repr=False)
+    # Collections are named <prefix>_<version>_<dense|title_dense>; the alias <prefix>_<name>.
+    milvus_prefix: str = "rag"
+    milvus_index_type: Literal["HNSW", "FLAT", "AUTOINDEX", "IVF_FLAT"] = "HNSW"
+    # HNSW graph depth at build time (FAISS and Milvus); see bench/scale.py.
+    hnsw_ef_construction: int = 80
+
     # --- retrieval -------------------------------------------------------------
     top_k: int = 5
     candidates: int = 50
