@@ -312,7 +312,6 @@ class IndexStore:
             try:
                 index = self.load(version, ef_search)
             except IndexNotFound as exc:
-                log.warning("%s", exc)
                 problems.append(str(exc))
                 continue
             if not problems:

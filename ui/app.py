@@ -35,7 +35,7 @@ from rag.notes import (  # noqa: E402
     read_upload,
 )
 from rag.settings import Settings  # noqa: E402
-from rag.store import IndexStore  # noqa: E402
+from rag.store import IndexNotFound, IndexStore  # noqa: E402
 
 from . import render  # noqa: E402
 from .assets import CSS, HEAD  # noqa: E402
@@ -187,7 +187,11 @@ class NotesChatApp:
         version = store.current_version()
         cached_version, manifest = self._manifest_cache
         if version != cached_version:
-            manifest = store.read_manifest(version) if version else None
+            try:
+                manifest = store.read_manifest(version) if version else None
+            except IndexNotFound as exc:  # a damaged version: the retriever serves an intact one
+                log.warning("%s", exc)
+                manifest = None
             self._manifest_cache = (version, manifest)
         return manifest
 
@@ -262,6 +266,7 @@ class NotesChatApp:
             "index": None if index is None else {
                 "version": index.version, "files": index.files, "chunks": index.chunks,
                 "built_at": index.built_at, "embedder": index.embedder, "skipped": index.skipped,
+                "warning": index.warning,
             },
             "index_error": error,
             "llm_backend": llm.backend if llm is not None else "none",
@@ -708,9 +713,11 @@ def serve(settings: Settings, *, watch: bool | None = None, log_fn=print) -> int
     choice = app._backend()
     print(f"answers: {choice.model.name if choice.model else 'retrieval-only'} ({choice.reason})", file=sys.stderr)
     app.warm_up()
-    _, error = app.engine()
+    engine, error = app.engine()
     if error:
         print(f"note: {error}", file=sys.stderr)
+    elif engine is not None and (warning := engine.retriever.status().warning):
+        print(f"note: {warning}", file=sys.stderr)
     demo = app.build()
     app.start_background()
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
