@@ -37,7 +37,8 @@ from filelock import FileLock, Timeout
 from .bm25 import BM25Index
 from .chunking import Chunk
 from .errors import RagError
-from .vectors import VectorIndex, discard_vectors, load_vector_index, publish_vectors, sweep_vectors
+from .vectors import (VectorIndex, VectorStoreUnavailable, check_vectors, discard_vectors, load_vector_index,
+                      publish_vectors, sweep_vectors)
 from .vectors.faiss_index import FaissIndex
 
 if TYPE_CHECKING:
@@ -239,6 +240,14 @@ class IndexStore:
             self._check_file(version, self.versions / version / name, expected)
         return manifest
 
+    def _check_vectors(self, version: str) -> None:
+        try:
+            check_vectors(self.versions / version, self.settings)
+        except VectorStoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a missing or short collection
+            raise IndexDamaged(f"index version {version} is damaged: {exc}", version) from None
+
     def load(self, version: str | None = None, ef_search: int | None = None) -> LoadedIndex:
         """Load a version after checking every file; IndexDamaged names what is wrong."""
         version = version or self.current_version()
@@ -247,8 +256,8 @@ class IndexStore:
         manifest = self.verify(version)
         try:
             return self._parse(version, manifest, ef_search)
-        except IndexDamaged:
-            raise
+        except (IndexDamaged, VectorStoreUnavailable):
+            raise  # a store that is down or not installed is not a damaged version
         except Exception as exc:  # noqa: BLE001 - a format-1 version, or a store outside the folder
             raise IndexDamaged(f"index version {version} is damaged: {type(exc).__name__}: {exc}", version) from None
 
@@ -289,7 +298,9 @@ class IndexStore:
             candidates = [current] + [v for v in candidates if v != current]
         for version in candidates:
             try:
-                return version, self.verify(version), problems, damaged
+                manifest = self.verify(version)
+                self._check_vectors(version)
+                return version, manifest, problems, damaged
             except IndexNotFound as exc:
                 problems.append(str(exc))
                 damaged.add(version)

@@ -4,7 +4,7 @@ FAISS in the index folder is the default (faiss_index.py); Milvus (Milvus Lite f
 Milvus server) is the second store (milvus_index.py). See base.VectorIndex for the contract.
 """
 from .base import VectorIndex, VectorStoreUnavailable
-from .factory import build_vector_index, discard_vectors, load_vector_index, publish_vectors, sweep_vectors
+from .factory import build_vector_index, check_vectors, discard_vectors, load_vector_index, publish_vectors, sweep_vectors
 
 __all__ = ["VectorIndex", "VectorStoreUnavailable", "build_vector_index", "load_vector_index",
-           "publish_vectors", "discard_vectors", "sweep_vectors"]
+           "publish_vectors", "check_vectors", "discard_vectors", "sweep_vectors"]

@@ -62,6 +62,19 @@ def publish_vectors(indexes: list[VectorIndex]) -> None:
         index.publish()
 
 
+def check_vectors(folder: Path, settings: "Settings | None" = None) -> None:
+    """Raise if what a version keeps outside its folder (Milvus collections) is gone or incomplete.
+    The files in the folder are checked by the store's checksums."""
+    from .milvus_index import DESCRIPTOR_SUFFIX
+
+    if not any(Path(folder).glob(f"*{DESCRIPTOR_SUFFIX}")):
+        return
+    from .milvus_index import check_described
+
+    check_described(folder, token=(settings.milvus_token or "") if settings else "",
+                    uri=settings.milvus_uri if settings else None)
+
+
 def discard_vectors(folder: Path, settings: "Settings | None" = None) -> None:
     """Free what a version about to be deleted keeps outside its folder (Milvus collections)."""
     from .milvus_index import DESCRIPTOR_SUFFIX

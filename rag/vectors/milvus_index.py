@@ -106,7 +106,10 @@ class MilvusIndex(VectorIndex):
         index_params = client.prepare_index_params()
         params = {"M": hnsw_m, "efConstruction": ef_construction} if index_type == "HNSW" else {}
         index_params.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=params)
-        client.create_collection(collection, schema=schema, index_params=index_params)
+        client.create_collection(collection, schema=schema)
+        # sync=False: pymilvus would otherwise poll AllocTimestamp, which Milvus Lite does not
+        # implement (its server logs a traceback per call); load_collection below waits anyway.
+        client.create_index(collection, index_params, sync=False)
         index = cls(client, uri, collection, alias_name(prefix, name), dim, 0, index_type, ef_search)
         index.add(vectors)
         client.flush(collection)
@@ -160,8 +163,11 @@ class MilvusIndex(VectorIndex):
         if k_asked <= 0:
             return pad_results([[] for _ in range(len(queries))], k)
         params = {"metric_type": "IP", "params": {"ef": max(self.ef_search, k_asked)}}
-        results = self.client.search(self.collection, data=queries.tolist(), limit=k_asked, search_params=params,
-                                     output_fields=[])
+        try:
+            results = self.client.search(self.collection, data=queries.tolist(), limit=k_asked,
+                                         search_params=params, output_fields=[])
+        except Exception as exc:  # noqa: BLE001 - grpc/Milvus errors: one message for the user
+            raise VectorStoreUnavailable(f"Milvus search in {self.collection} at {self.uri} failed: {exc}") from None
         rows = [[(float(hit["distance"]), int(hit["id"])) for hit in hits] for hits in results]
         return pad_results(rows, k)
 
@@ -181,14 +187,32 @@ class MilvusIndex(VectorIndex):
 
     def publish(self) -> None:
         """Point the alias at this version's collection (create it the first time)."""
-        try:
-            current = self.client.describe_alias(self.alias).get("collection_name")
-        except Exception:  # noqa: BLE001 - no such alias yet
-            current = None
-        if current is None:
+        if self.alias not in (self.client.list_aliases().get("aliases") or []):
             self.client.create_alias(self.collection, self.alias)
-        elif current != self.collection:
+        elif self.client.describe_alias(self.alias).get("collection_name") != self.collection:
             self.client.alter_alias(self.collection, self.alias)
+
+
+def aliased_collection(uri: str, token: str, alias: str) -> str | None:
+    """The collection ``alias`` names now (what a replica looks up), or None."""
+    client = client_for(uri, token)
+    if alias not in (client.list_aliases().get("aliases") or []):
+        return None
+    return client.describe_alias(alias).get("collection_name")
+
+
+def check_described(folder: Path, token: str = "", uri: str | None = None) -> None:
+    """Raise if a version's collections are gone or hold another number of rows than it wrote."""
+    for desc_path in Path(folder).glob(f"*{DESCRIPTOR_SUFFIX}"):
+        desc = json.loads(desc_path.read_text(encoding="utf-8"))
+        client = client_for(uri or desc["uri"], token)
+        if not client.has_collection(desc["collection"]):
+            raise FileNotFoundError(f"Milvus collection {desc['collection']} is missing at {uri or desc['uri']}")
+        client.load_collection(desc["collection"])
+        rows = client.query(desc["collection"], filter="", output_fields=["count(*)"])
+        if int(rows[0]["count(*)"]) != desc["rows"]:
+            raise ValueError(f"Milvus collection {desc['collection']} does not hold the {desc['rows']} rows "
+                             "its version wrote")
 
 
 def drop_described(folder: Path, token: str = "", uri: str | None = None) -> None:
