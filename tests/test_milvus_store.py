@@ -265,3 +265,27 @@ def test_two_builders_at_once_one_builds_and_the_other_is_refused_or_finds_it_do
     assert aliased_collection(served.milvus_uri, "", f"{served.milvus_prefix}_dense").startswith(
         f"{served.milvus_prefix}_{current.replace('-', '_')}")
     assert Retriever(served, embedder).retrieve("投机采样怎么加速").hits[0].source == "投机.md"
+
+
+def test_a_replica_process_follows_a_version_switch_without_restart(served, embedder):
+    """Two app processes sharing one Milvus and one index folder: one builds, the other, already
+    running, answers from the new version at its next question."""
+    import json
+
+    build_index(served, embedder)
+    replica = subprocess.Popen([sys.executable, "-m", "rag.cli", "retrieve", "--batch", "/dev/stdin", "--k", "1",
+                                *cli_args(served)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env_for(served), cwd=REPO_ROOT)
+    try:
+        def ask(i: int) -> str:
+            replica.stdin.write(json.dumps({"id": i, "question": "投机采样怎么加速"}, ensure_ascii=False) + "\n")
+            replica.stdin.flush()
+            return json.loads(replica.stdout.readline())["hits"][0]["source"]
+
+        assert ask(1) != "投机.md"
+        write_notes(served.corpus_dir, ADDED)
+        build_index(served, embedder)  # "another replica" builds and switches
+        assert ask(2) == "投机.md"
+    finally:
+        replica.stdin.close()
+        assert replica.wait(120) == 0, replica.stderr.read()
