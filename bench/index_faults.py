@@ -95,7 +95,7 @@ def run_case(name: str, template: Path, work: Path, question: str, env: dict[str
     asked = rag("retrieve", question, "--json", "--k", "1", *where, env=env)
     if asked.returncode == 0:
         warned = "WARNING" in asked.stderr
-        served = "answered from an older version, with a warning" if warned else "answered, no warning"
+        served = "answered, with a warning on stderr" if warned else "answered, no warning"
     else:
         served = "refused: " + (asked.stderr.strip().splitlines() or ["?"])[-1][:80]
     built = rag("index", *where, env=env)
