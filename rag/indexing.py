@@ -13,7 +13,8 @@ from .chunking import CHUNKER_VERSION, Chunk, chunk_document
 from .embeddings import Embedder, embedder_identity, make_embedder
 from .ingest import IngestError, Skipped, discover, file_hash, load_document
 from .settings import Settings
-from .store import DENSE, TITLE_DENSE, FileEntry, IndexLocked, IndexNotFound, IndexStore, LoadedIndex, Manifest, new_version_name
+from .store import (DENSE, TITLE_DENSE, FileEntry, IndexLocked, IndexNotFound, IndexStore, LoadedIndex, Manifest,
+                    new_version_name)
 from .vectors import build_vector_index
 
 __all__ = ["build_index", "BuildReport", "IndexLocked", "chunker_identity"]

@@ -6,8 +6,6 @@ filled, two builders at once, readers during swaps, and FAISS-equal retrieval.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +22,7 @@ pytest.importorskip("milvus_lite")
 
 from rag.indexing import build_index  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
-from rag.store import COMPLETE_MARKER, IndexStore  # noqa: E402
+from rag.store import IndexStore  # noqa: E402
 from rag.vectors import VectorStoreUnavailable  # noqa: E402
 from rag.vectors.milvus_index import DESCRIPTOR_SUFFIX, aliased_collection, client_for  # noqa: E402
 from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, make_settings, rag_cli, write_notes  # noqa: E402

@@ -2,7 +2,6 @@
 version folder and is chosen by the manifest's `dense_kind` when loaded."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
