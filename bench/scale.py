@@ -171,7 +171,8 @@ def main() -> None:
             for ef in efs if served.kind != "flat" else [0]:
                 served.set_search_effort(ef)
                 p50, p95, rec = search_profile(served, qv, truth)
-                rows.append({"store": store_name, "index": f"{served.kind} ef={ef}", "build_s": built,
+                label = f"{served.kind} M={s.hnsw_m} efC={s.hnsw_ef_construction} ef={ef}" if ef else served.kind
+                rows.append({"store": store_name, "index": label, "build_s": built,
                              "rss_mib": grown, "load_s": loaded_s, "retrieve_p50_ms": r50,
                              "retrieve_p95_ms": r95, "p50_ms": p50, "p95_ms": p95, "recall": rec})
                 print(f"{store_name} {served.kind} ef={ef}: recall@10 {rec:.3f}, dense search p50 {p50:.2f} ms, "
