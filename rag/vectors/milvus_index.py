@@ -96,8 +96,19 @@ class MilvusIndex(VectorIndex):
               index_type: str, hnsw_m: int, ef_construction: int, ef_search: int) -> "MilvusIndex":
         pymilvus = _pymilvus()
         client = client_for(uri, token)
-        dim = int(vectors.shape[1])
         collection = collection_name(prefix, version, name)
+        try:
+            return cls._build(pymilvus, client, vectors, uri, collection, alias_name(prefix, name), index_type,
+                              hnsw_m, ef_construction, ef_search)
+        except VectorStoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - grpc/Milvus errors: one message; the old version serves
+            raise VectorStoreUnavailable(f"building the Milvus collection {collection} at {uri} failed: {exc}") from None
+
+    @classmethod
+    def _build(cls, pymilvus, client, vectors: np.ndarray, uri: str, collection: str, alias: str, index_type: str,
+               hnsw_m: int, ef_construction: int, ef_search: int) -> "MilvusIndex":
+        dim = int(vectors.shape[1])
         if client.has_collection(collection):  # a retry of the same version name: start clean
             client.drop_collection(collection)
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -110,7 +121,7 @@ class MilvusIndex(VectorIndex):
         # sync=False: pymilvus would otherwise poll AllocTimestamp, which Milvus Lite does not
         # implement (its server logs a traceback per call); load_collection below waits anyway.
         client.create_index(collection, index_params, sync=False)
-        index = cls(client, uri, collection, alias_name(prefix, name), dim, 0, index_type, ef_search)
+        index = cls(client, uri, collection, alias, dim, 0, index_type, ef_search)
         index.add(vectors)
         client.flush(collection)
         client.load_collection(collection)
