@@ -1,14 +1,21 @@
-"""Retrieval latency at scale, and recall of the approximate (HNSW) index against exact search.
+"""Vector stores at scale: build time, memory, latency, and recall of approximate search.
 
-    python bench/scale.py --chunks 100000
+    python bench/scale.py --store faiss,milvus --chunks 100000
+    python bench/scale.py --store faiss --chunks 100000 --sweep "32:80,32:200,48:200" --ef 64,128,256,512
 
 Embedding 100k real passages would take hours on a laptop CPU, so the synthetic corpus
 is built from the real index of corpus/ (run `rag index` first): each synthetic passage
 is a real passage's text with its sentences shuffled and mixed with another's, and its
 vector is the real vector plus noise, re-normalised. That keeps the clustered shape of
-real embeddings and a realistic keyword vocabulary. Queries are real questions from
-bench/data/dev.jsonl, embedded by the real model; latency is the whole
-`Retriever.retrieve` call in process (query embedding + FAISS + BM25 + fusion).
+real embeddings (hundreds of near-copies of each real passage: a hard case for HNSW,
+whose top 10 must be picked among near-ties) and a realistic keyword vocabulary.
+Queries are real questions from bench/data/dev.jsonl, embedded by the real model.
+
+Per store: the time to build both dense indexes (passages and titles), the process's
+RSS growth, retrieval p50/p95 of the whole `Retriever.retrieve` call (query embedding +
+dense + BM25 + fusion), and dense-search-only latency and recall@10 against exact search.
+``--sweep M:efConstruction,...`` builds FAISS HNSW variants to choose the defaults.
+Milvus runs Milvus Lite in this process unless ``--milvus-uri http://host:port`` names a server.
 """
 from __future__ import annotations
 
@@ -23,15 +30,21 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.bm25 import BM25Index, tokenize  # noqa: E402
 from rag.chunking import Chunk  # noqa: E402
+from rag.embeddings import make_embedder  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.store import IndexStore, Manifest, FileEntry, build_dense, new_version_name  # noqa: E402
+from rag.store import DENSE, TITLE_DENSE, FileEntry, IndexStore, Manifest, new_version_name  # noqa: E402
+from rag.vectors import build_vector_index  # noqa: E402
+from rag.vectors.faiss_index import FaissIndex  # noqa: E402
+
+K = 10
 
 
 def synthesize(real, n: int, rng: random.Random, noise: float) -> tuple[list[Chunk], list[list[str]], np.ndarray, np.ndarray]:
@@ -52,61 +65,130 @@ def synthesize(real, n: int, rng: random.Random, noise: float) -> tuple[list[Chu
     return chunks, tokens, vectors.astype(np.float32), titles.astype(np.float32)
 
 
+def rss_mib() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+def recall(approx: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(t)) / K for a, t in zip(approx, truth)]))
+
+
+def search_profile(index, queries: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """(p50 ms, p95 ms, recall@10) with one query per call, as a user's question is searched."""
+    times, found = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        _, ids = index.search(q[None, :], K)
+        times.append((time.perf_counter() - t0) * 1000)
+        found.append(ids[0])
+    return percentile(times, 0.5), percentile(times, 0.95), recall(np.array(found), truth)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--store", default="faiss,milvus", help="comma-separated: faiss, milvus")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--noise", type=float, default=0.04)
-    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=53)
+    parser.add_argument("--ef", default="64,128,256,512", help="efSearch values to measure recall at")
+    parser.add_argument("--sweep", default="", help="FAISS HNSW variants M:efConstruction,... (dense only)")
+    parser.add_argument("--milvus-uri", default=None)
+    parser.add_argument("--milvus-index", default="HNSW")
+    parser.add_argument("--ann-min-chunks", type=int, default=None,
+                        help="FAISS switch point for this run (default: the setting; 0 forces HNSW)")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     settings = Settings()
-    real = IndexStore(settings.index_dir).load()
+    real = IndexStore(settings.index_dir, settings).load()
     rng = random.Random(0)
     t0 = time.perf_counter()
     chunks, tokens, vectors, titles = synthesize(real, args.chunks, rng, args.noise)
     print(f"synthesised {len(chunks)} chunks in {time.perf_counter() - t0:.1f}s", flush=True)
+    bm25 = BM25Index.build(tokens)
+
+    embedder = make_embedder(settings)
+    items = [json.loads(line) for line in (ROOT / "bench/data/dev.jsonl").read_text(encoding="utf-8").splitlines()]
+    questions = [it["question"] for it in items][: args.queries]
+    qv = embedder.embed_queries(questions)
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(qv, K)
+    ex50, ex95, _ = search_profile(FaissIndex(exact), qv, truth)
+    print(f"exact (flat) search at {len(chunks)}: p50 {ex50:.1f} ms, p95 {ex95:.1f} ms per query", flush=True)
+    efs = [int(x) for x in args.ef.split(",") if x]
+    rows: list[dict] = [{"store": "faiss", "index": "flat (exact)", "p50_ms": ex50, "p95_ms": ex95, "recall": 1.0}]
+
+    for spec in [s for s in args.sweep.split(",") if s]:
+        m, efc = (int(x) for x in spec.split(":"))
+        before, t0 = rss_mib(), time.perf_counter()
+        index = FaissIndex.build(vectors, ann_min_chunks=0, hnsw_m=m, ef_search=efs[0], ef_construction=efc)
+        built, grown = time.perf_counter() - t0, rss_mib() - before
+        for ef in efs:
+            index.set_search_effort(ef)
+            p50, p95, rec = search_profile(index, qv, truth)
+            rows.append({"store": "faiss", "index": f"hnsw M={m} efC={efc} ef={ef}", "build_s": built,
+                         "rss_mib": grown, "p50_ms": p50, "p95_ms": p95, "recall": rec})
+            print(f"faiss hnsw M={m} efC={efc} (built {built:.0f}s, +{grown:.0f} MiB) ef={ef}: "
+                  f"recall@10 {rec:.3f}, p50 {p50:.2f} ms, p95 {p95:.2f} ms", flush=True)
+        del index
 
     with tempfile.TemporaryDirectory() as tmp:
-        s = settings.model_copy(update={"index_dir": Path(tmp)})
-        t0 = time.perf_counter()
-        dense = build_dense(vectors, s.ann_min_chunks, s.hnsw_m, s.hnsw_ef_search)
-        title_dense = build_dense(titles, s.ann_min_chunks, s.hnsw_m, s.hnsw_ef_search)
-        bm25 = BM25Index.build(tokens)
-        kind = "hnsw" if len(chunks) >= s.ann_min_chunks else "flat"
-        print(f"built {kind} FAISS x2 + BM25 in {time.perf_counter() - t0:.1f}s", flush=True)
-        manifest = Manifest(new_version_name(), time.time(), real.manifest.embedder, real.manifest.dim,
-                            real.manifest.chunker, kind, {"synthetic": FileEntry("-", len(chunks))})
-        store = IndexStore(Path(tmp))
-        with store.lock():
-            store.write(manifest, chunks, tokens, vectors, dense, bm25, titles, title_dense)
-        t0 = time.perf_counter()
-        retriever = Retriever(s)
-        print(f"index load {time.perf_counter() - t0:.1f}s", flush=True)
-
-        items = [json.loads(line) for line in (ROOT / "bench/data/dev.jsonl").read_text(encoding="utf-8").splitlines()]
-        questions = [it["question"] for it in items][: args.queries]
-        retriever.retrieve(questions[0])  # warm: model load, first FAISS call
-        latencies = []
-        for q in questions:
+        for store_name in [s for s in args.store.split(",") if s]:
+            update = {"index_dir": Path(tmp) / store_name, "vector_store": store_name,
+                      "milvus_uri": args.milvus_uri or str(Path(tmp) / "milvus" / "bench.db"),
+                      "milvus_index_type": args.milvus_index, "milvus_prefix": "bench"}
+            if args.ann_min_chunks is not None:
+                update["ann_min_chunks"] = args.ann_min_chunks
+            s = settings.model_copy(update=update)
+            version = new_version_name()
+            before, t0 = rss_mib(), time.perf_counter()
+            dense = build_vector_index(vectors, s, version=version, name=DENSE)
+            title_dense = build_vector_index(titles, s, version=version, name=TITLE_DENSE)
+            built, grown = time.perf_counter() - t0, rss_mib() - before
+            print(f"{store_name}: built {dense.kind} x2 in {built:.1f}s, RSS +{grown:.0f} MiB", flush=True)
+            manifest = Manifest(version, time.time(), real.manifest.embedder, real.manifest.dim,
+                                real.manifest.chunker, dense.kind, {"synthetic": FileEntry("-", len(chunks))})
+            store = IndexStore(s.index_dir, s)
+            with store.lock():
+                store.write(manifest, chunks, tokens, vectors, dense, bm25, titles, title_dense)
             t0 = time.perf_counter()
-            retriever.retrieve(q)
-            latencies.append((time.perf_counter() - t0) * 1000)
-        latencies.sort()
-        print(f"retrieve latency at {len(chunks)} chunks: p50 {latencies[len(latencies) // 2]:.1f} ms, "
-              f"p95 {latencies[int(len(latencies) * 0.95)]:.1f} ms")
+            retriever = Retriever(s, embedder)
+            loaded_s = time.perf_counter() - t0
+            retriever.retrieve(questions[0])  # warm: first search, first BM25 call
+            latencies = []
+            for q in questions:
+                t0 = time.perf_counter()
+                retriever.retrieve(q)
+                latencies.append((time.perf_counter() - t0) * 1000)
+            r50, r95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+            print(f"{store_name}: load {loaded_s:.1f}s; retrieve p50 {r50:.1f} ms, p95 {r95:.1f} ms", flush=True)
+            served = retriever._refresh().dense
+            for ef in efs if served.kind != "flat" else [0]:
+                served.set_search_effort(ef)
+                p50, p95, rec = search_profile(served, qv, truth)
+                label = f"{served.kind} M={s.hnsw_m} efC={s.hnsw_ef_construction} ef={ef}" if ef else served.kind
+                rows.append({"store": store_name, "index": label, "build_s": built,
+                             "rss_mib": grown, "load_s": loaded_s, "retrieve_p50_ms": r50,
+                             "retrieve_p95_ms": r95, "p50_ms": p50, "p95_ms": p95, "recall": rec})
+                print(f"{store_name} {served.kind} ef={ef}: recall@10 {rec:.3f}, dense search p50 {p50:.2f} ms, "
+                      f"p95 {p95:.2f} ms", flush=True)
+            del retriever, served, dense, title_dense
 
-        # Recall of the approximate index: its top 10 vs exact inner-product search.
-        qv = retriever.embedder.embed_queries(questions)
-        exact = faiss.IndexFlatIP(vectors.shape[1])
-        exact.add(vectors)
-        _, truth = exact.search(qv, 10)
-        for ef in (32, 64, 128, 256):
-            if hasattr(dense, "hnsw"):
-                dense.hnsw.efSearch = ef
-            t0 = time.perf_counter()
-            _, approx = dense.search(qv, 10)
-            ms = (time.perf_counter() - t0) * 1000 / len(questions)
-            recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(approx, truth)])
-            print(f"{kind} efSearch={ef}: recall@10 vs exact {recall:.3f}, {ms:.2f} ms/query")
+    print(f"\n| store | index | build s (both) | RSS MiB | retrieve p50/p95 ms | search p50/p95 ms | recall@10 |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        build = f"{r['build_s']:.0f}" if "build_s" in r else ""
+        rss = f"{r['rss_mib']:.0f}" if "rss_mib" in r else ""
+        ret = f"{r['retrieve_p50_ms']:.0f} / {r['retrieve_p95_ms']:.0f}" if "retrieve_p50_ms" in r else ""
+        print(f"| {r['store']} | {r['index']} | {build} | {rss} | {ret} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} "
+              f"| {r['recall']:.3f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

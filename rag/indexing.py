@@ -14,7 +14,9 @@ from .embeddings import Embedder, embedder_identity, make_embedder
 from .ingest import Document, IngestError, Skipped, discover_notes, file_hash, load_document
 from .sections import boilerplate_mask
 from .settings import Settings
-from .store import FileEntry, IndexLocked, IndexStore, LoadedIndex, Manifest, build_dense, new_version_name
+from .store import (DENSE, TITLE_DENSE, FileEntry, IndexLocked, IndexNotFound, IndexStore, LoadedIndex, Manifest,
+                    new_version_name)
+from .vectors import build_vector_index
 
 __all__ = ["build_index", "BuildReport", "IndexLocked", "chunker_identity"]
 
@@ -44,14 +46,17 @@ class BuildReport:
     unchanged: bool = False
     # Things the user should know about notes that were indexed (e.g. much text removed as clutter).
     warnings: list[str] = field(default_factory=list)
+    # What was wrong with the index on disk and has been repaired by this run (empty: nothing).
+    repaired: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        repaired = f"repaired the index ({'; '.join(self.repaired)}): " if self.repaired else ""
         if self.unchanged:
             skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
-            return f"index is up to date: {self.files} files, {self.chunks} chunks{skipped} ({self.version})"
+            return f"{repaired}index is up to date: {self.files} files, {self.chunks} chunks{skipped} ({self.version})"
         kind = "full build" if self.full_rebuild else "update"
         return (
-            f"{kind}: {self.files} files ({self.files_changed} new or changed, {self.files_removed} removed, "
+            f"{repaired}{kind}: {self.files} files ({self.files_changed} new or changed, {self.files_removed} removed, "
             f"{len(self.skipped)} skipped), {self.chunks} chunks, {self.chunks_embedded} embedded, "
             f"{self.seconds:.1f}s -> {self.version}"
         )
@@ -105,8 +110,13 @@ def clutter_warning(doc: Document) -> str | None:
 
 def build_index(settings: Settings, embedder: Embedder | None = None, progress: Progress | None = None,
                 full: bool = False) -> BuildReport:
-    """Index ``settings.corpus_dir`` into ``settings.index_dir``; raises IndexLocked if a build runs."""
-    store = IndexStore(settings.index_dir)
+    """Index ``settings.corpus_dir`` into ``settings.index_dir``; raises IndexLocked if a build runs.
+
+    A damaged current version (or a lost CURRENT pointer) is repaired: the build starts
+    from the newest intact version, reusing its vectors, and the damaged one is deleted.
+    With ``full`` nothing on disk is read, so it works whatever state the index is in.
+    """
+    store = IndexStore(settings.index_dir, settings)
     with store.lock():
         return _build_locked(settings, store, embedder, progress or (lambda *a: None), full)
 
@@ -117,7 +127,8 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
     store.prune(settings.keep_old_versions)
     found = discover_notes(settings.corpus_dir, settings.extensions)
     paths = found.paths
-    old_manifest = store.read_manifest()
+    # The version to build on: the current one if intact, else the newest intact older one.
+    base, old_manifest, problems, damaged = (None, None, [], set()) if full else store.newest_intact()
     chunker = chunker_identity(settings)
 
     # Hash every file first: an unchanged corpus needs no model at all.
@@ -139,14 +150,26 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         and old_manifest.chunker == chunker
     )
     if compatible and not skipped and _same_files(old_manifest, {s: h for s, (_, h) in raw_hashes.items()}):
+        if problems:  # the intact version indexes exactly these notes: point CURRENT back at it
+            log.warning("repairing the index: %s; %s serves again", "; ".join(problems), base)
+            store.point_at(base)
+            store.prune(settings.keep_old_versions, damaged=damaged - {base})
         # Links left out by discovery carry no hash: a new one does not force a rebuild, but is reported.
         known = {**old_manifest.skipped, **{s.source: s.reason for s in found.skipped}}
         return BuildReport(old_manifest.version, len(old_manifest.files), 0, 0, old_manifest.chunk_count, 0,
                            False, time.perf_counter() - started,
-                           skipped=[Skipped(s, r) for s, r in sorted(known.items())], unchanged=True)
+                           skipped=[Skipped(s, r) for s, r in sorted(known.items())], unchanged=True,
+                           repaired=problems)
     if embedder is None:
         embedder = make_embedder(settings)
-    old: LoadedIndex | None = store.load() if compatible else None
+    old: LoadedIndex | None = None
+    if compatible:
+        try:
+            old = store.load(base)
+        except IndexNotFound as exc:  # verified, yet unparsable (a format-1 version): embed everything
+            log.warning("%s; re-embedding every passage", exc)
+            problems.append(str(exc))
+            damaged.add(base)
     old_files = old.manifest.files if old else {}
 
     old_by_source: dict[str, list[int]] = {}
@@ -226,23 +249,28 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
 
     _warn_boilerplate(chunks)
     progress("writing index", 0, 1)
-    dense = build_dense(vectors, settings.ann_min_chunks, settings.hnsw_m, settings.hnsw_ef_search)
-    title_dense = build_dense(title_vectors, settings.ann_min_chunks, settings.hnsw_m, settings.hnsw_ef_search)
+    version_name = new_version_name()
+    dense = build_vector_index(vectors, settings, version=version_name, name=DENSE)
+    title_dense = build_vector_index(title_vectors, settings, version=version_name, name=TITLE_DENSE)
     bm25 = BM25Index.build(tokens)
     manifest = Manifest(
-        version=new_version_name(),
+        version=version_name,
         built_at=time.time(),
         embedder=embedder.identity,
         dim=embedder.dim,
         chunker=chunker,
-        dense_kind="hnsw" if len(chunks) >= settings.ann_min_chunks else "flat",
+        dense_kind=dense.kind,
         files=files,
         skipped={s.source: s.reason for s in skipped + found.skipped},
         skipped_hashes=skipped_hashes,
     )
     version = store.write(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense)
-    store.prune(settings.keep_old_versions)
+    store.prune(settings.keep_old_versions, damaged=damaged)
     progress("writing index", 1, 1)
     removed = len(set(old_files) - set(files)) if old else 0
+    if problems:
+        log.warning("repaired the index: %s", "; ".join(problems))
     return BuildReport(version, len(files), changed, removed, len(chunks), len(missing), old is None,
-                       time.perf_counter() - started, skipped + found.skipped, warnings=warnings)
+                       time.perf_counter() - started, skipped + found.skipped, warnings=warnings,
+                       repaired=problems)
+

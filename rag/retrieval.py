@@ -83,6 +83,8 @@ class IndexStatus:
     embedder: str
     dense_kind: str
     skipped: dict[str, str]
+    # Set when what serves is not the current version as built (a damaged index fell back).
+    warning: str | None = None
 
 
 # --- follow-ups (chosen on bench/data/dev.jsonl's follow-up questions) -----------------
@@ -142,11 +144,13 @@ class Retriever:
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
                  reranker: Reranker | None = None) -> None:
         self.settings = settings
-        self.store = IndexStore(settings.index_dir)
+        self.store = IndexStore(settings.index_dir, settings)
         self._embedder = embedder
         self._reranker = reranker if reranker is not None else make_reranker(settings)
         self._index: LoadedIndex | None = None
         self._view: _IndexView | None = None
+        self._seen_current: str | None = None  # the CURRENT name the loaded index answers for
+        self._warning: str | None = None
         self._reload_lock = threading.Lock()
         self._refresh(required=True)
 
@@ -161,17 +165,28 @@ class Retriever:
         return self._embedder
 
     def _refresh(self, required: bool = False) -> LoadedIndex:
-        """Load the current version if it is not the one in memory (cheap when nothing changed)."""
+        """Load the current version if it is not the one in memory (cheap when nothing changed).
+
+        A damaged version falls back to the newest intact one (IndexStore.load_serving), or
+        keeps what is in memory, with ``status().warning`` saying so; it never fails a question
+        while an index is loaded.
+        """
         version = self.store.current_version()
         index = self._index
-        if index is not None and (version is None or index.manifest.version == version):
+        if index is not None and version == self._seen_current:
             return index
         with self._reload_lock:
-            if self._index is not None and self._index.manifest.version == version:
+            if self._index is not None and version == self._seen_current:
                 return self._index
-            if version is None:
-                raise IndexNotFound(f"no index in {self.settings.index_dir}: run `rag index` first")
-            loaded = self.store.load(version, ef_search=self.settings.hnsw_ef_search)
+            try:
+                loaded, self._warning = self.store.load_serving(ef_search=self.settings.hnsw_ef_search)
+            except IndexNotFound as exc:
+                if self._index is None:
+                    raise
+                self._warning = f"{exc} (still serving {self._index.manifest.version}, loaded earlier)"
+                log.warning("%s", self._warning)
+                self._seen_current = version
+                return self._index
             if loaded.manifest.embedder != self.embedder.identity:
                 raise IndexMismatch(
                     f"the index was built with {loaded.manifest.embedder} but the configured embedder is "
@@ -179,6 +194,7 @@ class Retriever:
                 )
             view = _IndexView(loaded, SectionMap(loaded.chunks, self.settings.expand_max_chars),
                               boilerplate_mask(loaded.chunks))
+            self._seen_current = version
             # Two reference swaps: a query in flight keeps the objects it started with.
             self._view = view
             self._index = loaded
@@ -186,15 +202,16 @@ class Retriever:
             return loaded
 
     def _current_view(self) -> _IndexView:
-        index = self._refresh()
+        """The loaded version with what retrieval derives from it (one consistent object)."""
+        self._refresh()
         view = self._view
-        assert view is not None and view.index is index
+        assert view is not None
         return view
 
     def status(self) -> IndexStatus:
         m = self._refresh().manifest
         return IndexStatus(m.version, len(m.files), m.chunk_count, m.built_at, m.embedder, m.dense_kind,
-                           dict(m.skipped))
+                           dict(m.skipped), self._warning)
 
     def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult:
         question = (question or "").strip()

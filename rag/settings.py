@@ -78,10 +78,28 @@ class Settings(BaseSettings):
 
     # --- index -----------------------------------------------------------------
     # Past this many chunks the FAISS index becomes approximate (HNSW); see bench/scale.py.
+    # Exact search costs ~16 ms a query at 100k vectors on a quiet 2-core CPU, ~8 ms at 50k.
     ann_min_chunks: PositiveInt = 50_000
-    hnsw_m: PositiveInt = 32
-    hnsw_ef_search: PositiveInt = 256
+    # bench/scale.py at 100k (recall@10 against exact, 53 real questions): M 32/efConstruction 80
+    # reached 0.952 at efSearch 256; M 32/efC 200: 0.968 at 256, 0.992 at 512; M 64/efC 200:
+    # 0.985 at 256, 0.998 at 512 (a few ms a query), at ~25% more build time than M 32.
+    hnsw_m: PositiveInt = 64
+    hnsw_ef_search: PositiveInt = 512
     keep_old_versions: Annotated[int, Field(ge=0)] = 1
+
+    # --- vector store (rag/vectors/; helper "store") -------------------------------
+    # Where the dense vectors live when building: FAISS files in the index folder, or
+    # Milvus. Loading follows what each version's manifest says (dense_kind).
+    vector_store: Literal["faiss", "milvus"] = "faiss"
+    # A path ending in .db is Milvus Lite (in this process); http://host:19530 a Milvus
+    # server. Empty: <index_dir>/milvus.db.
+    milvus_uri: str | None = None
+    milvus_token: str | None = Field(default=None, repr=False)
+    # Collections are named <prefix>_<version>_<dense|title_dense>; the alias <prefix>_<name>.
+    milvus_prefix: str = "rag"
+    milvus_index_type: Literal["HNSW", "FLAT", "AUTOINDEX", "IVF_FLAT"] = "HNSW"
+    # HNSW graph depth at build time (FAISS and Milvus); see hnsw_m above and bench/scale.py.
+    hnsw_ef_construction: PositiveInt = 200
 
     # --- retrieval -------------------------------------------------------------
     top_k: PositiveInt = 5

@@ -1,39 +1,60 @@
-"""The on-disk index: versioned folders swapped in atomically.
+"""The on-disk index: versioned folders swapped in atomically, every file checked when loaded.
 
     index/
       CURRENT              name of the version that serves (replaced with os.replace)
       .lock                held by the one build that may run
-      versions/<name>/     manifest.json, chunks.jsonl, vectors.npy, dense.faiss, bm25.*
+      versions/<name>/     manifest.json, chunks.jsonl, vectors.npy, dense.faiss, bm25.*, COMPLETE
 
 A build writes a whole new version folder, fsyncs it, and only then points CURRENT
 at it, so a crash, SIGKILL or Ctrl-C mid-build leaves the previous version serving
 and readers never see a half-written index.
+
+Integrity: the manifest records the size and sha256 of every other file of its version
+(``checksums``), and the COMPLETE marker, written last, records those of the manifest.
+``load`` checks them all before parsing anything, so a truncated or overwritten file is
+reported as ``IndexDamaged`` naming the file, never as a parser's traceback.
+``load_serving`` is what readers use: a damaged current version (or a lost CURRENT
+pointer) falls back to the newest intact older version, with a warning that says so.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
 from .bm25 import BM25Index
 from .chunking import Chunk
-from .errors import IndexBusy, IndexUnavailable
+from .errors import IndexBusy, IndexUnavailable, RagError
+from .vectors import (VectorIndex, VectorStoreUnavailable, check_vectors, discard_vectors, load_vector_index,
+                      publish_vectors, sweep_vectors)
+from .vectors.faiss_index import FaissIndex
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+# 2: the manifest carries checksums and COMPLETE those of the manifest. Format-1 versions
+# (no checksums) still load; their files are only checked by parsing them.
+FORMAT = 2
 COMPLETE_MARKER = "COMPLETE"
+MANIFEST = "manifest.json"
+DENSE = "dense"
+TITLE_DENSE = "title_dense"
+_HASH_BLOCK = 1 << 20
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 class IndexLocked(IndexBusy, RuntimeError):
@@ -42,6 +63,19 @@ class IndexLocked(IndexBusy, RuntimeError):
 
 class IndexNotFound(IndexUnavailable, FileNotFoundError):
     pass
+
+
+class IndexDamaged(IndexNotFound, RagError):
+    """A version's files are not what its build wrote (truncated, overwritten, missing).
+
+    A subclass of IndexNotFound so that every place that handles "no index" handles it too.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, version: str | None = None) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 @dataclass
@@ -63,6 +97,8 @@ class Manifest:
     skipped: dict[str, str] = field(default_factory=dict)
     skipped_hashes: dict[str, str] = field(default_factory=dict)  # so an unchanged bad file is not retried
     format: int = FORMAT
+    # {file name: {"size": bytes, "sha256": hex}} of every file of the version but the manifest
+    checksums: dict[str, dict] = field(default_factory=dict)
 
     @property
     def chunk_count(self) -> int:
@@ -84,12 +120,12 @@ class LoadedIndex:
     chunks: list[Chunk]
     tokens: list[list[str]]  # BM25 terms per chunk, kept so rebuilds need not re-segment
     vectors: np.ndarray  # (n, dim) float32, L2-normalised
-    dense: faiss.Index
+    dense: VectorIndex
     bm25: BM25Index
     # Each passage's title (its heading question) embedded as a query: users' questions
     # resemble the notes' own questions more than their answers.
     title_vectors: np.ndarray
-    title_dense: faiss.Index
+    title_dense: VectorIndex
 
 
 def _fsync_dir(path: Path) -> None:
@@ -107,44 +143,126 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def build_dense(vectors: np.ndarray, ann_min_chunks: int, hnsw_m: int, ef_search: int) -> faiss.Index:
-    dim = vectors.shape[1]
-    if len(vectors) >= ann_min_chunks:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = ef_search
-    else:
-        index = faiss.IndexFlatIP(dim)
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+def file_checksum(path: Path, fsync: bool = False) -> dict:
+    """{"size", "sha256"} of a file (fsynced first when asked, for files just written)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        if fsync:
+            os.fsync(fh.fileno())
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def build_dense(vectors: np.ndarray, ann_min_chunks: int, hnsw_m: int, ef_search: int) -> FaissIndex:
+    """A FAISS index (exact below ``ann_min_chunks`` rows, HNSW above); see rag/vectors for other stores."""
+    return FaissIndex.build(vectors, ann_min_chunks=ann_min_chunks, hnsw_m=hnsw_m, ef_search=ef_search)
 
 
 class IndexStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, settings: "Settings | None" = None) -> None:
         self.root = Path(root)
         self.versions = self.root / "versions"
+        self.settings = settings  # for stores that live outside the folder (Milvus URI, efSearch)
 
     # --- reading -----------------------------------------------------------------
-    def current_version(self) -> str | None:
+    def pointer(self) -> str | None:
+        """The name CURRENT holds, whether or not that version exists (None: no readable pointer)."""
         try:
             name = (self.root / "CURRENT").read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
+        except (OSError, UnicodeDecodeError):
             return None
-        return name if (self.versions / name / COMPLETE_MARKER).exists() else None
+        return name if _VERSION_NAME.match(name) else None
+
+    def current_version(self) -> str | None:
+        name = self.pointer()
+        return name if name and (self.versions / name / COMPLETE_MARKER).exists() else None
+
+    def complete_versions(self) -> list[str]:
+        """Versions whose build finished, newest first (by when they were completed)."""
+        found = []
+        try:
+            folders = list(self.versions.iterdir())
+        except OSError:
+            return []
+        for folder in folders:
+            try:
+                found.append((os.stat(folder / COMPLETE_MARKER).st_mtime, folder.name))
+            except OSError:
+                continue
+        return [name for _, name in sorted(found, reverse=True)]
 
     def read_manifest(self, version: str | None = None) -> Manifest | None:
+        """The manifest of ``version`` (default: current), checked against COMPLETE; None if no index.
+
+        Raises IndexDamaged when the manifest or its marker is not what the build wrote.
+        """
         version = version or self.current_version()
         if not version:
             return None
-        return Manifest.from_json((self.versions / version / "manifest.json").read_text(encoding="utf-8"))
+        folder = self.versions / version
+        try:
+            marker = (folder / COMPLETE_MARKER).read_bytes()
+            expected = json.loads(marker)[MANIFEST] if marker.strip() else None  # empty: format 1
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexDamaged(f"index version {version} is damaged: its COMPLETE marker is unreadable ({exc})",
+                               version) from None
+        path = folder / MANIFEST
+        if expected is not None:
+            self._check_file(version, path, expected)
+        try:
+            return Manifest.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise IndexDamaged(f"index version {version} is damaged: {MANIFEST} is unreadable ({exc})",
+                               version) from None
+
+    def _check_file(self, version: str, path: Path, expected: dict) -> None:
+        try:
+            actual = file_checksum(path) if path.stat().st_size == expected["size"] else None
+        except OSError as exc:
+            raise IndexDamaged(f"index version {version} is damaged: {path.name} is missing ({exc.strerror})",
+                               version) from None
+        if actual is None:
+            raise IndexDamaged(f"index version {version} is damaged: {path.name} has {path.stat().st_size} bytes, "
+                               f"its build wrote {expected['size']}", version)
+        if actual["sha256"] != expected["sha256"]:
+            raise IndexDamaged(f"index version {version} is damaged: {path.name} is not what its build wrote "
+                               "(checksum differs)", version)
+
+    def verify(self, version: str) -> Manifest:
+        """Check every file of ``version`` against the checksums recorded at write time."""
+        manifest = self.read_manifest(version)
+        if manifest is None:
+            raise IndexNotFound(f"no index version {version} in {self.root}")
+        for name, expected in manifest.checksums.items():
+            self._check_file(version, self.versions / version / name, expected)
+        return manifest
+
+    def _check_vectors(self, version: str) -> None:
+        try:
+            check_vectors(self.versions / version, self.settings)
+        except VectorStoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a missing or short collection
+            raise IndexDamaged(f"index version {version} is damaged: {exc}", version) from None
 
     def load(self, version: str | None = None, ef_search: int | None = None) -> LoadedIndex:
+        """Load a version after checking every file; IndexDamaged names what is wrong."""
         version = version or self.current_version()
         if not version:
             raise IndexNotFound(f"no index in {self.root}: run `rag index` first")
+        manifest = self.verify(version)
+        try:
+            return self._parse(version, manifest, ef_search)
+        except (IndexDamaged, VectorStoreUnavailable):
+            raise  # a store that is down or not installed is not a damaged version
+        except Exception as exc:  # noqa: BLE001 - a format-1 version, or a store outside the folder
+            raise IndexDamaged(f"index version {version} is damaged: {type(exc).__name__}: {exc}", version) from None
+
+    def _parse(self, version: str, manifest: Manifest, ef_search: int | None) -> LoadedIndex:
         folder = self.versions / version
-        manifest = self.read_manifest(version)
         chunks, tokens = [], []
         with open(folder / "chunks.jsonl", encoding="utf-8") as fh:
             for line in fh:
@@ -153,13 +271,69 @@ class IndexStore:
                 chunks.append(Chunk(**row))
         vectors = np.load(folder / "vectors.npy")
         title_vectors = np.load(folder / "title_vectors.npy")
-        dense = faiss.read_index(str(folder / "dense.faiss"))
-        title_dense = faiss.read_index(str(folder / "title_dense.faiss"))
+        dense = load_vector_index(manifest.dense_kind, folder, DENSE, self.settings)
+        title_dense = load_vector_index(manifest.dense_kind, folder, TITLE_DENSE, self.settings)
+        bm25 = BM25Index.load(folder)
+        n = len(chunks)
+        if not (vectors.shape[0] == title_vectors.shape[0] == dense.ntotal == title_dense.ntotal
+                == bm25.weights.shape[0] == n == manifest.chunk_count):
+            raise IndexDamaged(f"index version {version} is damaged: its files disagree on the number of passages",
+                               version)
         for index in (dense, title_dense):
-            if ef_search and hasattr(index, "hnsw"):
-                index.hnsw.efSearch = ef_search
-        return LoadedIndex(manifest, chunks, tokens, vectors, dense, BM25Index.load(folder), title_vectors,
-                           title_dense)
+            index.set_search_effort(ef_search)
+        return LoadedIndex(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense)
+
+    def newest_intact(self) -> tuple[str | None, Manifest | None, list[str], set[str]]:
+        """(version, manifest, problems, damaged): the current version if intact, else the newest intact
+        older one; ``problems`` says what was wrong on the way (empty when the current version is
+        fine) and ``damaged`` names the versions found damaged. Checks files, parses no data."""
+        problems: list[str] = []
+        damaged: set[str] = set()
+        current = self.current_version()
+        pointer = self.pointer()
+        candidates = self.complete_versions()
+        if current is None and candidates:
+            problems.append(f"the CURRENT pointer names no finished version ({pointer or 'missing or unreadable'})")
+        if current is not None:
+            candidates = [current] + [v for v in candidates if v != current]
+        for version in candidates:
+            try:
+                manifest = self.verify(version)
+                self._check_vectors(version)
+                return version, manifest, problems, damaged
+            except IndexNotFound as exc:
+                problems.append(str(exc))
+                damaged.add(version)
+        return None, None, problems, damaged
+
+    def load_serving(self, ef_search: int | None = None) -> tuple[LoadedIndex, str | None]:
+        """The index readers should serve, and a warning when it is not the current version.
+
+        Tries the current version, then older intact ones, newest first. Raises IndexDamaged
+        when versions exist but none is intact, IndexNotFound when there are none.
+        """
+        problems: list[str] = []
+        current = self.current_version()
+        candidates = self.complete_versions()
+        if current is None and candidates:
+            problems.append(f"the CURRENT pointer names no finished version ({self.pointer() or 'missing'})")
+        if current is not None:
+            candidates = [current] + [v for v in candidates if v != current]
+        for version in candidates:
+            try:
+                index = self.load(version, ef_search)
+            except IndexNotFound as exc:
+                problems.append(str(exc))
+                continue
+            if not problems:
+                return index, None
+            warning = (f"{'; '.join(problems)}. Serving the older version {version} instead; "
+                       "run `rag index` to repair the index.")
+            log.warning("%s", warning)
+            return index, warning
+        if problems:
+            raise IndexDamaged(f"{'; '.join(problems)}; no intact version is left: run `rag index --full`")
+        raise IndexNotFound(f"no index in {self.root}: run `rag index` first")
 
     # --- writing -----------------------------------------------------------------
     @contextmanager
@@ -179,8 +353,10 @@ class IndexStore:
             lock.release()
 
     def write(self, manifest: Manifest, chunks: list[Chunk], tokens: list[list[str]], vectors: np.ndarray,
-              dense: faiss.Index, bm25: BM25Index, title_vectors: np.ndarray, title_dense: faiss.Index) -> str:
+              dense: VectorIndex, bm25: BM25Index, title_vectors: np.ndarray, title_dense: VectorIndex) -> str:
         """Write a complete new version and make it current. Call with the lock held."""
+        if self.versions.exists() and not self.versions.is_dir():
+            self.versions.unlink()  # something else squats the name; the index owns this folder
         self.versions.mkdir(parents=True, exist_ok=True)
         folder = self.versions / manifest.version
         folder.mkdir()
@@ -195,24 +371,44 @@ class IndexStore:
                 np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
                 fh.flush()
                 os.fsync(fh.fileno())
-        faiss.write_index(dense, str(folder / "dense.faiss"))
-        faiss.write_index(title_dense, str(folder / "title_dense.faiss"))
+        dense.save(folder, DENSE)
+        title_dense.save(folder, TITLE_DENSE)
         bm25.save(folder)
-        _write_file(folder / "manifest.json", manifest.to_json().encode("utf-8"))
-        for name in ("dense.faiss", "title_dense.faiss", "bm25.npz", "bm25_vocab.json"):
-            with open(folder / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        _write_file(folder / COMPLETE_MARKER, b"")
+        manifest.format = FORMAT
+        manifest.checksums = {p.name: file_checksum(p, fsync=True) for p in sorted(folder.iterdir())
+                              if p.name not in (MANIFEST, COMPLETE_MARKER)}
+        manifest_bytes = manifest.to_json().encode("utf-8")
+        _write_file(folder / MANIFEST, manifest_bytes)
+        marker = {MANIFEST: {"size": len(manifest_bytes), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}}
+        _write_file(folder / COMPLETE_MARKER, json.dumps(marker).encode("utf-8"))
         _fsync_dir(folder)
-        # The swap: readers see either the old CURRENT or the new one, never a mix.
-        tmp = self.root / f"CURRENT.{uuid.uuid4().hex}.tmp"
-        _write_file(tmp, manifest.version.encode("utf-8"))
-        os.replace(tmp, self.root / "CURRENT")
-        _fsync_dir(self.root)
+        self.point_at(manifest.version)
+        try:
+            publish_vectors([dense, title_dense])
+        except Exception as exc:  # noqa: BLE001 - the local switch is done; say what did not follow
+            log.warning("version %s is current but its vector store alias was not moved: %s", manifest.version, exc)
         return manifest.version
 
-    def prune(self, keep_old: int) -> None:
-        """Delete unfinished builds and all but ``keep_old`` superseded versions."""
+    def point_at(self, version: str) -> None:
+        """Make ``version`` current. The swap: readers see the old CURRENT or the new one, never a mix."""
+        target = self.root / "CURRENT"
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # not ours to keep: CURRENT is a one-line file
+        tmp = self.root / f"CURRENT.{uuid.uuid4().hex}.tmp"
+        _write_file(tmp, version.encode("utf-8"))
+        os.replace(tmp, target)
+        _fsync_dir(self.root)
+
+    def discard(self, version: str) -> None:
+        """Delete a version (never the current one) and whatever it keeps outside its folder."""
+        if version == self.current_version():
+            return
+        folder = self.versions / version
+        discard_vectors(folder, self.settings)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def prune(self, keep_old: int, damaged: set[str] | frozenset[str] = frozenset()) -> None:
+        """Delete unfinished builds, the ``damaged`` versions and all but ``keep_old`` superseded ones."""
         current = self.current_version()
         if not self.versions.is_dir():
             return
@@ -220,15 +416,24 @@ class IndexStore:
         for folder in self.versions.iterdir():
             if folder.name == current:
                 continue
-            if not (folder / COMPLETE_MARKER).exists():
-                shutil.rmtree(folder, ignore_errors=True)  # a build that died mid-way
+            if not folder.is_dir() or folder.is_symlink():
+                continue  # not something a build made: leave it
+            if not (folder / COMPLETE_MARKER).exists() or folder.name in damaged:
+                discard_vectors(folder, self.settings)
+                shutil.rmtree(folder, ignore_errors=True)  # a build that died mid-way, or a broken one
             else:
                 complete.append(folder)
         complete.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         for folder in complete[keep_old:]:
+            discard_vectors(folder, self.settings)
             shutil.rmtree(folder, ignore_errors=True)
         for tmp in self.root.glob("CURRENT.*.tmp"):
             tmp.unlink(missing_ok=True)
+        kept = {p.name for p in self.versions.iterdir() if p.is_dir()}
+        try:
+            sweep_vectors(self.settings, kept)
+        except Exception as exc:  # noqa: BLE001 - leftovers cost space, not correctness
+            log.warning("could not clean up the vector store: %s", exc)
 
 
 def new_version_name() -> str:

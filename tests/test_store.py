@@ -225,14 +225,23 @@ def test_empty_folder_has_no_index(tmp_path):
     store.prune(1)  # nothing to prune is fine
 
 
-def test_current_pointing_at_an_unfinished_version_is_ignored(work):
+def test_current_pointing_at_an_unfinished_version_is_ignored(work, embedder):
     # Hand-made state (a build cannot produce it): CURRENT naming a folder with no COMPLETE marker.
+    # The unfinished folder is never served; the finished version beside it is, with a warning.
     store = IndexStore(work.index_dir)
     good = store.current_version()
     shutil.copytree(store.versions / good, store.versions / "v-unfinished")
     (store.versions / "v-unfinished" / COMPLETE_MARKER).unlink()
     (work.index_dir / "CURRENT").write_text("v-unfinished")
     assert store.current_version() is None
+    status = Retriever(work, embedder).status()
+    assert status.version == good and "v-unfinished" in status.warning
+
+
+def test_current_pointing_at_an_unfinished_version_with_nothing_finished_is_no_index(work):
+    store = IndexStore(work.index_dir)
+    good = store.current_version()
+    (store.versions / good / COMPLETE_MARKER).unlink()
     with pytest.raises(IndexNotFound):
         Retriever(work)
 
@@ -290,9 +299,10 @@ def test_dense_index_is_exact_below_the_threshold_and_hnsw_above(embedder):
     vectors = embedder.embed_passages(texts)
     flat = build_dense(vectors, ann_min_chunks=100, hnsw_m=16, ef_search=64)
     hnsw = build_dense(vectors, ann_min_chunks=20, hnsw_m=16, ef_search=64)
-    assert isinstance(flat, faiss.IndexFlatIP) and isinstance(hnsw, faiss.IndexHNSWFlat)
+    assert isinstance(flat.faiss, faiss.IndexFlatIP) and isinstance(hnsw.faiss, faiss.IndexHNSWFlat)
+    assert (flat.kind, hnsw.kind) == ("flat", "hnsw")
     assert flat.ntotal == hnsw.ntotal == len(texts)
-    assert hnsw.hnsw.efSearch == 64
+    assert hnsw.ef_search == 64
     _, flat_ids = flat.search(vectors, 1)
     _, hnsw_ids = hnsw.search(vectors, 1)
     assert list(flat_ids[:, 0]) == list(range(len(texts)))
@@ -306,6 +316,6 @@ def test_hnsw_index_builds_and_serves(work, embedder):
     report = build_index(settings, embedder, full=True)
     assert IndexStore(work.index_dir).read_manifest().dense_kind == "hnsw"
     retriever = Retriever(settings, embedder)
-    assert retriever.status().dense_kind == "hnsw" and retriever._refresh().dense.hnsw.efSearch == 32
+    assert retriever.status().dense_kind == "hnsw" and retriever._refresh().dense.ef_search == 32
     assert retriever.retrieve(QUESTION).hits[0].source == "量化.md"
     assert report.chunks == 2

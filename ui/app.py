@@ -86,9 +86,7 @@ class NotesChatApp:
         self.reindexer.close()
 
     def _on_reindexed(self, report) -> None:
-        self.notes.invalidate()
-        if self.engines.ready is None:
-            self.engines.get()
+    engine, error = app.engines.get()
 
     def ask(self, question: str, history: list[dict] | None = None) -> dict:
         return self.chat.ask(question, history)
@@ -280,9 +278,11 @@ def serve(settings: Settings, *, watch: bool | None = None, log_fn=print) -> int
     choice = app.engines.backend()
     print(f"{choice.status_line} ({choice.reason})", file=sys.stderr)
     app.warm_up()
-    _, error = app.engines.get()
+    engine, error = app.engines.get()
     if error:
         print(f"note: {error}", file=sys.stderr)
+    elif engine is not None and (warning := engine.retriever.status().warning):
+        print(f"note: {warning}", file=sys.stderr)
     demo = app.build()
     app.start_background()
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"

@@ -19,7 +19,7 @@ import gradio as gr
 
 from rag.notes import NoteError, NoteInfo, Reindexer, UploadError, add_notes, delete_note, list_notes, read_upload
 from rag.settings import Settings
-from rag.store import IndexStore
+from rag.store import IndexNotFound, IndexStore
 
 from . import render
 from .i18n import lang_of, t
@@ -101,7 +101,11 @@ class NotesPanel:
         version = store.current_version()
         cached_version, manifest = self._manifest_cache
         if version != cached_version:
-            manifest = store.read_manifest(version) if version else None
+            try:
+                manifest = store.read_manifest(version) if version else None
+            except IndexNotFound as exc:  # a damaged version: the retriever serves an intact one
+                log.warning("%s", exc)
+                manifest = None
             self._manifest_cache = (version, manifest)
         return manifest
 
