@@ -86,7 +86,9 @@ class NotesChatApp:
         self.reindexer.close()
 
     def _on_reindexed(self, report) -> None:
-    engine, error = app.engines.get()
+        self.notes.invalidate()
+        if self.engines.ready is None:
+            self.engines.get()
 
     def ask(self, question: str, history: list[dict] | None = None) -> dict:
         return self.chat.ask(question, history)
