@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .ingest import Document
 
@@ -439,6 +440,10 @@ class _Unit:
     def all_pieces(self) -> list[_Piece]:
         return self.head() + self.pieces
 
+    @property
+    def first_line(self) -> int:
+        return self.heading_line if self.heading_line is not None else self.pieces[0].line_start
+
     def head(self) -> list[_Piece]:
         if self.heading_line is None:
             return []
@@ -469,7 +474,8 @@ def _in_subtree(section: int, root: int | None, parents: list[int | None]) -> bo
     return False
 
 
-def _pack(units: list[_Unit], parents: list[int | None], max_chars: int, min_chars: int) -> list[list[_Unit]]:
+def _pack(units: list[_Unit], parents: list[int | None], max_chars: int, min_chars: int,
+          page: Callable[[int], int | None]) -> list[list[_Unit]]:
     """Group consecutive small sections into passages worth reading.
 
     A section below ``min_chars`` (or a group still below it) joins its neighbours (its
@@ -485,7 +491,8 @@ def _pack(units: list[_Unit], parents: list[int | None], max_chars: int, min_cha
             size = sum(u.size for u in current)
             # A heading with nothing under it yet is never a passage of its own.
             small = size < min_chars or unit.size < min_chars or not any(u.pieces for u in current)
-            related = _in_subtree(unit.section, parents[current[0].section], parents)
+            related = (_in_subtree(unit.section, parents[current[0].section], parents)
+                       and page(unit.first_line) == page(current[0].first_line))  # a PDF passage stays on its page
             if small and related and size + unit.size <= max_chars:
                 current.append(unit)
                 continue
@@ -511,14 +518,15 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
         if pieces or section.heading_line is not None:
             units.append(_Unit(i, section.heading, section.heading_line, pieces))
     passages: list[tuple[str, list[_Piece]]] = []
-    for group in _pack(units, parents, max_chars, min_chars):
+    page = (lambda line: doc.pages[line]) if doc.pages else (lambda line: None)  # noqa: E731
+    for group in _pack(units, parents, max_chars, min_chars, page):
         # Headings with nothing under them name the passage by the first one with a body.
         heading = " > ".join(next((u for u in group if u.pieces), group[-1]).heading)
         for run in _group_pieces([p for u in group for p in u.all_pieces()], target_chars, max_chars, min_chars):
             if run:
                 passages.append((heading, run))
     chunks: list[Chunk] = []
-    for heading, run in _absorb_fragments(passages, min_chars, max_chars):
+    for heading, run in _absorb_fragments(passages, min_chars, max_chars, page):
         label = next((p.label for p in run if p.label), "")
         chunk_heading = f"{heading} > {label}" if label and heading else (label or heading)
         text = "\n\n".join(p.text for p in run)
@@ -536,8 +544,8 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
     return chunks
 
 
-def _absorb_fragments(passages: list[tuple[str, list[_Piece]]], min_chars: int, max_chars: int
-                      ) -> list[tuple[str, list[_Piece]]]:
+def _absorb_fragments(passages: list[tuple[str, list[_Piece]]], min_chars: int, max_chars: int,
+                      page: Callable[[int], int | None]) -> list[tuple[str, list[_Piece]]]:
     """Last pass: a prose passage still under ``min_chars`` (one that `_pack` could not place
     within its own chapter) joins the passage before or after it when the two fit ``max_chars``.
     A code definition keeps its own passage, as it does everywhere."""
@@ -552,7 +560,8 @@ def _absorb_fragments(passages: list[tuple[str, list[_Piece]]], min_chars: int, 
         if out:
             prev_heading, prev = out[-1]
             small = size(run) < min_chars or size(prev) < min_chars
-            if small and not definition(run) and not definition(prev) and size(prev) + 2 + size(run) <= max_chars:
+            same_page = page(run[0].line_start) == page(prev[0].line_start)
+            if small and same_page and not definition(run) and not definition(prev) and size(prev) + 2 + size(run) <= max_chars:
                 out[-1] = (prev_heading if any(not p.is_heading for p in prev) else heading, prev + run)
                 continue
         out.append((heading, list(run)))

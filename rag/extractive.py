@@ -158,12 +158,26 @@ def _join(a: str, b: str) -> str:
     return a + ("" if _CJK.match(a[-1]) or _CJK.match(b[0]) else " ") + b
 
 
+# A passage begins with its section's heading line, and a merged passage holds its
+# subsections' headings: a short line standing alone, not ending like a sentence.
+TITLE_MAX_CHARS = 40
+_SENTENCE_END_CHARS = tuple("。.！!？?；;：:，,")
+
+
+def _title_line(lines: list[str], i: int) -> bool:
+    line = lines[i].strip()
+    alone = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
+    return alone and len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS) \
+        and not _ITEM.match(line) and not line.startswith("|")
+
+
 def _blocks(text: str) -> list[tuple[str, str, int]]:
     """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
     its indented continuation lines), "row"; headings, code, table rules and images left out."""
     blocks: list[tuple[str, str, int]] = []
     in_code = False
-    for raw in text.split("\n"):
+    lines = text.split("\n")
+    for i, raw in enumerate(lines):
         if _FENCE.match(raw):
             in_code = not in_code
             continue
@@ -171,7 +185,8 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
         if not in_code and _TABLE_RULE.match(line) and blocks and blocks[-1][0] == "row":
             blocks[-1] = ("header", blocks[-1][1], 0)  # the row above a table's rule names its columns
             continue
-        if in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line):
+        if (in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line)
+                or _title_line(lines, i)):
             # A paragraph ends here; an item ends too, unless this is a blank line inside it.
             if blocks and blocks[-1][0] != "break" and (line or blocks[-1][0] == "para"):
                 blocks.append(("break", "", 0))

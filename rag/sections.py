@@ -63,8 +63,9 @@ class SectionMap:
         return (idx,)
 
     def _run(self, idx: int, prefix: list[str]) -> tuple[int, ...]:
-        source = self.chunks[idx].source
-        inside = lambda j: (self.chunks[j].source == source  # noqa: E731
+        source, page = self.chunks[idx].source, self.chunks[idx].page
+        # A PDF passage is read within its page, so that it still opens at the page it cites.
+        inside = lambda j: (self.chunks[j].source == source and self.chunks[j].page == page  # noqa: E731
                             and self._paths[j][: len(prefix)] == prefix)
         lo = idx
         while lo > 0 and inside(lo - 1):

@@ -70,6 +70,12 @@ FP16 的数值范围很小，很小的梯度会下溢成零，很大的数值会
 }
 
 
+# These notes are a few lines a section, and the assertions name sections ("Drawbacks"): each
+# section is its own passage and is read alone (merging and whole-section reading are
+# tested in test_chunking.py and test_retrieval_shape.py).
+SECTION_PER_PASSAGE = {"chunk_min_chars": 0, "expand_max_chars": 0}
+
+
 def build_notes_index(root: Path, **overrides) -> Settings:
     """Write NOTES under root/corpus and index them into root/index; the Settings to use them."""
     from rag.indexing import build_index
@@ -79,7 +85,7 @@ def build_notes_index(root: Path, **overrides) -> Settings:
         path = corpus / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    settings = Settings(corpus_dir=corpus, index_dir=root / "index", **overrides)
+    settings = Settings(corpus_dir=corpus, index_dir=root / "index", **{**SECTION_PER_PASSAGE, **overrides})
     build_index(settings)
     return settings
 
@@ -475,7 +481,7 @@ def test_a_sound_generated_answer_streams_unchanged(notes, retriever):
 def rag_cli(notes: Settings, *args: str, **kwargs) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "rag.cli", args[0], "--corpus", str(notes.corpus_dir), "--index",
            str(notes.index_dir), *args[1:]]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **{f"RAG_{k.upper()}": str(v) for k, v in SECTION_PER_PASSAGE.items()}}
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300, **kwargs)
 
 
@@ -551,7 +557,8 @@ def test_chat_keeps_history_for_follow_ups(notes):
 def test_chat_ctrl_c_stops_the_answer_and_eof_exits(notes):
     cmd = [sys.executable, "-m", "rag.cli", "chat", "--backend", "llamacpp", "--corpus", str(notes.corpus_dir),
            "--index", str(notes.index_dir)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAG_LLM_MAX_TOKENS": "400", "RAG_CONTEXT_CHARS": "600"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAG_LLM_MAX_TOKENS": "400", "RAG_CONTEXT_CHARS": "600",
+           **{f"RAG_{k.upper()}": str(v) for k, v in SECTION_PER_PASSAGE.items()}}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=REPO_ROOT, env=env, text=True)
     out: list[str] = []

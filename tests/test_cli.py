@@ -111,10 +111,12 @@ def test_batch_prints_exactly_one_json_line_per_question(batch_run):
 
 def test_batch_answers_are_the_right_passages(batch_run):
     rows = {r["id"]: r for r in map(json.loads, batch_run.stdout.splitlines())}
-    assert rows["q1"]["relevant"] and rows["q1"]["hits"][0]["heading"] == "1、贪心解码和束搜索有什么区别？"
+    # These notes are short, so a hit is read as the whole note (rag/sections.py).
+    assert rows["q1"]["relevant"] and rows["q1"]["hits"][0]["source"] == "解码.txt"
+    assert "束搜索同时保留若干条得分最高的候选序列" in rows["q1"]["hits"][0]["text"]
     # The same follow-up lands on the subject of its history, and elsewhere without one.
-    assert rows["q2"]["hits"][0]["heading"] == "1、贪心解码和束搜索有什么区别？"
-    assert rows["q2-alone"]["hits"][0]["heading"] == "LoRA > 缺点"
+    assert rows["q2"]["hits"][0]["source"] == "解码.txt"
+    assert rows["q2-alone"]["hits"][0]["source"] == "微调/LoRA.md" and "秩的选择很敏感" in rows["q2-alone"]["hits"][0]["text"]
     assert rows[3]["hits"][0]["source"] == "code/norm.md" and "def rms_norm" in rows[3]["hits"][0]["text"]
     assert rows["q4"]["relevant"] is False
 
@@ -151,7 +153,8 @@ def test_human_readable_output_lists_ranked_passages(built):
     assert run.returncode == 0, run.stderr
     ranked = [ln for ln in run.stdout.splitlines() if ln.startswith("[")]
     assert len(ranked) == 2
-    assert ranked[0].startswith("[1] ") and "解码.txt:" in ranked[0] and "2、温度参数有什么作用？" in ranked[0]
+    assert ranked[0].startswith("[1] ") and "解码.txt:1-" in ranked[0]
+    assert "温度越高" in run.stdout
 
 
 def test_settings_come_from_the_environment_and_arguments_win(built):

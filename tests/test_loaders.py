@@ -347,6 +347,11 @@ def test_an_index_written_before_pages_existed_still_loads(mixed_index, tmp_path
         for row in rows:
             row.pop("page", None)
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        # As written before checksums existed too (format 1): an empty COMPLETE, no checksums.
+        manifest = json.loads((path.parent / "manifest.json").read_text(encoding="utf-8"))
+        manifest.update(format=1, checksums={})
+        (path.parent / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+        (path.parent / "COMPLETE").write_bytes(b"")
     loaded = IndexStore(copy).load()
     assert loaded.chunks and all(c.page is None for c in loaded.chunks)
     fresh = IndexStore(index).load()

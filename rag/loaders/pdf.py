@@ -102,7 +102,7 @@ class PdfLoader(Loader):
             lines.extend(body)
             pages.extend([number] * len(body))
         cleaned = ingest.clean_lines(lines)
-        return Document(source, tuple(cleaned), ingest.file_hash(data), "pdf", tuple(pages))
+        return Document(source, tuple(cleaned), ingest.file_hash(data), "pdf", pages=tuple(pages))
 
     def page_lines(self, data: bytes) -> list[list[str]]:
         """Each page's lines in reading order, wrapped lines joined."""
