@@ -370,11 +370,12 @@ def _weigh_boilerplate(fused: dict[int, float], mask: np.ndarray, weight: float)
 
 
 def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: float) -> list[tuple[int, Chunk]]:
-    """The first ``k`` hits, each read as its enclosing section when that fits (several hits in
-    one section become one), without near-duplicates (the same paragraph pasted into two
-    notes adds nothing new; compared by text, since embeddings of merely related passages
-    are too close to tell apart)."""
-    kept: list[tuple[int, Chunk]] = []
+    """The first ``k`` hits, each read as its enclosing section when that fits; a hit next to
+    one already kept (the passage just before or after it in the same note) joins it when
+    the two still fit, so several hits in one stretch of a note become one. Near-duplicates
+    are left out (the same paragraph pasted into two notes adds nothing new; compared by
+    text, since embeddings of merely related passages are too close to tell apart)."""
+    kept: list[tuple[int, tuple[int, ...]]] = []  # (the best-ranked passage, the run of passages shown)
     covered: set[int] = set()
     shingles: list[set[str]] = []
     for idx in ranked:
@@ -393,10 +394,15 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
                                  for j in unit if j != idx for other in shingles):
             unit = (idx,)  # reading the whole section would repeat a passage already shown
         covered.update(unit)
-        chunk = sections.passage(unit)
-        kept.append((idx, chunk))
-        shingles.append(_shingles(chunk.text))
-    return kept
+        joined = next((n for n, (_, run) in enumerate(kept) if sections.adjacent(run, unit)), None)
+        if joined is not None:
+            first, run = kept[joined]
+            kept[joined] = (first, tuple(sorted(run + unit)))
+            shingles[joined] = _shingles(sections.passage(kept[joined][1]).text)
+            continue
+        kept.append((idx, unit))
+        shingles.append(_shingles(sections.passage(unit).text))
+    return [(first, sections.passage(run)) for first, run in kept]
 
 
 def _shingles(text: str, n: int = 5) -> set[str]:

@@ -75,6 +75,19 @@ class SectionMap:
             hi += 1
         return tuple(range(lo, hi + 1))
 
+    def adjacent(self, run: tuple[int, ...], unit: tuple[int, ...]) -> bool:
+        """Do two runs of passages touch in one note (and page), and fit ``max_chars`` together?"""
+        if self.max_chars <= 0:
+            return False
+        lo, hi = min(run), max(run)
+        touching = min(unit) == hi + 1 or max(unit) == lo - 1
+        if not touching:
+            return False
+        a, b = self.chunks[lo], self.chunks[min(unit)]
+        if a.source != b.source or a.page != b.page:
+            return False
+        return sum(self._sizes[i] + 2 for i in run + unit) <= self.max_chars
+
     def passage(self, unit: tuple[int, ...]) -> Chunk:
         """One chunk standing for the whole unit, with its true line span."""
         if len(unit) == 1:

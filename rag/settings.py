@@ -119,9 +119,12 @@ class Settings(BaseSettings):
     topic_weight: float = 1.0
     title_weight: float = 0.25
     dedup_similarity: Share = 0.9
-    # "Match small, read big": a hit is returned as its enclosing section (or whole note)
-    # when that fits in this many characters; 0 turns it off (bench/retrieval_quality.py).
-    expand_max_chars: NonNegativeInt = 1500
+    # "Match small, read big": a hit is returned as its enclosing section (or whole note),
+    # and hits next to each other in a note as one, while that fits in this many characters;
+    # 0 turns it off. Chosen on dev-md.jsonl with bench/retrieval_quality.py (recall@5 0.914 at
+    # 1500 and 2000, 0.943 at 2500; paraphrases 0.76 -> 0.84), checked on dev.jsonl (1.0 at
+    # all three); it stays under context_chars so a second passage still fits beside it.
+    expand_max_chars: NonNegativeInt = 2500
     # Navigation (link lists) and text repeated across notes count this share in the ranking.
     boilerplate_weight: Share = 0.3
     # A sentence-transformers CrossEncoder (name or path) to rerank the first candidates; none by default.
