@@ -47,7 +47,7 @@ UnitKind = Literal["sentence", "item", "row", "lead", "code"]
 # the fourth and fifth passages add more wrong sentences than right ones.
 PASSAGES_READ = 3
 # Candidates scored per question: bounds the time on top of retrieval.
-MAX_CANDIDATES = 40
+MAX_CANDIDATES = 120
 # A unit longer than this is cut at a clause end (，；,;) before it; a sentence this long
 # is usually several claims run together.
 MAX_UNIT_CHARS = 220
@@ -66,6 +66,10 @@ SEMANTIC_WEIGHT = 1.0
 RANK_WEIGHT = 1.0
 # Bonus for a list item / table row when the question asks for a list.
 LIST_BONUS = 0.25
+# A unit outside the matched passage of a hit read as a whole section ranks as if its
+# passage were this much further down; units are matched on their first characters.
+OUT_OF_FOCUS = 0.5
+FOCUS_PROBE_CHARS = 24
 # Bonus for the first sentences of a passage: notes state the point before the detail.
 LEAD_BONUS = 0.1
 # A unit is kept only when its score reaches this share of the best unit's...
@@ -122,6 +126,7 @@ class Unit:
     text: str
     kind: UnitKind
     depth: int = 0  # nesting of a list item (0: top level), kept when it is shown
+    title: str = ""  # the heading line above it inside the passage ("" : the passage's own)
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,9 @@ _SENTENCE_END_CHARS = tuple("。.！!？?；;：:，,")
 def _title_line(lines: list[str], i: int) -> bool:
     line = lines[i].strip()
     alone = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
+    bullet = line[:1] in "-*+•·▪●○◦"  # a bullet alone is a list item; a number alone ("2. 应用") a heading
     return alone and len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS) \
-        and not _ITEM.match(line) and not line.startswith("|")
+        and not bullet and not line.startswith("|")
 
 
 def _blocks(text: str) -> list[tuple[str, str, int]]:
@@ -185,8 +191,10 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
         if not in_code and _TABLE_RULE.match(line) and blocks and blocks[-1][0] == "row":
             blocks[-1] = ("header", blocks[-1][1], 0)  # the row above a table's rule names its columns
             continue
-        if (in_code or not line or _HEADING.match(raw) or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line)
-                or _title_line(lines, i)):
+        if not in_code and (_HEADING.match(raw) or (line and _title_line(lines, i))):
+            blocks.append(("title", _ITEM.sub("", line.lstrip("#").strip(), count=1), 0))  # never a unit
+            continue
+        if in_code or not line or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line):
             # A paragraph ends here; an item ends too, unless this is a blank line inside it.
             if blocks and blocks[-1][0] != "break" and (line or blocks[-1][0] == "para"):
                 blocks.append(("break", "", 0))
@@ -215,11 +223,16 @@ def split_units(n: int, text: str) -> list[Unit]:
     blocks = _blocks(text)
     indents = sorted({at for kind, _, at in blocks if kind == "item"})
 
+    title = ""
+
     def add(text: str, kind: UnitKind, depth: int = 0) -> None:
         if text and not _OWN_CITATION.search(text) and "![" not in text:
-            units.append(Unit(n, len(units), text, kind, depth))
+            units.append(Unit(n, len(units), text, kind, depth, title))
 
     for block, text, indent in blocks:
+        if block == "title":
+            title = text
+            continue
         if block in ("row", "code"):
             add(text, block)
             continue
@@ -293,7 +306,7 @@ def extract_answer(
     heading_terms = {s.n: _terms(s.hit.heading.rsplit(" > ", 1)[-1]) for s in sources[:PASSAGES_READ]}
     lexical = np.array([
         (1 - HEADING_SHARE) * _lexical(q_terms, _terms(u.text))
-        + HEADING_SHARE * _lexical(q_terms, _terms(u.text) | heading_terms[u.n])
+        + HEADING_SHARE * _lexical(q_terms, _terms(u.text) | (_terms(u.title) if u.title else heading_terms[u.n]))
         for u in scored
     ])
     semantic = np.zeros(len(scored))
@@ -307,7 +320,13 @@ def extract_answer(
     # The passage retrieval ranked first, and any other piece of the same section, come first.
     top = sources[0].hit
     same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}
-    rank = np.array([1.0 if u.n in same_section else 1.0 / u.n for u in scored])
+    # Inside a hit read as a whole section, the passage that matched comes first. Not for a
+    # follow-up: what matched there is the earlier turns' subject, not what is asked about it.
+    focus = {s.n: re.sub(r"\s+", "", s.hit.focus) for s in sources[:PASSAGES_READ]
+             if getattr(s.hit, "focus", "") and not context}
+    in_focus = [u.n not in focus or re.sub(r"\s+", "", u.text)[:FOCUS_PROBE_CHARS] in focus[u.n] for u in scored]
+    rank = np.array([(1.0 if u.n in same_section else 1.0 / u.n) * (1.0 if inside else OUT_OF_FOCUS)
+                     for u, inside in zip(scored, in_focus)])
     score = LEXICAL_WEIGHT * lexical + SEMANTIC_WEIGHT * semantic + RANK_WEIGHT * rank
     for i, u in enumerate(scored):
         if intent == "list" and u.kind in ("item", "row"):

@@ -33,6 +33,9 @@ class Hit:
     rank: int  # 1-based
     score: float
     chunk: Chunk
+    # The passage that matched, when the hit is read as a larger section around it ("" : the
+    # whole hit matched). Not part of the JSON contract: answers use it to look there first.
+    focus: str = ""
 
     @property
     def source(self) -> str:
@@ -240,7 +243,8 @@ class Retriever:
             order = self._reranker.rerank(query.text, [index.chunks[i].embedding_text() for i in head])
             ranked = [head[j] for j in order] + ranked[len(head):]
         selected = _select(ranked, view.sections, k, s.dedup_similarity)
-        hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk)
+        hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk,
+                    focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "")
                 for r, (idx, chunk) in enumerate(selected)]
         relevant = self.is_relevant(question, own_top, index)
         return RetrievalResult(question, query.search_text, relevant, hits)
