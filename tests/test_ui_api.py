@@ -101,11 +101,11 @@ def test_ask_refuses_an_empty_question(client):
         client.predict("   ", api_name="/ask")
 
 
-def test_status_names_the_index_and_why_answers_are_retrieval_only(client):
+def test_status_names_the_index_and_that_answers_are_extractive(client):
     status = client.predict(api_name="/status")
     assert status["index"]["files"] == 3 and status["index"]["chunks"] >= 3
     assert "e5" in status["index"]["embedder"]
-    assert status["retrieval_only"] is True and status["llm_backend"] == "none"
+    assert status["extractive"] is True and status["llm_backend"] == "none"
     assert "RAG_LLM_BACKEND=none" in status["llm_reason"]
 
 

@@ -108,9 +108,11 @@ class StatusService:
         index, error = self.index_status(lang)
         llm, reason, health = self.answering()
         job = self.reindexer.status()
+        # A damaged index that fell back to an older version says so until it is rebuilt.
+        notice = self.fresh_notice(job) or (getattr(index, "warning", None) if index is not None else None)
         line = render.status_html(index=index, index_error=error, model=llm.name if llm else None, reason=reason,
                                   llm_down=None if health is None or health.ok else health.detail,
-                                  reindex=job, notice=self.fresh_notice(job), lang=lang)
+                                  reindex=job, notice=notice, lang=lang)
         return f'<div class="topbar"><div class="brand">{render.e(t(lang, "title"))}</div>{line}</div>'
 
     def status_dict(self) -> dict:
@@ -121,6 +123,7 @@ class StatusService:
             "index": None if index is None else {
                 "version": index.version, "files": index.files, "chunks": index.chunks,
                 "built_at": index.built_at, "embedder": index.embedder, "skipped": index.skipped,
+                "warning": getattr(index, "warning", None),
             },
             "index_error": error,
             "llm_backend": llm.backend if llm is not None else "none",
@@ -128,7 +131,7 @@ class StatusService:
             "llm_reason": reason,
             "llm_ok": None if health is None else health.ok,
             "llm_detail": None if health is None else health.detail,
-            "retrieval_only": llm is None,
+            "extractive": llm is None,
             "reindexing": job.running,
             "reindex_progress": job.progress_text,
             "last_reindex": job.last_summary,
