@@ -179,7 +179,7 @@ def main() -> None:
                       f"p95 {p95:.2f} ms", flush=True)
             del retriever, served, dense, title_dense
 
-    print(f"\n| store | index | build s (both) | RSS MiB | retrieve p50/p95 ms | search p50/p95 ms | recall@10 |")
+    print("\n| store | index | build s (both) | RSS MiB | retrieve p50/p95 ms | search p50/p95 ms | recall@10 |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         build = f"{r['build_s']:.0f}" if "build_s" in r else ""

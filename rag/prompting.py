@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterable, Literal, Sequence
+from typing import Callable, Collection, Iterable, Sequence
 
 from .conversation import Message
 from .llm.base import PromptMessage, estimate_tokens, messages_tokens
 from .retrieval import Hit
+from .text import Language, detect_language
 
-Language = Literal["zh", "en"]
 
 # A passage shorter than this after cutting says too little to be worth a number.
 MIN_PASSAGE_CHARS = 120
@@ -42,17 +42,8 @@ def number_sources(hits: Iterable[Hit]) -> list[Source]:
 
 
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
-def detect_language(text: str) -> Language:
-    """Chinese when Chinese characters carry the question, even with English terms mixed in.
-
-    "混合精度训练有 fp16 overflow 的问题吗" is Chinese; "What is prompt-tuning (指示微调)?" is not.
-    """
-    cjk = len(_CJK_CHAR.findall(text))
-    words = len(_LATIN_WORD.findall(text))
-    return "zh" if cjk and cjk >= words else "en"
 
 
 # --- the answer prompt -----------------------------------------------------------------

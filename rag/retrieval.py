@@ -17,6 +17,7 @@ from .errors import IndexUnavailable
 from .rerank import Reranker, make_reranker
 from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
+from .text import containment, latin_share, shingles
 from .store import IndexNotFound, IndexStore, LoadedIndex
 
 __all__ = ["Hit", "RetrievalResult", "IndexStatus", "Retriever", "IndexNotFound", "IndexMismatch"]
@@ -301,7 +302,7 @@ class Retriever:
         "speculative" anywhere in the notes is a question about something else.
         """
         s = self.settings
-        english = _latin_share(question) > 0.6
+        english = latin_share(question) > 0.6
         score = top_dense + (s.relevance_english_offset if english else 0.0)
         if score < s.relevance_threshold:
             return False
@@ -315,12 +316,6 @@ class Retriever:
 _LATIN_TERM = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{2,}")
 
 
-def _latin_share(text: str) -> float:
-    """Share of Latin words among words and CJK characters: a word weighs what a character does,
-    so "投机解码（speculative decoding）是怎么加速推理的？" is a Chinese question."""
-    latin = len(re.findall(r"[A-Za-z]+", text))
-    cjk = len(re.findall(r"[\u3400-\u9fff]", text))
-    return latin / (latin + cjk) if latin + cjk else 0.0
 
 
 def _term_unknown(term: str, index: LoadedIndex) -> bool:
@@ -381,7 +376,7 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
     text, since embeddings of merely related passages are too close to tell apart)."""
     kept: list[tuple[int, tuple[int, ...]]] = []  # (the best-ranked passage, the run of passages shown)
     covered: set[int] = set()
-    shingles: list[set[str]] = []
+    shown: list[set[str]] = []  # shingles of each kept hit
     for idx in ranked:
         if len(kept) >= k:
             break
@@ -391,32 +386,26 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
         if covered.intersection(unit):  # part of it is already shown: show only this passage
             unit = (idx,)
         # What matched is compared with what is already shown, section and all.
-        if any(_overlap(_shingles(sections.chunks[idx].text), other) >= dedup_similarity for other in shingles):
+        if any(containment(shingles(sections.chunks[idx].text), other) >= dedup_similarity for other in shown):
             covered.update(unit)
             continue
-        if len(unit) > 1 and any(_overlap(_shingles(sections.chunks[j].text), other) >= dedup_similarity
-                                 for j in unit if j != idx for other in shingles):
+        if len(unit) > 1 and any(containment(shingles(sections.chunks[j].text), other) >= dedup_similarity
+                                 for j in unit if j != idx for other in shown):
             unit = (idx,)  # reading the whole section would repeat a passage already shown
         covered.update(unit)
         joined = next((n for n, (_, run) in enumerate(kept) if sections.adjacent(run, unit)), None)
         if joined is not None:
             first, run = kept[joined]
             kept[joined] = (first, tuple(sorted(run + unit)))
-            shingles[joined] = _shingles(sections.passage(kept[joined][1]).text)
+            shown[joined] = shingles(sections.passage(kept[joined][1]).text)
             continue
         kept.append((idx, unit))
-        shingles.append(_shingles(sections.passage(unit).text))
+        shown.append(shingles(sections.passage(unit).text))
     return [(first, sections.passage(run)) for first, run in kept]
 
 
-def _shingles(text: str, n: int = 5) -> set[str]:
-    squashed = re.sub(r"\s+", "", text)
-    return {squashed[i : i + n] for i in range(max(len(squashed) - n + 1, 1))}
 
 
-def _overlap(a: set[str], b: set[str]) -> float:
-    """Share of the smaller passage found in the other (1.0: one contains the other)."""
-    return len(a & b) / max(min(len(a), len(b)), 1)
 
 
 def _same_topic(a: Chunk, b: Chunk) -> bool:
