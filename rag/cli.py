@@ -353,7 +353,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     settings = settings_from(args)
-    return COMMANDS[args.command](args, settings)
+    from .errors import RagError
+
+    try:
+        return COMMANDS[args.command](args, settings)
+    except RagError as exc:  # one clean line for what the user can fix (a server down, a bad setting)
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":
