@@ -41,7 +41,8 @@ IDENTITY_PREFIX = "openai"
 # several mid-sized requests keep a GPU as busy as one huge one, and a failure retries less.
 MIN_TEXTS_PER_REQUEST = 8
 MAX_TEXTS_PER_REQUEST = 64
-# Retries: 429 and 5xx answers, and connection failures (a server restarting). Back-off
+# Retries: 429 and 5xx answers, and connection failures (a server restarting), never a
+# request that timed out (the server may still be computing it). Back-off
 # doubles from BACKOFF_FIRST_S up to BACKOFF_MAX_S; a 429's Retry-After is honoured up to
 # the same cap. Four attempts wait at most 0.5 + 1 + 2 = 3.5 s before giving up.
 MAX_ATTEMPTS = 4
@@ -158,9 +159,13 @@ class ServerEmbedder:
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 last = f"cannot connect ({type(exc).__name__}: {exc})"
                 wait = delay
-            except httpx.TimeoutException:
-                last = f"no answer within {self._client.timeout.read:.0f} s"
-                wait = delay
+            except httpx.TimeoutException as exc:
+                # Not retried: the server is still working on the request, and sending it again
+                # doubles its load (measured: on a CPU vLLM, retried timeouts only piled up).
+                raise RagError(
+                    f"the embedding server at {self.base_url} did not answer a request of {len(texts)} texts "
+                    f"within {self._client.timeout.read:.0f} s: it is overloaded or too slow; raise "
+                    f"RAG_EMBEDDING_TIMEOUT_S or lower RAG_EMBEDDING_MAX_IN_FLIGHT", EXIT_UNAVAILABLE) from exc
             except httpx.HTTPError as exc:  # reset connections, protocol errors
                 last = f"{type(exc).__name__}: {exc}"
                 wait = delay

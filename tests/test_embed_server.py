@@ -15,7 +15,7 @@ from rag.embeddings import Prompts, embedder_identity, make_embedder
 from rag.errors import EXIT_UNAVAILABLE, RagError
 from rag.settings import Settings
 from tests.conftest import clean_env, rag_cli, write_notes
-from tests.fakes import FakeEmbeddingServer
+from tests.fakes import FakeEmbeddingServer, SilentServer
 from tests.vllm_fixture import free_port
 
 E5 = "multilingual-e5-small"
@@ -171,3 +171,16 @@ def test_a_server_whose_vector_size_changes_between_calls_is_refused(fake):
     fake.dim = 512
     with pytest.raises(RagError, match="size 512"):
         embedder.embed_passages(["second"])
+
+
+def test_a_request_that_times_out_is_not_sent_again():
+    """Fake: a server that accepts the connection and never answers (overloaded, or hung)."""
+    silent = SilentServer()
+    try:
+        embedder = ServerEmbedder(f"http://127.0.0.1:{silent.port}/v1", "m", dim=384, timeout_s=0.5)
+        with pytest.raises(RagError, match="did not answer a request of 1 texts within 0 s") as info:
+            embedder.embed_passages(["a"])
+        assert "RAG_EMBEDDING_TIMEOUT_S" in str(info.value)
+        assert len(silent.conns) == 1  # a retry would have opened another connection
+    finally:
+        silent.close()
