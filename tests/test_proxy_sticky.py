@@ -3,7 +3,7 @@ small HTTP backends standing in for the app replicas (each answers with its own 
 
 Needs an nginx binary: ``NGINX=/path/to/nginx`` or ``nginx`` on PATH; skipped otherwise (the
 static checks in tests/test_deploy.py still run). No root needed, e.g. on Debian:
-``apt-get download nginx && dpkg -x nginx_*.deb /tmp/nginx && NGINX=/tmp/nginx/usr/sbin/nginx``.
+``apt-get download nginx && dpkg -x nginx_*.deb nginx-root && NGINX=nginx-root/usr/sbin/nginx``.
 Two lines of the file are adapted for the test: the backends are listed by address instead
 of ``server app-replica:7860 resolve`` (Docker's DNS is not here, and nginx < 1.27.3 lacks
 ``resolve``), and it listens on a free loopback port.
