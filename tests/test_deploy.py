@@ -174,6 +174,135 @@ def test_app_service(config: dict):
     assert any(int(p["target"]) == 7860 and str(p["published"]) == "7860" for p in app["ports"])
 
 
+# --- the "scale" profile: Milvus, an embedding server, app replicas behind a proxy ---
+
+SCALE_SERVICES = {"etcd", "minio", "milvus", "vllm-embed", "app-replica", "proxy"}
+NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
+
+
+@pytest.fixture(scope="module")
+def scale_config() -> dict:
+    res = run_compose(COMPOSE_FILE, "--profile", "scale", "config", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_scale_profile_config_is_valid():
+    res = run_compose(COMPOSE_FILE, "--profile", "scale", "config", "--quiet")
+    assert res.returncode == 0, f"docker-compose --profile scale config failed:\n{res.stderr}"
+
+
+def test_scale_services_start_only_with_the_profile(config: dict, scale_config: dict):
+    assert set(config["services"]) == {"vllm", "app"}
+    assert set(scale_config["services"]) == {"vllm", "app"} | SCALE_SERVICES
+
+
+def test_scale_images_are_pinned_to_exact_versions(scale_config: dict):
+    services = scale_config["services"]
+    expected = {
+        "etcd": (r"quay\.io/coreos/etcd", r"v\d+\.\d+\.\d+"),
+        "minio": (r"minio/minio", r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z"),
+        "milvus": (r"milvusdb/milvus", r"v\d+\.\d+\.\d+"),
+        "vllm-embed": (r"vllm/vllm-openai", r"v\d+\.\d+\.\d+(-[\w.]+)?"),
+        "proxy": (r"nginx", r"\d+\.\d+\.\d+(-alpine)?"),
+    }
+    for name, (repo, tag) in expected.items():
+        image = services[name]["image"]
+        assert re.fullmatch(f"{repo}:{tag}", image), f"{name}: not pinned to an exact version: {image}"
+    # The embedding server is the same vLLM release as the chat server.
+    assert services["vllm-embed"]["image"] == services["vllm"]["image"]
+
+
+def test_milvus_standalone_waits_for_its_etcd_and_object_store(scale_config: dict):
+    milvus = scale_config["services"]["milvus"]
+    assert milvus["command"] == ["milvus", "run", "standalone"]
+    assert milvus["environment"]["ETCD_ENDPOINTS"] == "etcd:2379"
+    assert milvus["environment"]["MINIO_ADDRESS"] == "minio:9000"
+    assert {k: v["condition"] for k, v in milvus["depends_on"].items()} == {
+        "etcd": "service_healthy", "minio": "service_healthy"}
+    for name in ("etcd", "minio", "milvus"):
+        assert scale_config["services"][name].get("healthcheck"), name
+        assert not scale_config["services"][name].get("ports"), f"{name} must not be published on the host"
+        assert scale_config["services"][name]["volumes"], f"{name} keeps its data in a volume"
+
+
+def test_embedding_server_is_a_pooling_vllm_sharing_the_gpu(scale_config: dict):
+    embed, chat = scale_config["services"]["vllm-embed"], scale_config["services"]["vllm"]
+    cmd = embed["command"]
+
+    def arg(command: list, flag: str) -> str:
+        assert flag in command, f"{flag} missing from {command}"
+        return command[command.index(flag) + 1]
+
+    assert arg(cmd, "--runner") == "pooling"
+    assert arg(cmd, "--model") == arg(cmd, "--served-model-name") == "intfloat/multilingual-e5-small"
+    assert arg(cmd, "--port") == "8001"
+    # Both vLLMs fit on one GPU together.
+    assert float(arg(cmd, "--gpu-memory-utilization")) + float(arg(chat["command"], "--gpu-memory-utilization")) <= 0.96
+    assert embed["depends_on"]["vllm"]["condition"] == "service_healthy"
+    devices = embed["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices)
+    assert "8001" in " ".join(embed["healthcheck"]["test"])
+
+
+def test_replicas_share_milvus_and_the_embedding_server(scale_config: dict):
+    services = scale_config["services"]
+    replica = services["app-replica"]
+    env = replica["environment"]
+    embed_cmd = services["vllm-embed"]["command"]
+    assert env["RAG_VECTOR_STORE"] == "milvus"
+    assert env["RAG_MILVUS_URI"] == "http://milvus:19530"
+    assert env["RAG_EMBEDDING_BACKEND"] == "openai"
+    assert env["RAG_EMBEDDING_BASE_URL"] == "http://vllm-embed:8001/v1"
+    assert env["RAG_EMBEDDING_MODEL"] == embed_cmd[embed_cmd.index("--served-model-name") + 1]
+    assert env["RAG_LLM_BASE_URL"] == "http://vllm:8000/v1"
+    assert env["RAG_PASSWORD"] == COMPOSE_ENV["RAG_PASSWORD"]
+    assert replica["deploy"]["replicas"] >= 2
+    assert not replica.get("ports"), "replicas are reached through the proxy only"
+    assert {k: v["condition"] for k, v in replica["depends_on"].items()} == {
+        "vllm": "service_healthy", "vllm-embed": "service_healthy", "milvus": "service_healthy"}
+    mounts = {v["target"]: v for v in replica["volumes"]}
+    assert Path(mounts[env["RAG_CORPUS_DIR"]]["source"]).resolve() == REPO_ROOT / "corpus"
+
+
+def test_replica_count_follows_env():
+    res = run_compose(COMPOSE_FILE, "--profile", "scale", "config", "--format", "json",
+                      env_extra={"RAG_REPLICAS": "5"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["services"]["app-replica"]["deploy"]["replicas"] == 5
+
+
+def test_proxy_keeps_a_browser_on_one_replica(scale_config: dict):
+    proxy = scale_config["services"]["proxy"]
+    mount = next(v for v in proxy["volumes"] if v["target"] == "/etc/nginx/nginx.conf")
+    assert Path(mount["source"]).resolve() == NGINX_CONF and mount.get("read_only")
+    text = NGINX_CONF.read_text(encoding="utf-8")
+    conf = re.sub(r"#.*", "", text)
+    # A cookie carries the affinity id; a consistent hash of it picks the replica.
+    assert re.search(r"map\s+\$cookie_rag_affinity\s+\$rag_affinity", conf)
+    upstream = re.search(r"upstream\s+(\w+)\s*\{(.*?)\}", conf, flags=re.S)
+    assert upstream, "no upstream block"
+    assert re.search(r"hash\s+\$rag_affinity\s+consistent;", upstream.group(2))
+    assert re.search(r"server\s+app-replica:7860\s+resolve;", upstream.group(2))
+    assert re.search(r"zone\s+\w+", upstream.group(2)), "resolve needs a shared memory zone"
+    assert re.search(r"Set-Cookie\s+\"rag_affinity=\$rag_affinity;", conf)
+    assert f"proxy_pass http://{upstream.group(1)};" in conf
+    # Websockets and streamed answers pass through.
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf and "proxy_buffering off;" in conf
+    listen = re.search(r"listen\s+(\d+);", conf).group(1)
+    assert any(str(p["target"]) == listen and str(p["published"]) == "8080" for p in proxy["ports"])
+    # Braces balance: a truncated file would not load.
+    assert conf.count("{") == conf.count("}")
+
+
+def test_deploy_doc_covers_the_scale_profile():
+    doc = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "--profile scale" in doc and "--scale app=0" in doc
+    for service in SCALE_SERVICES:
+        assert f"`{service}`" in doc, f"docs/deploy.md does not describe {service}"
+    assert "GPU memory" in doc and "not tested here" in doc
+
+
 # --- Dockerfile and .dockerignore (static checks) --------------------------------
 
 def test_dockerfile_installs_cpu_torch_before_project():
@@ -204,5 +333,6 @@ def test_dockerignore_keeps_context_lean():
 
 def test_no_machine_specific_paths():
     for path in (COMPOSE_FILE, DOCKERFILE, DOCKERIGNORE, REPO_ROOT / "docs" / "deploy.md",
-                 REPO_ROOT / "scripts" / "setup_vllm_cpu.sh", REPO_ROOT / "scripts" / "convert_gguf.py"):
+                 REPO_ROOT / "scripts" / "setup_vllm_cpu.sh", REPO_ROOT / "scripts" / "convert_gguf.py",
+                 REPO_ROOT / "scripts" / "convert_e5.py", NGINX_CONF):
         assert str(REPO_ROOT) not in path.read_text(encoding="utf-8"), path

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest

