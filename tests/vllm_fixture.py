@@ -243,16 +243,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
         log_path,
         startup_timeout=float(os.environ.get("VLLM_STARTUP_TIMEOUT", "480")),
     )
-    try:
-        try:
-            seconds = server.start()
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        print(f"\n[vllm_fixture] vLLM server ready at {server.base_url} in {seconds:.1f}s "
-              f"(log: {log_path})", file=sys.stderr)
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(server, "vLLM server", log_path)
 
 
 def _default_embed_model_dir() -> Path:
@@ -273,13 +264,18 @@ def vllm_embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLM
         extra_args=("--runner", "pooling"),
         startup_timeout=float(os.environ.get("VLLM_STARTUP_TIMEOUT", "480")),
     )
+    yield from _serving(server, "vLLM embedding server", log_path)
+
+
+def _serving(server: VLLMServer, what: str, log_path: Path) -> Iterator[VLLMServer]:
+    """Start ``server`` (a start that fails fails the test with vLLM's own words), hand it out, stop it."""
     try:
         try:
             seconds = server.start()
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)
-        print(f"\n[vllm_fixture] vLLM embedding server ready at {server.base_url} in {seconds:.1f}s "
-              f"(log: {log_path})", file=sys.stderr)
+        print(f"\n[vllm_fixture] {what} ready at {server.base_url} in {seconds:.1f}s (log: {log_path})",
+              file=sys.stderr)
         yield server
     finally:
         server.stop()
