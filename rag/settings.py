@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     # --- index -----------------------------------------------------------------
     # Past this many chunks the FAISS index becomes approximate (HNSW); see bench/scale.py.
     # Exact search costs ~16 ms a query at 100k vectors on a quiet 2-core CPU, ~8 ms at 50k.
-    ann_min_chunks: PositiveInt = 50_000
+    ann_min_chunks: NonNegativeInt = 50_000
     # bench/scale.py at 100k (recall@10 against exact, 53 real questions): M 32/efConstruction 80
     # reached 0.952 at efSearch 256; M 32/efC 200: 0.968 at 256, 0.992 at 512; M 64/efC 200:
     # 0.985 at 256, 0.998 at 512 (a few ms a query), at ~25% more build time than M 32.
