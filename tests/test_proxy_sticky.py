@@ -32,7 +32,7 @@ REQUESTS_PER_BROWSER = 5
 
 
 def nginx_binary() -> str:
-    binary = os.environ.get("NGINX") or shutil.which("nginx")
+    binary = os.environ.get("NGINX") or shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     if not binary:
         pytest.skip("no nginx binary (set NGINX=/path/to/nginx); the static checks are in test_deploy.py")
     return binary
