@@ -29,7 +29,7 @@ browser:
 
 # Debian's nginx for the sticky-session proxy test (tests/test_proxy_sticky.py); the test skips without it.
 proxy:
-	@command -v nginx >/dev/null || PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { \
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; } || true
 
 vllm: $(STAMP)
