@@ -283,19 +283,24 @@ class IndexStore:
             index.set_search_effort(ef_search)
         return LoadedIndex(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense)
 
+    def _candidates(self) -> tuple[list[str], list[str]]:
+        """Finished versions in the order to try them (the current one first, then the newest),
+        and the problem with the CURRENT pointer when it names none of them."""
+        current = self.current_version()
+        candidates = self.complete_versions()
+        problems = []
+        if current is None and candidates:
+            problems.append(f"the CURRENT pointer names no finished version ({self.pointer() or 'missing or unreadable'})")
+        if current is not None:
+            candidates = [current] + [v for v in candidates if v != current]
+        return candidates, problems
+
     def newest_intact(self) -> tuple[str | None, Manifest | None, list[str], set[str]]:
         """(version, manifest, problems, damaged): the current version if intact, else the newest intact
         older one; ``problems`` says what was wrong on the way (empty when the current version is
         fine) and ``damaged`` names the versions found damaged. Checks files, parses no data."""
-        problems: list[str] = []
         damaged: set[str] = set()
-        current = self.current_version()
-        pointer = self.pointer()
-        candidates = self.complete_versions()
-        if current is None and candidates:
-            problems.append(f"the CURRENT pointer names no finished version ({pointer or 'missing or unreadable'})")
-        if current is not None:
-            candidates = [current] + [v for v in candidates if v != current]
+        candidates, problems = self._candidates()
         for version in candidates:
             try:
                 manifest = self.verify(version)
@@ -312,13 +317,7 @@ class IndexStore:
         Tries the current version, then older intact ones, newest first. Raises IndexDamaged
         when versions exist but none is intact, IndexNotFound when there are none.
         """
-        problems: list[str] = []
-        current = self.current_version()
-        candidates = self.complete_versions()
-        if current is None and candidates:
-            problems.append(f"the CURRENT pointer names no finished version ({self.pointer() or 'missing'})")
-        if current is not None:
-            candidates = [current] + [v for v in candidates if v != current]
+        candidates, problems = self._candidates()
         for version in candidates:
             try:
                 index = self.load(version, ef_search)
