@@ -38,6 +38,15 @@ def make_settings(corpus: Path, index: Path, **overrides) -> Settings:
     return Settings(corpus_dir=Path(corpus), index_dir=Path(index), **overrides)
 
 
+def indexed_notes(root: Path, notes: dict[str, str | bytes], embedder, **overrides) -> Settings:
+    """Write ``notes`` under root/corpus, index them into root/index with ``embedder``; their Settings."""
+    from rag.indexing import build_index
+
+    settings = make_settings(write_notes(root / "corpus", notes), root / "index", **overrides)
+    build_index(settings, embedder)
+    return settings
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without RAG_* settings, plus ``extra``: for `rag` subprocesses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}

@@ -5,9 +5,8 @@ import pytest
 
 from rag.bm25 import tokenize
 from rag.conversation import Message
-from rag.indexing import build_index
 from rag.retrieval import IndexNotFound, Retriever
-from tests.conftest import assert_chunk_spans, file_lines, make_settings, write_notes
+from tests.conftest import assert_chunk_spans, file_lines, indexed_notes, make_settings
 
 CLIP = ("梯度裁剪在反向传播之后、参数更新之前，把梯度的整体范数限制在一个阈值以内，防止梯度爆炸导致训练发散。"
         "具体做法是先算出所有参数梯度拼成的向量的 L2 范数，如果它超过阈值，就把每个梯度都乘以阈值除以范数的比例，"
@@ -105,10 +104,7 @@ bf16 的指数位和 fp32 一样多，动态范围足够，所以用 bf16 训练
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, embedder):
-    root = tmp_path_factory.mktemp("retrieval")
-    settings = make_settings(write_notes(root / "corpus", NOTES), root / "index")
-    build_index(settings, embedder)
-    return settings
+    return indexed_notes(tmp_path_factory.mktemp("retrieval"), NOTES, embedder)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.indexing import build_index
 from rag.retrieval import Retriever
-from tests.conftest import assert_chunk_spans, file_lines, make_settings, write_notes
+from tests.conftest import assert_chunk_spans, file_lines, indexed_notes
 
 SUMMARY_ITEMS = ["增加式方法", "适配器", "软提示", "选择性方法", "重新参数化方法", "低秩分解", "混合微调"]
 
@@ -60,10 +59,7 @@ b. AdaLoRA
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, embedder):
-    root = tmp_path_factory.mktemp("shape")
-    settings = make_settings(write_notes(root / "corpus", NOTES), root / "index")
-    build_index(settings, embedder)
-    return settings
+    return indexed_notes(tmp_path_factory.mktemp("shape"), NOTES, embedder)
 
 
 @pytest.fixture(scope="module")
