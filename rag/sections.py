@@ -101,7 +101,9 @@ class SectionMap:
                 n += 1
             common = common[:n]
         digest = hashlib.sha256("".join(m.content_hash for m in members).encode()).hexdigest()
-        return replace(members[0], heading=SEP.join(common), line_end=members[-1].line_end,
+        # Sections side by side share no heading: the run is named by the one it starts with.
+        heading = SEP.join(common) if common else members[0].heading
+        return replace(members[0], heading=heading, line_end=members[-1].line_end,
                        text="\n\n".join(m.text for m in members), content_hash=digest)
 
 
