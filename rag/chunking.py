@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .ingest import Document
+from .text import FENCE, HAN_BASIC_CHAR
 
 # Bump when the chunking rules change: a different version forces a full rebuild.
 CHUNKER_VERSION = "7"
@@ -86,12 +87,10 @@ class _Section:
 
 # --- line classification ------------------------------------------------------------
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
 _NUMBERED = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*)(、|[.．](?!\d)|\s)\s*(\S.*)$")
 _CN_NUMBERED = re.compile(r"^(第[一二三四五六七八九十百\d]+[章节部分篇]|[一二三四五六七八九十]+[、.．])\s*\S")
 _SENTENCE_END = re.compile(r"[。；;，,：:]\s*$")
 _BULLET = re.compile(r"^\s*([•·\-*+]|\d+[.)、]|[a-zA-Z][.)])\s")
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _CODE_START = re.compile(
     r"^\s*(import\s+\w|from\s+[\w.]+\s+import\b|def\s+\w+\s*\(|class\s+\w+|return\b|if\s.*:\s*$|"
     r"for\s.*:\s*$|while\s.*:\s*$|elif\b|else\s*:|try\s*:|except\b|with\s.*:\s*$|@\w+|"
@@ -108,7 +107,7 @@ def _is_code_line(line: str) -> bool:
     stripped = line.strip()
     if not stripped:
         return False
-    if _CJK.search(stripped) and not stripped.startswith("#"):
+    if HAN_BASIC_CHAR.search(stripped) and not stripped.startswith("#"):
         # Chinese prose; a CJK string inside real code usually sits in quotes.
         if not re.search(r"[\"'].*[\u3400-\u9fff].*[\"']", stripped):
             return False
@@ -243,7 +242,7 @@ def _code_mask(lines: tuple[str, ...]) -> list[bool]:
     mask = [False] * n
     in_fence = False
     for i, line in enumerate(lines):
-        if _FENCE.match(line):
+        if FENCE.match(line):
             mask[i] = True
             in_fence = not in_fence
         elif in_fence:

@@ -36,6 +36,7 @@ import numpy as np
 
 from .bm25 import STOPWORDS, tokenize
 from .prompting import Source
+from .text import FENCE, HAN_BASIC_CHAR
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "split_units"]
 
@@ -95,14 +96,12 @@ _DEFINING = re.compile(r"是指|指的是|是一种|是一个|是一类|定义�
 _ITEM = re.compile(r"^\s*(?:[-*+](?=\s)|[•·▪●○◦]|\d{1,2}[.、)）](?!\d)|[（(]\d{1,2}[)）]|[一二三四五六七八九十]+[、.])\s*")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
-_FENCE = re.compile(r"^\s*(```|~~~)")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # A unit must not carry "[3]" of its own: it would read as one of our citations.
 _OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
 # Sentence ends; not "；"/";", which join the parts of one statement ("…penalised; b = 0.75 is…").
 _SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’\"')）]*|\.(?=\s|$)|$)", re.S)
 _CLAUSE_END = re.compile(r"[，,；;：:、]")
-_CJK = re.compile(r"[\u3400-\u9fff]")
 # A line of code pasted into a note without a fence (common in .txt notes): a statement,
 # not prose. Such lines are kept one by one, never run together into a "paragraph".
 _CODE_LINE = re.compile(
@@ -160,7 +159,7 @@ def _join(a: str, b: str) -> str:
     """Two wrapped lines of one paragraph: a space between Latin words, none in Chinese."""
     if not a:
         return b
-    return a + ("" if _CJK.match(a[-1]) or _CJK.match(b[0]) else " ") + b
+    return a + ("" if HAN_BASIC_CHAR.match(a[-1]) or HAN_BASIC_CHAR.match(b[0]) else " ") + b
 
 
 # A passage begins with its section's heading line, and a merged passage holds its
@@ -184,7 +183,7 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
     in_code = False
     lines = text.split("\n")
     for i, raw in enumerate(lines):
-        if _FENCE.match(raw):
+        if FENCE.match(raw):
             in_code = not in_code
             continue
         line = raw.strip()
@@ -202,7 +201,7 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
         if line.startswith("|"):
             blocks.append(("row", line.strip("|").strip(), 0))
             continue
-        if not _CJK.search(line) and _CODE_LINE.search(line):
+        if not HAN_BASIC_CHAR.search(line) and _CODE_LINE.search(line):
             blocks.append(("code", line, 0))
             continue
         marker = _ITEM.match(line)
@@ -254,7 +253,7 @@ def split_units(n: int, text: str) -> list[Unit]:
 
 
 def _terms(text: str) -> set[str]:
-    return {t for t in tokenize(text) if t not in STOPWORDS and (len(t) >= 2 or not _CJK.match(t))}
+    return {t for t in tokenize(text) if t not in STOPWORDS and (len(t) >= 2 or not HAN_BASIC_CHAR.match(t))}
 
 
 def _term_weights(question: str, context: str) -> dict[str, float]:

@@ -25,6 +25,7 @@ HAN = HAN_BASIC + "\uf900-\ufaff"  # + CJK compatibility ideographs
 CJK_PUNCT = "\u3000-\u303f\uff00-\uffef"
 
 HAN_CHAR = re.compile(f"[{HAN}]")
+HAN_BASIC_CHAR = re.compile(f"[{HAN_BASIC}]")  # what the chunker and extractive answers have always used
 HAN_RUN = re.compile(f"[{HAN}]+")
 CJK_OR_PUNCT_CHAR = re.compile(f"[{HAN}{CJK_PUNCT}]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
@@ -116,6 +117,10 @@ def cited_numbers(text: str) -> list[int]:
 def strip_citations(text: str) -> str:
     """``text`` without its citation runs (and the spaces before them)."""
     return CITATION_RUN.sub("", text)
+
+
+# --- Markdown ---------------------------------------------------------------------------
+FENCE = re.compile(r"^\s*(```|~~~)")  # a line that opens or closes a fenced code block
 
 
 # --- shingles ---------------------------------------------------------------------------
