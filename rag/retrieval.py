@@ -374,7 +374,7 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
     the two still fit, so several hits in one stretch of a note become one. Near-duplicates
     are left out (the same paragraph pasted into two notes adds nothing new; compared by
     text, since embeddings of merely related passages are too close to tell apart)."""
-    kept: list[tuple[int, tuple[int, ...]]] = []  # (the best-ranked passage, the run of passages shown)
+    kept: list[tuple[int, tuple[int, ...], Chunk]] = []  # (best-ranked passage, run shown, the run as one)
     covered: set[int] = set()
     shown: list[set[str]] = []  # shingles of each kept hit
     for idx in ranked:
@@ -393,19 +393,16 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
                                  for j in unit if j != idx for other in shown):
             unit = (idx,)  # reading the whole section would repeat a passage already shown
         covered.update(unit)
-        joined = next((n for n, (_, run) in enumerate(kept) if sections.adjacent(run, unit)), None)
+        joined = next((n for n, (_, run, _) in enumerate(kept) if sections.adjacent(run, unit)), None)
         if joined is not None:
-            first, run = kept[joined]
-            kept[joined] = (first, tuple(sorted(run + unit)))
-            shown[joined] = shingles(sections.passage(kept[joined][1]).text)
+            first, run, _ = kept[joined]
+            run = tuple(sorted(run + unit))
+            kept[joined] = (first, run, sections.passage(run))
+            shown[joined] = shingles(kept[joined][2].text)
             continue
-        kept.append((idx, unit))
-        shown.append(shingles(sections.passage(unit).text))
-    return [(first, sections.passage(run)) for first, run in kept]
-
-
-
-
+        kept.append((idx, unit, sections.passage(unit)))
+        shown.append(shingles(kept[-1][2].text))
+    return [(first, chunk) for first, _, chunk in kept]
 
 
 def _same_topic(a: Chunk, b: Chunk) -> bool:
