@@ -45,6 +45,8 @@ from rag.vectors import build_vector_index  # noqa: E402
 from rag.vectors.faiss_index import FaissIndex  # noqa: E402
 
 K = 10
+# Rows synthesised at a time in --vectors-only mode (keeps the float64 noise at ~300 MB).
+VECTOR_BLOCK = 100_000
 
 
 def synthesize(real, n: int, rng: random.Random, noise: float) -> tuple[list[Chunk], list[list[str]], np.ndarray, np.ndarray]:
@@ -63,6 +65,18 @@ def synthesize(real, n: int, rng: random.Random, noise: float) -> tuple[list[Chu
         chunks.append(Chunk(f"synthetic/{i // 100:04d}.md", a.heading, 1, 1 + text.count("\n"), text, f"{i:064x}"))
         tokens.append(tokenize(text) if i < 2000 else real.tokens[p] + real.tokens[rng.randrange(len(real.chunks))][:20])
     return chunks, tokens, vectors.astype(np.float32), titles.astype(np.float32)
+
+
+def synthesize_vectors(real, n: int, rng: random.Random, noise: float) -> np.ndarray:
+    """Only the passage vectors of ``synthesize`` (same picks and noise), in blocks: for --vectors-only."""
+    base = np.random.default_rng(0)
+    picks = np.array([rng.randrange(len(real.chunks)) for _ in range(n)])
+    out = np.empty((n, real.vectors.shape[1]), dtype=np.float32)
+    for start in range(0, n, VECTOR_BLOCK):
+        block = real.vectors[picks[start:start + VECTOR_BLOCK]]
+        block = block + base.normal(0, noise, block.shape).astype(np.float32)
+        out[start:start + VECTOR_BLOCK] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
 
 
 def rss_mib() -> float:
@@ -101,15 +115,22 @@ def main() -> None:
     parser.add_argument("--milvus-index", default="HNSW")
     parser.add_argument("--ann-min-chunks", type=int, default=None,
                         help="FAISS switch point for this run (default: the setting; 0 forces HNSW)")
+    parser.add_argument("--vectors-only", action="store_true",
+                        help="synthesise vectors only (no texts, BM25 or stores): exact search and --sweep, "
+                             "for sizes whose texts would not fit in memory (1M)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     settings = Settings()
     real = IndexStore(settings.index_dir, settings).load()
     rng = random.Random(0)
     t0 = time.perf_counter()
-    chunks, tokens, vectors, titles = synthesize(real, args.chunks, rng, args.noise)
+    if args.vectors_only:
+        vectors = synthesize_vectors(real, args.chunks, rng, args.noise)
+        chunks, args.store = [None] * len(vectors), ""
+    else:
+        chunks, tokens, vectors, titles = synthesize(real, args.chunks, rng, args.noise)
+        bm25 = BM25Index.build(tokens)
     print(f"synthesised {len(chunks)} chunks in {time.perf_counter() - t0:.1f}s", flush=True)
-    bm25 = BM25Index.build(tokens)
 
     embedder = make_embedder(settings)
     items = [json.loads(line) for line in (ROOT / "bench/data/dev.jsonl").read_text(encoding="utf-8").splitlines()]
