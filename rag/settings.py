@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # Collections are named <prefix>_<version>_<dense|title_dense>; the alias <prefix>_<name>.
     milvus_prefix: str = "rag"
     milvus_index_type: Literal["HNSW", "FLAT", "AUTOINDEX", "IVF_FLAT"] = "HNSW"
+    # Replicas that share only Milvus (rag/shared_index.py): every version's files are kept in
+    # Milvus too, the index folder becomes this replica's cache, and builds lock through Milvus.
+    shared_index: bool = False
     # HNSW graph depth at build time (FAISS and Milvus); see hnsw_m above and bench/scale.py.
     hnsw_ef_construction: PositiveInt = 200
 
@@ -197,6 +200,9 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if value and not value.strip():
                 raise ValueError(f"RAG_{name.upper()} is blank (only spaces): give a real one, or leave it unset")
+        if self.shared_index and self.vector_store != "milvus":
+            raise ValueError("RAG_SHARED_INDEX needs RAG_VECTOR_STORE=milvus (and RAG_MILVUS_URI naming the Milvus "
+                             "server every replica uses)")
         # Half a login on loopback is refused by `rag serve` (ui.bind.check_bind), not here:
         # it does not stop `rag index` or `rag ask` from working.
         if not is_loopback(self.host) and not ((self.username or "").strip() and (self.password or "").strip()):

@@ -5,6 +5,11 @@
       .lock                held by the one build that may run
       versions/<name>/     manifest.json, chunks.jsonl, vectors.npy, dense.faiss, bm25.*, COMPLETE
 
+With ``shared_index`` (rag/shared_index.py) the folder is this replica's cache of the
+versions Milvus holds: CURRENT follows Milvus's current version, a version this folder
+lacks is fetched whole before it is pointed at, builds lock through Milvus as well, and
+only the build holding that lock deletes shared versions.
+
 A build writes a whole new version folder, fsyncs it, and only then points CURRENT
 at it, so a crash, SIGKILL or Ctrl-C mid-build leaves the previous version serving
 and readers never see a half-written index.
@@ -24,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -37,6 +43,7 @@ from filelock import FileLock, Timeout
 from .bm25 import BM25Index
 from .chunking import Chunk
 from .errors import IndexBusy, IndexUnavailable, RagError
+from .shared_index import make_shared_index
 from .vectors import (VectorIndex, VectorStoreUnavailable, check_vectors, discard_vectors, load_vector_index,
                       publish_vectors, sweep_vectors)
 from .vectors.faiss_index import FaissIndex
@@ -166,6 +173,9 @@ class IndexStore:
         self.root = Path(root)
         self.versions = self.root / "versions"
         self.settings = settings  # for stores that live outside the folder (Milvus URI, efSearch)
+        self.shared = make_shared_index(settings)
+        self._follow_lock = threading.Lock()
+        self._building = False  # this store holds the build lock (only then may it prune shared versions)
 
     # --- reading -----------------------------------------------------------------
     def pointer(self) -> str | None:
@@ -177,8 +187,26 @@ class IndexStore:
         return name if _VERSION_NAME.match(name) else None
 
     def current_version(self) -> str | None:
+        if self.shared is not None:
+            self._follow_shared()
         name = self.pointer()
         return name if name and (self.versions / name / COMPLETE_MARKER).exists() else None
+
+    def _follow_shared(self) -> None:
+        """Point CURRENT at the version Milvus says serves, fetching it first if this folder lacks it.
+        Milvus unreachable: keep serving what this folder has, with a warning."""
+        try:
+            version = self.shared.current()
+            if version is None or (version == self.pointer() and (self.versions / version / COMPLETE_MARKER).exists()):
+                return
+            with self._follow_lock:
+                if not (self.versions / version / COMPLETE_MARKER).exists():
+                    self.versions.mkdir(parents=True, exist_ok=True)
+                    self.shared.fetch(version, self.versions, last=COMPLETE_MARKER)
+                    log.info("fetched index version %s from Milvus", version)
+                self.point_at(version)
+        except (VectorStoreUnavailable, OSError) as exc:
+            log.warning("cannot follow the shared index (serving this replica's copy): %s", exc)
 
     def complete_versions(self) -> list[str]:
         """Versions whose build finished, newest first (by when they were completed)."""
@@ -188,6 +216,8 @@ class IndexStore:
         except OSError:
             return []
         for folder in folders:
+            if folder.name.startswith("."):
+                continue  # a fetch from the shared index in progress (rag/shared_index.py)
             try:
                 found.append((os.stat(folder / COMPLETE_MARKER).st_mtime, folder.name))
             except OSError:
@@ -347,8 +377,15 @@ class IndexStore:
                 "wait for it to finish"
             ) from None
         try:
-            yield
+            if self.shared is None:
+                self._building = True
+                yield
+            else:
+                with self.shared.build_lock():
+                    self._building = True
+                    yield
         finally:
+            self._building = False
             lock.release()
 
     def write(self, manifest: Manifest, chunks: list[Chunk], tokens: list[list[str]], vectors: np.ndarray,
@@ -381,11 +418,15 @@ class IndexStore:
         marker = {MANIFEST: {"size": len(manifest_bytes), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}}
         _write_file(folder / COMPLETE_MARKER, json.dumps(marker).encode("utf-8"))
         _fsync_dir(folder)
+        if self.shared is not None:
+            self.shared.upload(folder, manifest.version)  # all of it in Milvus before anyone switches
         self.point_at(manifest.version)
         try:
             publish_vectors([dense, title_dense])
         except Exception as exc:  # noqa: BLE001 - the local switch is done; say what did not follow
             log.warning("version %s is current but its vector store alias was not moved: %s", manifest.version, exc)
+        if self.shared is not None:
+            self.shared.publish(manifest.version)  # every replica switches here
         return manifest.version
 
     def point_at(self, version: str) -> None:
@@ -403,8 +444,13 @@ class IndexStore:
         if version == self.current_version():
             return
         folder = self.versions / version
-        discard_vectors(folder, self.settings)
+        self._discard_outside(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+    def _discard_outside(self, folder: Path) -> None:
+        """Free what a version keeps outside its folder, unless it is shared (the builder prunes those)."""
+        if self.shared is None:
+            discard_vectors(folder, self.settings)
 
     def prune(self, keep_old: int, damaged: set[str] | frozenset[str] = frozenset()) -> None:
         """Delete unfinished builds, the ``damaged`` versions and all but ``keep_old`` superseded ones."""
@@ -418,18 +464,22 @@ class IndexStore:
             if not folder.is_dir() or folder.is_symlink():
                 continue  # not something a build made: leave it
             if not (folder / COMPLETE_MARKER).exists() or folder.name in damaged:
-                discard_vectors(folder, self.settings)
+                self._discard_outside(folder)
                 shutil.rmtree(folder, ignore_errors=True)  # a build that died mid-way, or a broken one
             else:
                 complete.append(folder)
         complete.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         for folder in complete[keep_old:]:
-            discard_vectors(folder, self.settings)
+            self._discard_outside(folder)
             shutil.rmtree(folder, ignore_errors=True)
         for tmp in self.root.glob("CURRENT.*.tmp"):
             tmp.unlink(missing_ok=True)
         kept = {p.name for p in self.versions.iterdir() if p.is_dir()}
         try:
+            if self.shared is not None:
+                if not self._building:
+                    return  # shared versions and their collections belong to the build holding the lock
+                kept |= set(self.shared.prune(keep_old))
             sweep_vectors(self.settings, kept)
         except Exception as exc:  # noqa: BLE001 - leftovers cost space, not correctness
             log.warning("could not clean up the vector store: %s", exc)

@@ -7,8 +7,10 @@ Import the plain helpers with ``from tests.conftest import write_notes, ...``.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -128,3 +130,31 @@ def st_embedder(st_model_path):
     from rag.embeddings import make_embedder
 
     return make_embedder(Settings(embedding_backend="sentence-transformers", embedding_model=str(st_model_path)))
+
+
+# --- Milvus Lite through its gRPC server (the code path a remote Milvus uses) ----------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory):
+    """`python -m milvus_lite server` on a free port, one per test module; its http:// URI."""
+    data = tmp_path_factory.mktemp("milvus-server")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data / "db"),
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=open(data / "log", "wb"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail((data / "log").read_text())
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(30)

@@ -7,11 +7,9 @@ filled, two builders at once, readers during swaps, and FAISS-equal retrieval.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,14 @@ from rag.retrieval import Retriever  # noqa: E402
 from rag.store import IndexStore  # noqa: E402
 from rag.vectors import VectorStoreUnavailable  # noqa: E402
 from rag.vectors.milvus_index import DESCRIPTOR_SUFFIX, aliased_collection, client_for  # noqa: E402
-from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, make_settings, rag_cli, write_notes  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    REPO_ROOT,
+    CountingEmbedder,
+    clean_env,
+    make_settings,
+    rag_cli,
+    write_notes,
+)
 
 NOTES = {
     "量化.md": "# 模型量化\n\nINT8 量化把权重从 fp32 映射到 8 位整数，显存减为四分之一，推理更快。\n",
@@ -154,32 +159,6 @@ def test_milvus_store_missing_its_package_says_how_to_install(lite, embedder, mo
 
 
 # --- Milvus Lite through its gRPC server (the remote-Milvus code path) -------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("milvus-server")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data / "db"),
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=open(data / "log", "wb"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail((data / "log").read_text())
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(30)
-
-
 @pytest.fixture
 def served(milvus_server, tmp_path, request):
     write_notes(tmp_path / "corpus", NOTES)
