@@ -263,6 +263,9 @@ def test_replicas_share_milvus_and_the_embedding_server(scale_config: dict):
         "vllm": "service_healthy", "vllm-embed": "service_healthy", "milvus": "service_healthy"}
     mounts = {v["target"]: v for v in replica["volumes"]}
     assert Path(mounts[env["RAG_CORPUS_DIR"]]["source"]).resolve() == REPO_ROOT / "corpus"
+    # The index reaches every replica through Milvus; no disk is shared but the notes.
+    assert env["RAG_SHARED_INDEX"] == "true"
+    assert set(mounts) == {env["RAG_CORPUS_DIR"]}
 
 
 def test_replica_count_follows_env():
