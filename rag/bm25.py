@@ -10,11 +10,13 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import sparse
 
+from .text import HAN_BASIC
+
 log = logging.getLogger(__name__)
 
 _jieba = None
 _ASCII_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z0-9_]+)*|\d+(?:\.\d+)*")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
+_CJK_RUN = re.compile(f"[{HAN_BASIC}]+")  # the basic block only: the tokens every index holds
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 # Function words that carry no topic; questions are full of them ("是什么", "如何", "哪些").
 STOPWORDS = frozenset(

@@ -38,6 +38,7 @@ from .prompting import (
 )
 from .retrieval import IndexStatus, RetrievalResult
 from .settings import Settings
+from .text import CITATION
 
 __all__ = [
     "Answer",
@@ -454,8 +455,5 @@ class ChatEngine:
                    cancelled=cancelled)
 
 
-_CITE = re.compile(r"\[(\d{1,3})\]")
-
-
 def _cited_numbers(text: str) -> list[int]:
-    return list(dict.fromkeys(int(n) for n in _CITE.findall(text)))
+    return list(dict.fromkeys(int(n) for n in CITATION.findall(text)))

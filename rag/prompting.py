@@ -13,7 +13,7 @@ from typing import Callable, Collection, Iterable, Sequence
 from .conversation import Message
 from .llm.base import PromptMessage, estimate_tokens, messages_tokens
 from .retrieval import Hit
-from .text import Language, detect_language
+from .text import HAN_CHAR, Language, detect_language
 
 
 # A passage shorter than this after cutting says too little to be worth a number.
@@ -41,7 +41,6 @@ def number_sources(hits: Iterable[Hit]) -> list[Source]:
     return [Source(i, hit) for i, hit in enumerate(hits, 1)]
 
 
-_CJK_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 
@@ -331,7 +330,7 @@ def _units(text: str) -> set[str]:
     """Latin words and Chinese character pairs: what a faithful rewrite is made of."""
     units: set[str] = set()
     for token in _UNIT.findall(text.lower()):
-        if _CJK_CHAR.match(token):
+        if HAN_CHAR.match(token):
             units.update(token[i : i + 2] for i in range(len(token) - 1))
         else:
             units.add(token)

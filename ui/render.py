@@ -13,6 +13,7 @@ import time
 from typing import Iterable, Sequence
 
 from rag.notes import NoteInfo, PassageView, ReindexStatus, human_size, term_pattern
+from rag.text import CITATION
 
 from .i18n import t
 
@@ -35,7 +36,6 @@ _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.S)
 # A run of citations ("[1]", "[1][2]"), not code such as ``a[i][1]`` nor a Markdown link.
 _CITE_RUN = re.compile(r"(?<![\w\]\[(\\])(?:\[\d{1,3}\])+(?![(\[])")
-_CITE = re.compile(r"\[(\d{1,3})\]")
 
 
 def _escape_plain(text: str) -> str:
@@ -96,7 +96,7 @@ def _link_citations(text: str, turn: int, valid: int) -> str:
             return f"[\\[{n}\\]](#src-{turn}-{n})"
         return m.group(0)
 
-    return _CITE_RUN.sub(lambda run: _CITE.sub(one, run.group(0)), text)
+    return _CITE_RUN.sub(lambda run: CITATION.sub(one, run.group(0)), text)
 
 
 def user_markdown(question: str) -> str:

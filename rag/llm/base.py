@@ -1,12 +1,12 @@
 """The one interface every LLM backend implements, and the data that crosses it."""
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from typing import Iterator, Literal, Protocol, Sequence, runtime_checkable
 
 from ..errors import ServiceError
+from ..text import CJK_OR_PUNCT_CHAR
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,6 @@ class ChatModel(Protocol):
         ...
 
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 
 
 def estimate_tokens(text: str) -> int:
@@ -78,7 +77,7 @@ def estimate_tokens(text: str) -> int:
     character, Qwen's about one; other text runs about 3–4 characters a token.
     Over-estimating only shortens the passages; under-estimating overflows the window.
     """
-    cjk = len(_CJK.findall(text))
+    cjk = len(CJK_OR_PUNCT_CHAR.findall(text))
     return 2 * cjk + (len(text) - cjk + 2) // 3
 
 
