@@ -112,6 +112,7 @@ class SharedIndex:
 
     def _version_of(self, collection: str) -> str | None:
         if collection not in self._names:
+            _client_call(f"loading {collection}", self.uri, self.client.load_collection, collection)
             rows = _client_call("reading a version name", self.uri, self.client.query, collection,
                                 filter=f'name == "{VERSION_ROW}"', output_fields=["data"], limit=1)
             if not rows:
@@ -207,6 +208,7 @@ class SharedIndex:
         tmp = Path(versions_dir) / f".fetch-{version}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         try:
+            _client_call(f"loading {collection}", self.uri, client.load_collection, collection)
             heads = _client_call(f"reading {collection}", self.uri, client.query, collection,
                                  filter=f'part == 0 and name != "{VERSION_ROW}"', output_fields=["name"],
                                  limit=FETCH_ROWS)
