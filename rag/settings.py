@@ -95,13 +95,19 @@ class Settings(BaseSettings):
 
     # --- index -----------------------------------------------------------------
     # Past this many chunks the FAISS index becomes approximate (HNSW); see bench/scale.py.
-    # Exact search costs ~16 ms a query at 100k vectors on a quiet 2-core CPU, ~8 ms at 50k.
-    ann_min_chunks: NonNegativeInt = 50_000
+    # Exact search, measured on a 2-core CPU: 7.7 ms a query vector at 100k vectors (quiet),
+    # 15.5 ms at 200k and 28 ms for a retrieval's three question vectors there (loaded), 61 ms
+    # at 1M. HNSW at efSearch 1024 costs ~10 ms a vector (four a retrieval) and an 870 s
+    # build at 1M: up to 100k exact search is faster, always right, and builds no graph;
+    # about 200k is where the two cost the same.
+    ann_min_chunks: NonNegativeInt = 100_000
     # bench/scale.py at 100k (recall@10 against exact, 53 real questions): M 32/efConstruction 80
     # reached 0.952 at efSearch 256; M 32/efC 200: 0.968 at 256, 0.992 at 512; M 64/efC 200:
     # 0.985 at 256, 0.998 at 512 (a few ms a query), at ~25% more build time than M 32.
+    # At 1M (bench/scale.py --vectors-only): M 64/efC 200 reached 0.868 / 0.932 / 0.974 at efSearch
+    # 256 / 512 / 1024 (2.9 / 4.9 / 9.7 ms a query; exact search 61 ms); at 100k 1024 gives 1.000.
     hnsw_m: PositiveInt = 64
-    hnsw_ef_search: PositiveInt = 512
+    hnsw_ef_search: PositiveInt = 1024
     keep_old_versions: Annotated[int, Field(ge=0)] = 1
 
     # --- vector store (rag/vectors/; helper "store") -------------------------------
