@@ -243,7 +243,7 @@ class Retriever:
             head = ranked[: s.rerank_candidates]
             order = self._reranker.rerank(query.text, [index.chunks[i].embedding_text() for i in head])
             ranked = [head[j] for j in order] + ranked[len(head):]
-        selected = _select(ranked, view.sections, k, s.dedup_similarity)
+        selected = _select(ranked, view.sections, k, s.dedup_similarity, s.expand_budget_chars)
         hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk,
                     focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "")
                 for r, (idx, chunk) in enumerate(selected)]
@@ -368,8 +368,11 @@ def _weigh_boilerplate(fused: dict[int, float], mask: np.ndarray, weight: float)
             fused[idx] *= weight
 
 
-def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: float) -> list[tuple[int, Chunk]]:
-    """The first ``k`` hits, each read as its enclosing section when that fits; a hit next to
+def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: float,
+            budget: int = 0) -> list[tuple[int, Chunk]]:
+    """The first ``k`` hits, each read as its enclosing section when that fits (and, with a
+    ``budget``, while the hits kept so far and that section fit in ``budget`` characters;
+    past it a hit is the passage that matched); a hit next to
     one already kept (the passage just before or after it in the same note) joins it when
     the two still fit, so several hits in one stretch of a note become one. Near-duplicates
     are left out (the same paragraph pasted into two notes adds nothing new; compared by
@@ -392,6 +395,9 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
         if len(unit) > 1 and any(containment(shingles(sections.chunks[j].text), other) >= dedup_similarity
                                  for j in unit if j != idx for other in shown):
             unit = (idx,)  # reading the whole section would repeat a passage already shown
+        if budget and len(unit) > 1 and sum(len(c.text) for _, _, c in kept) + len(
+                sections.passage(unit).text) > budget:
+            unit = (idx,)  # the first hits have used the reading budget: show what matched
         covered.update(unit)
         joined = next((n for n, (_, run, _) in enumerate(kept) if sections.adjacent(run, unit)), None)
         if joined is not None:

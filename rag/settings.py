@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     # 1500 and 2000, 0.943 at 2500; paraphrases 0.76 -> 0.84), checked on dev.jsonl (1.0 at
     # all three); it stays under context_chars so a second passage still fits beside it.
     expand_max_chars: NonNegativeInt = 2500
+    # Sections are read whole only while the hits shown so far and this one fit in this many
+    # characters; later hits are shown as the passage that matched, so that the first few
+    # still fit a prompt's context (context_chars). Chosen on dev-md.jsonl (recall@5 /
+    # MRR@10 / recall@3000ch: off 0.943 / 0.794 / 0.857; 3000: 0.914 / 0.791 / 0.871; 3500:
+    # 0.943 / 0.800 / 0.886; 4000: 0.943 / 0.793 / 0.871; 4500 and up: as off), checked on
+    # dev.jsonl (1.000 / 0.906-0.907 / 0.920 at every value). 0 turns the budget off.
+    expand_budget_chars: NonNegativeInt = 3500
     # Navigation (link lists) and text repeated across notes count this share in the ranking.
     boilerplate_weight: Share = 0.3
     # A sentence-transformers CrossEncoder (name or path) to rerank the first candidates; none by default.

@@ -98,3 +98,15 @@ def test_reading_whole_sections_can_be_turned_off(settings, embedder):
     on = Retriever(settings, embedder)
     question = "各种参数高效微调方法可以怎么分类总结？"
     assert len(off.retrieve(question, k=1).hits[0].text) < len(on.retrieve(question, k=1).hits[0].text)
+
+
+def test_past_the_reading_budget_a_hit_is_the_passage_that_matched_not_its_whole_section(settings, embedder):
+    question = "各种参数高效微调方法可以怎么分类总结？"
+    whole = Retriever(settings, embedder).retrieve(question, k=1).hits[0]
+    assert all(item in whole.text for item in SUMMARY_ITEMS)  # read whole: it fits the budget
+
+    tight = Retriever(settings.model_copy(update={"expand_budget_chars": len(whole.text) - 1}), embedder)
+    hit = tight.retrieve(question, k=1).hits[0]
+    assert hit.source == whole.source and len(hit.text) < len(whole.text)
+    assert whole.line_start <= hit.line_start and hit.line_end <= whole.line_end
+    assert_chunk_spans([hit.chunk], file_lines(settings.corpus_dir / hit.source))
