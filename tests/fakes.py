@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class SilentServer:
@@ -35,18 +36,24 @@ class SilentServer:
 class ScriptedChatModel:
     """A fake ChatModel (like simonw/llm's MockModel) that streams exactly the deltas it is
     given, for faults a real model cannot be made to show on demand: a model looping on one
-    sentence, one that cites nothing. ``calls`` records every request; ``closed`` whether the
-    reader stopped the stream before its end."""
+    sentence, one that cites nothing, a slow writer. ``calls`` records every request;
+    ``closed`` whether the reader stopped the stream before its end; ``peak`` the most
+    answers it was writing at the same time. ``delay_s`` is slept before each delta."""
 
     backend = "openai"  # behaves as a served model: no rewrite quirks of the embedded one
 
-    def __init__(self, deltas, name: str = "fake:scripted", context_tokens: int = 4096) -> None:
+    def __init__(self, deltas, name: str = "fake:scripted", context_tokens: int = 4096,
+                 delay_s: float = 0.0) -> None:
         self.deltas = list(deltas)
         self.name = name
         self._context_tokens = context_tokens
+        self.delay_s = delay_s
         self.calls: list[dict] = []
         self.yielded = 0
         self.closed = False
+        self.running = 0
+        self.peak = 0
+        self._lock = threading.Lock()
 
     @property
     def context_tokens(self) -> int:
@@ -58,9 +65,14 @@ class ScriptedChatModel:
         return estimate_tokens(text)
 
     def stream(self, messages, *, max_tokens: int, temperature: float, cancel=None):
-        self.calls.append({"messages": list(messages), "max_tokens": max_tokens})
+        with self._lock:
+            self.calls.append({"messages": list(messages), "max_tokens": max_tokens})
+            self.running += 1
+            self.peak = max(self.peak, self.running)
         try:
             for delta in self.deltas[:max_tokens]:
+                if self.delay_s:
+                    time.sleep(self.delay_s)
                 if cancel is not None and cancel.is_set():
                     return
                 self.yielded += 1
@@ -68,6 +80,9 @@ class ScriptedChatModel:
         except GeneratorExit:
             self.closed = True
             raise
+        finally:
+            with self._lock:
+                self.running -= 1
 
     def health(self, timeout_s: float = 2.0):
         from rag.llm import Health

@@ -19,6 +19,7 @@ from rag.notes import PassageView
 from rag.settings import Settings
 from ui import render
 from ui.bind import ServeError, check_bind
+from tests.fakes import ScriptedChatModel
 from ui.watcher import CorpusWatcher
 
 pytestmark = [
@@ -166,39 +167,6 @@ def test_first_run_without_an_index_then_notes_appear(tmp_path):
         app.close()
 
 
-class CountingModel:
-    """A fake LLM that records how many answers it writes at the same time."""
-
-    name = "fake:counting"
-    backend = "fake"
-    context_tokens = 8192
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.peak = 0
-        self.lock = threading.Lock()
-
-    def count_tokens(self, text: str) -> int:
-        return len(text) // 3 + 1
-
-    def stream(self, messages, *, max_tokens, temperature, cancel=None):
-        with self.lock:
-            self.running += 1
-            self.peak = max(self.peak, self.running)
-        try:
-            for word in "BM25 ranks passages by term frequency [1].".split():
-                time.sleep(0.1)
-                yield word + " "
-        finally:
-            with self.lock:
-                self.running -= 1
-
-    def health(self, timeout_s: float = 2.0):
-        from rag.llm import Health
-
-        return Health(True, "fake")
-
-
 @pytest.mark.parametrize("limit", [1, 3])
 def test_the_queue_limits_concurrent_answers(tmp_path, limit):
     from gradio_client import Client
@@ -209,7 +177,9 @@ def test_the_queue_limits_concurrent_answers(tmp_path, limit):
 
     settings = make_settings(tmp_path, concurrency_limit=limit)
     build_index(settings)
-    model = CountingModel()
+    # Fake: a served model writing slowly, so that answers overlap and the queue's limit shows.
+    model = ScriptedChatModel([w + " " for w in "BM25 ranks passages by term frequency [1].".split()],
+                              name="fake:counting", delay_s=0.1)
     engine = ChatEngine(settings, Retriever.from_settings(settings), model, backend_reason="test")
     app, demo, url = start(settings, watch=False, engine=engine)
     try:

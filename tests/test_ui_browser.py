@@ -17,6 +17,7 @@ import pytest
 from rag.indexing import build_index
 from rag.settings import Settings
 from rag.store import IndexStore
+from tests.fakes import ScriptedChatModel
 
 pytestmark = [
     pytest.mark.slow,
@@ -539,30 +540,12 @@ def test_layout_holds_on_a_phone(browser, server):
 
 
 # --- streaming and stopping (a slow fake model) ----------------------------------------------------
-class SlowModel:
-    """A ChatModel that writes a long cited answer slowly and stops when told to."""
-
-    name = "fake:slow-writer"
-    backend = "fake"
-    context_tokens = 8192
-
-    def count_tokens(self, text: str) -> int:
-        return len(text) // 3 + 1
-
-    def stream(self, messages, *, max_tokens, temperature, cancel=None):
-        # Numbered, so that no sentence repeats: a repeated one would be cut as a loop (rag/degeneration.py).
-        words = " ".join(f"Step {i}: LoRA freezes the pretrained weights and trains two small matrices [1]."
-                         for i in range(1, 41)).split(" ")
-        for word in words:
-            if cancel is not None and cancel.is_set():
-                return
-            time.sleep(0.08)
-            yield word + " "
-
-    def health(self, timeout_s: float = 2.0):
-        from rag.llm import Health
-
-        return Health(True, "fake model, always up")
+def slow_model():
+    """Fake: a model that writes a long cited answer slowly and stops when told to. Numbered
+    sentences, so that none repeats (a repeated one would be cut as a loop, rag/degeneration.py)."""
+    words = " ".join(f"Step {i}: LoRA freezes the pretrained weights and trains two small matrices [1]."
+                     for i in range(1, 41)).split(" ")
+    return ScriptedChatModel([w + " " for w in words], name="fake:slow-writer", delay_s=0.08)
 
 
 @pytest.fixture(scope="module")
@@ -573,7 +556,7 @@ def slow_server(tmp_path_factory):
 
     settings = make_corpus(tmp_path_factory.mktemp("slow"))
     build_index(settings)
-    engine = ChatEngine(settings, Retriever.from_settings(settings), SlowModel(), backend_reason="test model")
+    engine = ChatEngine(settings, Retriever.from_settings(settings), slow_model(), backend_reason="test model")
     app, demo, url = start(settings, watch=False, engine=engine)
     yield url
     demo.close()
