@@ -246,12 +246,11 @@ class ChatEngine:
     def check_question(self, question: str) -> str:
         text = (question or "").strip()
         if not text:
-            raise QuestionError("Please type a question.")
+            raise QuestionError("Please type a question.", key="q_empty")
         if len(text) > self.settings.max_question_chars:
-            raise QuestionError(
-                f"The question is too long ({len(text)} characters; the limit is "
-                f"{self.settings.max_question_chars}). Please shorten it."
-            )
+            limit = self.settings.max_question_chars
+            raise QuestionError(f"The question is too long ({len(text)} characters; the limit is {limit}). "
+                                "Please shorten it.", key="q_too_long", n=len(text), limit=limit)
         return text
 
     def stream(

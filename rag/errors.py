@@ -36,14 +36,19 @@ EXIT_SERVICE = 4  # a server (LLM) is down or refused
 
 
 class RagError(Exception):
-    """An error meant for the user: ``str(exc)`` is one clear line, ``exit_code`` the CLI's status."""
+    """An error meant for the user: ``str(exc)`` is one clear line, ``exit_code`` the CLI's status.
+
+    ``key`` and ``values``, when given, name the same line in the web page's catalogue
+    (ui/i18n.py), so that a reader of another language gets it in theirs; ``str(exc)``
+    stays the English line for the CLI and the logs."""
 
     exit_code: int = EXIT_ERROR
 
-    def __init__(self, message: str = "", *, exit_code: int | None = None) -> None:
+    def __init__(self, message: str = "", *, exit_code: int | None = None, key: str = "", **values) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.key, self.values = key, values
 
     @property
     def message(self) -> str:

@@ -350,6 +350,13 @@ def test_the_page_is_in_chinese_when_the_browser_asks_for_chinese(browser, serve
     page.wait_for_function(f"document.getElementById('{target}') && document.getElementById('{target}').open")
     assert page.locator(f"#{target}").is_visible()
     shot(page, "17_chinese_answer")
+    # A refused question is refused in Chinese too.
+    too_long = "LoRA 的缺点是什么？" * (server[2].max_question_chars // 8)
+    page.locator("#question textarea").fill(too_long)
+    page.locator("#question textarea").press("Enter")
+    page.locator("#ask-msg .err").wait_for(timeout=10_000)
+    message = page.locator("#ask-msg").inner_text()
+    assert "问题太长" in message and f"上限 {server[2].max_question_chars}" in message, message
     ctx.close()
     assert not errors, errors
 

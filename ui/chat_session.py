@@ -22,7 +22,7 @@ from rag.settings import Settings
 
 from . import render
 from .engine import EngineProvider
-from .i18n import lang_of, t
+from .i18n import error_text, lang_of, t
 
 __all__ = ["ChatController", "ChatView", "session_id"]
 
@@ -126,7 +126,7 @@ class ChatController:
         try:
             text = engine.check_question(question) if engine is not None else question.strip()
         except QuestionError as exc:
-            return {v.pending: "", v.ask_msg: render.message_html(str(exc), error=True)}
+            return {v.pending: "", v.ask_msg: render.message_html(error_text(lang, exc), error=True)}
         if not self._claim(session_id(request), text):
             return {v.pending: "", v.ask_msg: render.message_html(t(lang, "busy"), error=True)}
         chat = list(chat or []) + [_bubble("user", render.user_markdown(text)), _bubble("assistant", t(lang, "thinking"))]
@@ -281,7 +281,7 @@ class ChatController:
             update[v.history] = history
             yield update
         except QuestionError as exc:
-            yield say(render.escape_markdown(str(exc)))
+            yield say(render.escape_markdown(error_text(lang, exc)))
         except GeneratorExit:
             raise
         except Exception as exc:  # noqa: BLE001 - the user sees a message, the log the traceback

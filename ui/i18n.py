@@ -95,6 +95,9 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "no_delete": "No note was deleted (choose one, then confirm).",
         "rebuilding": "Rebuilding the index in the background…",
         "rebuild_queued": "A rebuild is running; another will follow it.",
+        # --- errors raised by the library (RagError.key) ---
+        "q_empty": "Please type a question.",
+        "q_too_long": "The question is too long ({n} characters; the limit is {limit}). Please shorten it.",
     },
     "zh": {
         "title": "笔记问答",
@@ -159,6 +162,8 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "no_delete": "没有删除笔记（请先选择一篇，再确认）。",
         "rebuilding": "正在后台重建索引…",
         "rebuild_queued": "正在重建索引；完成后会再重建一次。",
+        "q_empty": "请输入问题。",
+        "q_too_long": "问题太长（{n} 个字符，上限 {limit} 个），请缩短后再问。",
     },
 }
 
@@ -173,6 +178,14 @@ def t(lang: str, key: str, **values) -> str:
     Values are inserted as given: callers building HTML escape them first."""
     text = TEXTS.get(lang, TEXTS["en"]).get(key) or TEXTS["en"][key]  # type: ignore[arg-type]
     return text.format(**values) if values else text
+
+
+def error_text(lang: str, exc: BaseException) -> str:
+    """A library error in the reader's language when the catalogue has its ``key``, else as raised."""
+    key = getattr(exc, "key", "")
+    if key and key in TEXTS["en"]:
+        return t(lang, key, **getattr(exc, "values", {}))
+    return str(exc)
 
 
 def lang_of(request: gr.Request | None) -> Lang:
