@@ -66,6 +66,18 @@ POLL_S = 1.0
 LEASE_S = 120.0
 
 
+class _LockRefusals(logging.Filter):
+    """pymilvus logs every refused call as an ERROR with a traceback; a contender refused the
+    lock alias (``create_alias`` of one that exists) is the lock working, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("[create_alias]" in message and LOCK_ALIAS in message and "already exists" in message)
+
+
+logging.getLogger("pymilvus.decorators").addFilter(_LockRefusals())
+
+
 def _client_call(what: str, uri: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)

@@ -185,3 +185,79 @@ def test_a_build_that_outlives_its_lease_keeps_the_lock_by_renewing_it(replicas,
         time.sleep(4)  # well past one lease: only renewals keep it
         with pytest.raises(IndexLocked, match="another replica is building"):
             build_index(b, embedder)
+
+
+# --- the scale profile in miniature: two `rag serve` replicas, one Milvus ------------------------
+def start_replica(settings: Settings, port: int) -> subprocess.Popen:
+    env = clean_env(RAG_VECTOR_STORE="milvus", RAG_MILVUS_URI=settings.milvus_uri,
+                    RAG_MILVUS_PREFIX=settings.milvus_prefix, RAG_SHARED_INDEX="true", RAG_LLM_BACKEND="none",
+                    RAG_WATCH_DEBOUNCE_S="0.5", GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--corpus",
+                             str(settings.corpus_dir), "--index", str(settings.index_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                            env=env, cwd=REPO_ROOT)
+    seen = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "Notes chat on" in line:
+            return proc
+    proc.kill()
+    raise AssertionError("".join(seen))
+
+
+def ask_until(url: str, question: str, source: str, timeout: float = 120) -> dict:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.predict(question, api_name="/ask")
+        if answer["sources"] and answer["sources"][0]["source"] == source or time.monotonic() > deadline:
+            return answer
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_two_serving_replicas_with_their_own_folders_answer_alike_and_follow_an_edit(replicas, embedder):
+    from tests.conftest import free_port
+
+    a, b = replicas
+    first = build_index(a, embedder).version
+    ports = [free_port(), free_port()]
+    procs = [start_replica(a, ports[0]), start_replica(b, ports[1])]  # B starts with an empty folder
+    try:
+        urls = [f"http://127.0.0.1:{p}/" for p in ports]
+        for url in urls:
+            assert ask_until(url, "AdamW 和 Adam 的区别", "优化器.md")["sources"][0]["source"] == "优化器.md"
+        # A note saved into the notes both mount: their watchers race to rebuild, one builds
+        # (the other waits for the lock, then finds the index up to date), and both answer from it.
+        write_notes(a.corpus_dir, ADDED)
+        for url in urls:
+            assert ask_until(url, NEW_QUESTION, "投机.md")["sources"][0]["source"] == "投机.md"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        logs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert all("Traceback" not in log for log in logs), logs
+    # The first version and one with the new note: it was built once (a third build would have
+    # pruned the first, keep_old_versions being 1).
+    versions = shared(a).versions()
+    assert len(versions) == 2 and versions[0] == first
+
+
+def test_losing_the_race_for_the_lock_logs_no_error(replicas, caplog):
+    a, _ = replicas
+    first, second = shared(a), shared(a)
+    leases = [f"{a.milvus_prefix}_lease_{n}_lock" for n in ("one", "two")]
+    first._create_lease(leases[0], "one")
+    second._create_lease(leases[1], "two")
+    assert first._take(leases[0])[0]
+    with caplog.at_level(logging.DEBUG):
+        # The loser's create_alias is refused by Milvus (as when both saw no lock a moment ago).
+        with pytest.raises(Exception, match="already exists"):
+            second.client.create_alias(leases[1], second.lock_alias)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
