@@ -280,6 +280,18 @@ def test_rag_serve_on_a_port_in_use_says_so_before_any_address_line(built, taken
     assert "Notes chat on" not in res.stderr + res.stdout
 
 
+def test_a_port_taken_after_the_check_is_reported_without_an_address_line(built, taken_port, monkeypatch, capsys):
+    """The race between the port check and the bind, forced: the check is skipped (a named fake,
+    since another program cannot be made to grab the port inside that moment on demand)."""
+    import ui.app
+
+    monkeypatch.setattr(ui.app, "check_listen", lambda settings: None)  # fake: the check saw the port free
+    settings = built.model_copy(update={"port": taken_port, "watch_corpus": False, "llm_backend": "none"})
+    assert ui.app.serve(settings) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{taken_port}" in err and "Notes chat on" not in err
+
+
 @pytest.mark.parametrize("port", ["0", "65536"])
 def test_rag_serve_on_an_invalid_port_says_so(built, port):
     res = cli(built, "serve", "--port", port, "--no-watch", env=clean_env(RAG_LLM_BACKEND="none"))

@@ -286,16 +286,22 @@ def serve(settings: Settings, *, watch: bool | None = None, log_fn=print) -> int
     elif engine is not None and (warning := engine.retriever.status().warning):
         print(f"note: {warning}", file=sys.stderr)
     demo = app.build()
-    app.start_background()
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
-    print(f"Notes chat on http://{host}:{settings.port}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
-        demo.launch(quiet=True, inbrowser=False, i18n=app.i18n, **_launch_kwargs(settings))
+        # Bound first, announced after: check_listen's probe leaves a moment in which another
+        # program can take the port, and "Notes chat on" must never precede that error.
+        demo.launch(prevent_thread_lock=True, quiet=True, inbrowser=False, i18n=app.i18n, **_launch_kwargs(settings))
     except OSError as exc:  # port in use, cannot bind
         print(f"error: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        app.close()
         return 2
+    try:
+        app.start_background()
+        print(f"Notes chat on http://{host}:{settings.port}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        demo.block_thread()
     except KeyboardInterrupt:
         pass
     finally:
+        demo.close()
         app.close()
     return 0
