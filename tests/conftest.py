@@ -132,6 +132,23 @@ def st_embedder(st_model_path):
     return make_embedder(Settings(embedding_backend="sentence-transformers", embedding_model=str(st_model_path)))
 
 
+def start_rag_serve(args: Sequence[str], env: dict[str, str], timeout: float = 240) -> tuple[subprocess.Popen, str]:
+    """Start ``rag serve ARGS`` for real and read its output until "Notes chat on" (or its end);
+    returns the process (still running when it got there) and what it printed so far."""
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, encoding="utf-8", env=env, cwd=REPO_ROOT)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "Notes chat on" in line:
+            break
+    return proc, "".join(seen)
+
+
 # --- Milvus Lite through its gRPC server (the code path a remote Milvus uses) ----------------
 def free_port() -> int:
     with socket.socket() as sock:

@@ -12,8 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,15 @@ from rag.errors import RagError
 from rag.indexing import build_index
 from rag.retrieval import Retriever
 from rag.store import COMPLETE_MARKER, MANIFEST, IndexDamaged, IndexNotFound, IndexStore, file_checksum
-from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, make_settings, rag_cli, write_notes
+from tests.conftest import (
+    CountingEmbedder,
+    clean_env,
+    free_port,
+    make_settings,
+    rag_cli,
+    start_rag_serve,
+    write_notes,
+)
 
 BASE = {
     "量化.md": "# 模型量化\n\nINT8 量化把权重从 fp32 映射到 8 位整数，显存减为四分之一，推理更快。\n",
@@ -283,25 +289,8 @@ def test_rag_serve_starts_on_a_damaged_index_and_says_what_it_serves(work):
     settings, first, second = work
     damage(settings, second, "truncated vectors.npy")
     env = clean_env(RAG_LLM_BACKEND="none", RAG_WATCH_CORPUS="false", GRADIO_ANALYTICS_ENABLED="False")
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *args(settings)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                            env=env, cwd=REPO_ROOT)
-    seen: list[str] = []
+    proc, text = start_rag_serve(["--port", str(free_port()), *args(settings)], env)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if "Notes chat on" in line:
-                break
-        text = "".join(seen)
         assert "Notes chat on" in text, text
         assert "Traceback" not in text
         assert f"Serving the older version {first}" in text and "vectors.npy" in text

@@ -24,7 +24,7 @@ from rag.settings import Settings  # noqa: E402
 from rag.shared_index import LEASE_S, SharedIndex  # noqa: E402
 from rag.store import IndexLocked, IndexStore  # noqa: E402
 from rag.vectors.milvus_index import client_for  # noqa: E402
-from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, write_notes  # noqa: E402
+from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, start_rag_serve, write_notes  # noqa: E402
 
 NOTES = {
     "量化.md": "# 模型量化\n\nINT8 量化把权重从 fp32 映射到 8 位整数，显存减为四分之一，推理更快。\n",
@@ -192,21 +192,12 @@ def start_replica(settings: Settings, port: int) -> subprocess.Popen:
     env = clean_env(RAG_VECTOR_STORE="milvus", RAG_MILVUS_URI=settings.milvus_uri,
                     RAG_MILVUS_PREFIX=settings.milvus_prefix, RAG_SHARED_INDEX="true", RAG_LLM_BACKEND="none",
                     RAG_WATCH_DEBOUNCE_S="0.5", GRADIO_ANALYTICS_ENABLED="False")
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--corpus",
-                             str(settings.corpus_dir), "--index", str(settings.index_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                            env=env, cwd=REPO_ROOT)
-    seen = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if "Notes chat on" in line:
-            return proc
-    proc.kill()
-    raise AssertionError("".join(seen))
+    proc, seen = start_rag_serve(["--port", str(port), "--corpus", str(settings.corpus_dir),
+                                  "--index", str(settings.index_dir)], env)
+    if "Notes chat on" not in seen:
+        proc.kill()
+        raise AssertionError(seen)
+    return proc
 
 
 def ask_until(url: str, question: str, source: str, timeout: float = 120) -> dict:
