@@ -133,7 +133,7 @@ class SharedIndex:
         return self._names[collection]
 
     def versions(self) -> list[str]:
-        """Every version Milvus holds in full, oldest first (names sort by build time)."""
+        """Every version Milvus holds in full (its name row, written last, is there), oldest first."""
         head, tail = alias_name(self.prefix, "v"), f"_{FILES}"  # version names start with "v"
         found = []
         for collection in _client_call("listing versions", self.uri, self.client.list_collections):
@@ -165,7 +165,7 @@ class SharedIndex:
 
         _client_call(f"creating {collection}", self.uri, create)
         rows = 0
-        batch = [{"name": VERSION_ROW, "part": 0, "data": version, "pad": PAD}]
+        batch: list[dict] = []
         for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
             data = path.read_bytes()
             for part, start in enumerate(range(0, max(len(data), 1), PART_BYTES)):
@@ -174,9 +174,11 @@ class SharedIndex:
                 if len(batch) >= INSERT_ROWS:
                     _client_call(f"writing {collection}", self.uri, client.insert, collection, batch)
                     rows, batch = rows + len(batch), []
-        if batch:
-            _client_call(f"writing {collection}", self.uri, client.insert, collection, batch)
-            rows += len(batch)
+        # The row naming the version goes last: a collection without it is an upload that died,
+        # which ``versions`` does not list and the next build's sweep drops.
+        batch.append({"name": VERSION_ROW, "part": 0, "data": version, "pad": PAD})
+        _client_call(f"writing {collection}", self.uri, client.insert, collection, batch)
+        rows += len(batch)
         _client_call(f"flushing {collection}", self.uri, client.flush, collection)
         _client_call(f"loading {collection}", self.uri, client.load_collection, collection)
         stored = _client_call(f"counting {collection}", self.uri, client.query, collection, filter="",
