@@ -14,6 +14,7 @@ from .chunking import Chunk
 from .conversation import Message, followup_context, is_followup
 from .embeddings import Embedder, make_embedder
 from .errors import IndexUnavailable
+from .hubness import dehub, hub_scores
 from .rerank import Reranker, make_reranker
 from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
@@ -134,6 +135,7 @@ class _IndexView:
     index: LoadedIndex
     sections: SectionMap
     boilerplate: np.ndarray  # True: navigation or text repeated across notes
+    hubs: np.ndarray  # each passage's mean similarity to its nearest others (rag/hubness.py)
 
 
 class Retriever:
@@ -197,7 +199,8 @@ class Retriever:
                     f"{self.embedder.identity}: run `rag index` to rebuild"
                 )
             view = _IndexView(loaded, SectionMap(loaded.chunks, self.settings.expand_max_chars),
-                              boilerplate_mask(loaded.chunks))
+                              boilerplate_mask(loaded.chunks),
+                              hub_scores(loaded.vectors) if self.settings.hub_weight else np.zeros(0))
             self._seen_current = version
             # Two reference swaps: a query in flight keeps the objects it started with.
             self._view = view
@@ -230,7 +233,7 @@ class Retriever:
             return RetrievalResult(question, query.search_text, False, [])
         s = self.settings
         n_cand = min(max(s.candidates, k * 3), len(index.chunks))
-        signals, topic, own_top = self._candidates(query, index, n_cand)
+        signals, topic, own_top = self._candidates(query, index, n_cand, view.hubs)
         fused = _fuse(signals, s.fusion, s.rrf_k)
         unit = 1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0  # what a first place is worth
         bonus = query.lean * s.topic_weight * (unit if s.fusion == "rrf" else SCORE_TOPIC_BONUS) if topic else 0.0
@@ -264,17 +267,24 @@ class Retriever:
         return Query(question, context, elliptical, ELLIPTICAL_LEAN if elliptical else COMPLETE_LEAN, blended,
                      q_vec, c_vec, blended if elliptical else q_vec)
 
-    def _candidates(self, query: Query, index: LoadedIndex, n: int) -> tuple[list[_Signal], list[int], float]:
+    def _candidates(self, query: Query, index: LoadedIndex, n: int,
+                    hubs: np.ndarray) -> tuple[list[_Signal], list[int], float]:
         """Rankings per signal, the passages the earlier turns were about, and the best
-        dense similarity of the question's own words (for the relevance decision)."""
+        dense similarity of the question's own words (for the relevance decision). Passage
+        vectors rank by similarity less the passage's hub score (rag/hubness.py); the
+        relevance decision keeps the raw similarity."""
         s = self.settings
+
+        def dense(ids: np.ndarray, scores: np.ndarray, weight: float) -> _Signal:
+            return _Signal(*dehub(ids, scores, hubs, s.hub_weight), weight)
+
         signals: list[_Signal] = []
         keyword = index.bm25.scores(tokenize(query.text))
         topic: list[int] = []
         if query.context_vector is not None:
             scores, ids = index.dense.search(np.stack([query.vector, query.question_vector, query.context_vector]), n)
-            signals.append(_Signal(ids[0], scores[0], s.dense_weight * query.lean))
-            signals.append(_Signal(ids[1], scores[1], s.dense_weight * (OWN_QUESTION_WEIGHT - query.lean)))
+            signals.append(dense(ids[0], scores[0], s.dense_weight * query.lean))
+            signals.append(dense(ids[1], scores[1], s.dense_weight * (OWN_QUESTION_WEIGHT - query.lean)))
             c_keyword = index.bm25.scores(tokenize(query.context))
             keyword = keyword + CONTEXT_KEYWORD_SHARE * query.lean * c_keyword
             topic = [int(i) for i, sc in zip(ids[2][:TOPIC_PASSAGES], scores[2][:TOPIC_PASSAGES])
@@ -284,7 +294,7 @@ class Retriever:
             own_top = float(scores[0][0] if query.elliptical else scores[1][0])
         else:
             scores, ids = index.dense.search(query.vector[None, :], n)
-            signals.append(_Signal(ids[0], scores[0], s.dense_weight))
+            signals.append(dense(ids[0], scores[0], s.dense_weight))
             own_top = float(scores[0][0])
         title_scores, title_ids = index.title_dense.search(query.own_vector[None, :], n)
         signals.append(_Signal(title_ids[0], title_scores[0], s.title_weight))
