@@ -71,6 +71,18 @@ class UploadError(NoteError):
     """An upload was refused; nothing was written."""
 
 
+def refused_uploads(errors: Sequence[UploadError], nothing_added: bool) -> UploadError:
+    """One error for several refused files; the web page renders each part in the reader's language."""
+    text = " ".join(str(e) for e in errors) + (" Nothing was added." if nothing_added else "")
+    return UploadError(text, key="up_refused", parts=list(errors), nothing_added=nothing_added)
+
+
+def _too_big(name: str, size: int, max_bytes: int) -> UploadError:
+    size_text, limit = human_size(size), human_size(max_bytes)
+    return UploadError(f"“{name}” is {size_text}; notes can be at most {limit}.", key="up_too_big", name=name,
+                       size=size_text, limit=limit)
+
+
 def human_size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
@@ -106,7 +118,9 @@ def check_note_name(name: str, extensions: Sequence[str]) -> str:
         raise UploadError(f"“{shown}”: a note's file name cannot be a drive path.")
     stem, suffix = os.path.splitext(clean)
     if suffix.lower() not in {e.lower() for e in extensions}:
-        raise UploadError(f"“{shown}”: only {_allowed(extensions)} files can be added as notes.")
+        allowed = _allowed(extensions)
+        raise UploadError(f"“{shown}”: only {allowed} files can be added as notes.", key="up_type", name=shown,
+                          allowed=allowed)
     if not stem.strip() or stem.strip(". ") == "":
         raise UploadError(f"“{shown}”: the file name is empty apart from its extension.")
     if stem.lower() in _RESERVED:
@@ -209,7 +223,7 @@ def read_upload(path: str | Path, name: str | None, max_bytes: int) -> Upload:
     except OSError as exc:
         raise UploadError(f"“{name}”: the upload could not be read ({exc.strerror or exc}).") from None
     if size > max_bytes:
-        raise UploadError(f"“{name}” is {human_size(size)}; notes can be at most {human_size(max_bytes)}.")
+        raise _too_big(name, size, max_bytes)
     with open(path, "rb") as fh:
         data = fh.read(max_bytes + 1)
     return Upload(name, data)
@@ -250,9 +264,9 @@ def _validate_content(name: str, data: bytes, max_bytes: int) -> None:
     A PDF must start with %PDF and have a text layer; HTML and text must decode as text.
     """
     if len(data) > max_bytes:
-        raise UploadError(f"“{name}” is {human_size(len(data))}; notes can be at most {human_size(max_bytes)}.")
+        raise _too_big(name, len(data), max_bytes)
     if not data.strip():
-        raise UploadError(f"“{name}” is empty.")
+        raise UploadError(f"“{name}” is empty.", key="up_empty", name=name)
     try:
         loader = loader_for(name)
     except IngestError as exc:
@@ -304,7 +318,7 @@ def add_notes(settings: Settings, uploads: Iterable[Upload], *, replace: bool = 
         raise UploadError("No files were given.")
     root = _corpus_root(settings)
     max_bytes = settings.max_upload_bytes
-    errors: list[str] = []
+    errors: list[UploadError] = []
     checked: list[tuple[str, bytes, str]] = []  # (name, data, hash)
     for up in uploads:
         try:
@@ -312,9 +326,9 @@ def add_notes(settings: Settings, uploads: Iterable[Upload], *, replace: bool = 
             _validate_content(name, up.data, max_bytes)
             checked.append((name, up.data, file_hash(up.data)))
         except UploadError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
     if errors:
-        raise UploadError(" ".join(errors) + (" Nothing was added." if len(uploads) > 1 else ""))
+        raise refused_uploads(errors, nothing_added=len(uploads) > 1)
 
     existing = _existing_hashes(root, settings, {len(d) for _, d, _ in checked})
     report = AddReport()
@@ -330,24 +344,25 @@ def add_notes(settings: Settings, uploads: Iterable[Upload], *, replace: bool = 
             continue
         key = name.casefold()
         if key in seen_names:
-            errors.append(f"Two files are named “{name}”.")
+            errors.append(UploadError(f"Two files are named “{name}”."))
             continue
         seen_names.add(key)
         target = root / name
         if not _inside(root, target):
-            errors.append(f"“{name}” would be written outside the notes folder.")
+            errors.append(UploadError(f"“{name}” would be written outside the notes folder."))
             continue
         exists = target.exists() or target.is_symlink()
         if exists and (target.is_dir() or target.is_symlink()):
-            errors.append(f"“{name}” clashes with a folder or link in the notes folder.")
+            errors.append(UploadError(f"“{name}” clashes with a folder or link in the notes folder."))
             continue
         if exists and not replace:
-            errors.append(f"A different note named “{name}” already exists; delete it first or choose to replace it.")
+            errors.append(UploadError(f"A different note named “{name}” already exists; delete it first or choose "
+                                      "to replace it.", key="up_exists", name=name))
             continue
         seen_hashes[digest] = name
         planned.append((name, data, target, exists))
     if errors:
-        raise UploadError(" ".join(errors) + " Nothing was added.")
+        raise refused_uploads(errors, nothing_added=True)
 
     temps: list[Path] = []
     try:

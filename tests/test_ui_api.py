@@ -477,3 +477,23 @@ def test_watcher_reports_outside_edits_once_after_a_quiet_time(tmp_path):
         assert calls[-1] == ["a.md"]
     finally:
         watcher.stop()
+
+
+def test_refused_uploads_read_as_before_in_english_and_in_chinese_on_a_chinese_page(tmp_path):
+    from rag.notes import Upload, UploadError, add_notes, read_upload
+    from ui.i18n import error_text
+
+    settings = make_settings(tmp_path)
+    big = tmp_path / "big.md"
+    big.write_bytes(b"x" * (settings.max_upload_bytes + 1))
+    with pytest.raises(UploadError) as too_big:
+        read_upload(big, "big.md", settings.max_upload_bytes)
+    with pytest.raises(UploadError) as several:
+        add_notes(settings, [Upload("empty.md", b"  \n"), Upload("tool.exe", b"MZ"), Upload("ok.md", b"# ok\n")])
+    with pytest.raises(UploadError) as exists:
+        add_notes(settings, [Upload(next(iter(NOTES)), b"# other text\n")])
+    for exc in (too_big.value, several.value, exists.value):
+        assert error_text("en", exc) == str(exc)  # the English catalogue says what the library says
+    zh = error_text("zh", several.value)
+    assert "“empty.md” 是空文件" in zh and "“tool.exe”：只能添加" in zh and zh.endswith("没有添加任何文件。"), zh
+    assert "笔记最大" in error_text("zh", too_big.value) and "已有另一篇" in error_text("zh", exists.value)

@@ -98,6 +98,11 @@ TEXTS: dict[Lang, dict[str, str]] = {
         # --- errors raised by the library (RagError.key) ---
         "q_empty": "Please type a question.",
         "q_too_long": "The question is too long ({n} characters; the limit is {limit}). Please shorten it.",
+        "up_too_big": "“{name}” is {size}; notes can be at most {limit}.",
+        "up_empty": "“{name}” is empty.",
+        "up_type": "“{name}”: only {allowed} files can be added as notes.",
+        "up_exists": "A different note named “{name}” already exists; delete it first or choose to replace it.",
+        "up_refused": "{parts}",  # several refusals: each part in turn (error_text)
     },
     "zh": {
         "title": "笔记问答",
@@ -164,6 +169,11 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "rebuild_queued": "正在重建索引；完成后会再重建一次。",
         "q_empty": "请输入问题。",
         "q_too_long": "问题太长（{n} 个字符，上限 {limit} 个），请缩短后再问。",
+        "up_too_big": "“{name}” 有 {size}，笔记最大 {limit}。",
+        "up_empty": "“{name}” 是空文件。",
+        "up_type": "“{name}”：只能添加 {allowed} 文件作为笔记。",
+        "up_exists": "已有另一篇名为“{name}”的笔记：请先删除它，或选择替换。",
+        "up_refused": "{parts}",
     },
 }
 
@@ -181,10 +191,14 @@ def t(lang: str, key: str, **values) -> str:
 
 
 def error_text(lang: str, exc: BaseException) -> str:
-    """A library error in the reader's language when the catalogue has its ``key``, else as raised."""
-    key = getattr(exc, "key", "")
+    """A library error in the reader's language when the catalogue has its ``key``, else as raised.
+    An error made of ``parts`` (several refused files) renders each part, then "nothing added"."""
+    key, values = getattr(exc, "key", ""), dict(getattr(exc, "values", {}))
+    if "parts" in values:
+        text = " ".join(error_text(lang, part) for part in values.pop("parts"))
+        return text + (" " + t(lang, "nothing_added") if values.get("nothing_added") else "")
     if key and key in TEXTS["en"]:
-        return t(lang, key, **getattr(exc, "values", {}))
+        return t(lang, key, **values)
     return str(exc)
 
 

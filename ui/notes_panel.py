@@ -17,12 +17,13 @@ from typing import Iterable
 
 import gradio as gr
 
-from rag.notes import NoteError, NoteInfo, Reindexer, UploadError, add_notes, delete_note, list_notes, read_upload
+from rag.notes import (NoteError, NoteInfo, Reindexer, UploadError, add_notes, delete_note, list_notes, read_upload,
+                       refused_uploads)
 from rag.settings import Settings
 from rag.store import IndexNotFound, IndexStore
 
 from . import render
-from .i18n import lang_of, t
+from .i18n import error_text, lang_of, t
 
 __all__ = ["NotesPanel", "NotesView", "discard_uploads"]
 
@@ -167,13 +168,14 @@ class NotesPanel:
                 try:
                     uploads.append(read_upload(path, name, self.settings.max_upload_bytes))
                 except UploadError as exc:
-                    errors.append(str(exc))
+                    errors.append(exc)
             if errors:
-                raise UploadError(" ".join(errors) + (" " + t(lang, "nothing_added") if len(paths) > 1 else ""))
+                raise refused_uploads(errors, nothing_added=len(paths) > 1)
             report = add_notes(self.settings, uploads, replace=bool(replace))
         except UploadError as exc:
-            gr.Warning(str(exc), title=t(lang, "upload_refused"))
-            return {v.upload: None, v.message: render.message_html(str(exc), error=True)}
+            text = error_text(lang, exc)
+            gr.Warning(text, title=t(lang, "upload_refused"))
+            return {v.upload: None, v.message: render.message_html(text, error=True)}
         finally:
             discard_uploads(paths)  # copied into the notes folder, or refused: not needed any more
         if report.added:
@@ -191,7 +193,7 @@ class NotesPanel:
         try:
             deleted = delete_note(self.settings, source)
         except NoteError as exc:
-            return {v.message: render.message_html(str(exc), error=True)}
+            return {v.message: render.message_html(error_text(lang, exc), error=True)}
         self._mark_own([deleted])
         self.reindexer.request(f"deleted {deleted}")
         self.invalidate()
