@@ -374,6 +374,44 @@ def upload(page, files: list[dict]) -> str:
     return page.locator("#notes-msg .msg").inner_text()
 
 
+def test_an_uploaded_pdf_answers_and_its_cited_passage_opens_on_its_page(browser, tmp_path):
+    """A PDF printed by Chromium (tests/data/formats, three pages, one topic a page) added in
+    the Notes tab: the answer cites it, and its source opens as the page the passage is on."""
+    from ui.app import start
+
+    pdf = ROOT / "tests" / "data" / "formats" / "训练技巧.pdf"
+    settings = make_corpus(tmp_path, max_upload_bytes=1024 * 1024, watch_debounce_s=0.5)
+    build_index(settings)
+    app, demo, url = start(settings, watch=True)
+    ctx = browser.new_context(viewport={"width": 1366, "height": 860}, locale="en-US")
+    try:
+        page = ctx.new_page()
+        page.goto(url)
+        page.locator("#question textarea").wait_for()
+        open_tab(page, "Notes")
+        message = upload(page, [{"name": pdf.name, "mimeType": "application/pdf", "buffer": pdf.read_bytes()}])
+        assert pdf.name in message, message
+        wait_idle(app)
+        assert IndexStore(settings.index_dir).read_manifest().files.get(pdf.name), "the PDF was not indexed"
+        open_tab(page, "Sources")
+        answer = ask(page, "梯度检查点是怎么省显存的？")
+        assert "[1]" in answer and "重新计算" in answer, answer
+        first = source_summaries(page)[0]
+        assert pdf.name in first and "page 2" in first, first
+        link = bot_messages(page).last.locator('a[href*="#src-"]').first
+        target = link.get_attribute("href").split("#")[-1]
+        link.click()
+        page.wait_for_function(f"document.getElementById('{target}') && document.getElementById('{target}').open")
+        shown = page.locator(f"#{target}").inner_text()
+        assert "梯度检查点用重新计算换取显存" in shown  # the passage, on its page
+        assert "损失缩放" not in shown and "ZeRO partitions" not in shown  # not pages 1 and 3
+        shot(page, "18_pdf_source_on_its_page")
+    finally:
+        ctx.close()
+        demo.close()
+        app.close()
+
+
 def test_bad_uploads_are_refused_with_a_clear_message_and_change_nothing(page, server):
     app, _, settings, _ = server
     wait_idle(app)
