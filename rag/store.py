@@ -61,6 +61,8 @@ MANIFEST = "manifest.json"
 DENSE = "dense"
 TITLE_DENSE = "title_dense"
 _HASH_BLOCK = 1 << 20
+# A fetch from the shared index older than this was left by a process that died: removed.
+STALE_FETCH_S = 3600
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -463,6 +465,10 @@ class IndexStore:
                 continue
             if not folder.is_dir() or folder.is_symlink():
                 continue  # not something a build made: leave it
+            if folder.name.startswith("."):  # a fetch from the shared index: in progress, or left by a crash
+                if time.time() - folder.stat().st_mtime > STALE_FETCH_S:
+                    shutil.rmtree(folder, ignore_errors=True)
+                continue
             if not (folder / COMPLETE_MARKER).exists() or folder.name in damaged:
                 self._discard_outside(folder)
                 shutil.rmtree(folder, ignore_errors=True)  # a build that died mid-way, or a broken one

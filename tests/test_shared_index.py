@@ -252,3 +252,20 @@ def test_losing_the_race_for_the_lock_logs_no_error(replicas, caplog):
         with pytest.raises(Exception, match="already exists"):
             second.client.create_alias(leases[1], second.lock_alias)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_a_build_leaves_a_fetch_in_progress_alone_and_clears_one_left_by_a_crash(replicas, embedder):
+    import os
+
+    a, _ = replicas
+    build_index(a, embedder)
+    versions = a.index_dir / "versions"
+    live, dead = versions / ".fetch-v1-live", versions / ".fetch-v0-dead"
+    for folder in (live, dead):
+        folder.mkdir()
+        (folder / "chunks.jsonl").write_text("{}\n")
+    old = time.time() - 2 * 3600
+    os.utime(dead, (old, old))
+    write_notes(a.corpus_dir, ADDED)
+    build_index(a, embedder)  # prunes at its start
+    assert live.is_dir() and not dead.exists()
