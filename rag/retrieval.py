@@ -405,9 +405,10 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
         if len(unit) > 1 and any(containment(shingles(sections.chunks[j].text), other) >= dedup_similarity
                                  for j in unit if j != idx for other in shown):
             unit = (idx,)  # reading the whole section would repeat a passage already shown
-        if budget and len(unit) > 1 and sum(len(c.text) for _, _, c in kept) + len(
-                sections.passage(unit).text) > budget:
+        passage = sections.passage(unit)
+        if budget and len(unit) > 1 and sum(len(c.text) for _, _, c in kept) + len(passage.text) > budget:
             unit = (idx,)  # the first hits have used the reading budget: show what matched
+            passage = sections.passage(unit)
         covered.update(unit)
         joined = next((n for n, (_, run, _) in enumerate(kept) if sections.adjacent(run, unit)), None)
         if joined is not None:
@@ -416,8 +417,8 @@ def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: f
             kept[joined] = (first, run, sections.passage(run))
             shown[joined] = shingles(kept[joined][2].text)
             continue
-        kept.append((idx, unit, sections.passage(unit)))
-        shown.append(shingles(kept[-1][2].text))
+        kept.append((idx, unit, passage))
+        shown.append(shingles(passage.text))
     return [(first, chunk) for first, _, chunk in kept]
 
 
