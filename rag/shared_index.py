@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .vectors.base import VectorStoreUnavailable
-from .vectors.milvus_index import alias_name, client_for, collection_name
+from .vectors.milvus_index import aliased_collection, alias_name, client_for, collection_name, point_alias
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -117,10 +117,7 @@ class SharedIndex:
         return version
 
     def _aliased(self, alias: str) -> str | None:
-        client = self.client
-        if alias not in (client.list_aliases().get("aliases") or []):
-            return None
-        return client.describe_alias(alias).get("collection_name")
+        return aliased_collection(self.uri, self.token, alias)
 
     def _version_of(self, collection: str) -> str | None:
         if collection not in self._names:
@@ -153,15 +150,9 @@ class SharedIndex:
         def create() -> None:
             if client.has_collection(collection):
                 client.drop_collection(collection)  # a retry of the same version name
-            schema = client.create_schema(auto_id=True, enable_dynamic_field=False)
-            schema.add_field("id", DataType.INT64, is_primary=True)
-            schema.add_field("name", DataType.VARCHAR, max_length=MAX_NAME)
-            schema.add_field("part", DataType.INT64)
-            schema.add_field("data", DataType.VARCHAR, max_length=MAX_DATA)
-            schema.add_field("pad", DataType.FLOAT_VECTOR, dim=len(PAD))
-            index_params = client.prepare_index_params()
-            index_params.add_index(field_name="pad", index_type="FLAT", metric_type="L2")
-            client.create_collection(collection, schema=schema, index_params=index_params)
+            _create_padded(client, collection, auto_id=True, fields=[
+                ("name", DataType.VARCHAR, {"max_length": MAX_NAME}), ("part", DataType.INT64, {}),
+                ("data", DataType.VARCHAR, {"max_length": MAX_DATA})])
 
         _client_call(f"creating {collection}", self.uri, create)
         rows = 0
@@ -189,15 +180,8 @@ class SharedIndex:
 
     def publish(self, version: str) -> None:
         """Switch every replica to ``version`` (move ``<prefix>_current``)."""
-        client, collection = self.client, self.collection(version)
-
-        def move() -> None:
-            if self.current_alias in (client.list_aliases().get("aliases") or []):
-                client.alter_alias(collection, self.current_alias)
-            else:
-                client.create_alias(collection, self.current_alias)
-
-        _client_call(f"publishing {version}", self.uri, move)
+        collection = self.collection(version)
+        _client_call(f"publishing {version}", self.uri, point_alias, self.client, self.current_alias, collection)
         self._names[collection] = version
         self._checked_at, self._current = time.monotonic(), version
 
@@ -289,14 +273,7 @@ class SharedIndex:
     def _create_lease(self, lease: str, holder: str) -> None:
         from pymilvus import DataType
 
-        client = self.client
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("data", DataType.VARCHAR, max_length=MAX_NAME)
-        schema.add_field("pad", DataType.FLOAT_VECTOR, dim=len(PAD))
-        index_params = client.prepare_index_params()
-        index_params.add_index(field_name="pad", index_type="FLAT", metric_type="L2")
-        client.create_collection(lease, schema=schema, index_params=index_params)
+        _create_padded(self.client, lease, auto_id=False, fields=[("data", DataType.VARCHAR, {"max_length": MAX_NAME})])
         self._write_lease(lease, holder)
 
     def _write_lease(self, lease: str, holder: str) -> None:
@@ -347,6 +324,21 @@ class SharedIndex:
                 self._write_lease(lease, holder)
             except Exception as exc:  # noqa: BLE001 - retried at the next beat
                 log.warning("could not renew the shared build lock: %s", exc)
+
+
+def _create_padded(client, name: str, *, auto_id: bool, fields: list[tuple[str, object, dict]]) -> None:
+    """A collection of an INT64 id, ``fields`` (name, DataType, options) and the two-float ``pad``
+    vector Milvus wants in every collection (FLAT-indexed, never searched)."""
+    from pymilvus import DataType
+
+    schema = client.create_schema(auto_id=auto_id, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    for field, dtype, options in fields:
+        schema.add_field(field, dtype, **options)
+    schema.add_field("pad", DataType.FLOAT_VECTOR, dim=len(PAD))
+    index_params = client.prepare_index_params()
+    index_params.add_index(field_name="pad", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=index_params)
 
 
 def make_shared_index(settings: "Settings | None") -> SharedIndex | None:

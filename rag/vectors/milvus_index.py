@@ -198,10 +198,15 @@ class MilvusIndex(VectorIndex):
 
     def publish(self) -> None:
         """Point the alias at this version's collection (create it the first time)."""
-        if self.alias not in (self.client.list_aliases().get("aliases") or []):
-            self.client.create_alias(self.collection, self.alias)
-        elif self.client.describe_alias(self.alias).get("collection_name") != self.collection:
-            self.client.alter_alias(self.collection, self.alias)
+        point_alias(self.client, self.alias, self.collection)
+
+
+def point_alias(client, alias: str, collection: str) -> None:
+    """Make ``alias`` name ``collection``: created the first time, moved (atomically) after."""
+    if alias not in (client.list_aliases().get("aliases") or []):
+        client.create_alias(collection, alias)
+    elif client.describe_alias(alias).get("collection_name") != collection:
+        client.alter_alias(collection, alias)
 
 
 def aliased_collection(uri: str, token: str, alias: str) -> str | None:
