@@ -32,7 +32,7 @@ import shutil
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -379,13 +379,9 @@ class IndexStore:
                 "wait for it to finish"
             ) from None
         try:
-            if self.shared is None:
+            with self.shared.build_lock() if self.shared is not None else nullcontext():
                 self._building = True
                 yield
-            else:
-                with self.shared.build_lock():
-                    self._building = True
-                    yield
         finally:
             self._building = False
             lock.release()
