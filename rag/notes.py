@@ -74,7 +74,7 @@ class UploadError(NoteError):
 def refused_uploads(errors: Sequence[UploadError], nothing_added: bool) -> UploadError:
     """One error for several refused files; the web page renders each part in the reader's language."""
     text = " ".join(str(e) for e in errors) + (" Nothing was added." if nothing_added else "")
-    return UploadError(text, key="up_refused", parts=list(errors), nothing_added=nothing_added)
+    return UploadError(text, parts=list(errors), nothing_added=nothing_added)
 
 
 def _too_big(name: str, size: int, max_bytes: int) -> UploadError:

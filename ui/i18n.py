@@ -102,7 +102,6 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "up_empty": "“{name}” is empty.",
         "up_type": "“{name}”: only {allowed} files can be added as notes.",
         "up_exists": "A different note named “{name}” already exists; delete it first or choose to replace it.",
-        "up_refused": "{parts}",  # several refusals: each part in turn (error_text)
     },
     "zh": {
         "title": "笔记问答",
@@ -173,7 +172,6 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "up_empty": "“{name}” 是空文件。",
         "up_type": "“{name}”：只能添加 {allowed} 文件作为笔记。",
         "up_exists": "已有另一篇名为“{name}”的笔记：请先删除它，或选择替换。",
-        "up_refused": "{parts}",
     },
 }
 
