@@ -41,10 +41,6 @@ def number_sources(hits: Iterable[Hit]) -> list[Source]:
     return [Source(i, hit) for i, hit in enumerate(hits, 1)]
 
 
-
-
-
-
 # --- the answer prompt -----------------------------------------------------------------
 NOT_COVERED: dict[Language, str] = {
     "zh": "你的笔记中没有涉及这个问题。",

@@ -68,8 +68,6 @@ class ChatModel(Protocol):
         ...
 
 
-
-
 def estimate_tokens(text: str) -> int:
     """A deliberately high token estimate for an unknown tokenizer.
 
