@@ -35,7 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.embed_cache import CachedEmbedder  # noqa: E402
 from rag.chat import ChatEngine  # noqa: E402
+from rag.embeddings import make_embedder  # noqa: E402
 from rag.conversation import Message  # noqa: E402
 from rag.prompting import retrieval_only_text  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
@@ -87,9 +89,9 @@ def answer_body(text: str) -> str:
 
 def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) -> dict:
     settings = settings.model_copy(update={"index_dir": index, "llm_backend": "none"})
-    print(f"{questions.name}: budget {settings.extractive_budget_chars} chars, semantic "
-          f"{settings.extractive_semantic}", file=sys.stderr)
-    retriever = Retriever.from_settings(settings)
+    print(f"{questions.name}: budget {settings.extractive_budget_chars} chars, unit vectors "
+          f"{settings.unit_vectors}", file=sys.stderr)
+    retriever = Retriever.from_settings(settings, CachedEmbedder(make_embedder(settings)))
     engine = ChatEngine(settings, retriever, None)
     items = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = {"extractive": [], "(a) retrieval-only cut": [], "(b) top passage 500": [],

@@ -16,7 +16,9 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Protocol, Sequence, Union
+from typing import Callable, Iterator, Literal, Protocol, Sequence, Union
+
+import numpy as np
 
 from .conversation import Message, is_followup, trim_history
 from .degeneration import RepetitionGuard
@@ -72,6 +74,9 @@ class QuestionError(InputError, ValueError):
 
 class RetrieverLike(Protocol):
     def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult: ...
+
+    def unit_similarity(self, result: RetrievalResult) -> Callable[..., np.ndarray] | None:
+        """Cosines of answer units to the result's question (None: answers go by words alone)."""
 
     def status(self) -> IndexStatus: ...
 
@@ -347,7 +352,7 @@ class ChatEngine:
             prep.standalone_question or prep.question,
             prep.sources,
             budget_chars=self.settings.extractive_budget_chars,
-            embedder=getattr(self.retriever, "embedder", None) if self.settings.extractive_semantic else None,
+            similarity=self.retriever.unit_similarity(prep.retrieval),
             context=context,
         )
         if extracted.text:

@@ -205,6 +205,12 @@ def _sections(lines: tuple[str, ...]) -> list[_Section]:
     return sections
 
 
+def heading_lines(text: str) -> set[int]:
+    """0-based indexes of the lines of ``text`` that the chunker reads as headings (Markdown,
+    numbered questions, short title lines): what answers must never quote as a claim."""
+    return {s.heading_line for s in _sections(tuple(text.split("\n"))) if s.heading_line is not None}
+
+
 # Blockquotes, tables, images, HTML and formulas are content, never a plain-text heading.
 _NOT_TITLE_START = (">", "|", "!", "<", "$")
 _SINGLE_NUMBER_STYLES = ("dun", "dot", "space", "cn")

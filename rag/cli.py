@@ -151,7 +151,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if not Path(args.questions).is_file():
         raise InputError(f"question file not found: {args.questions}")
     retriever = _retriever(settings)
-    report = evaluate_file(retriever, Path(args.questions), k=10)
+    report = evaluate_file(retriever, Path(args.questions), k=10, topic_switch=args.topic_switch)
     print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
     return 0
 
@@ -380,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval", "measure retrieval on a question set")
     p.add_argument("questions")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--topic-switch", action="store_true",
+                   help="ask every question without history after an unrelated exchange (a new topic mid-chat)")
     # --- answer command arguments ---
     backends = ["auto", "openai", "llamacpp", "none"]
     p = add("ask", "answer a question from the notes, with cited sources")

@@ -21,7 +21,7 @@ class Message:
 
 # Words that point back at something said earlier, and openers that continue a thread.
 _ANAPHORA = re.compile(
-    r"它|其|这个|那个|这种|那种|这些|那些|该方法|该模型|此|上述|前者|后者|两者|这部分|这段|里面|"
+    r"它|其|这个|那个|这种|那种|这些|那些|这么|这样|那样|该方法|该模型|此|上述|前者|后者|两者|这部分|这段|里面|"
     r"\b(it|its|they|them|their|this|that|these|those|the former|the latter)\b",
     re.IGNORECASE,
 )
@@ -29,10 +29,35 @@ _CONTINUATION = re.compile(r"^\s*(那|那么|还有|另外|以及|而|和|除了
                            re.IGNORECASE)
 
 
+# Words that ask, or name an aspect of a subject, without naming the subject: "它的优点是什么"
+# and "优缺点呢" name none, "LoRA 的优点" names LoRA.
+_NOT_A_SUBJECT = frozenset(
+    "了解 知道 说 说说 讲 讲讲 介绍 请问 一下 是 有 吗 呢 为何 怎么样 哪 哪里 最后 之间 以后 之后 之前 然后 还要 "
+    "优点 缺点 优缺点 特点 作用 功能 原理 区别 不同 思路 步骤 流程 方法 问题 局限 影响 好处 不足 应用 场景 用途 例子 "
+    "代码 细节 参数 定义 含义 意思 原因 结果 过程 部分 地方 事 东西 happen happens first place else about".split()
+)
+
+
+def names_subject(text: str) -> bool:
+    """Does ``text`` name what it is about (a term, a concept), not only ask or point?"""
+    from .bm25 import STOPWORDS, tokenize  # jieba loads on first use; retrieval has it loaded
+
+    return any(t not in STOPWORDS and t not in _NOT_A_SUBJECT and (len(t) >= 2 or t.isascii() and t.isalnum()
+                                                                     and len(t) >= 2)
+               for t in tokenize(text))
+
+
 def is_followup(question: str) -> bool:
-    """Does the question lean on earlier turns (a pronoun, "那…呢", a bare few words)?"""
+    """Does the question refer back to earlier turns: "那…呢", a pronoun pointing at no
+    subject the question itself named first ("它有哪些特点？", not "是否了解 triplet
+    loss？它的功能是什么？"), or a few words that name no subject ("优缺点呢？")?"""
     text = question.strip()
-    return bool(_ANAPHORA.search(text) or _CONTINUATION.match(text) or len(text) <= 8)
+    if _CONTINUATION.match(text):
+        return True
+    pointer = _ANAPHORA.search(text)
+    if pointer is not None:
+        return not names_subject(text[: pointer.start()])
+    return len(text) <= 8 and not names_subject(text)
 
 
 def followup_context(question: str, history: Sequence[Message], max_chars: int = 300) -> str:

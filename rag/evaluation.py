@@ -121,9 +121,44 @@ def evaluate(retriever: SupportsRetrieve, items: list[dict], k: int = 10) -> dic
     }
 
 
-def evaluate_file(retriever: SupportsRetrieve, path: Path, k: int = 10) -> dict:
+def evaluate_file(retriever: SupportsRetrieve, path: Path, k: int = 10, topic_switch: bool = False) -> dict:
     items = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return evaluate(retriever, items, k)
+    if not topic_switch:
+        return evaluate(retriever, items, k)
+    switched = topic_switch_variant(items)
+    report = evaluate(retriever, switched, k)
+    # The same questions asked alone, for the comparison that matters.
+    report["alone"] = evaluate(retriever, [it for it in items if not it.get("history")], k)["overall"]
+    return report
+
+
+def topic_switch_variant(items: list[dict]) -> list[dict]:
+    """The questions asked without history, each after an unrelated exchange: the earlier
+    turn is another answerable question of the set, about another note (or another
+    section when the set has one note), and its answer is that question's gold phrases.
+
+    A complete question on a new topic must be searched as if asked alone; questions that
+    need their own history (follow-ups) are left out, since their history is the topic.
+    """
+    def where(item: dict) -> str:
+        return str(item.get("file") or (item.get("gold") or [{}])[0].get("file") or item.get("anchors"))
+
+    donors = [it for it in items if gold_of(it) and not it.get("history")]
+    out = []
+    for i, item in enumerate(items):
+        if item.get("history"):
+            continue
+        # The donor half the set away, skipping any about the same note: deterministic and unrelated.
+        start = (i + len(donors) // 2) % max(len(donors), 1)
+        donor = next((donors[(start + j) % len(donors)] for j in range(len(donors))
+                      if where(donors[(start + j) % len(donors)]) != where(item)), None)
+        if donor is None:
+            out.append(item)
+            continue
+        said = "；".join(donor.get("answer_points") or donor.get("anchors") or []) or donor["question"]
+        out.append({**item, "history": [{"role": "user", "content": donor["question"]},
+                                        {"role": "assistant", "content": said}]})
+    return out
 
 
 def format_report(report: dict) -> str:
@@ -134,6 +169,10 @@ def format_report(report: dict) -> str:
     for kind, m in rows:
         cells = "  ".join(f"{m[c]:>13.3f}" if c in m else f"{'-':>13}" for c in cols)
         lines.append(f"{kind:<14}{m.get('n', ''):>4}  {cells}")
+    if "alone" in report:
+        alone = report["alone"]
+        lines.append("after an unrelated exchange / asked alone: " + ", ".join(
+            f"{c} {report['overall'].get(c, 0):.3f} / {alone.get(c, 0):.3f}" for c in ("recall@5", "mrr@10", "recall@3000ch")))
     lines.append(f"latency ms: {report['latency_ms']}")
     for f in report["failures"]:
         lines.append(f"  miss {f['id']} [{f['kind']}] rank={f['rank']} {f['question'][:40]} want {f['want']} got {f['got'][:3]}")

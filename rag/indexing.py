@@ -14,6 +14,7 @@ from .embeddings import Embedder, embedder_identity, make_embedder
 from .ingest import Document, IngestError, Skipped, discover_notes, file_hash, load_document
 from .sections import boilerplate_mask
 from .settings import Settings
+from .unit_vectors import UNIT_KEYS, build_unit_vectors
 from .store import (DENSE, TITLE_DENSE, FileEntry, IndexLocked, IndexNotFound, IndexStore, LoadedIndex, Manifest,
                     new_version_name)
 from .vectors import build_vector_index
@@ -48,6 +49,7 @@ class BuildReport:
     warnings: list[str] = field(default_factory=list)
     # What was wrong with the index on disk and has been repaired by this run (empty: nothing).
     repaired: list[str] = field(default_factory=list)
+    units_embedded: int = 0  # answer units embedded by this run (rag/unit_vectors.py)
 
     def summary(self) -> str:
         repaired = f"repaired the index ({'; '.join(self.repaired)}): " if self.repaired else ""
@@ -149,7 +151,10 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         and old_manifest.embedder == identity
         and old_manifest.chunker == chunker
     )
-    if compatible and not skipped and _same_files(old_manifest, {s: h for s, (_, h) in raw_hashes.items()}):
+    # A version built before unit vectors gains them on the next build, passages reused.
+    units_ok = old_manifest is not None and (not settings.unit_vectors or UNIT_KEYS in old_manifest.checksums)
+    if compatible and units_ok and not skipped and _same_files(old_manifest,
+                                                                {s: h for s, (_, h) in raw_hashes.items()}):
         if problems:  # the intact version indexes exactly these notes: point CURRENT back at it
             log.warning("repairing the index: %s; %s serves again", "; ".join(problems), base)
             store.point_at(base)
@@ -246,6 +251,9 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         title_rows = dict(zip(titles, embedder.embed_queries(titles)))
         title_vectors[ids] = np.stack([title_rows[chunks[i].title()] for i in ids])
     progress("embedding passages", len(missing), len(missing))
+    units, units_embedded = None, 0
+    if settings.unit_vectors:
+        units, units_embedded = build_unit_vectors(chunks, embedder, old.units if old else None, batch, progress)
 
     _warn_boilerplate(chunks)
     progress("writing index", 0, 1)
@@ -264,7 +272,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         skipped={s.source: s.reason for s in skipped + found.skipped},
         skipped_hashes=skipped_hashes,
     )
-    version = store.write(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense)
+    version = store.write(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense, units)
     store.prune(settings.keep_old_versions, damaged=damaged)
     progress("writing index", 1, 1)
     removed = len(set(old_files) - set(files)) if old else 0
@@ -272,5 +280,5 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         log.warning("repaired the index: %s", "; ".join(problems))
     return BuildReport(version, len(files), changed, removed, len(chunks), len(missing), old is None,
                        time.perf_counter() - started, skipped + found.skipped, warnings=warnings,
-                       repaired=problems)
+                       repaired=problems, units_embedded=units_embedded)
 

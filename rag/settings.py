@@ -191,12 +191,13 @@ class Settings(BaseSettings):
     history_turns: Annotated[int, Field(ge=0)] = 6
     history_chars: Annotated[int, Field(ge=0)] = 2000
     max_question_chars: PositiveInt = 2000
-    # Characters of answer text in an extractive answer (no LLM), citations and list marks
-    # aside; the passages follow below it (bench/answer_quality.py).
+    # Characters of an extractive answer (no LLM), citation markers and list marks included;
+    # the passages follow below it (bench/answer_quality.py).
     extractive_budget_chars: PositiveInt = 500
-    # Also score sentences by meaning with the embedder (one batched call per answer).
-    # Off: on the 2-core machine it costs ~40 ms per sentence, far over the 100 ms budget.
-    extractive_semantic: bool = False
+    # Embed every answer unit (sentence, list item, table row) when the index is built, so
+    # extractive answers weigh each by its meaning too (rag/unit_vectors.py). Off: faster
+    # builds, answers by shared words and rank alone.
+    unit_vectors: bool = True
 
     # --- web UI -------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -44,6 +44,7 @@ from .bm25 import BM25Index
 from .chunking import Chunk
 from .errors import IndexBusy, IndexUnavailable, RagError
 from .shared_index import make_shared_index
+from .unit_vectors import UnitVectors
 from .vectors import (VectorIndex, VectorStoreUnavailable, check_vectors, discard_vectors, load_vector_index,
                       publish_vectors, sweep_vectors)
 from .vectors.faiss_index import FaissIndex
@@ -135,6 +136,9 @@ class LoadedIndex:
     # resemble the notes' own questions more than their answers.
     title_vectors: np.ndarray
     title_dense: VectorIndex
+    # Vectors of the passages' answer units (rag/unit_vectors.py); None for a version built
+    # without them.
+    units: UnitVectors | None = None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -313,7 +317,8 @@ class IndexStore:
                                version)
         for index in (dense, title_dense):
             index.set_search_effort(ef_search)
-        return LoadedIndex(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense)
+        return LoadedIndex(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense,
+                           UnitVectors.load(folder))
 
     def _candidates(self) -> tuple[list[str], list[str]]:
         """Finished versions in the order to try them (the current one first, then the newest),
@@ -387,7 +392,8 @@ class IndexStore:
             lock.release()
 
     def write(self, manifest: Manifest, chunks: list[Chunk], tokens: list[list[str]], vectors: np.ndarray,
-              dense: VectorIndex, bm25: BM25Index, title_vectors: np.ndarray, title_dense: VectorIndex) -> str:
+              dense: VectorIndex, bm25: BM25Index, title_vectors: np.ndarray, title_dense: VectorIndex,
+              units: UnitVectors | None = None) -> str:
         """Write a complete new version and make it current. Call with the lock held."""
         if self.versions.exists() and not self.versions.is_dir():
             self.versions.unlink()  # something else squats the name; the index owns this folder
@@ -408,6 +414,8 @@ class IndexStore:
         dense.save(folder, DENSE)
         title_dense.save(folder, TITLE_DENSE)
         bm25.save(folder)
+        if units is not None:
+            units.save(folder)
         manifest.format = FORMAT
         manifest.checksums = {p.name: file_checksum(p, fsync=True) for p in sorted(folder.iterdir())
                               if p.name not in (MANIFEST, COMPLETE_MARKER)}

@@ -37,6 +37,10 @@ def write_notes(root: Path, notes: dict[str, str | bytes]) -> Path:
 
 
 def make_settings(corpus: Path, index: Path, **overrides) -> Settings:
+    """Settings for a test's notes and index. Answer-unit vectors are off unless a test asks
+    for them (``unit_vectors=True``): they nearly double a build's embedding, and only the
+    answer tests and tests/test_unit_vectors.py read them."""
+    overrides.setdefault("unit_vectors", False)
     return Settings(corpus_dir=Path(corpus), index_dir=Path(index), **overrides)
 
 
