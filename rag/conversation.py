@@ -34,30 +34,41 @@ _CONTINUATION = re.compile(r"^\s*(那|那么|还有|另外|以及|而|和|除了
 _NOT_A_SUBJECT = frozenset(
     "了解 知道 说 说说 讲 讲讲 介绍 请问 一下 是 有 吗 呢 为何 怎么样 哪 哪里 最后 之间 以后 之后 之前 然后 还要 "
     "优点 缺点 优缺点 特点 作用 功能 原理 区别 不同 思路 步骤 流程 方法 问题 局限 影响 好处 不足 应用 场景 用途 例子 "
-    "代码 细节 参数 定义 含义 意思 原因 结果 过程 部分 地方 事 东西 happen happens first place else about".split()
+    "代码 细节 参数 定义 含义 意思 原因 结果 过程 部分 地方 事 东西 时候 情况 方面 一轮 other else about".split()
 )
 
 
 def names_subject(text: str) -> bool:
-    """Does ``text`` name what it is about (a term, a concept), not only ask or point?"""
-    from .bm25 import STOPWORDS, tokenize  # jieba loads on first use; retrieval has it loaded
+    """Does ``text`` name what it is about (a noun or a term), not only ask or point?
 
-    return any(t not in STOPWORDS and t not in _NOT_A_SUBJECT and (len(t) >= 2 or t.isascii() and t.isalnum()
-                                                                     and len(t) >= 2)
-               for t in tokenize(text))
+    Nouns come from jieba's part-of-speech tags ("结果过程" are nouns, "非得加" is not); Latin
+    words count unless they are function words ("why does"). Generic nouns ("问题", "过程")
+    and aspects ("优缺点", "作用") name no subject.
+    """
+    from jieba import posseg  # loaded on first use; retrieval has jieba loaded anyway
+
+    from .bm25 import STOPWORDS
+
+    for token in posseg.lcut(text):
+        word, flag = token.word.strip(), token.flag
+        if len(word) < 2 or word.lower() in STOPWORDS or word.lower() in _NOT_A_SUBJECT:
+            continue
+        if flag.startswith("n") or flag == "vn" or (flag == "eng" and word.isascii()):
+            return True
+    return False
 
 
 def is_followup(question: str) -> bool:
     """Does the question refer back to earlier turns: "那…呢", a pronoun pointing at no
     subject the question itself named first ("它有哪些特点？", not "是否了解 triplet
-    loss？它的功能是什么？"), or a few words that name no subject ("优缺点呢？")?"""
+    loss？它的功能是什么？"), or no subject named at all ("优缺点呢？", "整个过程是一轮就结束吗？")?"""
     text = question.strip()
     if _CONTINUATION.match(text):
         return True
     pointer = _ANAPHORA.search(text)
     if pointer is not None:
         return not names_subject(text[: pointer.start()])
-    return len(text) <= 8 and not names_subject(text)
+    return not names_subject(text)
 
 
 def followup_context(question: str, history: Sequence[Message], max_chars: int = 300) -> str:

@@ -1,0 +1,64 @@
+"""Answer units (rag/units.py): what an extractive answer may quote, and what it never may."""
+from __future__ import annotations
+
+import re
+
+from rag.units import STATING, split_units, unit_key
+
+
+def stating(text: str) -> list[str]:
+    return [u.text for u in split_units(1, text) if u.kind in STATING]
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def test_numbered_question_lines_of_plain_text_notes_are_headings_never_answer_units():
+    text = ("5.2.2 适配器微调(Adapter-tuning)思路?\n\n适配器微调的思路是在预训练模型中添加适配器层。\n\n"
+            "8 Layer Normalization的作用是什么?\n\nLayer Normalization有助于稳定深层网络的训练。\n"
+            "2、指示微调(Prompt-tuning)与 Prefix-tuning 区别 是什么\n两者都是参数高效的微调方法。")
+    units = split_units(1, text)
+    texts = [u.text for u in units if u.kind in STATING]
+    assert texts == ["适配器微调的思路是在预训练模型中添加适配器层。", "Layer Normalization有助于稳定深层网络的训练。",
+                     "两者都是参数高效的微调方法。"]
+    # Each unit knows the heading it stands under: the sub-question it answers.
+    assert [u.title for u in units] == ["5.2.2 适配器微调(Adapter-tuning)思路?", "8 Layer Normalization的作用是什么?",
+                                        "指示微调(Prompt-tuning)与 Prefix-tuning 区别 是什么"]
+
+
+def test_a_question_sentence_inside_a_paragraph_is_never_an_answer_unit():
+    assert stating("为什么要这样做？因为梯度会下溢。") == ["因为梯度会下溢。"]
+
+
+def test_label_only_items_introduce_the_items_under_them_and_are_never_answer_units():
+    text = ("LoRA的思路可以分为以下几个步骤:\n\n  • 原始模型\n  • 参数矩阵分解:LoRA通过对模型参数矩阵进行低秩分解。\n"
+            "  • 重构模型\n\n- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 保持关键特征\n  - 低秩矩阵保留了主要的方向。")
+    units = split_units(1, text)
+    kinds = {u.text: u.kind for u in units}
+    assert kinds["原始模型"] == kinds["重构模型"] == kinds["保持关键特征"] == "label"
+    assert kinds["Prompt-tuning:"] == "lead"
+    assert [u.text for u in units if u.kind in STATING] == [
+        "参数矩阵分解:LoRA通过对模型参数矩阵进行低秩分解。", "主要关注于输入序列的修改。", "低秩矩阵保留了主要的方向。"]
+
+
+def test_a_short_item_with_a_verb_is_an_answer_unit_not_a_label():
+    assert stating("- 推理时要合并权重\n- 秩太小会欠拟合") == ["推理时要合并权重", "秩太小会欠拟合"]
+
+
+def test_a_numbered_line_that_states_something_is_an_answer_unit_even_where_the_chunker_starts_a_section():
+    text = ("优点：\n\n1. **改进的权重衰减处理**：AdamW把权重衰减应用于参数更新步骤，效果更一致；\n\n"
+            "2. **减少过拟合**：权重衰减是一种正则化技术，有助于减少过拟合；\n\n3. AdamW算法的主要特点\n\n它是一种流行的优化算法。")
+    units = split_units(1, text)
+    assert [u.text for u in units if u.kind in STATING] == [
+        "**改进的权重衰减处理**：AdamW把权重衰减应用于参数更新步骤，效果更一致；",
+        "**减少过拟合**：权重衰减是一种正则化技术，有助于减少过拟合；", "它是一种流行的优化算法。"]
+    assert units[-1].title == "AdamW算法的主要特点"
+
+
+def test_every_unit_is_a_verbatim_piece_of_its_passage_and_keyed_without_whitespace():
+    text = ("## 原理\n\nWrapped English prose goes on\nacross lines, as notes do. 第二句在这里。\n\n"
+            "| 方法 | 参数量 |\n|---|---|\n| LoRA | 0.1% |\n")
+    for u in split_units(1, text):
+        assert squash(u.text) in squash(text)
+    assert unit_key("LoRA  是\n一种方法") == unit_key("LoRA是一种方法") != unit_key("LoRA是另一种方法")
