@@ -11,7 +11,8 @@ the figures can be re-run after retrieval or chunking change. Per set, one table
   text with all whitespace removed, averaged over the answerable questions. An
   answerable question the system calls "not covered" scores 0, for every row alike
   (all three are built on the same retrieval and the same relevance decision);
-* **length**: characters of answer text, passages and notices aside;
+* **length**: characters of answer text, passages and notices aside (mean without the
+  citation markers; max as shown, markers and list marks included: the budget's measure);
 * **citation precision**: the share of ``[n]`` whose passage contains the sentence it
   follows (the text since the previous citation or line start, without the list mark or
   the backticks around a line of code);
@@ -97,6 +98,7 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
     rows = {"extractive": [], "(a) retrieval-only cut": [], "(b) top passage 500": [],
             "(ref) top 3 passages whole": []}
     lengths = {k: [] for k in rows}
+    full_lengths = {k: [0] for k in rows}  # characters shown, citation markers and list marks included
     cites = {k: [0, 0] for k in rows}
     times: list[float] = []
     kinds: dict[str, list[float]] = {}
@@ -123,6 +125,7 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
         for k, text in texts.items():
             rows[k].append(coverage(text, phrases))
             lengths[k].append(len(answer_body(text)))
+            full_lengths[k].append(len(text))
             if k == "extractive":
                 good, total = citation_checks(text, passages)
                 cites[k][0] += good
@@ -133,7 +136,8 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
             missed = [p for p in phrases if squash(p) not in squash(texts["extractive"])]
             print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f} "
                   f"(top passage: {rows['(b) top passage 500'][-1]:.2f}) missed: {missed}\n{texts['extractive']}\n")
-    return {"rows": rows, "lengths": lengths, "cites": cites, "times": times, "kinds": kinds}
+    return {"rows": rows, "lengths": lengths, "full_lengths": full_lengths, "cites": cites, "times": times,
+            "kinds": kinds}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -142,14 +146,15 @@ def _pct(values: list[float], q: float) -> float:
 
 def format_table(name: str, r: dict) -> str:
     out = [f"### {name} ({len(r['rows']['extractive'])} answerable questions)", "",
-           "| answer | coverage | length (mean chars) | citation precision | extractive time p50 / p95 |",
+           "| answer | coverage | length (mean / max chars) | citation precision | extractive time p50 / p95 |",
            "|---|---|---|---|---|"]
     for k, covs in r["rows"].items():
         good, total = r["cites"][k]
         precision = f"{good / total:.3f} ({good}/{total})" if total else "—"
         timing = (f"{1000 * statistics.median(r['times']):.1f} / {1000 * _pct(r['times'], 95):.1f} ms"
                   if k == "extractive" and r["times"] else "—")
-        out.append(f"| {k} | {statistics.mean(covs):.3f} | {statistics.mean(r['lengths'][k]):.0f} | "
+        out.append(f"| {k} | {statistics.mean(covs):.3f} | {statistics.mean(r['lengths'][k]):.0f} / "
+                   f"{max(r['full_lengths'][k]):.0f} | "
                    f"{precision} | {timing} |")
     out.append("")
     out.append("coverage by kind, extractive / top 3 passages whole: " + ", ".join(
@@ -162,7 +167,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--set", nargs=2, action="append", metavar=("QUESTIONS", "INDEX"), required=True)
     ap.add_argument("--show", type=int, default=0, help="print the first N answers")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a constant of rag/extractive.py for this run (e.g. SEMANTIC_WEIGHT=1.0)")
     args = ap.parse_args()
+    import rag.extractive as extractive
+
+    for pair in args.param:
+        name, value = pair.split("=", 1)
+        if not hasattr(extractive, name):
+            ap.error(f"rag/extractive.py has no {name}")
+        setattr(extractive, name, type(getattr(extractive, name))(json.loads(value)))
     settings = Settings()
     for questions, index in args.set:
         result = run_set(Path(questions), Path(index), settings, show=args.show)

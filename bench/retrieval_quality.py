@@ -30,7 +30,7 @@ from baselines import ChatchatHybrid, FixedDense  # noqa: E402
 from embed_cache import CachedEmbedder  # noqa: E402
 
 from rag.embeddings import make_embedder  # noqa: E402
-from rag.evaluation import evaluate  # noqa: E402
+from rag.evaluation import evaluate, topic_switch_variant  # noqa: E402
 from rag.indexing import build_index  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -63,8 +63,16 @@ def run_project(corpus: Path, embedder, items: list[dict], overrides: dict, keep
         t0 = time.perf_counter()
         report = build_index(settings, embedder=embedder, full=True)
         built = time.perf_counter() - t0
-        result = evaluate(Retriever(settings, embedder), items, k=10)
+        retriever = Retriever(settings, embedder)
+        result = evaluate(retriever, items, k=10)
         result["note"] = f"{report.chunks} passages, built in {built:.0f}s"
+        # A new topic mid-conversation: each question without history, asked alone and after an
+        # unrelated exchange (rag.evaluation.topic_switch_variant).
+        switched = topic_switch_variant(items)
+        result["topic_switch"] = {
+            "n": len(switched),
+            "alone": evaluate(retriever, [it for it in items if not it.get("history")], k=10)["overall"],
+            "switched": evaluate(retriever, switched, k=10)["overall"]}
         return result
 
 
@@ -116,6 +124,11 @@ def main() -> None:
             reports[system] = evaluate(baseline, items, k=10)
             reports[system]["note"] = f"{len(baseline.chunks)} passages, {time.perf_counter() - t0:.0f}s"
         print(table(f"{set_name} ({questions.name}, {len(items)} questions)", reports), flush=True)
+        if "project" in reports:
+            ts = reports["project"]["topic_switch"]
+            print(f"topic switch ({ts['n']} questions), project asked alone / after an unrelated exchange: " + ", ".join(
+                f"{m} {ts['alone'].get(m, 0):.3f} / {ts['switched'].get(m, 0):.3f}"
+                for m in ("recall@5", "mrr@10", "recall@3000ch")), flush=True)
         if args.misses and "project" in reports:
             for f in reports["project"]["failures"]:
                 print(f"  miss {f['id']} [{f['kind']}] rank={f['rank']} {f['question'][:50]} want {f['want']} "

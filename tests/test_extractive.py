@@ -170,3 +170,55 @@ def test_the_guard_passes_a_sound_answer_unchanged():
               "- 小梯度会下溢 [2]\n- 需要损失缩放 [2]\nIn short, it trades range for speed [1].")
     shown = "".join(guard.feed(answer[i : i + 3]) for i in range(0, len(answer), 3)) + guard.flush()
     assert guard.stopped is None and shown == answer
+
+
+# --- what the answer says (issue: answers that say what the passages say) -----------------------
+@pytest.fixture(scope="module")
+def notes_engine(tmp_path_factory, embedder) -> ChatEngine:
+    """Two real notes of the sample corpus with their answer-unit vectors; no LLM."""
+    root = tmp_path_factory.mktemp("units")
+    (root / "corpus").mkdir()
+    for name in ("大模型算法面试题(十八).txt", "大模型算法面试题(十一).txt"):
+        shutil.copy(REPO_ROOT / "corpus" / name, root / "corpus" / name)
+    settings = make_settings(root / "corpus", root / "index", llm_backend="none", unit_vectors=True)
+    build_index(settings, embedder)
+    return ChatEngine(settings, Retriever.from_settings(settings, embedder), None)
+
+
+def test_an_english_question_over_chinese_notes_gets_the_chinese_sentence_that_answers_it(notes_engine):
+    answer = notes_engine.ask("What extra term does AdaLoRA add to its loss function, and why?")
+    assert answer.mode == "extractive"
+    assert "防止矩阵偏离正交性太远" in answer.text, answer.text
+
+
+def test_a_two_part_question_cites_a_unit_for_each_part(notes_engine):
+    question = "数据并行和模型并行的主要区别是什么？"
+    prep = notes_engine.prepare(question)
+    answer = extract_answer(question, prep.sources, budget_chars=500,
+                            similarity=notes_engine.retriever.unit_similarity(prep.retrieval))
+    # A unit is about a part when it names it, or stands under a heading that does.
+    about = [f"{u.title} {u.text}" for u in answer.units]
+    assert any("数据并行" in a and "模型并行" not in a for a in about), answer.text
+    assert any("模型并行" in a and "数据并行" not in a for a in about), answer.text
+
+
+def test_no_heading_or_bare_label_is_quoted_as_a_claim(notes_engine):
+    answer = notes_engine.ask("指示微调（Prompt-tuning）与 Prefix-tuning 有什么区别？")
+    for sentence, _ in cited_sentences(answer.text):
+        assert not sentence.endswith(("?", "？", ":", "：")), answer.text
+        assert "区别 是什么" not in sentence, answer.text
+
+
+@pytest.mark.parametrize("budget", [150, 300, 500])
+def test_no_answer_is_longer_than_the_budget_citation_markers_included(notes_engine, budget):
+    questions = [json.loads(line)["question"] for line in DEV_SET.read_text(encoding="utf-8").splitlines()]
+    engine = ChatEngine(notes_engine.settings.model_copy(update={"extractive_budget_chars": budget}),
+                        notes_engine.retriever, None)
+    answered = 0
+    for question in questions:
+        prep = engine.prepare(question)
+        if prep.mode != "not-in-notes":
+            text = engine.extractive_text(prep)
+            assert len(text) <= budget, (question, len(text), text)
+            answered += 1
+    assert answered >= 10

@@ -174,6 +174,15 @@ def test_a_complete_question_on_a_new_subject_leaves_the_old_one(retriever):
     assert "学生" in result.hits[0].text
 
 
+@pytest.mark.parametrize("question", ["知识蒸馏的学生模型是怎么训练的？", "How does loss scaling keep small gradients?",
+                                      "是否了解 LoRA？它的秩怎么选？"])
+def test_a_complete_question_after_an_unrelated_exchange_is_searched_as_if_asked_alone(retriever, question):
+    history = [Message("user", "注意力里为什么要 Mask？"), Message("assistant", "训练时屏蔽未来的词。")]
+    alone, after = retriever.retrieve(question), retriever.retrieve(question, history)
+    assert [(h.source, h.line_start) for h in after.hits] == [(h.source, h.line_start) for h in alone.hits]
+    assert after.search_query == question
+
+
 def test_near_duplicate_passages_are_not_both_returned(retriever):
     index = retriever._refresh()
     assert sum(CLIP in c.text for c in index.chunks) == 2  # both copies are indexed
