@@ -75,7 +75,7 @@ class QuestionError(InputError, ValueError):
 class RetrieverLike(Protocol):
     def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult: ...
 
-    def unit_similarity(self, result: RetrievalResult) -> Callable[..., np.ndarray] | None:
+    def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to the result's question (None: answers go by words alone)."""
 
     def status(self) -> IndexStatus: ...

