@@ -38,7 +38,7 @@ import numpy as np
 from .bm25 import STOPWORDS, tokenize
 from .prompting import Source
 from .text import HAN_BASIC_CHAR
-from .units import STATING, Unit, cut_long, join_lines, split_units
+from .units import STATING, Unit, cut_long, join_lines, split_units, unit_key
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
 
@@ -209,7 +209,13 @@ def extract_answer(
     for source in sources[:PASSAGES_READ]:
         candidates += split_units(source.n, source.hit.text)
     asked = _bigrams(question)
-    scored = [u for u in candidates if u.kind in STATING and not _repeats(u.text, asked)][:MAX_CANDIDATES]
+    scored: list[Unit] = []
+    seen: set[str] = set()  # the same sentence pasted into two notes is said once
+    for u in candidates:
+        if u.kind in STATING and not _repeats(u.text, asked) and unit_key(u.text) not in seen:
+            seen.add(unit_key(u.text))
+            scored.append(u)
+    scored = scored[:MAX_CANDIDATES]
     if not scored:
         return ExtractiveAnswer("", [], [], intent)
 
