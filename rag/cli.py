@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -153,6 +154,30 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     retriever = _retriever(settings)
     report = evaluate_file(retriever, Path(args.questions), k=10, topic_switch=args.topic_switch)
     print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else format_report(report))
+    return 0
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from .file_status import file_states, index_summary
+
+    states = file_states(settings)
+    summary = index_summary(settings, states)
+    if args.json:
+        out = summary.to_dict() | ({"files": [s.to_dict() for s in states]} if args.files else {})
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        return 0
+    if args.files:
+        for s in states:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.indexed_at)) if s.indexed_at else "-"
+            detail = f"{s.passages} passages, indexed {when}" if s.state == "indexed" else s.reason
+            print(f"{s.state:<8} {s.source}: {detail}")
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary.built_at)) if summary.built_at else "never"
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items())) or "no notes"
+    print(f"index {summary.version or '(none)'} built {built}: {summary.notes} notes, {summary.passages} passages; "
+          f"notes folder: {counts}")
+    if summary.warning:
+        print(f"warning: {summary.warning}", file=sys.stderr)
     return 0
 
 
@@ -377,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--batch", help="JSONL file of {id, question, history}")
     p.add_argument("--history", help="JSON list of {role, content} turns")
+    p = add("status", "what the index holds: every note indexed, pending, skipped or failed")
+    p.add_argument("--files", action="store_true", help="one line per note, with its state")
+    p.add_argument("--json", action="store_true")
     p = add("eval", "measure retrieval on a question set")
     p.add_argument("questions")
     p.add_argument("--json", action="store_true")

@@ -233,7 +233,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             else:
                 tokens.append(tokenize(chunk.embedding_text()))
                 vector_rows.append(None)
-        files[source] = FileEntry(digest, len(doc_chunks), doc.encoding)
+        files[source] = FileEntry(digest, len(doc_chunks), doc.encoding, indexed_at=time.time())
     progress("reading notes", len(raw_hashes), len(raw_hashes))
 
     missing = [i for i, v in enumerate(vector_rows) if v is None]

@@ -93,6 +93,7 @@ class FileEntry:
     content_hash: str
     chunks: int
     encoding: str = "utf-8"
+    indexed_at: float = 0.0  # when these bytes were indexed (0: before this was recorded)
 
 
 @dataclass
