@@ -96,6 +96,10 @@ def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
             path = base / name
             if name.startswith(".") or path.suffix.lower() not in suffixes:
                 continue
+            unreadable = name_problem(path.relative_to(corpus_dir))
+            if unreadable:
+                skipped.append(Skipped(shown_name(path.relative_to(corpus_dir).as_posix()), unreadable))
+                continue
             if path.is_symlink():
                 source = path.relative_to(corpus_dir).as_posix()
                 if not path.exists():
@@ -117,6 +121,30 @@ def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
 def discover(corpus_dir: Path, extensions: tuple[str, ...]) -> list[Path]:
     """The note files of ``discover_notes`` (links out of the folder left out; see its rule)."""
     return discover_notes(corpus_dir, extensions).paths
+
+
+def shown_name(name: str) -> str:
+    """``name`` safe to print, store as JSON and send to a browser: the bytes of a file name
+    that is not UTF-8 (os.fsdecode keeps them as lone surrogates) shown as ``\\xb1`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def name_problem(relative: Path) -> str | None:
+    """Why a note's path (relative to the notes folder) cannot name a note, or None.
+
+    A name whose bytes are not UTF-8 (a GBK name from a zip made on Windows) cannot be
+    written to the manifest, printed or sent to the page; it is skipped with a reason that
+    says what to rename it to (the name read as GB18030, when that reads)."""
+    text = relative.as_posix()
+    if shown_name(text) == text:
+        return None
+    raw = os.fsencode(text)
+    try:
+        guess = raw.decode("gb18030")
+        hint = f", e.g. to “{guess}” (the name read as GBK)" if guess.isprintable() else ""
+    except UnicodeDecodeError:
+        hint = ""
+    return f"the file name is not UTF-8 text; rename the file{hint}"
 
 
 def _points_inside(root: Path, link: Path) -> bool:
