@@ -118,7 +118,9 @@ class Settings(BaseSettings):
     # server. Empty: <index_dir>/milvus.db.
     milvus_uri: str | None = None
     milvus_token: str | None = Field(default=None, repr=False)
-    # Collections are named <prefix>_<version>_<dense|title_dense>; the alias <prefix>_<name>.
+    # Collections are named <prefix>_<index id>_<version>_<dense|title_dense>, the alias
+    # <prefix>_<index id>_<name>: the index folder's id keeps indexes sharing a Milvus apart
+    # (rag/vectors/factory.py). A shared index (below) is named by <prefix> alone.
     milvus_prefix: str = "rag"
     milvus_index_type: Literal["HNSW", "FLAT", "AUTOINDEX", "IVF_FLAT"] = "HNSW"
     # Replicas that share only Milvus (rag/shared_index.py): every version's files are kept in

@@ -5,6 +5,10 @@ starts the engine inside this process; one process at a time may open the folder
 ``http://host:19530`` is Milvus Standalone/Distributed or ``python -m milvus_lite server``.
 
 Versions and switching, the same promises as the FAISS folders:
+- ``<prefix>`` carries the index's own identity (``rag.vectors.factory.milvus_prefix``:
+  ``milvus_prefix`` and a hash of the index folder), so several index folders can share one
+  Milvus Lite file or server: a build, its sweep and its pruning only ever drop names that
+  start with its own prefix, and pruning only the collections its own versions list.
 - every index version gets new collections, ``<prefix>_<version>_<name>``; a build fills
   and indexes them, checks the row count, and only then writes the small descriptor file
   ``<name>.milvus.json`` into the version folder. A build that dies leaves collections
@@ -231,11 +235,18 @@ def check_described(folder: Path, token: str = "", uri: str | None = None) -> No
                              "its version wrote")
 
 
-def drop_described(folder: Path, token: str = "", uri: str | None = None) -> None:
-    """Drop the collections a (deleted) version folder names; best effort."""
+def drop_described(folder: Path, token: str = "", uri: str | None = None, prefix: str | None = None) -> None:
+    """Drop the collections a (deleted) version folder names; best effort.
+
+    With ``prefix`` (the index's own, rag.vectors.factory.milvus_prefix) a collection whose
+    name does not carry it is left alone: the folder is a copy of another index's, or was
+    moved, and the collection may serve that other index."""
     for desc_path in Path(folder).glob(f"*{DESCRIPTOR_SUFFIX}"):
         try:
             desc = json.loads(desc_path.read_text(encoding="utf-8"))
+            if prefix is not None and not desc["collection"].startswith(alias_name(prefix, "v")):
+                log.info("leaving the Milvus collection %s: it is not this index's", desc["collection"])
+                continue
             client = client_for(uri or desc["uri"], token)
             if _aliased(client, desc["collection"]):
                 continue  # never drop what the alias serves (a replica may be reading it)
