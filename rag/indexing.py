@@ -206,10 +206,10 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             continue
         doc_chunks = chunk_document(doc, settings.chunk_target_chars, settings.chunk_max_chars,
                                     settings.code_max_chars, settings.chunk_min_chars)
-        warning = clutter_warning(doc)
-        if warning:
-            log.info("%s", warning)
-            warnings.append(warning)
+        for warning in [clutter_warning(doc), *(f"{source}: {w}" for w in doc.warnings)]:
+            if warning:
+                log.info("%s", warning)
+                warnings.append(warning)
         if not doc_chunks:
             # Listed, not "indexed": the Notes tab and `rag index` say why it cannot be found.
             reason = no_passage_reason(doc)

@@ -64,3 +64,76 @@ def test_the_watcher_reports_a_name_that_is_not_utf8_escaped_and_keeps_watching(
     assert shown_name(os.fsdecode(GBK_NAME)) in names and "later.md" in names
     assert all(n.encode("utf-8") for n in names)  # printable, storable, sendable to the page
     assert "later.md" in IndexStore(tmp_path / "index").read_manifest().files
+
+
+# --- decoding and parsing -------------------------------------------------------------------------
+def simple_pdf(pages: list[list[str]]) -> bytes:
+    """A real PDF (Helvetica, one text line under another) whose pages hold these lines."""
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for lines in pages:
+        ops = "".join(f"BT /F1 14 Tf 72 {720 - 24 * i} Td ({line}) Tj ET\n" for i, line in enumerate(lines))
+        objects.append(f"<< /Length {len(ops)} >>\nstream\n{ops}endstream")
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
+                       "/Resources << /Font << /F1 3 0 R >> >> >>")
+        kids.append(f"{len(objects)} 0 R")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
+    return out + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+
+
+def test_a_pdf_of_short_pages_that_look_alike_keeps_its_lines(tmp_path):
+    from rag.loaders.pdf import PdfLoader
+
+    pages = [[f"Page {n}", f"Chapter {n}"] for n in range(1, 9)]  # 第N页 章节 N, in a font every PDF has
+    doc = PdfLoader().load_bytes(simple_pdf(pages), "lookalike.pdf")
+    text = " ".join(doc.lines)
+    assert all(line in text for page in pages for line in page), doc.lines
+
+
+def test_a_pdf_still_loses_a_running_header_that_repeats_above_real_text():
+    from rag.loaders.pdf import PdfLoader
+
+    topics = ["attention heads", "layer norms", "optimiser state", "data loading"]
+    pages = [["Course notes 2024", f"This lecture covers {topic}.", f"{n}/4"] for n, topic in enumerate(topics, 1)]
+    doc = PdfLoader().load_bytes(simple_pdf(pages), "course.pdf")
+    assert [ln for ln in doc.lines if ln.strip()] == [page[1] for page in pages]
+
+
+def test_an_html_page_with_a_declared_charset_and_one_bad_byte_is_read_in_it_and_warned_about(tmp_path):
+    page = ('<html><head><meta charset="utf-8"><title>企鹅</title></head><body><h1>绿色企鹅</h1>'
+            '<p>CHARSETMARKER 绿色企鹅喜欢吃鱼，也喜欢在冰上滑行。</p></body></html>').encode("utf-8")
+    corpus = write_notes(tmp_path / "notes", {**OK_NOTE, "企鹅.html": page.replace("吃".encode(), b"\xff", 1)})
+    res = rag_cli("index", "--corpus", str(corpus), "--index", str(tmp_path / "index"))
+    assert res.returncode == 0, res.stderr
+    assert "warning: 企鹅.html: 1 invalid byte in its utf-8 text was replaced by “\ufffd”" in res.stderr
+    chunks = (IndexStore(tmp_path / "index").versions / IndexStore(tmp_path / "index").current_version()
+              / "chunks.jsonl").read_text(encoding="utf-8")
+    assert "绿色企鹅喜欢\ufffd鱼" in chunks  # the text as written, never mojibake
+
+
+def test_html_nested_deeper_than_the_parser_goes_keeps_its_text_and_all_text_after_it(tmp_path):
+    from rag.loaders.html import HtmlLoader
+
+    for depth in (300, 3000):
+        page = ("<html><body><h1>Deep</h1>" + "<div>" * depth + "<p>DEEPMARKER inside.</p>" + "</div>" * depth
+                + "<h2>After</h2><p>AFTERMARKER after the nesting.</p></body></html>")
+        doc = HtmlLoader().load_bytes(page.encode("utf-8"), "deep.html")
+        text = "\n".join(doc.lines)
+        assert "DEEPMARKER inside." in text and "## After" in text and "AFTERMARKER" in text, depth
+        assert doc.warnings and "read without its layout" in doc.warnings[0]
+
+
+def test_a_mostly_utf8_markdown_note_with_one_bad_byte_is_not_read_as_gb18030():
+    from rag.loaders.text import TextLoader
+
+    data = "# 笔记\n\n这是一篇用 UTF-8 保存的笔记，中间有一个坏字节。\n".encode("utf-8").replace("坏".encode(), b"\xe5\x9d")
+    doc = TextLoader().load_bytes(data, "note.md")
+    assert doc.encoding == "utf-8" and "这是一篇用 UTF-8 保存的笔记" in doc.text
+    assert doc.warnings == ("2 invalid bytes in its utf-8 text were replaced by “\ufffd”",)
