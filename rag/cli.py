@@ -243,29 +243,20 @@ def _print_sources(answer) -> None:
 def _ask_batch(engine, path: str) -> int:
     """One contract object per line of ``path`` ({id, question, history}), in order; a bad
     line becomes {"id", "line", "error"} and every other line is still answered."""
+    from .batch import BatchLineError, open_batch, read_batch
     from .chat import QuestionError
-    from .conversation import Message
 
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            item_id = lineno
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict):
-                    raise ValueError("a line must be a JSON object {id, question, history}")
-                item_id = item.get("id", lineno)
-                if "question" not in item:
-                    raise ValueError("the line has no question")
-                history = item.get("history") or []
-                if not isinstance(history, list):
-                    raise ValueError("history must be a list of {role, content} turns")
-                answer = engine.ask(str(item["question"]), [Message.from_dict(d) for d in history])
-            except (QuestionError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-                out = {"id": item_id, "line": lineno, "error": str(exc)}
+    with open_batch(path) as fh:
+        for item in read_batch(fh):
+            if isinstance(item, BatchLineError):  # unparsable: its line number stands for its id
+                out = {"id": item.line if item.item_id is None else item.item_id, "line": item.line,
+                       "error": str(item)}
             else:
-                out = answer.to_contract(item_id)
+                item_id = item.raw.get("id", item.line)
+                try:
+                    out = engine.ask(item.question, item.history).to_contract(item_id)
+                except (QuestionError, ValueError) as exc:
+                    out = {"id": item_id, "line": item.line, "error": str(exc)}
             print(json.dumps(out, ensure_ascii=False), flush=True)
     return 0
 

@@ -315,3 +315,17 @@ def test_an_unexpected_failure_is_still_one_line_with_a_hint_and_debug_shows_whe
     assert "--debug" in line
     debug = cli(built, "--debug", "eval", str(questions))
     assert "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_batch_line_that_is_not_utf8_is_that_lines_error_and_every_other_line_is_answered(built, tmp_path):
+    path = tmp_path / "batch.jsonl"
+    good = [json.dumps({"id": i, "question": q}, ensure_ascii=False) for i, q in enumerate(["SimCSE 是什么", "LoRA"])]
+    path.write_bytes(b"\xef\xbb\xbf" + good[0].encode() + b'\n{"id": "gbk", "question": "'
+                     + "梯度".encode("gbk") + b'"}\n' + good[1].encode() + b"\n")
+    for command in ("retrieve", "ask"):
+        res = cli(built, command, "--batch", str(path), *(["--backend", "none"] if command == "ask" else []))
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        rows = [json.loads(line) for line in res.stdout.splitlines()]
+        assert (rows[0]["id"], rows[1]["line"], rows[2]["id"]) == (0, 2, 1), command
+        assert rows[1]["error"] == "line 2 is not UTF-8 text (byte 0xcc at column 28); save the batch file as UTF-8"
+        assert all("error" not in r for r in (rows[0], rows[2])), rows
