@@ -6,6 +6,7 @@ filled, two builders at once, readers during swaps, and FAISS-equal retrieval.
 """
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -142,6 +143,37 @@ def test_two_index_folders_on_one_milvus_lite_file_never_touch_each_others_colle
     # Every collection in the file belongs to one of the two indexes.
     names = collections(shared_db)
     assert all(n.startswith((milvus_prefix(one), milvus_prefix(two))) for n in names)
+
+
+def lite_cli(settings, *args: str):
+    env = clean_env(RAG_VECTOR_STORE="milvus", RAG_MILVUS_URI=settings.milvus_uri)
+    return rag_cli(*args, "--corpus", str(settings.corpus_dir), "--index", str(settings.index_dir), env=env)
+
+
+def test_a_garbage_milvus_lite_alias_table_is_rebuilt_and_every_build_works(lite):
+    assert lite_cli(lite, "index").returncode == 0
+    table = Path(lite.milvus_uri) / "aliases.json"
+    table.write_bytes(b"\x00garbage{")
+    write_notes(lite.corpus_dir, ADDED)
+    for args in (["index"], ["index", "--full"], ["retrieve", "投机采样怎么加速", "--json"]):
+        res = lite_cli(lite, *args)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, (args, res.stderr)
+    assert '"source": "投机.md"' in res.stdout
+    assert (table.parent / "aliases.json.damaged").read_bytes() == b"\x00garbage{"
+    assert own(lite, "dense") in json.loads(table.read_text(encoding="utf-8"))  # pointed again by the build
+
+
+def test_a_damaged_milvus_lite_data_file_gives_one_error_line_and_the_next_build_repairs(lite):
+    assert lite_cli(lite, "index").returncode == 0
+    for schema in Path(lite.milvus_uri).glob("collections/*/schema.json"):
+        schema.write_text("garbage", encoding="utf-8")
+    asked = lite_cli(lite, "retrieve", "INT8 量化能省多少显存？")
+    lines = [ln for ln in asked.stderr.splitlines() if ln.strip()]
+    assert asked.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: index version"), asked.stderr
+    assert "rag index --full" in lines[0]
+    built = lite_cli(lite, "index")
+    assert built.returncode == 0 and "Traceback" not in built.stderr and "repaired the index" in built.stdout
+    assert lite_cli(lite, "retrieve", "INT8 量化能省多少显存？").returncode == 0
 
 
 def test_readers_during_milvus_swaps_always_get_a_whole_index(lite, embedder):
