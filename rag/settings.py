@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     llm_model: str = "Qwen/Qwen3-8B"
     llm_api_key: str = "EMPTY"
     llm_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # Deadlines of one generated answer, whatever the server does (a token every 30 s never
+    # trips llm_timeout_s): its first text, and all of it. The extractive answer follows.
+    # 300 s: llm_max_tokens (512) even at a slow 2 tokens a second (256 s) still fits.
+    llm_first_token_s: Annotated[float, Field(gt=0)] = 60.0
+    llm_total_s: Annotated[float, Field(gt=0)] = 300.0
     # Embedded llama.cpp: a local GGUF path; empty means the packaged SmolLM2 when installed.
     gguf_path: Path | None = None
     # Rewrite elliptical follow-ups into standalone questions with the LLM before retrieval.
