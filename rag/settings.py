@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Each suffix needs a loader in rag/loaders (PDF: pypdfium2; HTML: lxml).
     extensions: tuple[str, ...] = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm")
     max_file_bytes: PositiveInt = 20 * 1024 * 1024
+    # A note that gives more passages than this is skipped with a reason, not embedded for
+    # hours: measured 1.0 passage a second (880-character Chinese passages, the bundled
+    # embedder on the shared 2-core machine), so 1000 passages cost ~17 minutes; a 20 MB
+    # one-line note gives ~7400 (two hours).
+    max_note_passages: PositiveInt = 1000
 
     # --- chunking (sizes chosen with bench/retrieval_quality.py) --------------
     chunk_target_chars: PositiveInt = 500

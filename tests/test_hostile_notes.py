@@ -137,3 +137,31 @@ def test_a_mostly_utf8_markdown_note_with_one_bad_byte_is_not_read_as_gb18030():
     doc = TextLoader().load_bytes(data, "note.md")
     assert doc.encoding == "utf-8" and "这是一篇用 UTF-8 保存的笔记" in doc.text
     assert doc.warnings == ("2 invalid bytes in its utf-8 text were replaced by “\ufffd”",)
+
+
+# --- notes too big to embed ---------------------------------------------------------------------
+def test_a_note_of_more_passages_than_the_limit_is_skipped_with_the_count_and_the_rest_is_indexed(tmp_path):
+    line = "自注意力让序列中的每个位置都和其他所有位置计算相关性，再按权重汇总信息。" * 200  # one line, ~7,000 chars
+    corpus = write_notes(tmp_path / "notes", {**OK_NOTE, "huge.md": line + "\n"})
+    res = rag_cli("index", "--corpus", str(corpus), "--index", str(tmp_path / "index"),
+                  env=clean_env(RAG_MAX_NOTE_PASSAGES="5"))
+    assert res.returncode == 0, res.stderr
+    skipped = [ln for ln in res.stderr.splitlines() if ln.startswith("skipped huge.md: ")]
+    assert len(skipped) == 1 and "passages, over the limit of 5 for one note" in skipped[0], res.stderr
+    assert "RAG_MAX_NOTE_PASSAGES" in skipped[0]
+    assert "embedding passages: 0/1" in res.stderr  # only the small note was embedded
+    assert list(IndexStore(tmp_path / "index").read_manifest().files) == ["ok.md"]
+
+
+def test_a_long_embedding_says_how_long_is_left_without_a_terminal(capsys):
+    from rag.cli import _Progress
+
+    progress = _Progress()
+    progress.EVERY_S = 0.5
+    progress("embedding passages", 0, 100)
+    time.sleep(1.2)
+    progress("embedding passages", 10, 100)
+    progress("embedding passages", 100, 100)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "embedding passages: 0/100" and lines[-1] == "embedding passages: 100/100"
+    assert lines[1].startswith("embedding passages: 10/100 (about ") and lines[1].endswith(" s left)")
