@@ -252,13 +252,21 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("RAG_CONFIG", "rag.toml"))
+        named = os.environ.get("RAG_CONFIG")
+        config_file = Path(named or "rag.toml")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if named and not config_file.is_file():  # asked for by name: never silently ignored
+            raise ConfigError(f"RAG_CONFIG names {config_file}, which is not a file; fix the path or unset RAG_CONFIG")
         if config_file.is_file():
             try:
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
             except tomllib.TOMLDecodeError as exc:  # its message ends "(at line N, column M)"
                 raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{config_file} is not a TOML text file (byte 0x{exc.object[exc.start]:02x} at "
+                                  f"offset {exc.start} is not UTF-8)") from None
+            except OSError as exc:
+                raise ConfigError(f"cannot read {config_file}: {exc.strerror or exc}") from None
         return tuple(sources)
 
 
