@@ -57,6 +57,17 @@ def parse_batch_line(text: str, line: int) -> BatchItem:
     return BatchItem(line, item_id, question, history, raw)
 
 
+def parse_request(question: object, history: object, what: str = "the request") -> BatchItem:
+    """A question and its history given by other means than a batch file (the /ask API,
+    ``--history``), checked by the same rules; raises InputError naming ``what`` is wrong."""
+    try:
+        return parse_batch_line(json.dumps({"question": question, "history": history}), 1)
+    except (TypeError, ValueError) as exc:  # not JSON values at all
+        raise InputError(f"{what} is not a question with a history ({exc})") from None
+    except BatchLineError as exc:
+        raise InputError(what + str(exc).removeprefix("line 1").removeprefix(":")) from None
+
+
 def read_batch(fh: IO[bytes] | IO[str]) -> Iterator[BatchItem | BatchLineError]:
     """Every non-blank line of ``fh``: a BatchItem, or the BatchLineError saying why it is not one.
 

@@ -97,7 +97,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def _read_history(raw: str | None) -> list:
     """``--history`` as Messages; raises InputError for anything but a JSON list of turns."""
-    from .batch import BatchLineError, parse_batch_line
+    from .batch import parse_request
 
     if not raw:
         return []
@@ -105,10 +105,7 @@ def _read_history(raw: str | None) -> list:
         history = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"--history is not JSON ({exc.msg} at column {exc.colno})") from None
-    try:
-        return parse_batch_line(json.dumps({"question": "-", "history": history}), 1).history
-    except BatchLineError as exc:
-        raise InputError("--history" + str(exc).removeprefix("line 1")) from None
+    return parse_request("-", history, "--history").history
 
 
 def _retriever(settings: Settings):

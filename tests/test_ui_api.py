@@ -2,6 +2,7 @@
 rendering (escaping) and the corpus watcher."""
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -100,6 +101,22 @@ def test_ask_refuses_an_empty_question(client):
 
     with pytest.raises(AppError, match="type a question"):
         client.predict("   ", api_name="/ask")
+
+
+@pytest.mark.parametrize("question, history, said", [
+    (42, None, 'non-text "question"'),
+    ("What is BM25?", "not a list", '"history" must be a list'),
+    ("What is BM25?", [{"content": "no role"}], "history turn 1 is not a {role, content} turn"),
+    ("What is BM25?", ["just text"], "history turn 1 is not a {role, content} turn"),
+])
+def test_ask_with_a_malformed_request_answers_with_the_error_not_a_server_traceback(client, server, question,
+                                                                                      history, said, capfd):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=re.escape(said)):
+        client.predict(question, history, api_name="/ask")
+    assert "Traceback" not in capfd.readouterr().err
+    assert client.predict("What is BM25?", api_name="/ask")["sources"]  # and the server goes on answering
 
 
 def test_status_names_the_index_and_that_answers_are_extractive(client):
@@ -321,9 +338,11 @@ def test_uploads_leave_nothing_in_gradios_temp_folder(notes_app):
     app, url, settings = notes_app
     good = _upload_to_gradio(url, "kv cache.md", b"# KV cache\n\nThe KV cache keeps keys and values of past tokens.\n")
     bad = _upload_to_gradio(url, "photo.md", b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)))
-    big = _upload_to_gradio(url, "big.md", b"# big\n" + b"x" * 5000)
-    assert all(Path(p).is_file() for p in (good, bad, big))
-    for path in (bad, big):  # refused: nothing added, and the temp copy is gone
+    # Over the limit the page states: Gradio's own route refuses it, naming that same limit.
+    refused = httpx.post(url + "gradio_api/upload", files={"files": ("big.md", b"# big\n" + b"x" * 5000)}, timeout=30)
+    assert refused.status_code == 413 and "4096 bytes" in refused.text, refused.text
+    assert all(Path(p).is_file() for p in (good, bad))
+    for path in (bad,):  # refused: nothing added, and the temp copy is gone
         update = app.notes.upload([path], json.dumps([Path(path).name]), False)
         assert "err" in update[app.notes.view.message]
         assert not Path(path).exists()

@@ -44,6 +44,7 @@ __all__ = ["NotesChatApp", "ServeError", "check_bind", "serve", "start"]
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0  # the page asks for status, progress and the notes list this often
+UPLOAD_CACHE_S = 3600  # an upload no handler took is deleted after an hour (checked as often)
 
 # The browser knows each uploaded file's own name; Gradio's server keeps only its base name,
 # so the names are sent along (and checked by rag.notes).
@@ -169,7 +170,10 @@ def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
 
 def build_page(app: NotesChatApp) -> gr.Blocks:
     s = app.settings
-    with gr.Blocks(title=t("en", "title"), analytics_enabled=False, fill_width=True) as demo:
+    # Files sent to Gradio's upload route and never used by a handler (a raw API upload) are
+    # deleted by Gradio after UPLOAD_CACHE_S; the Notes tab removes the ones it handled at once.
+    with gr.Blocks(title=t("en", "title"), analytics_enabled=False, fill_width=True,
+                   delete_cache=(UPLOAD_CACHE_S, UPLOAD_CACHE_S)) as demo:
         page = _layout(app, app.i18n)
         c, n, st = page.chat, page.notes, page.status
         app.chat.bind(c)
@@ -237,7 +241,9 @@ def _launch_kwargs(settings: Settings) -> dict:
         share=False,
         auth=auth,
         auth_message="Log in to your notes." if auth else None,
-        max_file_size=max(2 * settings.max_upload_bytes, settings.max_upload_bytes + 1024 * 1024),
+        # The same limit the upload label states and rag.notes checks: Gradio's own refusal
+        # ("File too large: 5.0 Mb limit") then names the size the page promised.
+        max_file_size=settings.max_upload_bytes,
         ssr_mode=False,
         pwa=False,
         mcp_server=False,
