@@ -516,3 +516,12 @@ def test_refused_uploads_read_as_before_in_english_and_in_chinese_on_a_chinese_p
     zh = error_text("zh", several.value)
     assert "“empty.md” 是空文件" in zh and "“tool.exe”：只能添加" in zh and zh.endswith("没有添加任何文件。"), zh
     assert "笔记最大" in error_text("zh", too_big.value) and "已有另一篇" in error_text("zh", exists.value)
+
+
+def test_the_page_translates_gradios_own_status_keys_so_no_raw_key_shows():
+    from ui.i18n import LANGS, make_i18n
+
+    tables = make_i18n(types=".md", size="5.0 MB").translations
+    for lang in LANGS:
+        assert tables[lang]["common.complete"] and tables[lang]["common.complete"] != "common.complete"
+        assert tables[lang]["common.error"]
