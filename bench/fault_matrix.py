@@ -347,7 +347,7 @@ def html_bad_byte_and_deep_nesting(ctx: Context) -> Outcome:
 
 @case("pdf-lookalike-pages")
 def pdf_lookalike_pages(ctx: Context) -> Outcome:
-    from tests.test_hostile_notes import simple_pdf
+    from tests.conftest import simple_pdf
 
     ws = ctx.fresh()
     (ws.corpus / "lookalike.pdf").write_bytes(simple_pdf([[f"Page {n}", f"Chapter {n}"] for n in range(1, 9)]))

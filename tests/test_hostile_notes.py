@@ -13,7 +13,7 @@ from pathlib import Path
 from rag.indexing import build_index
 from rag.ingest import shown_name
 from rag.store import IndexStore
-from tests.conftest import clean_env, make_settings, rag_cli, write_notes
+from tests.conftest import clean_env, make_settings, rag_cli, simple_pdf, write_notes
 from ui.watcher import CorpusWatcher
 
 GBK_NAME = "笔记".encode("gbk") + b".md"  # what unzip writes for a zip made on Chinese Windows
@@ -67,27 +67,6 @@ def test_the_watcher_reports_a_name_that_is_not_utf8_escaped_and_keeps_watching(
 
 
 # --- decoding and parsing -------------------------------------------------------------------------
-def simple_pdf(pages: list[list[str]]) -> bytes:
-    """A real PDF (Helvetica, one text line under another) whose pages hold these lines."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for lines in pages:
-        ops = "".join(f"BT /F1 14 Tf 72 {720 - 24 * i} Td ({line}) Tj ET\n" for i, line in enumerate(lines))
-        objects.append(f"<< /Length {len(ops)} >>\nstream\n{ops}endstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
-                       "/Resources << /Font << /F1 3 0 R >> >> >>")
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    out, offsets = b"%PDF-1.4\n", []
-    for n, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{n} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
-    return out + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-
-
 def test_a_pdf_of_short_pages_that_look_alike_keeps_its_lines(tmp_path):
     from rag.loaders.pdf import PdfLoader
 
