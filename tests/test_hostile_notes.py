@@ -144,3 +144,11 @@ def test_a_long_embedding_says_how_long_is_left_without_a_terminal(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "embedding passages: 0/100" and lines[-1] == "embedding passages: 100/100"
     assert lines[1].startswith("embedding passages: 10/100 (about ") and lines[1].endswith(" s left)")
+
+
+def test_an_html_page_declared_gb2312_reads_its_gbk_characters_as_browsers_do():
+    from rag.loaders.html import HtmlLoader
+
+    page = '<html><head><meta charset="gb2312"></head><body><p>朱镕基 GBKMARKER 说：“你好”。</p></body></html>'
+    doc = HtmlLoader().load_bytes(page.encode("gbk"), "gb.html")  # 镕 is in GBK, not in GB2312
+    assert "朱镕基 GBKMARKER 说：“你好”。" in doc.lines and not doc.warnings

@@ -100,6 +100,12 @@ class HtmlLoader(Loader):
             raise IngestError("the page has no text")
 
 
+# Declared names browsers read as a superset (the WHATWG encoding standard): pages declared
+# gb2312 hold GBK characters, pages declared latin-1 hold Windows quotes.
+_AS_BROWSERS_READ = {"gb2312": "gb18030", "gbk": "gb18030", "iso8859-1": "cp1252",
+                     "ascii": "cp1252"}
+
+
 def declared_charset(data: bytes) -> str | None:
     """The charset a page declares in a <meta> tag near its start, if Python knows it."""
     import codecs
@@ -109,9 +115,10 @@ def declared_charset(data: bytes) -> str | None:
         return None
     name = m.group(1).decode("ascii", "replace")
     try:
-        return codecs.lookup(name).name
+        name = codecs.lookup(name).name
     except LookupError:
         return None
+    return _AS_BROWSERS_READ.get(name, name)
 
 
 def _visible_chars(text: str) -> int:
