@@ -241,9 +241,7 @@ def _launch_kwargs(settings: Settings) -> dict:
         share=False,
         auth=auth,
         auth_message="Log in to your notes." if auth else None,
-        # The same limit the upload label states and rag.notes checks: Gradio's own refusal
-        # ("File too large: 5.0 Mb limit") then names the size the page promised.
-        max_file_size=settings.max_upload_bytes,
+        max_file_size=max(2 * settings.max_upload_bytes, settings.max_upload_bytes + 1024 * 1024),
         ssr_mode=False,
         pwa=False,
         mcp_server=False,
