@@ -1,4 +1,4 @@
-"""Try issue 9's faults against a real built index, as a user would, and say what held.
+"""Try issues 9's and 19's faults against a real built index, as a user would, and say what held.
 
     python bench/fault_matrix.py [--keep] [--only NAME ...]
 
@@ -285,6 +285,159 @@ def lock_race_with_watcher(ctx: Context) -> Outcome:
                 server.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
+
+
+# --- issue 19: hostile notes and hostile servers ------------------------------------------------
+def no_traceback(*runs: subprocess.CompletedProcess) -> bool:
+    return all("Traceback" not in r.stderr for r in runs)
+
+
+def skipped_line(res: subprocess.CompletedProcess, start: str) -> str:
+    return next((ln for ln in res.stderr.splitlines() if ln.startswith(start)), "")
+
+
+@case("gbk-file-name")
+def gbk_file_name(ctx: Context) -> Outcome:
+    ws = ctx.fresh()
+    (ws.corpus / os.fsdecode("笔记".encode("gbk") + b".md")).write_text("# 笔记\n\nGBK 文件名的笔记。\n", encoding="utf-8")
+    (ws.corpus / "new.md").write_text("# New\n\nNEWMARKER a note saved beside the badly named one.\n", encoding="utf-8")
+    res = ctx.rag(ws, "index")
+    indexed = found(ctx.retrieve(ws, "NEWMARKER"), "NEWMARKER")
+    said = skipped_line(res, "skipped \\xb1")
+    return Outcome("a GBK-named note beside a new one", said or last_line(res.stderr), lost=not indexed,
+                   held=res.returncode == 0 and indexed and bool(said) and no_traceback(res))
+
+
+def milvus_env(db: Path) -> dict[str, str]:
+    return {"RAG_VECTOR_STORE": "milvus", "RAG_MILVUS_URI": str(db)}
+
+
+@case("two-indexes-one-milvus-file")
+def two_indexes_one_milvus_file(ctx: Context) -> Outcome:
+    one, two = ctx.fresh(), ctx.fresh()
+    shutil.rmtree(one.index)
+    shutil.rmtree(two.index)
+    env = milvus_env(ctx.tmp / "shared-milvus.db")
+    (two.corpus / "extra.md").write_text("# Extra\n\nEXTRAMARKER only in the second folder.\n", encoding="utf-8")
+    runs = [ctx.rag(one, "index", env=env), ctx.rag(two, "index", env=env), ctx.rag(two, "index", "--full", env=env)]
+    asked = ctx.rag(one, "retrieve", "SimCSE dropout", "--json", env=env)
+    ok = asked.returncode == 0 and "SimCSE" in asked.stdout and "WARNING" not in asked.stderr
+    return Outcome("rag index n1/i1, then n2/i2 twice, on one Milvus Lite file",
+                   "i1 still answers" if ok else last_line(asked.stderr), lost=not ok,
+                   held=ok and all(r.returncode == 0 for r in runs) and no_traceback(*runs, asked))
+
+
+@case("html-bad-byte-and-deep-nesting")
+def html_bad_byte_and_deep_nesting(ctx: Context) -> Outcome:
+    ws = ctx.fresh()
+    page = ('<html><head><meta charset="utf-8"></head><body><h1>企鹅</h1><p>CHARSETMARKER 绿色企鹅喜欢吃鱼。</p>'
+            '</body></html>').encode("utf-8").replace("吃".encode(), b"\xff", 1)
+    (ws.corpus / "charset.html").write_bytes(page)
+    deep = ("<html><body><h1>Deep</h1>" + "<div>" * 3000 + "<p>DEEPMARKER inside the nesting.</p>" + "</div>" * 3000
+            + "<p>AFTERMARKER after the nesting.</p></body></html>")
+    (ws.corpus / "deep.html").write_text(deep, encoding="utf-8")
+    res = ctx.rag(ws, "index")
+    kept = [m for m in ("CHARSETMARKER", "DEEPMARKER", "AFTERMARKER") if found(ctx.retrieve(ws, m), m)]
+    plain = any("绿色企鹅喜欢\ufffd鱼" in h["text"] for h in ctx.retrieve(ws, "CHARSETMARKER 绿色企鹅"))
+    warned = "invalid byte" in res.stderr
+    return Outcome("HTML: a declared charset with one bad byte; 3000 nested divs",
+                   f"{len(kept)}/3 markers found; bad byte {'warned' if warned else 'NOT warned'}",
+                   lost=len(kept) < 3 or not plain, held=len(kept) == 3 and plain and warned and no_traceback(res))
+
+
+@case("pdf-lookalike-pages")
+def pdf_lookalike_pages(ctx: Context) -> Outcome:
+    from tests.conftest import simple_pdf
+
+    ws = ctx.fresh()
+    (ws.corpus / "lookalike.pdf").write_bytes(simple_pdf([[f"Page {n}", f"Chapter {n}"] for n in range(1, 9)]))
+    res = ctx.rag(ws, "index")
+    dropped = skipped_line(res, "skipped lookalike.pdf")
+    return Outcome("a PDF of 8 short pages that look alike", dropped or "indexed", lost=bool(dropped),
+                   held=res.returncode == 0 and not dropped and no_traceback(res))
+
+
+@case("batch-line-not-utf8")
+def batch_line_not_utf8(ctx: Context) -> Outcome:
+    ws = ctx.fresh()
+    path = ws.root / "batch.jsonl"
+    path.write_bytes(b'{"id": "a", "question": "SimCSE?"}\n{"id": "b", "question": "' + "梯度".encode("gbk")
+                     + b'"}\n{"id": "c", "question": "LoRA?"}\n')
+    runs = [ctx.rag(ws, command, "--batch", str(path), env={"RAG_LLM_BACKEND": "none"}) for command in ("retrieve", "ask")]
+    rows = [[json.loads(ln) for ln in r.stdout.splitlines()] for r in runs]
+    good = all(len(r) == 3 and "error" in r[1] and all("error" not in x for x in (r[0], r[2])) for r in rows)
+    return Outcome("3-line batch, line 2 in GBK (retrieve and ask)", rows[0][1].get("error", "?") if rows[0] else
+                   last_line(runs[0].stderr), lost=not good, held=good and all(r.returncode == 0 for r in runs))
+
+
+@case("milvus-garbage-aliases-and-data")
+def milvus_garbage_aliases_and_data(ctx: Context) -> Outcome:
+    ws = ctx.fresh()
+    shutil.rmtree(ws.index)
+    env = milvus_env(ws.index / "milvus.db")
+    first = ctx.rag(ws, "index", env=env)
+    (ws.index / "milvus.db" / "aliases.json").write_bytes(b"\x00garbage{")
+    (ws.corpus / "new.md").write_text("# New\n\nNEWMARKER after the alias table broke.\n", encoding="utf-8")
+    built = [ctx.rag(ws, "index", env=env), ctx.rag(ws, "index", "--full", env=env)]
+    for schema in (ws.index / "milvus.db").glob("collections/*/schema.json"):
+        schema.write_text("garbage", encoding="utf-8")
+    asked = ctx.rag(ws, "retrieve", "SimCSE", env=env)
+    repaired = ctx.rag(ws, "index", env=env)
+    ok = first.returncode == 0 and all(r.returncode == 0 for r in built) and repaired.returncode == 0
+    return Outcome("garbage aliases.json; then every schema.json garbage", last_line(asked.stderr)[:110], lost=not ok,
+                   held=ok and one_clean_line(asked) and no_traceback(first, *built, asked, repaired))
+
+
+@case("llm-slow-and-garbage")
+def llm_slow_and_garbage(ctx: Context) -> Outcome:
+    from tests.fakes import MisbehavingLLMServer
+
+    ws = ctx.fresh()
+    said, held = [], True
+    for mode in ("slow", "garbage", "empty", "broken"):
+        server = MisbehavingLLMServer(mode, delay_s=2.0)
+        try:
+            started = time.monotonic()
+            res = ctx.rag(ws, "ask", "What does SimCSE use as augmentation?", "--json",
+                          env={"RAG_LLM_BACKEND": "openai", "RAG_LLM_BASE_URL": server.url, "RAG_LLM_TOTAL_S": "5"})
+            took = time.monotonic() - started
+        finally:
+            server.close()
+        answer = json.loads(res.stdout) if res.returncode == 0 else {}
+        logged = [ln for ln in res.stderr.splitlines() if "generation failed" in ln]
+        ok = answer.get("mode") == "extractive" and len(logged) == 1 and no_traceback(res) and took < 60
+        said.append(f"{mode}: {'ok' if ok else 'FAILED'}")
+        held = held and ok
+    return Outcome("LLM server: a token every 2 s (total deadline 5 s), HTML, no choices, broken JSON",
+                   ", ".join(said), lost=not held, held=held)
+
+
+@case("huge-one-line-note")
+def huge_one_line_note(ctx: Context) -> Outcome:
+    ws = ctx.fresh()
+    sentence = "自注意力让序列中的每个位置都和其他所有位置计算相关性，再按权重汇总信息。"
+    (ws.corpus / "huge.md").write_text(sentence * (20_000_000 // len(sentence.encode())), encoding="utf-8")
+    started = time.monotonic()
+    res = ctx.rag(ws, "index")
+    said = skipped_line(res, "skipped huge.md")
+    return Outcome("a 20 MB note of one line", said[:110] or last_line(res.stderr), lost=False,
+                   held=res.returncode == 0 and bool(said) and time.monotonic() - started < 120 and no_traceback(res))
+
+
+@case("config-and-index-folder")
+def config_and_index_folder(ctx: Context) -> Outcome:
+    ws = ctx.fresh()
+    (ws.root / "afile").write_text("a file", encoding="utf-8")
+    (ws.root / "rag.toml").write_bytes(b"\xdb\x00binary")
+    runs = [
+        ctx.rag(ws, "retrieve", "SimCSE", env={"RAG_CONFIG": str(ws.root / "missing.toml")}),
+        ctx.rag(ws, "retrieve", "SimCSE", cwd=ws.root, env={"PYTHONPATH": str(REPO_ROOT)}),
+        ctx.rag(None, "index", "--corpus", str(ws.corpus), "--index", str(ws.root / "afile" / "index")),
+    ]
+    clean = [r for r in runs if r.returncode == 2 and one_clean_line(r) and "unexpected" not in r.stderr]
+    return Outcome("RAG_CONFIG missing, binary rag.toml, index under a file",
+                   f"{len(clean)}/{len(runs)} one clear line; e.g. {last_line(runs[2].stderr)[:90]}", lost=False,
+                   held=len(clean) == len(runs))
 
 
 # --- running -----------------------------------------------------------------------------------

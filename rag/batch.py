@@ -57,9 +57,34 @@ def parse_batch_line(text: str, line: int) -> BatchItem:
     return BatchItem(line, item_id, question, history, raw)
 
 
-def read_batch(fh: IO[str]) -> Iterator[BatchItem | BatchLineError]:
-    """Every non-blank line of ``fh``: a BatchItem, or the BatchLineError saying why it is not one."""
-    for line, text in enumerate(fh, 1):
+def parse_request(question: object, history: object, what: str = "the request") -> BatchItem:
+    """A question and its history given by other means than a batch file (the /ask API,
+    ``--history``), checked by the same rules; raises InputError naming ``what`` is wrong."""
+    try:
+        return parse_batch_line(json.dumps({"question": question, "history": history}), 1)
+    except (TypeError, ValueError) as exc:  # not JSON values at all
+        raise InputError(f"{what} is not a question with a history ({exc})") from None
+    except BatchLineError as exc:
+        raise InputError(what + str(exc).removeprefix("line 1").removeprefix(":")) from None
+
+
+def read_batch(fh: IO[bytes] | IO[str]) -> Iterator[BatchItem | BatchLineError]:
+    """Every non-blank line of ``fh``: a BatchItem, or the BatchLineError saying why it is not one.
+
+    ``fh`` is best opened in binary (``open_batch``): each line is then decoded on its own, so
+    that a line that is not UTF-8 is that line's error and the lines after it are still read."""
+    for line, raw in enumerate(fh, 1):
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield BatchLineError(f"line {line} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                                     f"{exc.start + 1}); save the batch file as UTF-8", line=line)
+                continue
+        else:
+            text = raw
+        if line == 1:
+            text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as Windows editors write
         if not text.strip():
             continue
         try:
@@ -68,10 +93,11 @@ def read_batch(fh: IO[str]) -> Iterator[BatchItem | BatchLineError]:
             yield exc
 
 
-def open_batch(path: str | Path) -> IO[str]:
-    """The batch file opened for reading; raises InputError when it cannot be."""
+def open_batch(path: str | Path) -> IO[bytes]:
+    """The batch file opened for reading, in binary (``read_batch`` decodes each line); raises
+    InputError when it cannot be."""
     try:
-        return open(path, encoding="utf-8")
+        return open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"batch file not found: {path}") from None
     except OSError as exc:

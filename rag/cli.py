@@ -47,12 +47,33 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
-def _progress(stage: str, done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        end = "\n" if done >= total else ""
-        print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
-    elif done >= total or done == 0:
-        print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
+class _Progress:
+    """Build progress on stderr: a line rewritten in place on a terminal; otherwise the start and
+    end of each stage and, for a long one, a line every ``EVERY_S`` — each with the time left,
+    so that a long embedding never looks like a hang."""
+
+    EVERY_S = 30.0
+
+    def __init__(self) -> None:
+        self.stage, self.started, self.shown = "", 0.0, 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage != self.stage:
+            self.stage, self.started, self.shown = stage, now, 0.0
+        left = ""
+        if 0 < done < total and now - self.started > 1:
+            left = f" (about {_duration((now - self.started) / done * (total - done))} left)"
+        line = f"{stage}: {done}/{total}{left}"
+        if sys.stderr.isatty():
+            print(f"\r{line}\033[K", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        elif done >= total or done == 0 or now - max(self.shown, self.started) >= self.EVERY_S:
+            self.shown = now
+            print(line, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 # --- index & retrieval commands ----------------------------------------------------
@@ -61,7 +82,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from .indexing import build_index
 
     try:
-        report = build_index(settings, progress=_progress, full=args.full)
+        report = build_index(settings, progress=_Progress(), full=args.full)
     except KeyboardInterrupt:
         print("\ninterrupted: the index being built is never served; the next `rag index` cleans it up",
               file=sys.stderr)
@@ -76,7 +97,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def _read_history(raw: str | None) -> list:
     """``--history`` as Messages; raises InputError for anything but a JSON list of turns."""
-    from .batch import BatchLineError, parse_batch_line
+    from .batch import parse_request
 
     if not raw:
         return []
@@ -84,10 +105,7 @@ def _read_history(raw: str | None) -> list:
         history = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"--history is not JSON ({exc.msg} at column {exc.colno})") from None
-    try:
-        return parse_batch_line(json.dumps({"question": "-", "history": history}), 1).history
-    except BatchLineError as exc:
-        raise InputError("--history" + str(exc).removeprefix("line 1")) from None
+    return parse_request("-", history, "--history").history
 
 
 def _retriever(settings: Settings):
@@ -268,29 +286,20 @@ def _print_sources(answer) -> None:
 def _ask_batch(engine, path: str) -> int:
     """One contract object per line of ``path`` ({id, question, history}), in order; a bad
     line becomes {"id", "line", "error"} and every other line is still answered."""
+    from .batch import BatchLineError, open_batch, read_batch
     from .chat import QuestionError
-    from .conversation import Message
 
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            item_id = lineno
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict):
-                    raise ValueError("a line must be a JSON object {id, question, history}")
-                item_id = item.get("id", lineno)
-                if "question" not in item:
-                    raise ValueError("the line has no question")
-                history = item.get("history") or []
-                if not isinstance(history, list):
-                    raise ValueError("history must be a list of {role, content} turns")
-                answer = engine.ask(str(item["question"]), [Message.from_dict(d) for d in history])
-            except (QuestionError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-                out = {"id": item_id, "line": lineno, "error": str(exc)}
+    with open_batch(path) as fh:
+        for item in read_batch(fh):
+            if isinstance(item, BatchLineError):  # unparsable: its line number stands for its id
+                out = {"id": item.line if item.item_id is None else item.item_id, "line": item.line,
+                       "error": str(item)}
             else:
-                out = answer.to_contract(item_id)
+                item_id = item.raw.get("id", item.line)
+                try:
+                    out = engine.ask(item.question, item.history).to_contract(item_id)
+                except (QuestionError, ValueError) as exc:
+                    out = {"id": item_id, "line": item.line, "error": str(exc)}
             print(json.dumps(out, ensure_ascii=False), flush=True)
     return 0
 

@@ -19,7 +19,8 @@ builtin they always were, so ``except ValueError`` around them still works)::
     │   └── rag.notes.NoteError                a refused note operation
     │       └── rag.notes.UploadError          a refused upload (nothing was written)
     ├── IndexUnavailable              exit 2   no usable index
-    │   └── rag.store.IndexNotFound            no index built yet
+    │   ├── rag.store.IndexNotFound            no index built yet
+    │   └── rag.store.IndexFolderUnusable      the index folder cannot be made or written
     ├── IndexBusy                     exit 3   another build holds the index lock
     │   └── rag.store.IndexLocked
     ├── ServiceError                  exit 4   a server the app talks to failed

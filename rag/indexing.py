@@ -101,6 +101,16 @@ def no_passage_reason(doc: Document) -> str:
     return f"no passage: the chunker found nothing to index in its {doc.text_lines} lines"
 
 
+def passage_problem(doc: Document, passages: int, max_passages: int) -> str | None:
+    """Why a note's passages are not indexed (none, or too many to embed), or None."""
+    if not passages:
+        return no_passage_reason(doc)
+    if passages > max_passages:
+        return (f"{passages} passages, over the limit of {max_passages} for one note (embedding them would take "
+                "hours); split the note, or raise RAG_MAX_NOTE_PASSAGES and run `rag index --full`")
+    return None
+
+
 def clutter_warning(doc: Document) -> str | None:
     """A line for the build report when cleaning took more than CLUTTER_WARN_SHARE of a note."""
     if doc.clutter_lines and doc.clutter_share > CLUTTER_WARN_SHARE:
@@ -211,13 +221,13 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             continue
         doc_chunks = chunk_document(doc, settings.chunk_target_chars, settings.chunk_max_chars,
                                     settings.code_max_chars, settings.chunk_min_chars)
-        warning = clutter_warning(doc)
-        if warning:
-            log.info("%s", warning)
-            warnings.append(warning)
-        if not doc_chunks:
+        for warning in [clutter_warning(doc), *(f"{source}: {w}" for w in doc.warnings)]:
+            if warning:
+                log.info("%s", warning)
+                warnings.append(warning)
+        reason = passage_problem(doc, len(doc_chunks), settings.max_note_passages)
+        if reason:
             # Listed, not "indexed": the Notes tab and `rag index` say why it cannot be found.
-            reason = no_passage_reason(doc)
             log.info("skipping %s: %s", source, reason)
             skipped.append(Skipped(source, reason))
             skipped_hashes[source] = digest

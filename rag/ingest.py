@@ -30,6 +30,9 @@ class Document:
     # Paged formats (PDF): the 1-based page of each line, one entry per line, never
     # decreasing; None for formats without pages. See rag/loaders/base.py.
     pages: tuple[int, ...] | None = None
+    # What the build report should say about how the note was read (bytes replaced, a
+    # page read as plain text), one line each, without the note's name.
+    warnings: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -96,6 +99,10 @@ def discover_notes(corpus_dir: Path, extensions: tuple[str, ...]) -> Discovery:
             path = base / name
             if name.startswith(".") or path.suffix.lower() not in suffixes:
                 continue
+            unreadable = name_problem(path.relative_to(corpus_dir))
+            if unreadable:
+                skipped.append(Skipped(shown_name(path.relative_to(corpus_dir).as_posix()), unreadable))
+                continue
             if path.is_symlink():
                 source = path.relative_to(corpus_dir).as_posix()
                 if not path.exists():
@@ -119,6 +126,30 @@ def discover(corpus_dir: Path, extensions: tuple[str, ...]) -> list[Path]:
     return discover_notes(corpus_dir, extensions).paths
 
 
+def shown_name(name: str) -> str:
+    """``name`` safe to print, store as JSON and send to a browser: the bytes of a file name
+    that is not UTF-8 (os.fsdecode keeps them as lone surrogates) shown as ``\\xb1`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def name_problem(relative: Path) -> str | None:
+    """Why a note's path (relative to the notes folder) cannot name a note, or None.
+
+    A name whose bytes are not UTF-8 (a GBK name from a zip made on Windows) cannot be
+    written to the manifest, printed or sent to the page; it is skipped with a reason that
+    says what to rename it to (the name read as GB18030, when that reads)."""
+    text = relative.as_posix()
+    if shown_name(text) == text:
+        return None
+    raw = os.fsencode(text)
+    try:
+        guess = raw.decode("gb18030")
+        hint = f", e.g. to “{guess}” (the name read as GBK)" if guess.isprintable() else ""
+    except UnicodeDecodeError:
+        hint = ""
+    return f"the file name is not UTF-8 text; rename the file{hint}"
+
+
 def _points_inside(root: Path, link: Path) -> bool:
     try:
         link.resolve().relative_to(root)
@@ -140,30 +171,85 @@ def file_hash(data: bytes) -> str:
 
 def decode(data: bytes) -> tuple[str, str]:
     """Decode note bytes; returns (text, encoding). Raises IngestError for binary data."""
+    decoded = decode_note(data)
+    return decoded.text, decoded.encoding
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    encoding: str
+    replaced: int = 0  # invalid bytes replaced by U+FFFD (the rest of the note is the user's text)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        if not self.replaced:
+            return ()
+        many = self.replaced != 1
+        return (f"{self.replaced} invalid byte{'s' if many else ''} in its {self.encoding} text "
+                f"{'were' if many else 'was'} replaced by “\ufffd”",)
+
+
+# Bytes in U+DC80..U+DCFF after decoding with "surrogateescape": the bytes that were invalid.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+# A note with one invalid byte per this many valid non-ASCII characters (or fewer) is read in the
+# encoding it mostly is, the bad bytes replaced. A GBK note read as UTF-8 has nearly every
+# non-ASCII byte invalid, a UTF-8 note with a byte cut by a bad copy one in thousands.
+MOSTLY_VALID = 10
+
+
+def _replace_invalid(data: bytes, encoding: str) -> tuple[str, int, int]:
+    """(text, invalid bytes, valid non-ASCII characters): ``data`` in ``encoding``, invalid bytes as U+FFFD."""
+    text = data.decode(encoding, "surrogateescape")
+    bad = len(_ESCAPED_BYTE.findall(text))
+    valid = sum(1 for ch in text if ord(ch) > 127) - bad
+    return _ESCAPED_BYTE.sub("\ufffd", text), bad, valid
+
+
+def _decode_mostly(data: bytes, encoding: str) -> Decoded | None:
+    """``data`` in ``encoding`` with its few invalid bytes replaced, or None when too many are invalid."""
+    try:
+        text, bad, valid = _replace_invalid(data, encoding)
+    except (LookupError, UnicodeError):
+        return None
+    if bad and bad * MOSTLY_VALID > valid:
+        return None
+    return Decoded(text, encoding, bad)
+
+
+def decode_note(data: bytes, declared: str | None = None) -> Decoded:
+    """Decode note bytes; raises IngestError for binary data.
+
+    Invariant: decoding never guesses silently. A declared encoding (an HTML page's
+    charset) is used when the bytes are mostly valid in it, and so is UTF-8: the invalid
+    bytes become U+FFFD and ``Decoded.replaced`` counts them, so that the build can warn.
+    Only bytes that are not mostly valid in either are decoded by detection.
+    """
     if not data.strip():
         raise IngestError("empty file")
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+        text, bad, _ = _replace_invalid(data[3:], "utf-8")  # the mark says UTF-8: no guessing
+        return Decoded(text, "utf-8-sig", bad)
     for bom, encoding in _WIDE_BOMS:
         if data.startswith(bom):
-            return _decode_wide(data[len(bom):], encoding), encoding
+            return Decoded(_decode_wide(data[len(bom):], encoding), encoding)
     if b"\x00" in data[:8192]:
         raise IngestError("binary file (contains NUL bytes)")
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    for encoding in ([declared] if declared else []) + ["utf-8"]:
+        decoded = _decode_mostly(data, encoding)
+        if decoded is not None:
+            return decoded
     # GB18030 is a superset of GBK and GB2312, and most non-UTF-8 Chinese notes are one of them.
     try:
         text = data.decode("gb18030")
         if _looks_like_text(text):
-            return text, "gb18030"
+            return Decoded(text, "gb18030")
     except UnicodeDecodeError:
         pass
     best = from_bytes(data).best()
     if best is None or not _looks_like_text(str(best)):
         raise IngestError("not text in any known encoding")
-    return str(best), best.encoding
+    return Decoded(str(best), best.encoding)
 
 
 # UTF-32 first: the UTF-32-LE mark begins with the UTF-16-LE one. Windows editors

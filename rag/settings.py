@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Each suffix needs a loader in rag/loaders (PDF: pypdfium2; HTML: lxml).
     extensions: tuple[str, ...] = (".md", ".markdown", ".txt", ".pdf", ".html", ".htm")
     max_file_bytes: PositiveInt = 20 * 1024 * 1024
+    # A note that gives more passages than this is skipped with a reason, not embedded for
+    # hours: measured 1.0 passage a second (880-character Chinese passages, the bundled
+    # embedder on the shared 2-core machine), so 1000 passages cost ~17 minutes; a 20 MB
+    # one-line note gives ~7400 (two hours).
+    max_note_passages: PositiveInt = 1000
 
     # --- chunking (sizes chosen with bench/retrieval_quality.py) --------------
     chunk_target_chars: PositiveInt = 500
@@ -118,7 +123,9 @@ class Settings(BaseSettings):
     # server. Empty: <index_dir>/milvus.db.
     milvus_uri: str | None = None
     milvus_token: str | None = Field(default=None, repr=False)
-    # Collections are named <prefix>_<version>_<dense|title_dense>; the alias <prefix>_<name>.
+    # Collections are named <prefix>_<index id>_<version>_<dense|title_dense>, the alias
+    # <prefix>_<index id>_<name>: the index folder's id keeps indexes sharing a Milvus apart
+    # (rag/vectors/factory.py). A shared index (below) is named by <prefix> alone.
     milvus_prefix: str = "rag"
     milvus_index_type: Literal["HNSW", "FLAT", "AUTOINDEX", "IVF_FLAT"] = "HNSW"
     # Replicas that share only Milvus (rag/shared_index.py): every version's files are kept in
@@ -178,6 +185,11 @@ class Settings(BaseSettings):
     llm_model: str = "Qwen/Qwen3-8B"
     llm_api_key: str = "EMPTY"
     llm_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # Deadlines of one generated answer, whatever the server does (a token every 30 s never
+    # trips llm_timeout_s): its first text, and all of it. The extractive answer follows.
+    # 300 s: llm_max_tokens (512) even at a slow 2 tokens a second (256 s) still fits.
+    llm_first_token_s: Annotated[float, Field(gt=0)] = 60.0
+    llm_total_s: Annotated[float, Field(gt=0)] = 300.0
     # Embedded llama.cpp: a local GGUF path; empty means the packaged SmolLM2 when installed.
     gguf_path: Path | None = None
     # Rewrite elliptical follow-ups into standalone questions with the LLM before retrieval.
@@ -241,13 +253,21 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("RAG_CONFIG", "rag.toml"))
+        named = os.environ.get("RAG_CONFIG")
+        config_file = Path(named or "rag.toml")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if named and not config_file.is_file():  # asked for by name: never silently ignored
+            raise ConfigError(f"RAG_CONFIG names {config_file}, which is not a file; fix the path or unset RAG_CONFIG")
         if config_file.is_file():
             try:
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
             except tomllib.TOMLDecodeError as exc:  # its message ends "(at line N, column M)"
                 raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{config_file} is not a TOML text file (byte 0x{exc.object[exc.start]:02x} at "
+                                  f"offset {exc.start} is not UTF-8)") from None
+            except OSError as exc:
+                raise ConfigError(f"cannot read {config_file}: {exc.strerror or exc}") from None
         return tuple(sources)
 
 

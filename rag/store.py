@@ -23,6 +23,7 @@ pointer) falls back to the newest intact older version, with a warning that says
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -73,6 +74,21 @@ class IndexLocked(IndexBusy, RuntimeError):
 
 class IndexNotFound(IndexUnavailable, FileNotFoundError):
     pass
+
+
+class IndexFolderUnusable(IndexUnavailable):
+    """The index folder cannot be created or written (a file stands in its path, it is read-only)."""
+
+
+def folder_problem(root: Path, exc: OSError) -> IndexFolderUnusable:
+    """``exc``, met creating or writing the index folder ``root``, as one line saying what to do."""
+    other = "choose another index folder (--index or RAG_INDEX_DIR)"
+    blocker = next((p for p in [root, *root.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return IndexFolderUnusable(f"the index folder {root} cannot be created: {blocker} is a file, not a folder; "
+                                   f"move that file, or {other}")
+    return IndexFolderUnusable(f"cannot write the index folder {root} ({exc.strerror or exc}); make it writable, "
+                               f"or {other}")
 
 
 class IndexDamaged(IndexNotFound, RagError):
@@ -375,19 +391,34 @@ class IndexStore:
     # --- writing -----------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Hold the build lock for the block; IndexLocked when another build holds it.
+
+        The index folder is made here: a path it cannot have (a file in the way) or a folder
+        that cannot be written, now or during the build, is IndexFolderUnusable, one line."""
         lock = FileLock(str(self.root / ".lock"))
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             lock.acquire(timeout=0)
+            probe = self.root / f".probe-{uuid.uuid4().hex[:8]}"  # fail before embedding, not after
+            probe.touch()
+            probe.unlink()
         except Timeout:
             raise IndexLocked(
                 f"another `rag index` is already building {self.root} (lock file {self.root / '.lock'}); "
                 "wait for it to finish"
             ) from None
+        except OSError as exc:  # after Timeout, which is an OSError too
+            if lock.is_locked:
+                lock.release()
+            raise folder_problem(self.root, exc) from None
         try:
             with self.shared.build_lock() if self.shared is not None else nullcontext():
                 self._building = True
                 yield
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not _inside(exc.filename, self.root):
+                raise
+            raise folder_problem(self.root, exc) from None
         finally:
             self._building = False
             lock.release()
@@ -494,6 +525,13 @@ class IndexStore:
             sweep_vectors(self.settings, kept)
         except Exception as exc:  # noqa: BLE001 - leftovers cost space, not correctness
             log.warning("could not clean up the vector store: %s", exc)
+
+
+def _inside(filename, root: Path) -> bool:
+    try:
+        return filename is not None and Path(os.fsdecode(filename)).resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def new_version_name() -> str:

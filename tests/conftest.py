@@ -36,6 +36,27 @@ def write_notes(root: Path, notes: dict[str, str | bytes]) -> Path:
     return root
 
 
+def simple_pdf(pages: list[list[str]]) -> bytes:
+    """A real PDF (Helvetica, one text line under another) whose pages hold these lines."""
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for lines in pages:
+        ops = "".join(f"BT /F1 14 Tf 72 {720 - 24 * i} Td ({line}) Tj ET\n" for i, line in enumerate(lines))
+        objects.append(f"<< /Length {len(ops)} >>\nstream\n{ops}endstream")
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
+                       "/Resources << /Font << /F1 3 0 R >> >> >>")
+        kids.append(f"{len(objects)} 0 R")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
+    return out + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+
+
 def make_settings(corpus: Path, index: Path, **overrides) -> Settings:
     """Settings for a test's notes and index. Answer-unit vectors are off unless a test asks
     for them (``unit_vectors=True``): they nearly double a build's embedding, and only the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -315,3 +316,70 @@ def test_an_unexpected_failure_is_still_one_line_with_a_hint_and_debug_shows_whe
     assert "--debug" in line
     debug = cli(built, "--debug", "eval", str(questions))
     assert "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_batch_line_that_is_not_utf8_is_that_lines_error_and_every_other_line_is_answered(built, tmp_path):
+    path = tmp_path / "batch.jsonl"
+    good = [json.dumps({"id": i, "question": q}, ensure_ascii=False) for i, q in enumerate(["SimCSE 是什么", "LoRA"])]
+    path.write_bytes(b"\xef\xbb\xbf" + good[0].encode() + b'\n{"id": "gbk", "question": "'
+                     + "梯度".encode("gbk") + b'"}\n' + good[1].encode() + b"\n")
+    for command in ("retrieve", "ask"):
+        res = cli(built, command, "--batch", str(path), *(["--backend", "none"] if command == "ask" else []))
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        rows = [json.loads(line) for line in res.stdout.splitlines()]
+        assert (rows[0]["id"], rows[1]["line"], rows[2]["id"]) == (0, 2, 1), command
+        assert rows[1]["error"] == "line 2 is not UTF-8 text (byte 0xcc at column 28); save the batch file as UTF-8"
+        assert all("error" not in r for r in (rows[0], rows[2])), rows
+
+
+# --- settings files and index folders that cannot be used -----------------------------------------
+def test_rag_config_naming_a_missing_file_is_an_error_line_not_ignored(built, tmp_path):
+    res = cli(built, "retrieve", "LoRA", env=clean_env(RAG_CONFIG=str(tmp_path / "nope.toml")))
+    assert res.returncode == 2
+    assert one_error_line(res) == f"error: RAG_CONFIG names {tmp_path / 'nope.toml'}, which is not a file; " \
+                                  "fix the path or unset RAG_CONFIG"
+
+
+def test_a_binary_rag_toml_is_named_in_its_error_line(built, tmp_path):
+    (tmp_path / "rag.toml").write_bytes(b"\xdb\x00\x91binary")
+    res = cli(built, "retrieve", "LoRA", cwd=tmp_path, env=clean_env(PYTHONPATH=str(REPO_ROOT)))
+    assert res.returncode == 2
+    assert one_error_line(res) == "error: rag.toml is not a TOML text file (byte 0xdb at offset 0 is not UTF-8)"
+
+
+def test_an_index_folder_under_a_file_says_which_file_is_in_the_way(built, tmp_path):
+    (tmp_path / "afile").write_text("not a folder", encoding="utf-8")
+    res = rag_cli("index", "--corpus", str(built.corpus_dir), "--index", str(tmp_path / "afile" / "index"))
+    assert res.returncode == 2
+    assert one_error_line(res) == (f"error: the index folder {tmp_path / 'afile' / 'index'} cannot be created: "
+                                   f"{tmp_path / 'afile'} is a file, not a folder; move that file, or choose "
+                                   "another index folder (--index or RAG_INDEX_DIR)")
+
+
+def read_only(folder: Path) -> bool:
+    """Make ``folder`` read-only for this user (chmod; for root, which ignores modes, chattr +i)."""
+    folder.chmod(0o555)
+    probe = folder / ".probe"
+    try:
+        probe.touch()
+    except OSError:
+        return True
+    probe.unlink()
+    return subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+
+
+def test_a_read_only_index_folder_says_it_cannot_be_written_and_what_to_do(built, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(built.index_dir, index)
+    corpus = write_notes(tmp_path / "notes", {**NOTES, "new.md": "# New\n\nA note the build must write.\n"})
+    if not read_only(index):
+        pytest.skip("cannot make a folder read-only here")
+    try:
+        res = rag_cli("index", "--corpus", str(corpus), "--index", str(index))
+    finally:
+        subprocess.run(["chattr", "-i", str(index)], capture_output=True)
+        index.chmod(0o755)
+    assert res.returncode == 2
+    line = one_error_line(res)
+    assert line.startswith(f"error: cannot write the index folder {index} (") and line.endswith(
+        "); make it writable, or choose another index folder (--index or RAG_INDEX_DIR)")

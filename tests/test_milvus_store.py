@@ -6,6 +6,7 @@ filled, two builders at once, readers during swaps, and FAISS-equal retrieval.
 """
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from rag.indexing import build_index  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
 from rag.store import IndexStore  # noqa: E402
 from rag.vectors import VectorStoreUnavailable  # noqa: E402
-from rag.vectors.milvus_index import DESCRIPTOR_SUFFIX, aliased_collection, client_for  # noqa: E402
+from rag.vectors.factory import milvus_prefix  # noqa: E402
+from rag.vectors.milvus_index import DESCRIPTOR_SUFFIX, alias_name, aliased_collection, client_for  # noqa: E402
 from tests.conftest import (  # noqa: E402
     REPO_ROOT,
     CountingEmbedder,
@@ -50,6 +52,11 @@ def hit_ids(retriever, question) -> list[str]:
     return [h.chunk.id for h in retriever.retrieve(question).hits]
 
 
+def own(settings, name: str) -> str:
+    """The Milvus name ``name`` has in this index: prefixed with the index's own identity."""
+    return alias_name(milvus_prefix(settings), name)
+
+
 def collections(uri: str) -> list[str]:
     return sorted(client_for(uri).list_collections())
 
@@ -70,7 +77,7 @@ def test_a_milvus_build_serves_the_same_passages_as_faiss(lite, embedder, tmp_pa
     assert (folder / f"dense{DESCRIPTOR_SUFFIX}").exists() and not (folder / "dense.faiss").exists()
     assert f"dense{DESCRIPTOR_SUFFIX}" in manifest.checksums
     # The alias names the serving version's collection.
-    assert aliased_collection(lite.milvus_uri, "", "rag_dense").startswith("rag_" + manifest.version.replace("-", "_"))
+    assert aliased_collection(lite.milvus_uri, "", own(lite, "dense")).startswith(own(lite, manifest.version))
 
     faiss_settings = make_settings(lite.corpus_dir, tmp_path / "faiss-index")
     build_index(faiss_settings, embedder)
@@ -95,7 +102,7 @@ def test_a_milvus_update_embeds_only_the_new_note_and_moves_the_alias(lite, embe
     counter = CountingEmbedder(embedder)
     report = build_index(lite, counter)
     assert report.chunks_embedded == 1 and not report.full_rebuild
-    assert aliased_collection(lite.milvus_uri, "", "rag_dense").startswith("rag_" + report.version.replace("-", "_"))
+    assert aliased_collection(lite.milvus_uri, "", own(lite, "dense")).startswith(own(lite, report.version))
     assert reader.retrieve("投机采样怎么加速").hits[0].source == "投机.md"  # the open reader follows
     # keep_old_versions=1: both versions' collections exist; one more build drops the oldest.
     assert len(collections(lite.milvus_uri)) == 4
@@ -109,12 +116,64 @@ def test_a_dropped_collection_falls_back_to_the_previous_version(lite, embedder)
     first = build_index(lite, embedder).version
     write_notes(lite.corpus_dir, ADDED)
     second = build_index(lite, embedder).version
-    client_for(lite.milvus_uri).drop_alias("rag_dense")
-    client_for(lite.milvus_uri).drop_collection(f"rag_{second.replace('-', '_')}_dense")
+    client_for(lite.milvus_uri).drop_alias(own(lite, "dense"))
+    client_for(lite.milvus_uri).drop_collection(own(lite, f"{second}_dense"))
     status = Retriever(lite, embedder).status()
     assert status.version == first and second in status.warning
     report = build_index(lite, embedder)  # repairs: a new version with the note again
     assert report.repaired and Retriever(lite, embedder).status().warning is None
+
+
+def test_two_index_folders_on_one_milvus_lite_file_never_touch_each_others_collections(tmp_path, embedder):
+    shared_db = str(tmp_path / "shared.db")
+    one = milvus_settings(tmp_path / "one", shared_db)
+    two = milvus_settings(tmp_path / "two", shared_db)
+    write_notes(one.corpus_dir, dict(list(NOTES.items())[:2]))
+    write_notes(two.corpus_dir, dict(list(NOTES.items())[2:]))
+    build_index(one, embedder)
+    for _ in range(3):  # builds, sweeps and prunes of the other index
+        write_notes(two.corpus_dir, {"变化.md": f"# 变化\n\n第 {_} 次修改的笔记内容，换一个版本。\n"})
+        build_index(two, embedder)
+    assert milvus_prefix(one) != milvus_prefix(two)
+    assert Retriever(one, embedder).status().warning is None
+    assert Retriever(one, embedder).retrieve("INT8 量化能省多少显存？").hits[0].source == "量化.md"
+    assert aliased_collection(shared_db, "", own(one, "dense")) != aliased_collection(shared_db, "", own(two, "dense"))
+    report = build_index(one, embedder)
+    assert report.unchanged and not report.repaired
+    # Every collection in the file belongs to one of the two indexes.
+    names = collections(shared_db)
+    assert all(n.startswith((milvus_prefix(one), milvus_prefix(two))) for n in names)
+
+
+def lite_cli(settings, *args: str):
+    env = clean_env(RAG_VECTOR_STORE="milvus", RAG_MILVUS_URI=settings.milvus_uri)
+    return rag_cli(*args, "--corpus", str(settings.corpus_dir), "--index", str(settings.index_dir), env=env)
+
+
+def test_a_garbage_milvus_lite_alias_table_is_rebuilt_and_every_build_works(lite):
+    assert lite_cli(lite, "index").returncode == 0
+    table = Path(lite.milvus_uri) / "aliases.json"
+    table.write_bytes(b"\x00garbage{")
+    write_notes(lite.corpus_dir, ADDED)
+    for args in (["index"], ["index", "--full"], ["retrieve", "投机采样怎么加速", "--json"]):
+        res = lite_cli(lite, *args)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, (args, res.stderr)
+    assert '"source": "投机.md"' in res.stdout
+    assert (table.parent / "aliases.json.damaged").read_bytes() == b"\x00garbage{"
+    assert own(lite, "dense") in json.loads(table.read_text(encoding="utf-8"))  # pointed again by the build
+
+
+def test_a_damaged_milvus_lite_data_file_gives_one_error_line_and_the_next_build_repairs(lite):
+    assert lite_cli(lite, "index").returncode == 0
+    for schema in Path(lite.milvus_uri).glob("collections/*/schema.json"):
+        schema.write_text("garbage", encoding="utf-8")
+    asked = lite_cli(lite, "retrieve", "INT8 量化能省多少显存？")
+    lines = [ln for ln in asked.stderr.splitlines() if ln.strip()]
+    assert asked.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: index version"), asked.stderr
+    assert "rag index --full" in lines[0]
+    built = lite_cli(lite, "index")
+    assert built.returncode == 0 and "Traceback" not in built.stderr and "repaired the index" in built.stdout
+    assert lite_cli(lite, "retrieve", "INT8 量化能省多少显存？").returncode == 0
 
 
 def test_readers_during_milvus_swaps_always_get_a_whole_index(lite, embedder):
@@ -204,7 +263,7 @@ def test_a_build_killed_after_filling_milvus_leaves_the_old_version_serving(serv
     reader = Retriever(served, embedder)
     before = hit_ids(reader, QUESTIONS[0])
     old_collections = collections(served.milvus_uri)
-    alias = aliased_collection(served.milvus_uri, "", f"{served.milvus_prefix}_dense")
+    alias = aliased_collection(served.milvus_uri, "", own(served, "dense"))
     write_notes(served.corpus_dir, ADDED)
 
     proc = subprocess.run([sys.executable, "-c", KILL_IN_WRITE, *cli_args(served)], capture_output=True, text=True,
@@ -214,7 +273,7 @@ def test_a_build_killed_after_filling_milvus_leaves_the_old_version_serving(serv
     mine = [c for c in collections(served.milvus_uri) if c.startswith(served.milvus_prefix + "_")]
     assert len(mine) == len([c for c in old_collections if c.startswith(served.milvus_prefix + "_")]) + 2
     assert IndexStore(served.index_dir).current_version() == first
-    assert aliased_collection(served.milvus_uri, "", f"{served.milvus_prefix}_dense") == alias
+    assert aliased_collection(served.milvus_uri, "", own(served, "dense")) == alias
     assert hit_ids(reader, QUESTIONS[0]) == before
     assert Retriever(served, embedder).status().version == first
 
@@ -239,8 +298,7 @@ def test_two_builders_at_once_one_builds_and_the_other_is_refused_or_finds_it_do
     assert codes in ([0, 0], [0, 3]), outs  # the other was refused, or ran after and found it up to date
     store = IndexStore(served.index_dir)
     current = store.current_version()
-    assert aliased_collection(served.milvus_uri, "", f"{served.milvus_prefix}_dense").startswith(
-        f"{served.milvus_prefix}_{current.replace('-', '_')}")
+    assert aliased_collection(served.milvus_uri, "", own(served, "dense")).startswith(own(served, current))
     assert Retriever(served, embedder).retrieve("投机采样怎么加速").hits[0].source == "投机.md"
 
 

@@ -2,6 +2,7 @@
 rendering (escaping) and the corpus watcher."""
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -100,6 +101,22 @@ def test_ask_refuses_an_empty_question(client):
 
     with pytest.raises(AppError, match="type a question"):
         client.predict("   ", api_name="/ask")
+
+
+@pytest.mark.parametrize("question, history, said", [
+    (42, None, 'non-text "question"'),
+    ("What is BM25?", "not a list", '"history" must be a list'),
+    ("What is BM25?", [{"content": "no role"}], "history turn 1 is not a {role, content} turn"),
+    ("What is BM25?", ["just text"], "history turn 1 is not a {role, content} turn"),
+])
+def test_ask_with_a_malformed_request_answers_with_the_error_not_a_server_traceback(client, server, question,
+                                                                                      history, said, capfd):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=re.escape(said)):
+        client.predict(question, history, api_name="/ask")
+    assert "Traceback" not in capfd.readouterr().err
+    assert client.predict("What is BM25?", api_name="/ask")["sources"]  # and the server goes on answering
 
 
 def test_status_names_the_index_and_that_answers_are_extractive(client):
@@ -497,3 +514,12 @@ def test_refused_uploads_read_as_before_in_english_and_in_chinese_on_a_chinese_p
     zh = error_text("zh", several.value)
     assert "“empty.md” 是空文件" in zh and "“tool.exe”：只能添加" in zh and zh.endswith("没有添加任何文件。"), zh
     assert "笔记最大" in error_text("zh", too_big.value) and "已有另一篇" in error_text("zh", exists.value)
+
+
+def test_the_page_translates_gradios_own_status_keys_so_no_raw_key_shows():
+    from ui.i18n import LANGS, make_i18n
+
+    tables = make_i18n(types=".md", size="5.0 MB").translations
+    for lang in LANGS:
+        assert tables[lang]["common.complete"] and tables[lang]["common.complete"] != "common.complete"
+        assert tables[lang]["common.error"]

@@ -44,6 +44,7 @@ __all__ = ["NotesChatApp", "ServeError", "check_bind", "serve", "start"]
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0  # the page asks for status, progress and the notes list this often
+UPLOAD_CACHE_S = 3600  # an upload no handler took is deleted after an hour (checked as often)
 
 # The browser knows each uploaded file's own name; Gradio's server keeps only its base name,
 # so the names are sent along (and checked by rag.notes).
@@ -169,7 +170,10 @@ def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
 
 def build_page(app: NotesChatApp) -> gr.Blocks:
     s = app.settings
-    with gr.Blocks(title=t("en", "title"), analytics_enabled=False, fill_width=True) as demo:
+    # Files sent to Gradio's upload route and never used by a handler (a raw API upload) are
+    # deleted by Gradio after UPLOAD_CACHE_S; the Notes tab removes the ones it handled at once.
+    with gr.Blocks(title=t("en", "title"), analytics_enabled=False, fill_width=True,
+                   delete_cache=(UPLOAD_CACHE_S, UPLOAD_CACHE_S)) as demo:
         page = _layout(app, app.i18n)
         c, n, st = page.chat, page.notes, page.status
         app.chat.bind(c)

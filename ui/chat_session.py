@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from rag.batch import parse_request
 from rag.chat import DoneEvent, QuestionError, SourcesEvent, TokenEvent
+from rag.errors import InputError
 from rag.conversation import Message, followup_context, is_followup
 from rag.notes import PassageView, passage_view
 from rag.settings import Settings
@@ -295,8 +297,10 @@ class ChatController:
         if engine is None:
             raise gr.Error(error or t("en", "cannot_search"), print_exception=False)
         try:
-            past = [Message.from_dict(m) for m in (history or [])]
-            answer = engine.ask(question, past)
-        except (QuestionError, ValueError) as exc:
+            # A client may send anything: a number for the question, a string for the history.
+            # (A blank question is the engine's to refuse, in the words the page uses.)
+            request = parse_request("-" if isinstance(question, str) else question, history or [])
+            answer = engine.ask(question, request.history)
+        except (QuestionError, InputError, ValueError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         return answer.to_dict()

@@ -223,5 +223,11 @@ def make_i18n(**values) -> gr.I18n:
 
     The browser's language tag selects the table: "zh-CN", "zh-TW" and "zh" all read Chinese
     (checked in Chromium), anything else English."""
-    return gr.I18n(**{lang: {k: TEXTS[lang][k].format(**values) if "{" in TEXTS[lang][k] else TEXTS[lang][k]
-                             for k in LABEL_KEYS} for lang in LANGS})
+    return gr.I18n(**{lang: {**{k: TEXTS[lang][k].format(**values) if "{" in TEXTS[lang][k] else TEXTS[lang][k]
+                                for k in LABEL_KEYS}, **GRADIO_KEYS[lang]} for lang in LANGS})
+
+
+# Keys of Gradio's own status tracker: with a table of our own, a locale that lacks them showed
+# the raw key ("common.complete") once an event finished.
+GRADIO_KEYS = {"en": {"common.complete": "Complete", "common.error": "Error"},
+               "zh": {"common.complete": "完成", "common.error": "出错"}}

@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from rag.ingest import shown_name
+
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 1.0  # after a failed handler call: first wait, doubled each failure
@@ -77,7 +79,8 @@ class CorpusWatcher(FileSystemEventHandler):
         suffix = rel.suffix.lower()
         if suffix and suffix not in self.extensions:
             return None
-        return rel.as_posix()
+        # A name that is not UTF-8 is reported escaped: the index build skips it with a reason.
+        return shown_name(rel.as_posix())
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):

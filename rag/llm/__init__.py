@@ -70,6 +70,8 @@ def make_openai(settings: "Settings") -> ChatModel:
         settings.llm_model,
         api_key=settings.llm_api_key,
         timeout_s=settings.llm_timeout_s,
+        first_token_s=settings.llm_first_token_s,
+        total_s=settings.llm_total_s,
         fallback_context_tokens=settings.llm_context_tokens,
     )
 

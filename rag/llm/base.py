@@ -1,7 +1,9 @@
 """The one interface every LLM backend implements, and the data that crosses it."""
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Iterator, Literal, Protocol, Sequence, runtime_checkable
 
@@ -32,6 +34,62 @@ class LLMError(ServiceError, RuntimeError):
 
 class LLMUnavailable(LLMError):
     """The model cannot be reached or loaded at all, or stopped answering (timeout)."""
+
+
+# How often a stream waiting for its next delta looks at the cancel event.
+_CANCEL_POLL_S = 0.1
+
+
+def with_deadlines(deltas: Iterator[str], *, first_token_s: float, total_s: float, what: str,
+                   cancel: threading.Event | None = None) -> Iterator[str]:
+    """``deltas``, read in a worker thread, ended by LLMUnavailable when the first text takes
+    longer than ``first_token_s`` or the whole answer longer than ``total_s`` (both from the call).
+
+    A server sending one token every 30 s never trips a read timeout; these deadlines bound
+    what a user waits whatever the server does. ``cancel`` is looked at while waiting, too.
+    Invariant: ``deltas`` is closed in its own thread once the reader stops (a deadline, a
+    cancel, the reader closing this generator), which for a server closes the response and
+    so stops the generation; a read already waiting ends within the backend's read timeout.
+    """
+    box: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for delta in deltas:
+                if stop.is_set():
+                    break
+                box.put(("delta", delta))
+            box.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, who raises it
+            box.put(("error", exc))
+        finally:
+            deltas.close()
+
+    threading.Thread(target=pump, name="llm-stream", daemon=True).start()
+    started, first = time.monotonic(), True
+    try:
+        while True:
+            limit = first_token_s if first else total_s
+            left = started + limit - time.monotonic()
+            if left <= 0:
+                if first:
+                    raise LLMUnavailable(f"{what} sent no text within {first_token_s:g}s (RAG_LLM_FIRST_TOKEN_S)")
+                raise LLMUnavailable(f"{what} did not finish its answer within {total_s:g}s (RAG_LLM_TOTAL_S)")
+            try:
+                kind, value = box.get(timeout=min(left, _CANCEL_POLL_S))
+            except queue.Empty:
+                if cancel is not None and cancel.is_set():
+                    return
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            first = False
+            yield value
+    finally:
+        stop.set()
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from typing import Iterator, Sequence
 
 import httpx
 
-from .base import Health, LLMError, LLMUnavailable, PromptMessage, estimate_tokens
+from .base import Health, LLMError, LLMUnavailable, PromptMessage, estimate_tokens, with_deadlines
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ class OpenAIChatModel:
         *,
         api_key: str = "EMPTY",
         timeout_s: float = 60.0,
+        first_token_s: float = 60.0,
+        total_s: float = 300.0,
         fallback_context_tokens: int = 2048,
         http_client: httpx.Client | None = None,
     ) -> None:
@@ -35,6 +37,7 @@ class OpenAIChatModel:
         self.model = model
         self.name = f"openai:{model}"
         self.timeout_s = timeout_s
+        self.first_token_s, self.total_s = first_token_s, total_s
         self._api_key = api_key
         self._fallback_context = fallback_context_tokens
         self._max_model_len: int | None = None
@@ -118,6 +121,24 @@ class OpenAIChatModel:
         temperature: float,
         cancel: threading.Event | None = None,
     ) -> Iterator[str]:
+        """Text deltas within the first-token and total deadlines; every failure is one LLMError,
+        logged as one line (with its traceback only when debugging)."""
+        deltas = self._deltas(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel)
+        try:
+            yield from with_deadlines(deltas, first_token_s=self.first_token_s, total_s=self.total_s,
+                                      what=f"LLM server at {self.base_url}", cancel=cancel)
+        except LLMError as exc:
+            log.warning("LLM generation failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            raise
+
+    def _deltas(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
         import openai
 
         extra_body = {
@@ -130,6 +151,7 @@ class OpenAIChatModel:
         lc_messages = [(m.role, m.content) for m in messages]
         chunks = self._chat.stream(lc_messages, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body)
         started = False  # a timeout before the first chunk and one mid-answer read differently
+        said = False
         try:
             for chunk in chunks:
                 started = True
@@ -137,9 +159,13 @@ class OpenAIChatModel:
                     break
                 text = chunk.content if isinstance(chunk.content, str) else ""
                 if text:
+                    said = True
                     yield text
                 if cancel is not None and cancel.is_set():
                     break
+            if not said and not (cancel is not None and cancel.is_set()):
+                # {"choices": []} and the like: a stream that ended without one word
+                raise LLMError(f"LLM server at {self.base_url} ended its answer without any text")
         except (openai.APITimeoutError, httpx.TimeoutException) as exc:
             if started:
                 raise LLMUnavailable(
@@ -152,6 +178,10 @@ class OpenAIChatModel:
             raise LLMError(f"LLM server at {self.base_url} refused the request: HTTP {exc.status_code} {_short(exc)}") from exc
         except httpx.HTTPError as exc:
             raise LLMUnavailable(f"LLM server at {self.base_url} dropped the connection ({_short(exc)})") from exc
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, openai.OpenAIError) as exc:
+            # A body that is not an OpenAI stream: an HTML error page, broken JSON mid-stream.
+            raise LLMError(f"LLM server at {self.base_url} sent something that is not an OpenAI-compatible "
+                           f"answer ({type(exc).__name__}: {_short(exc)})") from exc
         finally:
             # Closing the generator closes the HTTP response, and vLLM aborts a request
             # whose client went away: this is what stops generation on the server.

@@ -13,7 +13,11 @@ readability (0.991 of the bigrams; the rest is scraped-page clutter that
 the chunker finds the sections, drop all the chrome in both layouts, in 3-8 ms a page.
 
 The rules, in order:
-1. Decode like any note (``rag.ingest.decode``) and parse with lxml's HTML parser.
+1. Decode like any note (``rag.ingest.decode_note``), in the charset the page declares when
+   it declares one (invalid bytes replaced and counted in a warning), and parse with lxml's
+   HTML parser. Nesting deeper than ``MAX_DEPTH`` (or any text the parser lost) makes the
+   page be parsed again without its layout containers (div, span, font, ...), and if that
+   still loses text, read as plain text: no text of a page is dropped quietly.
 2. Drop what is never content: script, style, noscript, template, svg, canvas, iframe,
    forms and their controls, and elements hidden with ``hidden`` / ``aria-hidden``.
 3. The content root is ``<main>`` / ``[role=main]``, else the largest ``<article>``,
@@ -52,6 +56,21 @@ BLOCK_TAGS = {"p", "div", "section", "article", "main", "blockquote", "figure", 
               "summary", "h1", "h2", "h3", "h4", "h5", "h6", "body", "center"}
 _WS = re.compile(r"\s+")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+# <meta charset="gbk"> or <meta http-equiv="Content-Type" content="text/html; charset=gbk">
+_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_\-:.]+)", re.IGNORECASE)
+# Deeper than this the tree is walked recursively no more: libxml2 itself stops at 256 levels
+# without huge_tree and at 2048 with it (measured: 3000 nested <div> lose their text and all
+# text after them), and html_to_lines recurses once per level (Python's limit is 1000).
+MAX_DEPTH = 200
+# Layout containers: a page nested deeper than MAX_DEPTH is parsed again without them.
+_CONTAINER = re.compile(r"</?(div|span|font|section|center|b|i|u|em|strong|small|big|a|blockquote|sup|sub)"
+                        r"(\s[^>]*)?/?>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+_HIDDEN_TEXT = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_BLOCK_BOUNDARY = re.compile(r"<(/?(p|div|li|tr|h[1-6]|pre|table|section|article|blockquote)|br)\b[^>]*>",
+                             re.IGNORECASE)
+# The parse lost text when it kept less than this share of the page's visible characters.
+KEPT_SHARE = 0.95
 
 
 def _lxml():
@@ -67,28 +86,96 @@ class HtmlLoader(Loader):
     suffixes = (".html", ".htm")
 
     def load_bytes(self, data: bytes, source: str) -> Document:
-        text, encoding = ingest.decode(data)
-        lines = html_text_lines(text)
-        return Document(source, tuple(ingest.clean_lines(lines)), ingest.file_hash(data), encoding)
+        decoded = ingest.decode_note(data, declared_charset(data))
+        notes: list[str] = []
+        lines = html_text_lines(decoded.text, notes)
+        return Document(source, tuple(ingest.clean_lines(lines)), ingest.file_hash(data), decoded.encoding,
+                        warnings=decoded.warnings + tuple(notes))
 
     def check(self, data: bytes) -> None:
-        text, _ = ingest.decode(data)  # IngestError when it is not text
+        text = ingest.decode_note(data, declared_charset(data)).text  # IngestError when it is not text
         if not re.search(r"<\s*(html|body|head|p|div|h[1-6]|article|main|title)\b", text[:200_000], re.IGNORECASE):
             raise IngestError("not an HTML page (no HTML tags found)")
         if not any(line.strip() for line in html_text_lines(text)):
             raise IngestError("the page has no text")
 
 
-def html_text_lines(text: str) -> list[str]:
-    """The main content of an HTML page as Markdown-like lines (rules in the module docstring)."""
+# Declared names browsers read as a superset (the WHATWG encoding standard): pages declared
+# gb2312 hold GBK characters, pages declared latin-1 hold Windows quotes.
+_AS_BROWSERS_READ = {"gb2312": "gb18030", "gbk": "gb18030", "iso8859-1": "cp1252",
+                     "ascii": "cp1252"}
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The charset a page declares in a <meta> tag near its start, if Python knows it."""
+    import codecs
+
+    m = _CHARSET.search(data[:4096])
+    if m is None:
+        return None
+    name = m.group(1).decode("ascii", "replace")
+    try:
+        name = codecs.lookup(name).name
+    except LookupError:
+        return None
+    return _AS_BROWSERS_READ.get(name, name)
+
+
+def _visible_chars(text: str) -> int:
+    """Characters of text (not space) in a page, by stripping its tags: what a parse must keep."""
+    import html
+
+    return len(_WS.sub("", html.unescape(_TAG.sub(" ", _HIDDEN_TEXT.sub(" ", text)))))
+
+
+def _depth(doc) -> int:
+    from lxml import etree
+
+    depth = deepest = 0
+    for event, _ in etree.iterwalk(doc, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _parse(text: str, notes: list[str]):
+    """The page's tree, whole: parsed again without layout containers when it is nested deeper
+    than MAX_DEPTH or the parser lost text; None when even that loses text (read it as plain text)."""
     lxml_html = _lxml()
+    parser = lxml_html.HTMLParser(huge_tree=True)
+    visible = _visible_chars(text)
+    for attempt in (text, _CONTAINER.sub(" ", text)):
+        try:
+            doc = lxml_html.document_fromstring(attempt, parser=parser)
+        except Exception as exc:  # noqa: BLE001 - lxml raises several types for unparsable input
+            raise IngestError(f"not readable as HTML ({exc})") from None
+        depth = _depth(doc)
+        if depth <= MAX_DEPTH and len(_WS.sub("", doc.text_content())) >= KEPT_SHARE * visible:
+            if attempt is not text:
+                notes.append(f"nested {MAX_DEPTH}+ levels deep: read without its layout (div, span) tags")
+            return doc
+    notes.append(f"nested {MAX_DEPTH}+ levels deep: read as plain text")
+    return None
+
+
+def _plain_lines(text: str) -> list[str]:
+    """A page as plain text lines: a line per block tag, every other tag removed."""
+    import html
+
+    text = _BLOCK_BOUNDARY.sub("\n", _HIDDEN_TEXT.sub(" ", text))
+    lines = [_WS.sub(" ", html.unescape(_TAG.sub(" ", line))).strip() for line in text.split("\n")]
+    return [line for line in lines if line]
+
+
+def html_text_lines(text: str, notes: list[str] | None = None) -> list[str]:
+    """The main content of an HTML page as Markdown-like lines (rules in the module docstring).
+    How the page had to be read, when not as usual, is appended to ``notes``."""
     text = _XML_DECL.sub("", text, count=1)
     if not text.strip():
         return []
-    try:
-        doc = lxml_html.document_fromstring(text)
-    except Exception as exc:  # noqa: BLE001 - lxml raises several types for unparsable input
-        raise IngestError(f"not readable as HTML ({exc})") from None
+    doc = _parse(text, notes if notes is not None else [])
+    if doc is None:
+        return _plain_lines(text)
     title_el = doc.find(".//title")
     title = _WS.sub(" ", title_el.text_content()).strip() if title_el is not None else ""
     for el in list(doc.iter(*NEVER_CONTENT)):

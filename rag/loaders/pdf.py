@@ -295,7 +295,16 @@ def _drop_running_lines(pages: list[list[_Line]]) -> list[list[_Line]]:
                 drop.add(i)
                 removed.add(k)
         out.append([ln for i, ln in enumerate(page) if i not in drop])
+    # Short pages that look alike ("第3页 章节 3") are all edge lines: when removing the repeated
+    # lines would leave most pages that had text without any, those lines are the text.
+    emptied = sum(1 for page, kept in zip(pages, out) if _has_text(page) and not _has_text(kept))
+    if emptied * 2 > sum(1 for page in pages if _has_text(page)):
+        return pages
     return out
+
+
+def _has_text(page: list[_Line]) -> bool:
+    return any(ln.text.strip() for ln in page)
 
 
 def _mark_headings(pages: list[list[tuple[str, float]]]) -> list[list[str]]:

@@ -17,11 +17,12 @@ class TextLoader(Loader):
     suffixes = (".md", ".markdown", ".txt")
 
     def load_bytes(self, data: bytes, source: str) -> Document:
-        text, encoding = ingest.decode(data)
-        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        decoded = ingest.decode_note(data)
+        lines = decoded.text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         cleaned = ingest.clean_lines(lines)
         lost = sum(1 for before, after in zip(lines, cleaned) if before.strip() and not after.strip())
-        return Document(source, tuple(cleaned), ingest.file_hash(data), encoding, clutter_lines=lost)
+        return Document(source, tuple(cleaned), ingest.file_hash(data), decoded.encoding, clutter_lines=lost,
+                        warnings=decoded.warnings)
 
     def check(self, data: bytes) -> None:
         text, _ = ingest.decode(data)

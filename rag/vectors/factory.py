@@ -5,6 +5,10 @@ for its ``vector_store`` name and one in ``load_vector_index`` for its ``kind``.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,11 +23,49 @@ if TYPE_CHECKING:
 
 MILVUS_KIND = "milvus"
 MILVUS_LITE_FILE = "milvus.db"
+# A random token kept in the index folder: with the folder's path it names the index in Milvus.
+INDEX_ID_FILE = "INDEX_ID"
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
 def milvus_uri(settings: "Settings") -> str:
     """The configured Milvus URI; by default a Milvus Lite database inside the index folder."""
     return settings.milvus_uri or str(Path(settings.index_dir) / MILVUS_LITE_FILE)
+
+
+def index_identity(index_dir: Path) -> str:
+    """Ten hex digits naming one index folder among all the indexes of one Milvus database.
+
+    Derived from a random token kept in the folder (so two machines whose index folders have
+    the same path differ) and the folder's absolute path (so a copy of the folder differs
+    from the original). A folder that is moved gets a new identity: the collections of its
+    old versions are then left in Milvus, never dropped by another index's cleanup.
+    """
+    folder = Path(index_dir)
+    path = folder / INDEX_ID_FILE
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        token = ""
+    if not _TOKEN.match(token):
+        folder.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        tmp = folder / f"{INDEX_ID_FILE}.{token[:8]}.tmp"
+        tmp.write_text(token + "\n", encoding="ascii")
+        os.replace(tmp, path)
+    return hashlib.sha256(f"{token}:{folder.resolve()}".encode("utf-8")).hexdigest()[:10]
+
+
+def milvus_prefix(settings: "Settings") -> str:
+    """The start of every collection and alias name of this index in Milvus.
+
+    Invariant: two indexes never share it, so one index's build, sweep or pruning never
+    touches another's collections in a shared Milvus file or server. A shared index
+    (rag/shared_index.py) is one index for all its replicas: its prefix is ``milvus_prefix``.
+    """
+    if settings.shared_index:
+        return settings.milvus_prefix
+    return f"{settings.milvus_prefix}_{index_identity(settings.index_dir)}"
 
 
 def build_vector_index(vectors: np.ndarray, settings: "Settings", *, version: str, name: str) -> VectorIndex:
@@ -35,7 +77,7 @@ def build_vector_index(vectors: np.ndarray, settings: "Settings", *, version: st
         from .milvus_index import MilvusIndex
 
         return MilvusIndex.build(vectors, uri=milvus_uri(settings), token=settings.milvus_token or "",
-                                 prefix=settings.milvus_prefix, version=version, name=name,
+                                 prefix=milvus_prefix(settings), version=version, name=name,
                                  index_type=settings.milvus_index_type, hnsw_m=settings.hnsw_m,
                                  ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search)
     raise VectorStoreUnavailable(f"unknown vector store {settings.vector_store!r}: use faiss or milvus")
@@ -84,7 +126,8 @@ def discard_vectors(folder: Path, settings: "Settings | None" = None) -> None:
     from .milvus_index import drop_described
 
     drop_described(folder, token=(settings.milvus_token or "") if settings else "",
-                   uri=settings.milvus_uri if settings else None)
+                   uri=settings.milvus_uri if settings else None,
+                   prefix=milvus_prefix(settings) if settings is not None else None)
 
 
 def sweep_vectors(settings: "Settings | None", keep_versions: set[str]) -> None:
@@ -93,4 +136,4 @@ def sweep_vectors(settings: "Settings | None", keep_versions: set[str]) -> None:
         return
     from .milvus_index import sweep
 
-    sweep(milvus_uri(settings), settings.milvus_token or "", settings.milvus_prefix, keep_versions)
+    sweep(milvus_uri(settings), settings.milvus_token or "", milvus_prefix(settings), keep_versions)

@@ -5,6 +5,10 @@ starts the engine inside this process; one process at a time may open the folder
 ``http://host:19530`` is Milvus Standalone/Distributed or ``python -m milvus_lite server``.
 
 Versions and switching, the same promises as the FAISS folders:
+- ``<prefix>`` carries the index's own identity (``rag.vectors.factory.milvus_prefix``:
+  ``milvus_prefix`` and a hash of the index folder), so several index folders can share one
+  Milvus Lite file or server: a build, its sweep and its pruning only ever drop names that
+  start with its own prefix, and pruning only the collections its own versions list.
 - every index version gets new collections, ``<prefix>_<version>_<name>``; a build fills
   and indexes them, checks the row count, and only then writes the small descriptor file
   ``<name>.milvus.json`` into the version folder. A build that dies leaves collections
@@ -47,6 +51,12 @@ def _pymilvus():
         import pymilvus
     except ImportError as exc:
         raise VectorStoreUnavailable(f"{INSTALL_HINT} ({exc})") from None
+    if not log.isEnabledFor(logging.DEBUG):
+        # pymilvus logs every failed call with its traceback (three for one damaged file), and
+        # Milvus Lite each table it had to fall back from; every failure here becomes one
+        # VectorStoreUnavailable or IndexDamaged line, so they are shown only with --debug.
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+        logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
     return pymilvus
 
 
@@ -59,12 +69,43 @@ def client_for(uri: str, token: str = ""):
             pymilvus = _pymilvus()
             if uri.endswith(".db"):
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
+                repair_lite_tables(Path(uri))
             try:
                 client = pymilvus.MilvusClient(uri=uri, token=token)
             except Exception as exc:  # noqa: BLE001 - grpc, lock and connection errors alike
                 raise VectorStoreUnavailable(f"cannot open Milvus at {uri}: {exc}") from None
             _clients[key] = client
         return client
+
+
+# Milvus Lite's small JSON tables, per database (the default one at the top of the folder).
+# An unreadable one fails every call that touches it (has_collection included), so no
+# index in the file could be built or read until it was deleted by hand.
+LITE_TABLES = ("aliases.json", "database_properties.json")
+
+
+def repair_lite_tables(folder: Path) -> list[Path]:
+    """Rebuild Milvus Lite tables that are not a JSON object (kept beside as ``*.damaged``); the fixed paths.
+
+    Aliases are only names for what a version's descriptor already names: no reader needs
+    them, and each index's next build points its own aliases at its current version again."""
+    if not folder.is_dir():
+        return []
+    fixed = []
+    for table in [folder / name for name in LITE_TABLES] + sorted(folder.glob("databases/*/aliases.json")):
+        try:
+            if not table.is_file() or isinstance(json.loads(table.read_bytes()), dict):
+                continue
+        except ValueError:  # not JSON (UnicodeDecodeError is one too)
+            pass
+        except OSError:
+            continue
+        os.replace(table, table.with_name(table.name + ".damaged"))
+        table.write_text("{}\n", encoding="utf-8")
+        fixed.append(table)
+        log.warning("the Milvus Lite table %s was unreadable: rebuilt empty (the damaged copy is %s.damaged); "
+                    "each index points its aliases again at its next build", table, table.name)
+    return fixed
 
 
 def collection_name(prefix: str, version: str, name: str) -> str:
@@ -231,11 +272,18 @@ def check_described(folder: Path, token: str = "", uri: str | None = None) -> No
                              "its version wrote")
 
 
-def drop_described(folder: Path, token: str = "", uri: str | None = None) -> None:
-    """Drop the collections a (deleted) version folder names; best effort."""
+def drop_described(folder: Path, token: str = "", uri: str | None = None, prefix: str | None = None) -> None:
+    """Drop the collections a (deleted) version folder names; best effort.
+
+    With ``prefix`` (the index's own, rag.vectors.factory.milvus_prefix) a collection whose
+    name does not carry it is left alone: the folder is a copy of another index's, or was
+    moved, and the collection may serve that other index."""
     for desc_path in Path(folder).glob(f"*{DESCRIPTOR_SUFFIX}"):
         try:
             desc = json.loads(desc_path.read_text(encoding="utf-8"))
+            if prefix is not None and not desc["collection"].startswith(alias_name(prefix, "v")):
+                log.info("leaving the Milvus collection %s: it is not this index's", desc["collection"])
+                continue
             client = client_for(uri or desc["uri"], token)
             if _aliased(client, desc["collection"]):
                 continue  # never drop what the alias serves (a replica may be reading it)
