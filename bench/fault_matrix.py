@@ -363,7 +363,8 @@ def batch_line_not_utf8(ctx: Context) -> Outcome:
     path = ws.root / "batch.jsonl"
     path.write_bytes(b'{"id": "a", "question": "SimCSE?"}\n{"id": "b", "question": "' + "梯度".encode("gbk")
                      + b'"}\n{"id": "c", "question": "LoRA?"}\n')
-    runs = [ctx.rag(ws, command, "--batch", str(path), env={"RAG_LLM_BACKEND": "none"}) for command in ("retrieve", "ask")]
+    runs = [ctx.rag(ws, command, "--batch", str(path), env={"RAG_LLM_BACKEND": "none"})
+            for command in ("retrieve", "ask")]
     rows = [[json.loads(ln) for ln in r.stdout.splitlines()] for r in runs]
     good = all(len(r) == 3 and "error" in r[1] and all("error" not in x for x in (r[0], r[2])) for r in rows)
     return Outcome("3-line batch, line 2 in GBK (retrieve and ask)", rows[0][1].get("error", "?") if rows[0] else
