@@ -38,7 +38,8 @@ from .prompting import (
     number_sources,
     parse_rewrite,
 )
-from .retrieval import IndexStatus, RetrievalResult
+from .note_finder import NoteMatch, notes_list_text, which_notes_topic
+from .retrieval import Hit, IndexStatus, RetrievalResult
 from .settings import Settings
 from .text import CITATION
 
@@ -58,9 +59,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["llm", "extractive", "not-in-notes"]
-# The same modes as the machine-readable contract spells them (`rag ask --json`).
-CONTRACT_MODES: dict[str, str] = {"llm": "llm", "extractive": "extractive", "not-in-notes": "not_covered"}
+Mode = Literal["llm", "extractive", "not-in-notes", "which-notes"]
+# The same modes as the machine-readable contract spells them (`rag ask --json`): "llm" and
+# "extractive" answer in the notes' words, "not_covered" declines, "which_notes" lists the
+# notes that talk about a topic ("哪些笔记提到了 X"), with a "notes" field.
+CONTRACT_MODES: dict[str, str] = {"llm": "llm", "extractive": "extractive", "not-in-notes": "not_covered",
+                                  "which-notes": "which_notes"}
 
 # Rewriting a follow-up needs one short line, not an answer.
 REWRITE_MAX_TOKENS = 96
@@ -77,6 +81,9 @@ class RetrieverLike(Protocol):
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to the result's question (None: answers go by words alone)."""
+
+    def find_notes(self, topic: str) -> tuple[bool, list[NoteMatch]]:
+        """(do the notes cover the topic, the notes that talk about it, best first)."""
 
     def status(self) -> IndexStatus: ...
 
@@ -95,6 +102,7 @@ class Answer:
     invalid_citations: list[int] = field(default_factory=list)  # invented numbers removed from the text
     cancelled: bool = False
     relevant: bool = True  # the notes cover the question (retrieval's decision)
+    notes: list[NoteMatch] = field(default_factory=list)  # for "which-notes": the notes listed, in order
 
     @property
     def answer_text(self) -> str:
@@ -117,7 +125,7 @@ class Answer:
                 for n in self.cited if n in by_n
             ],
             "relevant": self.relevant,
-        }
+        } | ({"notes": [m.to_dict() for m in self.notes]} if self.mode == "which-notes" else {})
 
     def to_dict(self) -> dict:
         return {
@@ -194,6 +202,7 @@ class PreparedAnswer:
     mode: Mode  # what the answer will be if the LLM behaves
     notice: str | None
     standalone_question: str | None
+    notes: list[NoteMatch] = field(default_factory=list)  # "which-notes": the notes to list
 
 
 _OLD_CITATION = re.compile(r"\s?[\[【]\d{1,3}(?:\s*[,，、]\s*\d{1,3})*[\]】]")
@@ -316,6 +325,9 @@ class ChatEngine:
             except Exception as exc:  # noqa: BLE001 - rewriting is an optimisation; never fatal
                 log.warning("follow-up rewrite failed: %s", exc)
 
+        topic = which_notes_topic(question)
+        if topic is not None and not (history and is_followup(question)):
+            return self._prepare_notes_list(question, topic, language, history)
         retrieval = self.retriever.retrieve(standalone or question, history, k=s.top_k)
         sources = number_sources(retrieval.hits)
         if not retrieval.relevant or not sources:
@@ -342,6 +354,16 @@ class ChatEngine:
         )
         return PreparedAnswer(question, language, history, retrieval, prompt.sources, prompt, "llm", None,
                               standalone)
+
+    def _prepare_notes_list(self, question: str, topic: str, language: Language,
+                            history: list[Message]) -> PreparedAnswer:
+        """"哪些笔记提到了 X": the notes about X, each cited by its best passage (no LLM needed)."""
+        relevant, matches = self.retriever.find_notes(topic)
+        hits = [Hit(rank=i, score=m.score, chunk=m.best) for i, m in enumerate(matches, 1)]
+        retrieval = RetrievalResult(question, topic, relevant and bool(hits), hits)
+        mode: Mode = "which-notes" if retrieval.relevant else "not-in-notes"
+        return PreparedAnswer(question, language, history, retrieval, number_sources(hits), None, mode, None, None,
+                              matches if retrieval.relevant else [])
 
     def extractive_text(self, prep: PreparedAnswer) -> str:
         """The answer in the notes' own words, cited; never empty when there are sources."""
@@ -385,12 +407,17 @@ class ChatEngine:
                 cited = [n for n in _cited_numbers(text) if 1 <= n <= len(prep.sources)]
             return DoneEvent(Answer(question, text, prep.sources, cited, backend, mode, notice,
                                     retrieval.search_query, prep.standalone_question, invalid or [], cancelled,
-                                    relevant=retrieval.relevant and bool(prep.sources)))
+                                    relevant=retrieval.relevant and bool(prep.sources), notes=prep.notes))
 
         if prep.mode == "not-in-notes":
             text = not_in_notes_text(prep.sources, prep.language)
             yield TokenEvent(text)
             yield done(text, "not-in-notes")
+            return
+        if prep.mode == "which-notes":
+            text = notes_list_text(retrieval.search_query, prep.notes, prep.language)
+            yield TokenEvent(text)
+            yield done(text, "which-notes")
             return
         if prep.prompt is None or self.llm is None:
             text = (prep.notice + "\n\n" if prep.notice else "") + self.extractive_text(prep)

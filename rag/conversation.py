@@ -45,9 +45,10 @@ def names_subject(text: str) -> bool:
     words count unless they are function words ("why does"). Generic nouns ("问题", "过程")
     and aspects ("优缺点", "作用") name no subject.
     """
-    from jieba import posseg  # loaded on first use; retrieval has jieba loaded anyway
+    from .bm25 import STOPWORDS, tokenize
 
-    from .bm25 import STOPWORDS
+    tokenize("")  # jieba loaded once, quietly, the way the keyword index loads it
+    from jieba import posseg
 
     for token in posseg.lcut(text):
         word, flag = token.word.strip(), token.flag

@@ -9,12 +9,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .bm25 import tokenize
+from .bm25 import STOPWORDS, tokenize
 from .chunking import Chunk
 from .conversation import Message, followup_context, is_followup
 from .embeddings import Embedder, make_embedder
 from .errors import IndexUnavailable
 from .hubness import dehub, hub_scores
+from .note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
 from .rerank import Reranker, make_reranker
 from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
@@ -257,6 +258,27 @@ class Retriever:
                 for r, (idx, chunk) in enumerate(selected)]
         relevant = self.is_relevant(question, own_top, index)
         return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector)
+
+    def find_notes(self, topic: str, limit: int = NOTES_LISTED) -> tuple[bool, list[NoteMatch]]:
+        """(do the notes cover ``topic``, the notes that talk about it, best first): the
+        question's hybrid ranking over ``NOTE_CANDIDATES`` passages, grouped by note
+        (rag/note_finder.py)."""
+        view = self._current_view()
+        index = view.index
+        query = self._query(topic.strip()[: self.settings.max_question_chars], ())
+        if not index.chunks:
+            return False, []
+        s = self.settings
+        n_cand = min(max(s.candidates, NOTE_CANDIDATES), len(index.chunks))
+        signals, _, own_top = self._candidates(query, index, n_cand, view.hubs)
+        fused = _fuse(signals, s.fusion, s.rrf_k)
+        _weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
+        # A passage names the topic when its keyword terms hold every term of the topic.
+        terms = set(tokenize(query.text)) - STOPWORDS
+        names = {i for i in fused if terms and terms <= set(index.tokens[i])}
+        # Notes that name the topic cover it, whatever the dense similarity says.
+        relevant = bool(names) or self.is_relevant(query.text, own_top, index)
+        return relevant, rank_notes(fused, index.chunks, names, limit)
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to ``result``'s question, from the unit vectors the index
