@@ -39,6 +39,7 @@ from .prompting import (
     parse_rewrite,
 )
 from .note_finder import NoteMatch, notes_list_text, which_notes_topic
+from .note_outline import OutlineItem, outline_text, summary_request
 from .retrieval import Hit, IndexStatus, RetrievalResult
 from .settings import Settings
 from .text import CITATION
@@ -59,12 +60,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["llm", "extractive", "not-in-notes", "which-notes"]
+Mode = Literal["llm", "extractive", "not-in-notes", "which-notes", "note-summary"]
 # The same modes as the machine-readable contract spells them (`rag ask --json`): "llm" and
 # "extractive" answer in the notes' words, "not_covered" declines, "which_notes" lists the
-# notes that talk about a topic ("哪些笔记提到了 X"), with a "notes" field.
+# notes that talk about a topic ("哪些笔记提到了 X", with a "notes" field), "note_summary"
+# outlines one note ("总结一下《X》这篇笔记", with a "note" field).
 CONTRACT_MODES: dict[str, str] = {"llm": "llm", "extractive": "extractive", "not-in-notes": "not_covered",
-                                  "which-notes": "which_notes"}
+                                  "which-notes": "which_notes", "note-summary": "note_summary"}
+# A whole-note question that names no note ("这篇笔记讲了什么" at the start of a chat).
+NAME_THE_NOTE: dict[str, str] = {"zh": "要总结哪篇笔记？请写出它的标题或文件名，例如：总结一下《LoRA》这篇笔记。",
+                                 "en": "Which note should I summarize? Name it by its title or file name, e.g. "
+                                       "“Summarize my note on LoRA”."}
+# Modes whose answer is composed without any LLM, before streaming (PreparedAnswer.ready_text).
+COMPOSED_MODES = ("which-notes", "note-summary")
 
 # Rewriting a follow-up needs one short line, not an answer.
 REWRITE_MAX_TOKENS = 96
@@ -84,6 +92,9 @@ class RetrieverLike(Protocol):
 
     def find_notes(self, topic: str) -> tuple[bool, list[NoteMatch]]:
         """(do the notes cover the topic, the notes that talk about it, best first)."""
+
+    def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]:
+        """(the note a whole-note question names, its outline in the note's order)."""
 
     def status(self) -> IndexStatus: ...
 
@@ -125,7 +136,8 @@ class Answer:
                 for n in self.cited if n in by_n
             ],
             "relevant": self.relevant,
-        } | ({"notes": [m.to_dict() for m in self.notes]} if self.mode == "which-notes" else {})
+        } | ({"notes": [m.to_dict() for m in self.notes]} if self.mode == "which-notes" else {}) | (
+            {"note": self.sources[0].hit.source if self.sources else None} if self.mode == "note-summary" else {})
 
     def to_dict(self) -> dict:
         return {
@@ -203,6 +215,7 @@ class PreparedAnswer:
     notice: str | None
     standalone_question: str | None
     notes: list[NoteMatch] = field(default_factory=list)  # "which-notes": the notes to list
+    ready_text: str | None = None  # the answer of a COMPOSED_MODES question, composed already
 
 
 _OLD_CITATION = re.compile(r"\s?[\[【]\d{1,3}(?:\s*[,，、]\s*\d{1,3})*[\]】]")
@@ -325,6 +338,9 @@ class ChatEngine:
             except Exception as exc:  # noqa: BLE001 - rewriting is an optimisation; never fatal
                 log.warning("follow-up rewrite failed: %s", exc)
 
+        request = summary_request(question)
+        if request is not None:
+            return self._prepare_outline(question, request, language, history)
         topic = which_notes_topic(question)
         if topic is not None and not (history and is_followup(question)):
             return self._prepare_notes_list(question, topic, language, history)
@@ -363,7 +379,18 @@ class ChatEngine:
         retrieval = RetrievalResult(question, topic, relevant and bool(hits), hits)
         mode: Mode = "which-notes" if retrieval.relevant else "not-in-notes"
         return PreparedAnswer(question, language, history, retrieval, number_sources(hits), None, mode, None, None,
-                              matches if retrieval.relevant else [])
+                              matches if retrieval.relevant else [], notes_list_text(topic, matches, language))
+
+    def _prepare_outline(self, question: str, request: str, language: Language,
+                         history: list[Message]) -> PreparedAnswer:
+        """"总结一下《X》这篇笔记": the note's outline, each section's point cited (no LLM needed)."""
+        source, items = self.retriever.outline_note(request)
+        hits = [Hit(rank=i, score=1.0, chunk=item.chunk) for i, item in enumerate(items, 1)]
+        retrieval = RetrievalResult(question, request, bool(hits), hits)
+        mode: Mode = "note-summary" if hits else "not-in-notes"
+        text = outline_text(source, items, language) if source else NAME_THE_NOTE[language] if not request else None
+        return PreparedAnswer(question, language, history, retrieval, number_sources(hits), None, mode, None, None,
+                              ready_text=text)
 
     def extractive_text(self, prep: PreparedAnswer) -> str:
         """The answer in the notes' own words, cited; never empty when there are sources."""
@@ -410,14 +437,13 @@ class ChatEngine:
                                     relevant=retrieval.relevant and bool(prep.sources), notes=prep.notes))
 
         if prep.mode == "not-in-notes":
-            text = not_in_notes_text(prep.sources, prep.language)
+            text = prep.ready_text or not_in_notes_text(prep.sources, prep.language)
             yield TokenEvent(text)
             yield done(text, "not-in-notes")
             return
-        if prep.mode == "which-notes":
-            text = notes_list_text(retrieval.search_query, prep.notes, prep.language)
-            yield TokenEvent(text)
-            yield done(text, "which-notes")
+        if prep.mode in COMPOSED_MODES and prep.ready_text is not None:
+            yield TokenEvent(prep.ready_text)
+            yield done(prep.ready_text, prep.mode)
             return
         if prep.prompt is None or self.llm is None:
             text = (prep.notice + "\n\n" if prep.notice else "") + self.extractive_text(prep)

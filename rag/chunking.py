@@ -205,6 +205,26 @@ def _sections(lines: tuple[str, ...]) -> list[_Section]:
     return sections
 
 
+def top_sections(lines: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """(heading, first line, last line) of a note's top-level sections, 1-based, in order: the
+    first heading level below what every section shares (a note's own title, usually).
+    The text under the shared title, before the first top-level heading, is a section named ""."""
+    sections = [s for s in _sections(lines) if s.heading_line is not None or s.blocks]
+    paths = [s.heading for s in sections if s.heading]
+    depth = 0
+    while paths and all(len(p) > depth for p in paths) and len({p[depth] for p in paths}) == 1:
+        depth += 1
+    out: list[tuple[str, int, int]] = []
+    for s in sections:
+        start = s.heading_line if s.heading_line is not None else s.blocks[0].start
+        name = s.heading[depth] if len(s.heading) > depth else ""  # "": the note's own intro
+        if not out or out[-1][0] != name or len(s.heading) == depth + 1:
+            out.append((name, start + 1, start + 1))
+        if out:
+            out[-1] = (out[-1][0], out[-1][1], max(out[-1][2], (s.blocks[-1].end if s.blocks else start) + 1))
+    return out
+
+
 def heading_lines(text: str) -> set[int]:
     """0-based indexes of the lines of ``text`` that the chunker reads as headings (Markdown,
     numbered questions, short title lines): what answers must never quote as a claim."""

@@ -10,12 +10,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .bm25 import STOPWORDS, tokenize
-from .chunking import Chunk
+from .chunking import Chunk, top_sections
+from .ingest import IngestError, load_document
 from .conversation import Message, followup_context, is_followup
 from .embeddings import Embedder, make_embedder
 from .errors import IndexUnavailable
 from .hubness import dehub, hub_scores
 from .note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
+from .note_outline import OutlineItem, note_by_name, outline
 from .rerank import Reranker, make_reranker
 from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
@@ -279,6 +281,25 @@ class Retriever:
         # Notes that name the topic cover it, whatever the dense similarity says.
         relevant = bool(names) or self.is_relevant(query.text, own_top, index)
         return relevant, rank_notes(fused, index.chunks, names, limit)
+
+    def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]:
+        """(the note a whole-note question names, its outline): by file name or first heading,
+        else the note ranked first for the request's words (rag/note_outline.py)."""
+        view = self._current_view()
+        chunks = view.index.chunks
+        source = note_by_name(request, chunks)
+        if source is None and request.strip():
+            relevant, matches = self.find_notes(request, limit=1)
+            source = matches[0].source if relevant and matches else None
+        if source is None:
+            return None, []
+        skip = {int(i) for i in np.flatnonzero(view.boilerplate)}
+        try:  # the note's own structure, read the way the build read it
+            lines = load_document(self.settings.corpus_dir / source, source, self.settings.max_file_bytes).lines
+            sections = top_sections(lines)
+        except (OSError, IngestError):  # gone or unreadable since the build: the note as one section
+            sections = [("", 1, max(c.line_end for c in chunks if c.source == source))]
+        return source, outline(source, chunks, sections, skip)
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to ``result``'s question, from the unit vectors the index

@@ -1,0 +1,97 @@
+"""Whole-note answers ("总结一下《X》这篇笔记") against each note's own top-level sections.
+
+    python bench/note_summary.py --set corpus INDEX_DIR [--set ../shared/corpora/LLMForEverybody INDEX_DIR2]
+
+Questions are made from each corpus: 10 notes with two or more top-level sections, every
+k-th in path order, asked by file name, in Chinese and English by turns. The gold of a note
+is read from its raw text, not from the index: Markdown headings of the shallowest level
+that occurs twice or more; in plain-text notes, the numbered questions ("1、…", "4 …") of
+at most 60 characters.
+
+Per set: the share of a note's top-level sections whose heading the answer shows (target
+≥ 0.80), whether every citation is to that note, the answer's length and mode.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rag.chat import ChatEngine  # noqa: E402
+from rag.ingest import discover_notes  # noqa: E402
+from rag.retrieval import Retriever  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+from rag.units import ITEM  # noqa: E402
+
+NOTES = 10
+_MD = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_NUMBERED = re.compile(r"^\d{1,2}(?:、|\s)\s*\S.{0,60}$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def top_sections(text: str, markdown: bool) -> list[str]:
+    headings: list[tuple[int, str]] = []
+    in_code = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_code = not in_code
+        elif markdown and not in_code and (m := _MD.match(line)):
+            headings.append((len(m.group(1)), m.group(2)))
+        elif not markdown and (m := _NUMBERED.match(line)):
+            headings.append((10, m.group(0)))
+    for level in sorted({lv for lv, _ in headings}):
+        titles = [t for lv, t in headings if lv == level]
+        if len(titles) >= 2:
+            return titles
+    return []
+
+
+def squash(text: str) -> str:
+    return re.sub(r"[\s*`#]+", "", ITEM.sub("", text, count=1)).lower()
+
+
+def run_set(corpus: Path, index: Path) -> dict:
+    settings = Settings().model_copy(update={"corpus_dir": corpus, "index_dir": index, "llm_backend": "none"})
+    engine = ChatEngine(settings, Retriever.from_settings(settings), None)
+    notes = []
+    for path in discover_notes(corpus, settings.extensions).paths:
+        sections = top_sections(path.read_text(encoding="utf-8", errors="replace"), path.suffix == ".md")
+        if len(sections) >= 2:
+            notes.append((path.relative_to(corpus).as_posix(), sections))
+    step = max(1, len(notes) // NOTES)
+    shares, alone, lengths, modes = [], 0, [], []
+    for i, (source, sections) in enumerate(notes[::step][:NOTES]):
+        stem = Path(source).stem
+        question = f"总结一下《{stem}》这篇笔记" if i % 2 == 0 else f"Summarize my note “{stem}”"
+        answer = engine.ask(question)
+        shown = squash(answer.text)
+        shares.append(sum(squash(s) in shown for s in sections) / len(sections))
+        alone += all(s.hit.source == source for s in answer.sources) and bool(answer.sources)
+        lengths.append(len(answer.text))
+        modes.append(answer.mode)
+        print(f"  {question}: {shares[-1]:.2f} of {len(sections)} sections, {len(answer.text)} chars, {answer.mode}",
+              file=sys.stderr)
+    return {"n": len(shares), "share": statistics.mean(shares), "alone": alone, "max_len": max(lengths),
+            "modes": {m: modes.count(m) for m in set(modes)}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--set", nargs=2, action="append", metavar=("CORPUS", "INDEX"), required=True)
+    args = ap.parse_args()
+    print("| notes | questions | top-level sections shown | cites only that note | longest answer | modes |")
+    print("|---|---|---|---|---|---|")
+    for corpus, index in args.set:
+        r = run_set(Path(corpus), Path(index))
+        print(f"| {corpus} | {r['n']} | {r['share']:.3f} | {r['alone']}/{r['n']} | {r['max_len']} | {r['modes']} |",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
