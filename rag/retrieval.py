@@ -19,9 +19,10 @@ from .hubness import dehub, hub_scores
 from .note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
 from .note_outline import OutlineItem, note_by_name, outline
 from .rerank import Reranker, make_reranker
+from .ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
 from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
-from .text import containment, latin_share, shingles
+from .text import latin_share
 from .unit_vectors import MAX_EMBEDDED_WHEN_ASKED
 from .store import IndexNotFound, IndexStore, LoadedIndex
 
@@ -242,19 +243,19 @@ class Retriever:
         s = self.settings
         n_cand = min(max(s.candidates, k * 3), len(index.chunks))
         signals, topic, own_top = self._candidates(query, index, n_cand, view.hubs)
-        fused = _fuse(signals, s.fusion, s.rrf_k)
+        fused = fuse(signals, s.fusion, s.rrf_k)
         unit = 1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0  # what a first place is worth
         bonus = query.lean * s.topic_weight * (unit if s.fusion == "rrf" else SCORE_TOPIC_BONUS) if topic else 0.0
         if query.elliptical:
-            _follow_topic(fused, topic, index.chunks, bonus)
-        _weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
+            follow_topic(fused, topic, index.chunks, bonus)
+        weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
         best = sum(sig.weight for sig in signals) * unit + bonus  # first everywhere, on topic: 1.0
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
         if self._reranker is not None:
             head = ranked[: s.rerank_candidates]
             order = self._reranker.rerank(query.text, [index.chunks[i].embedding_text() for i in head])
             ranked = [head[j] for j in order] + ranked[len(head):]
-        selected = _select(ranked, view.sections, k, s.dedup_similarity, s.expand_budget_chars)
+        selected = select_hits(ranked, view.sections, k, s.dedup_similarity, s.expand_budget_chars)
         hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk,
                     focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "")
                 for r, (idx, chunk) in enumerate(selected)]
@@ -273,8 +274,8 @@ class Retriever:
         s = self.settings
         n_cand = min(max(s.candidates, NOTE_CANDIDATES), len(index.chunks))
         signals, _, own_top = self._candidates(query, index, n_cand, view.hubs)
-        fused = _fuse(signals, s.fusion, s.rrf_k)
-        _weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
+        fused = fuse(signals, s.fusion, s.rrf_k)
+        weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
         # A passage names the topic when its keyword terms hold every term of the topic.
         terms = set(tokenize(query.text)) - STOPWORDS
         names = {i for i in fused if terms and terms <= set(index.tokens[i])}
@@ -336,17 +337,17 @@ class Retriever:
         return Query(question, context, True, ELLIPTICAL_LEAN, blended, q_vec, c_vec, blended)
 
     def _candidates(self, query: Query, index: LoadedIndex, n: int,
-                    hubs: np.ndarray) -> tuple[list[_Signal], list[int], float]:
+                    hubs: np.ndarray) -> tuple[list[Signal], list[int], float]:
         """Rankings per signal, the passages the earlier turns were about, and the best
         dense similarity of the question's own words (for the relevance decision). Passage
         vectors rank by similarity less the passage's hub score (rag/hubness.py); the
         relevance decision keeps the raw similarity."""
         s = self.settings
 
-        def dense(ids: np.ndarray, scores: np.ndarray, weight: float) -> _Signal:
-            return _Signal(*dehub(ids, scores, hubs, s.hub_weight), weight)
+        def dense(ids: np.ndarray, scores: np.ndarray, weight: float) -> Signal:
+            return Signal(*dehub(ids, scores, hubs, s.hub_weight), weight)
 
-        signals: list[_Signal] = []
+        signals: list[Signal] = []
         keyword = index.bm25.scores(tokenize(query.text))
         topic: list[int] = []
         if query.context_vector is not None:
@@ -365,9 +366,9 @@ class Retriever:
             signals.append(dense(ids[0], scores[0], s.dense_weight))
             own_top = float(scores[0][0])
         title_scores, title_ids = index.title_dense.search(query.own_vector[None, :], n)
-        signals.append(_Signal(title_ids[0], title_scores[0], s.title_weight))
+        signals.append(Signal(title_ids[0], title_scores[0], s.title_weight))
         kw_ids = np.array([i for i in np.argsort(-keyword)[:n] if keyword[i] > 0], dtype=np.int64)
-        signals.append(_Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
+        signals.append(Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
         return signals, topic, own_top
 
     def is_relevant(self, question: str, top_dense: float, index: LoadedIndex) -> bool:
@@ -400,102 +401,3 @@ def _term_unknown(term: str, index: LoadedIndex) -> bool:
     """Neither the term nor any of its parts (split like the keyword index does) is in the notes."""
     parts = [p for p in tokenize(term) if len(p) >= 3] or [term]
     return all(p not in index.bm25.vocab for p in parts)
-
-
-@dataclass
-class _Signal:
-    """One ranking of candidate chunks (ids best first) with the scores behind it."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    weight: float
-
-
-def _fuse(signals: list[_Signal], mode: str, rrf_k: int) -> dict[int, float]:
-    """Combine rankings: reciprocal rank fusion, or a weighted sum of min-max scaled scores."""
-    fused: dict[int, float] = {}
-    for sig in signals:
-        valid = sig.ids >= 0
-        ids, scores = sig.ids[valid], np.asarray(sig.scores, dtype=np.float64)[valid]
-        if not len(ids):
-            continue
-        if mode == "rrf":
-            contrib = sig.weight / (rrf_k + 1 + np.arange(len(ids)))
-        else:
-            lo, hi = float(scores.min()), float(scores.max())
-            contrib = sig.weight * ((scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores))
-        for idx, c in zip(ids.tolist(), contrib.tolist()):
-            fused[idx] = fused.get(idx, 0.0) + c
-    return fused
-
-
-def _follow_topic(fused: dict[int, float], topic: list[int], chunks: list[Chunk], bonus: float) -> None:
-    """A follow-up asks about the same part of the notes as the turn before it: passages in
-    the same or a sibling section as the earlier turns' subject get ``bonus``."""
-    if not topic or bonus <= 0:
-        return
-    for idx in list(fused):
-        if any(_same_topic(chunks[idx], chunks[t]) for t in topic):
-            fused[idx] += bonus
-
-
-def _weigh_boilerplate(fused: dict[int, float], mask: np.ndarray, weight: float) -> None:
-    """Navigation and repeated template text count ``weight`` of what they would."""
-    for idx in fused:
-        if mask[idx]:
-            fused[idx] *= weight
-
-
-def _select(ranked: list[int], sections: SectionMap, k: int, dedup_similarity: float,
-            budget: int = 0) -> list[tuple[int, Chunk]]:
-    """The first ``k`` hits, each read as its enclosing section when that fits (and, with a
-    ``budget``, while the hits kept so far and that section fit in ``budget`` characters;
-    past it a hit is the passage that matched); a hit next to
-    one already kept (the passage just before or after it in the same note) joins it when
-    the two still fit, so several hits in one stretch of a note become one. Near-duplicates
-    are left out (the same paragraph pasted into two notes adds nothing new; compared by
-    text, since embeddings of merely related passages are too close to tell apart)."""
-    kept: list[tuple[int, tuple[int, ...], Chunk]] = []  # (best-ranked passage, run shown, the run as one)
-    covered: set[int] = set()
-    shown: list[set[str]] = []  # shingles of each kept hit
-    for idx in ranked:
-        if len(kept) >= k:
-            break
-        if idx in covered:
-            continue
-        unit = sections.unit(idx)
-        if covered.intersection(unit):  # part of it is already shown: show only this passage
-            unit = (idx,)
-        # What matched is compared with what is already shown, section and all.
-        if any(containment(shingles(sections.chunks[idx].text), other) >= dedup_similarity for other in shown):
-            covered.update(unit)
-            continue
-        if len(unit) > 1 and any(containment(shingles(sections.chunks[j].text), other) >= dedup_similarity
-                                 for j in unit if j != idx for other in shown):
-            unit = (idx,)  # reading the whole section would repeat a passage already shown
-        passage = sections.passage(unit)
-        if budget and len(unit) > 1 and sum(len(c.text) for _, _, c in kept) + len(passage.text) > budget:
-            unit = (idx,)  # the first hits have used the reading budget: show what matched
-            passage = sections.passage(unit)
-        covered.update(unit)
-        joined = next((n for n, (_, run, _) in enumerate(kept) if sections.adjacent(run, unit)), None)
-        if joined is not None:
-            first, run, _ = kept[joined]
-            run = tuple(sorted(run + unit))
-            kept[joined] = (first, run, sections.passage(run))
-            shown[joined] = shingles(kept[joined][2].text)
-            continue
-        kept.append((idx, unit, passage))
-        shown.append(shingles(passage.text))
-    return [(first, chunk) for first, _, chunk in kept]
-
-
-def _same_topic(a: Chunk, b: Chunk) -> bool:
-    """Same note and the same section or sibling sections, or a few lines apart."""
-    if a.source != b.source:
-        return False
-    pa, pb = a.heading.split(" > "), b.heading.split(" > ")
-    if a.heading and b.heading and ((len(pa) > 1 and pa[:-1] == pb[:-1]) or a.heading.startswith(b.heading)
-                                    or b.heading.startswith(a.heading)):
-        return True
-    return abs(a.line_start - b.line_start) <= 8
