@@ -14,6 +14,9 @@ from typing import IO, Iterator
 
 from .conversation import Message
 from .errors import BatchLineError, InputError
+from .scope import Scope
+
+SCOPE_KEYS = ("in", "tags", "since", "until")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class BatchItem:
     question: str
     history: list[Message] = field(default_factory=list)
     raw: dict = field(default_factory=dict)  # the whole request, for commands with extra fields
+    scope: Scope | None = None  # "in", "tags", "since", "until" of the request (rag/scope.py); None: not given
 
 
 def parse_batch_line(text: str, line: int) -> BatchItem:
@@ -54,7 +58,30 @@ def parse_batch_line(text: str, line: int) -> BatchItem:
             detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
             raise BatchLineError(f"line {line}: history turn {n} is not a {{role, content}} turn ({detail})",
                                  line=line, item_id=item_id) from None
-    return BatchItem(line, item_id, question, history, raw)
+    try:
+        scope = request_scope(raw)
+    except (InputError, TypeError) as exc:
+        raise BatchLineError(f"line {line}: {exc}", line=line, item_id=item_id) from None
+    return BatchItem(line, item_id, question, history, raw, scope)
+
+
+def request_scope(raw: dict) -> Scope | None:
+    """The scope keys of a request ({"in": "folder" or [...], "tags": [...], "since", "until"}),
+    or None when it has none; raises InputError for a value of the wrong kind."""
+    if not any(key in raw for key in SCOPE_KEYS):
+        return None
+
+    def strings(key: str) -> list[str]:
+        value = raw.get(key) or []
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InputError(f'"{key}" must be a string or a list of strings')
+        return value
+
+    for key in ("since", "until"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise InputError(f'"{key}" must be a date string (YYYY-MM-DD)')
+    return Scope.parse(strings("in"), strings("tags"), raw.get("since"), raw.get("until"))
 
 
 def parse_request(question: object, history: object, what: str = "the request") -> BatchItem:

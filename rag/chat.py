@@ -40,6 +40,7 @@ from .prompting import (
 )
 from .note_finder import NoteMatch, notes_list_text, which_notes_topic
 from .note_outline import OutlineItem, outline_text, summary_request
+from .scope import Scope
 from .retrieval import Hit, IndexStatus, RetrievalResult
 from .settings import Settings
 from .text import CITATION
@@ -85,12 +86,13 @@ class QuestionError(InputError, ValueError):
 
 
 class RetrieverLike(Protocol):
-    def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult: ...
+    def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None,
+                 scope: Scope | None = None) -> RetrievalResult: ...
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to the result's question (None: answers go by words alone)."""
 
-    def find_notes(self, topic: str) -> tuple[bool, list[NoteMatch]]:
+    def find_notes(self, topic: str, scope: Scope | None = None) -> tuple[bool, list[NoteMatch]]:
         """(do the notes cover the topic, the notes that talk about it, best first)."""
 
     def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]:
@@ -285,14 +287,18 @@ class ChatEngine:
         question: str,
         history: Sequence[Message] = (),
         cancel: threading.Event | None = None,
+        scope: Scope | None = None,
     ) -> Iterator[ChatEvent]:
-        """Events for one answer. Raises QuestionError at once for an empty or too long question."""
+        """Events for one answer, from the notes inside ``scope`` (all notes without one).
+        Raises QuestionError at once for an empty or too long question; ScopeEmpty when the
+        first event is asked for, if no note is inside the scope."""
         text = self.check_question(question)
-        return self._stream(text, list(history), cancel)
+        return self._stream(text, list(history), cancel, scope)
 
-    def ask(self, question: str, history: Sequence[Message] = (), cancel: threading.Event | None = None) -> Answer:
+    def ask(self, question: str, history: Sequence[Message] = (), cancel: threading.Event | None = None,
+            scope: Scope | None = None) -> Answer:
         answer = None
-        for event in self.stream(question, history, cancel):
+        for event in self.stream(question, history, cancel, scope):
             if isinstance(event, DoneEvent):
                 answer = event.answer
         assert answer is not None  # _stream always ends with a DoneEvent
@@ -317,6 +323,7 @@ class ChatEngine:
         *,
         rewrite: bool = True,
         cancel: threading.Event | None = None,
+        scope: Scope | None = None,
     ) -> PreparedAnswer:
         """Retrieval and prompt assembly: every step before the LLM is asked to answer."""
         question = self.check_question(question)
@@ -343,8 +350,8 @@ class ChatEngine:
             return self._prepare_outline(question, request, language, history)
         topic = which_notes_topic(question)
         if topic is not None and not (history and is_followup(question)):
-            return self._prepare_notes_list(question, topic, language, history)
-        retrieval = self.retriever.retrieve(standalone or question, history, k=s.top_k)
+            return self._prepare_notes_list(question, topic, language, history, scope)
+        retrieval = self.retriever.retrieve(standalone or question, history, k=s.top_k, scope=scope)
         sources = number_sources(retrieval.hits)
         if not retrieval.relevant or not sources:
             return PreparedAnswer(question, language, history, retrieval, sources, None, "not-in-notes", None,
@@ -372,9 +379,9 @@ class ChatEngine:
                               standalone)
 
     def _prepare_notes_list(self, question: str, topic: str, language: Language,
-                            history: list[Message]) -> PreparedAnswer:
+                            history: list[Message], scope: Scope | None = None) -> PreparedAnswer:
         """"哪些笔记提到了 X": the notes about X, each cited by its best passage (no LLM needed)."""
-        relevant, matches = self.retriever.find_notes(topic)
+        relevant, matches = self.retriever.find_notes(topic, scope=scope)
         hits = [Hit(rank=i, score=m.score, chunk=m.best) for i, m in enumerate(matches, 1)]
         retrieval = RetrievalResult(question, topic, relevant and bool(hits), hits)
         mode: Mode = "which-notes" if retrieval.relevant else "not-in-notes"
@@ -421,8 +428,9 @@ class ChatEngine:
         log.info("follow-up %r rewritten as %r (model said %r)", question, rewritten, out[:200])
         return rewritten
 
-    def _stream(self, question: str, history: list[Message], cancel: threading.Event | None) -> Iterator[ChatEvent]:
-        prep = self.prepare(question, history, cancel=cancel)
+    def _stream(self, question: str, history: list[Message], cancel: threading.Event | None,
+                scope: Scope | None = None) -> Iterator[ChatEvent]:
+        prep = self.prepare(question, history, cancel=cancel, scope=scope)
         retrieval = prep.retrieval
         yield SourcesEvent(prep.sources, retrieval.relevant and bool(prep.sources), retrieval.search_query,
                            prep.standalone_question)

@@ -108,6 +108,23 @@ def _read_history(raw: str | None) -> list:
     return parse_request("-", history, "--history").history
 
 
+def _scope_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--in", dest="within", action="append", default=[], metavar="FOLDER_OR_FILE",
+                   help="only notes in this folder or this note (repeatable)")
+    p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG",
+                   help="only notes with this tag: front matter tags: or an inline #tag (repeatable)")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="only notes dated this day or later")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="only notes dated this day or earlier")
+
+
+def _scope(args: argparse.Namespace):
+    """The scope given with --in/--tag/--since/--until (rag/scope.py), or None."""
+    from .scope import Scope
+
+    scope = Scope.parse(args.within, args.tags, args.since, args.until)
+    return scope or None
+
+
 def _retriever(settings: Settings):
     """The Retriever of the current index; raises IndexUnavailable when there is none to use."""
     from .retrieval import IndexMismatch, Retriever
@@ -126,6 +143,7 @@ def cmd_retrieve(args: argparse.Namespace, settings: Settings) -> int:
         raise InputError("give a question, or --batch FILE")
     retriever = _retriever(settings)
     k = args.k or settings.top_k
+    scope = _scope(args)
     if args.batch:
         from .batch import BatchLineError, open_batch, read_batch
 
@@ -135,13 +153,14 @@ def cmd_retrieve(args: argparse.Namespace, settings: Settings) -> int:
                     out = {"id": item.item_id, "line": item.line, "relevant": False, "hits": [], "error": str(item)}
                 else:
                     try:
-                        out = _result_json(item.id, retriever.retrieve(item.question, item.history, k=k))
+                        out = _result_json(item.id, retriever.retrieve(item.question, item.history, k=k,
+                                                                       scope=item.scope or scope))
                     except (ValueError, InputError) as exc:
                         out = {"id": item.id, "line": item.line, "relevant": False, "hits": [], "error": str(exc)}
                 print(json.dumps(out, ensure_ascii=False), flush=True)
         return 0
     try:
-        result = retriever.retrieve(args.question, _read_history(args.history), k=k)
+        result = retriever.retrieve(args.question, _read_history(args.history), k=k, scope=scope)
     except ValueError as exc:  # a blank question
         raise InputError(str(exc)) from None
     if args.json:
@@ -217,7 +236,7 @@ def _open_engine(settings: Settings):
         raise IndexUnavailable(str(exc)) from exc
 
 
-def _answer_live(engine, question: str, history: list, on_event) -> "object":
+def _answer_live(engine, question: str, history: list, on_event, scope=None) -> "object":
     """Run one answer in a worker thread so that Ctrl-C reaches this (main) thread.
 
     The first Ctrl-C sets the cancel event and the answer ends at the next token with
@@ -230,7 +249,7 @@ def _answer_live(engine, question: str, history: list, on_event) -> "object":
     from .chat import DoneEvent
 
     cancel = threading.Event()
-    events = engine.stream(question, history, cancel)  # validates the question here
+    events = engine.stream(question, history, cancel, scope)  # validates the question here
     box: queue.Queue = queue.Queue()
 
     def work() -> None:
@@ -283,9 +302,10 @@ def _print_sources(answer) -> None:
         print(f"{mark}[{source.n}] {hit.source}, lines {hit.line_start}–{hit.line_end}{heading}")
 
 
-def _ask_batch(engine, path: str) -> int:
-    """One contract object per line of ``path`` ({id, question, history}), in order; a bad
-    line becomes {"id", "line", "error"} and every other line is still answered."""
+def _ask_batch(engine, path: str, scope=None) -> int:
+    """One contract object per line of ``path`` ({id, question, history} and the scope keys
+    in, tags, since, until; without them ``scope``), in order; a bad line becomes {"id",
+    "line", "error"} and every other line is still answered."""
     from .batch import BatchLineError, open_batch, read_batch
     from .chat import QuestionError
 
@@ -297,8 +317,8 @@ def _ask_batch(engine, path: str) -> int:
             else:
                 item_id = item.raw.get("id", item.line)
                 try:
-                    out = engine.ask(item.question, item.history).to_contract(item_id)
-                except (QuestionError, ValueError) as exc:
+                    out = engine.ask(item.question, item.history, scope=item.scope or scope).to_contract(item_id)
+                except (QuestionError, ValueError, InputError) as exc:
                     out = {"id": item_id, "line": item.line, "error": str(exc)}
             print(json.dumps(out, ensure_ascii=False), flush=True)
     return 0
@@ -314,11 +334,13 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     engine = _open_engine(_answer_settings(args, settings))
     if engine is None:
         return 2
+    scope = _scope(args)
     if args.batch:
-        return _ask_batch(engine, args.batch)
+        return _ask_batch(engine, args.batch, scope)
     try:
         history = _read_history(args.history)
-        answer = _answer_live(engine, args.question, history, (lambda e: None) if args.json else _print_event)
+        answer = _answer_live(engine, args.question, history, (lambda e: None) if args.json else _print_event,
+                              scope)
     except (QuestionError, ValueError) as exc:  # ValueError: a malformed --history
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -340,9 +362,12 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     engine = _open_engine(_answer_settings(args, settings))
     if engine is None:
         return 2
+    scope = _scope(args)
     status = engine.status()
     index = f"{status.index.files} notes, {status.index.chunks} passages" if status.index else status.index_error
     print(f"notes: {index}\n{status.line}\n(why: {status.reason})", file=sys.stderr)
+    if scope:
+        print(f"scope: {scope.describe()}", file=sys.stderr)
     print("Ask a question. Ctrl-C stops an answer; Ctrl-C at the prompt or Ctrl-D quits.", file=sys.stderr)
     history: list[Message] = []
     while True:
@@ -354,7 +379,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         if not question.strip():
             continue
         try:
-            answer = _answer_live(engine, question, history, _print_event)
+            answer = _answer_live(engine, question, history, _print_event, scope)
         except QuestionError as exc:
             print(f"error: {exc}", file=sys.stderr)
             continue
@@ -411,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--batch", help="JSONL file of {id, question, history}")
     p.add_argument("--history", help="JSON list of {role, content} turns")
+    _scope_arguments(p)
     p = add("status", "what the index holds: every note indexed, pending, skipped or failed")
     p.add_argument("--files", action="store_true", help="one line per note, with its state")
     p.add_argument("--json", action="store_true")
@@ -428,8 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print {"id", "mode", "answer", "citations", "relevant"} as JSON')
     p.add_argument("--history", help="JSON list of {role, content} turns")
+    _scope_arguments(p)
     p = add("chat", "talk with your notes in the terminal (follow-up questions work)")
     p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")
+    _scope_arguments(p)
     p = add("serve", "chat with your notes in the browser (http://127.0.0.1:7860)")
     p.add_argument("--backend", choices=backends, help="LLM backend (default: settings, RAG_LLM_BACKEND)")
     p.add_argument("--host", help="address to listen on (default: settings, RAG_HOST=127.0.0.1); any other "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from .batch import request_scope
 from .conversation import Message
 from .retrieval import Hit, RetrievalResult
 
@@ -85,7 +86,9 @@ def evaluate(retriever: SupportsRetrieve, items: list[dict], k: int = 10) -> dic
     for item in items:
         history = [Message.from_dict(d) for d in item.get("history") or []]
         t0 = time.perf_counter()
-        result = retriever.retrieve(item["question"], history, k=k)
+        scope = request_scope(item)  # "in", "tags", "since", "until" of a scoped question
+        result = (retriever.retrieve(item["question"], history, k=k, scope=scope) if scope
+                  else retriever.retrieve(item["question"], history, k=k))
         latencies.append(time.perf_counter() - t0)
         kind = item.get("kind", "all")
         m = per_kind[kind]

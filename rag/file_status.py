@@ -36,6 +36,8 @@ class FileState:
     passages: int = 0
     indexed_at: float | None = None  # seconds since the epoch; None when not indexed
     reason: str = ""  # why pending, skipped or failed
+    tags: tuple[str, ...] = ()  # what the note says about itself (rag/scope.py), when indexed
+    date: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,7 +85,8 @@ def file_states(settings: Settings) -> list[FileState]:
             continue
         entry = files.get(source)
         if entry is not None and entry.content_hash == digest:
-            states[source] = FileState(source, "indexed", entry.chunks, entry.indexed_at or built_at)
+            states[source] = FileState(source, "indexed", entry.chunks, entry.indexed_at or built_at,
+                                       tags=tuple(entry.tags), date=entry.date)
         elif source in skipped and skipped_hashes.get(source) == digest:
             states[source] = FileState(source, _skip_state(skipped[source]), reason=skipped[source])
         else:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -14,6 +15,7 @@ from .embeddings import Embedder, embedder_identity, make_embedder
 from .ingest import Document, IngestError, Skipped, discover_notes, file_hash, load_document
 from .sections import boilerplate_mask
 from .settings import Settings
+from .scope import note_metadata
 from .unit_vectors import UNIT_KEYS, build_unit_vectors
 from .store import (DENSE, TITLE_DENSE, FileEntry, IndexLocked, IndexNotFound, IndexStore, LoadedIndex, Manifest,
                     new_version_name)
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 # notes: 0.00, 0.01, 0.08, 0.18 (a CSDN page with its like/tip-jar widget) and 0.31 (a page
 # ending in a 60-line related-articles list), so only the last one is named.
 CLUTTER_WARN_SHARE = 0.2
+# Front matter and tags of a note indexed before tags were recorded are read from its start.
+MAX_METADATA_BYTES = 1 << 20
 
 Progress = Callable[[str, int, int], None]
 
@@ -89,6 +93,17 @@ def _warn_boilerplate(chunks: list[Chunk]) -> None:
         if sum(flags) * 2 > len(flags):
             log.warning("%s looks like a navigation page or repeated template text (%d of %d passages); "
                         "it is ranked low in answers", source, sum(flags), len(flags))
+
+
+def _metadata(path: Path, text: str | None = None) -> dict:
+    """The tags and date a note gives itself (rag/scope.py), as FileEntry fields."""
+    if text is None:
+        try:
+            text = path.read_bytes()[:MAX_METADATA_BYTES].decode("utf-8", errors="replace")
+        except OSError:
+            text = ""
+    tags, date = note_metadata(text, path)
+    return {"tags": list(tags), "date": date}
 
 
 def no_passage_reason(doc: Document) -> str:
@@ -162,8 +177,10 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         and old_manifest.chunker == chunker
     )
     # A version built before unit vectors gains them on the next build, passages reused.
-    units_ok = old_manifest is not None and (not settings.unit_vectors or UNIT_KEYS in old_manifest.checksums)
-    if compatible and units_ok and not skipped and _same_files(old_manifest,
+    complete = old_manifest is not None and (not settings.unit_vectors or UNIT_KEYS in old_manifest.checksums)
+    # ...and notes indexed before tags and dates were recorded gain them (no passage re-embedded).
+    complete = complete and all(entry.date for entry in old_manifest.files.values())
+    if compatible and complete and not skipped and _same_files(old_manifest,
                                                                 {s: h for s, (_, h) in raw_hashes.items()}):
         if problems:  # the intact version indexes exactly these notes: point CURRENT back at it
             log.warning("repairing the index: %s; %s serves again", "; ".join(problems), base)
@@ -209,7 +226,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
                 chunks.append(old.chunks[i])
                 tokens.append(old.tokens[i])
                 vector_rows.append((old.vectors[i], old.title_vectors[i]))
-            files[source] = previous
+            files[source] = previous if previous.date else replace(previous, **_metadata(path))
             continue
         try:
             doc = load_document(path, source, settings.max_file_bytes)
@@ -243,7 +260,8 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             else:
                 tokens.append(tokenize(chunk.embedding_text()))
                 vector_rows.append(None)
-        files[source] = FileEntry(digest, len(doc_chunks), doc.encoding, indexed_at=time.time())
+        files[source] = FileEntry(digest, len(doc_chunks), doc.encoding, indexed_at=time.time(),
+                                  **_metadata(path, doc.text))
     progress("reading notes", len(raw_hashes), len(raw_hashes))
 
     missing = [i for i, v in enumerate(vector_rows) if v is None]

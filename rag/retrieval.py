@@ -19,6 +19,7 @@ from .hubness import dehub, hub_scores
 from .note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
 from .note_outline import OutlineItem, note_by_name, outline
 from .rerank import Reranker, make_reranker
+from .scope import Scope, scope_mask, search_within
 from .ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
 from .sections import SectionMap, boilerplate_mask
 from .settings import Settings
@@ -229,7 +230,10 @@ class Retriever:
         return IndexStatus(m.version, len(m.files), m.chunk_count, m.built_at, m.embedder, m.dense_kind,
                            dict(m.skipped), self._warning)
 
-    def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None) -> RetrievalResult:
+    def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None,
+                 scope: Scope | None = None) -> RetrievalResult:
+        """The hits for ``question`` (with ``history`` for a follow-up), searched inside
+        ``scope`` when one is given; raises ScopeEmpty when the scope holds no note."""
         question = (question or "").strip()
         if not question:
             raise ValueError("the question is empty")
@@ -242,7 +246,8 @@ class Retriever:
             return RetrievalResult(question, query.search_text, False, [])
         s = self.settings
         n_cand = min(max(s.candidates, k * 3), len(index.chunks))
-        signals, topic, own_top = self._candidates(query, index, n_cand, view.hubs)
+        allowed = self._allowed(view, scope)
+        signals, topic, own_top = self._candidates(query, index, n_cand, view.hubs, allowed)
         fused = fuse(signals, s.fusion, s.rrf_k)
         unit = 1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0  # what a first place is worth
         bonus = query.lean * s.topic_weight * (unit if s.fusion == "rrf" else SCORE_TOPIC_BONUS) if topic else 0.0
@@ -262,7 +267,14 @@ class Retriever:
         relevant = self.is_relevant(question, own_top, index)
         return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector)
 
-    def find_notes(self, topic: str, limit: int = NOTES_LISTED) -> tuple[bool, list[NoteMatch]]:
+    def _allowed(self, view: _IndexView, scope: Scope | None) -> np.ndarray | None:
+        """The passages a scope allows (None: all); raises ScopeEmpty when it allows none."""
+        if not scope:
+            return None
+        return scope_mask(scope, [c.source for c in view.index.chunks], view.index.manifest.files)
+
+    def find_notes(self, topic: str, limit: int = NOTES_LISTED,
+                   scope: Scope | None = None) -> tuple[bool, list[NoteMatch]]:
         """(do the notes cover ``topic``, the notes that talk about it, best first): the
         question's hybrid ranking over ``NOTE_CANDIDATES`` passages, grouped by note
         (rag/note_finder.py)."""
@@ -273,7 +285,7 @@ class Retriever:
             return False, []
         s = self.settings
         n_cand = min(max(s.candidates, NOTE_CANDIDATES), len(index.chunks))
-        signals, _, own_top = self._candidates(query, index, n_cand, view.hubs)
+        signals, _, own_top = self._candidates(query, index, n_cand, view.hubs, self._allowed(view, scope))
         fused = fuse(signals, s.fusion, s.rrf_k)
         weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
         # A passage names the topic when its keyword terms hold every term of the topic.
@@ -336,25 +348,34 @@ class Retriever:
         blended = both / max(float(np.linalg.norm(both)), 1e-12)
         return Query(question, context, True, ELLIPTICAL_LEAN, blended, q_vec, c_vec, blended)
 
-    def _candidates(self, query: Query, index: LoadedIndex, n: int,
-                    hubs: np.ndarray) -> tuple[list[Signal], list[int], float]:
+    def _candidates(self, query: Query, index: LoadedIndex, n: int, hubs: np.ndarray,
+                    allowed: np.ndarray | None = None) -> tuple[list[Signal], list[int], float]:
         """Rankings per signal, the passages the earlier turns were about, and the best
         dense similarity of the question's own words (for the relevance decision). Passage
         vectors rank by similarity less the passage's hub score (rag/hubness.py); the
-        relevance decision keeps the raw similarity."""
+        relevance decision keeps the raw similarity. With ``allowed`` (a scope, rag/scope.py)
+        every signal ranks only the allowed passages."""
         s = self.settings
 
         def dense(ids: np.ndarray, scores: np.ndarray, weight: float) -> Signal:
             return Signal(*dehub(ids, scores, hubs, s.hub_weight), weight)
 
+        def search(store, vectors: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return store.search(queries, n) if allowed is None else search_within(vectors, allowed, queries, n)
+
         signals: list[Signal] = []
         keyword = index.bm25.scores(tokenize(query.text))
+        if allowed is not None:
+            keyword = np.where(allowed, keyword, 0.0)
         topic: list[int] = []
         if query.context_vector is not None:
-            scores, ids = index.dense.search(np.stack([query.vector, query.question_vector, query.context_vector]), n)
+            scores, ids = search(index.dense, index.vectors,
+                                 np.stack([query.vector, query.question_vector, query.context_vector]))
             signals.append(dense(ids[0], scores[0], s.dense_weight * query.lean))
             signals.append(dense(ids[1], scores[1], s.dense_weight * (OWN_QUESTION_WEIGHT - query.lean)))
             c_keyword = index.bm25.scores(tokenize(query.context))
+            if allowed is not None:
+                c_keyword = np.where(allowed, c_keyword, 0.0)
             keyword = keyword + CONTEXT_KEYWORD_SHARE * query.lean * c_keyword
             topic = [int(i) for i, sc in zip(ids[2][:TOPIC_PASSAGES], scores[2][:TOPIC_PASSAGES])
                      if sc >= scores[2][0] - TOPIC_DENSE_MARGIN]
@@ -362,10 +383,10 @@ class Retriever:
                       if c_keyword[i] >= TOPIC_KEYWORD_SHARE * c_keyword.max() > 0]
             own_top = float(scores[0][0] if query.elliptical else scores[1][0])
         else:
-            scores, ids = index.dense.search(query.vector[None, :], n)
+            scores, ids = search(index.dense, index.vectors, query.vector[None, :])
             signals.append(dense(ids[0], scores[0], s.dense_weight))
             own_top = float(scores[0][0])
-        title_scores, title_ids = index.title_dense.search(query.own_vector[None, :], n)
+        title_scores, title_ids = search(index.title_dense, index.title_vectors, query.own_vector[None, :])
         signals.append(Signal(title_ids[0], title_scores[0], s.title_weight))
         kw_ids = np.array([i for i in np.argsort(-keyword)[:n] if keyword[i] > 0], dtype=np.int64)
         signals.append(Signal(kw_ids, keyword[kw_ids], s.keyword_weight))

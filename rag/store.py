@@ -110,6 +110,10 @@ class FileEntry:
     chunks: int
     encoding: str = "utf-8"
     indexed_at: float = 0.0  # when these bytes were indexed (0: before this was recorded)
+    # What the note says about itself (rag/scope.py): its tags, and its date (YYYY-MM-DD; ""
+    # in a manifest written before dates were recorded: the next build adds it).
+    tags: list[str] = field(default_factory=list)
+    date: str = ""
 
 
 @dataclass
