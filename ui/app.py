@@ -34,7 +34,7 @@ from .bind import ServeError, check_bind, check_listen  # noqa: E402
 from .chat_session import ChatController, ChatView  # noqa: E402
 from .engine import EngineProvider  # noqa: E402
 from .i18n import make_i18n, t  # noqa: E402
-from .notes_panel import NotesPanel, NotesView  # noqa: E402
+from .notes_panel import NotesPanel, NotesView, notes_upload  # noqa: E402
 from .security import AuthGuard  # noqa: E402
 from .status import StatusService, StatusView  # noqa: E402
 from .watcher import CorpusWatcher  # noqa: E402
@@ -146,8 +146,8 @@ def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
                 with gr.Tab(i18n("tab_sources"), id="sources", elem_id="tab-sources"):
                     sources = gr.HTML(render.sources_placeholder(), elem_id="sources", js_on_load=None)
                 with gr.Tab(i18n("tab_notes"), id="notes", elem_id="tab-notes"):
-                    upload = gr.File(label=i18n("upload_label"), file_count="multiple", file_types=list(s.extensions),
-                                     type="filepath", height=150, elem_id="upload")
+                    upload = notes_upload(label=i18n("upload_label"), file_count="multiple",
+                                          file_types=list(s.extensions), height=150, elem_id="upload")
                     upload_names = gr.Textbox(visible=False, elem_id="upload-names")
                     replace = gr.Checkbox(label=i18n("replace"), value=False, elem_id="replace")
                     notes_msg = gr.HTML("", elem_id="notes-msg", js_on_load=None)
@@ -241,7 +241,10 @@ def _launch_kwargs(settings: Settings) -> dict:
         share=False,
         auth=auth,
         auth_message="Log in to your notes." if auth else None,
-        max_file_size=max(2 * settings.max_upload_bytes, settings.max_upload_bytes + 1024 * 1024),
+        # The limit the upload label states and rag.notes checks: Gradio's browser client refuses a
+        # larger file before sending it ("File(s) exceed the maximum allowed size of 5.0 Mb"), the
+        # same number as the label's "up to 5.0 MB" (both count 1024-byte KB and MB).
+        max_file_size=settings.max_upload_bytes,
         ssr_mode=False,
         pwa=False,
         mcp_server=False,

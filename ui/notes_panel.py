@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Iterable
 
 import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import NamedString
+from gradio_client import utils as client_utils
 
 from rag.notes import (NoteError, NoteInfo, Reindexer, UploadError, add_notes, delete_note, list_notes, read_upload,
                        refused_uploads)
@@ -25,12 +28,30 @@ from rag.store import IndexNotFound, IndexStore
 from . import render
 from .i18n import error_text, lang_of, t
 
-__all__ = ["NotesPanel", "NotesView", "discard_uploads"]
+__all__ = ["NotesPanel", "NotesView", "discard_uploads", "notes_upload"]
 
 log = logging.getLogger(__name__)
 
 NOTES_CACHE_S = 1.8  # the notes list is re-read at most this often (the page polls every 2 s)
 OWN_CHANGE_S = 30.0  # a file the app itself wrote or deleted this recently is not an "outside" edit
+
+
+def notes_upload(**kwargs) -> gr.File:
+    """A ``gr.File(type="filepath")`` that hands over the uploaded files' paths and creates nothing.
+
+    Gradio 6.31's ``File`` opens a ``NamedTemporaryFile(delete=False)`` in its cache for every
+    file it hands to a handler, and never uses or removes it: 28 uploads left 28 empty ``tmp*``
+    files in /tmp/gradio. This instance checks the type the same way and skips that file. (Not
+    a subclass: Gradio writes a ``.pyi`` stub beside the module of every Component subclass.)"""
+    upload = gr.File(type="filepath", **kwargs)
+
+    def process_single_file(f: FileData) -> NamedString:
+        if upload.file_types and not client_utils.is_valid_file(f.path, upload.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {upload.file_types}")
+        return NamedString(f.path)
+
+    upload._process_single_file = process_single_file
+    return upload
 
 
 @dataclass
