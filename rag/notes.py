@@ -743,7 +743,8 @@ class Reindexer:
                 self._runs += 1
                 self._finished_at = now
                 if cancelled is not None:
-                    self._notices.append((now, f"Re-indexing cancelled ({cancelled}); the previous index answers."))
+                    log.info("re-indexing (%s) cancelled: %s", reason, cancelled)
+                    self._notices.append((now, f"Re-indexing cancelled ({reason}): the previous index still answers."))
                 elif error is None:
                     self._last_summary, self._last_error = report.summary(), None
                     self._notices.append((now, f"Index updated ({reason}): {report.summary()}"))
