@@ -409,3 +409,25 @@ def test_cancelling_a_rebuild_leaves_the_previous_version_answering_and_nothing_
     assert "Index updated (after the cancel)" in r.status().notices[-1][1]
     assert store.current_version() != old_version
     r.close()
+
+
+def test_cancelling_a_rebuild_that_waits_for_another_builds_lock_stops_the_wait(settings):
+    store = IndexStore(settings.index_dir)
+    r = Reindexer(settings, embedder=FakeEmbedder())
+    r.retry_first_s = r.retry_max_s = 30.0  # without the cancel, the wait would outlast the test's deadline
+    with store.lock():  # another `rag index` holds the index
+        r.request("waiting")
+        deadline = time.time() + 10
+        while r.status().stage != "waiting for another build to finish" and time.time() < deadline:
+            time.sleep(0.02)
+        assert r.status().stage == "waiting for another build to finish"
+        started = time.monotonic()
+        assert r.cancel() is True
+        assert r.wait(5), "the cancel did not end the wait for the lock"
+        assert time.monotonic() - started < 5
+    assert r.status().notices[-1][1] == "Re-indexing cancelled (waiting): the previous index still answers."
+    assert store.current_version() is None
+    # The wake-up was for that run only: the next one builds.
+    r.request("again")
+    assert r.wait(60) and "Index updated (again)" in r.status().notices[-1][1]
+    r.close()
