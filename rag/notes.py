@@ -30,6 +30,7 @@ from .text import HAN, HAN_CHAR
 
 __all__ = [
     "AddReport",
+    "BuildCancelled",
     "NoteError",
     "NoteInfo",
     "PassageView",
@@ -549,6 +550,11 @@ def _page_view(source: str, heading: str, line_start: int, line_end: int, lines:
 
 
 # --- re-indexing in the background ---------------------------------------------------------------
+class BuildCancelled(Exception):
+    """Raised from ``build_index``'s progress callback to stop a build: before the new version is
+    written (the store writes it beside the old one and swaps), so the previous version serves on."""
+
+
 @dataclass(frozen=True)
 class ReindexStatus:
     running: bool
@@ -601,7 +607,8 @@ class Reindexer:
         self._last_error: str | None = None
         self._runs = 0
         self._notices: deque[tuple[float, str]] = deque(maxlen=max_notices)
-        self._wake = threading.Event()  # set by close(): a build waiting for the lock gives up
+        self._wake = threading.Event()  # set by close() and cancel(): a build waiting for the lock gives up
+        self._cancel_reason: str | None = None  # set by cancel(): the running build stops at its next step
         self.retry_first_s = LOCKED_RETRY_FIRST_S
         self.retry_max_s = LOCKED_RETRY_MAX_S
 
@@ -617,6 +624,16 @@ class Reindexer:
                 return False
             self._start_locked(reason, full)
             return True
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """Stop the running build at its next progress step (between notes or batches) and drop queued
+        runs; the previous version keeps serving. False when nothing runs."""
+        with self._lock:
+            if not self._running:
+                return False
+            self._cancel_reason, self._pending = reason, None
+        self._wake.set()
+        return True
 
     def notice(self, message: str) -> None:
         with self._lock:
@@ -660,6 +677,9 @@ class Reindexer:
     def _progress(self, stage: str, done: int, total: int) -> None:
         with self._lock:
             self._stage, self._done, self._total = stage, done, total
+            # ("writing index", 1, 1) comes once the new version is current: too late to stop.
+            if self._cancel_reason is not None and not (stage == "writing index" and done >= total):
+                raise BuildCancelled(self._cancel_reason)
 
     def _embedder_for_build(self):
         if self._embedder is None:
@@ -678,9 +698,11 @@ class Reindexer:
 
         delay = self.retry_first_s
         while True:
-            report, error, locked = None, None, None
+            report, error, locked, cancelled = None, None, None, None
             try:
                 report = build_index(self.settings, self._embedder_for_build(), progress=self._progress, full=full)
+            except BuildCancelled as exc:
+                cancelled = str(exc)
             except IndexLocked as exc:
                 locked = exc
             except RagError as exc:  # the user's to fix (no notes folder, ...): one clear line
@@ -689,6 +711,9 @@ class Reindexer:
             except Exception as exc:  # noqa: BLE001 - reported in the UI, the app keeps serving
                 log.exception("re-indexing failed")
                 error = f"{type(exc).__name__}: {exc}"
+            with self._lock:  # cancelled while waiting for another build's lock
+                if locked is not None and self._cancel_reason is not None:
+                    locked, cancelled = None, self._cancel_reason
             if locked is not None:
                 with self._lock:
                     if self._closed:
@@ -717,12 +742,18 @@ class Reindexer:
                 now = time.time()
                 self._runs += 1
                 self._finished_at = now
-                if error is None:
+                if cancelled is not None:
+                    log.info("re-indexing (%s) cancelled: %s", reason, cancelled)
+                    self._notices.append((now, f"Re-indexing cancelled ({reason}): the previous index still answers."))
+                elif error is None:
                     self._last_summary, self._last_error = report.summary(), None
                     self._notices.append((now, f"Index updated ({reason}): {report.summary()}"))
                 else:
                     self._last_error = error
                     self._notices.append((now, f"Re-indexing failed ({reason}): {error}"))
+                self._cancel_reason = None
+                if not self._closed:
+                    self._wake.clear()
                 if self._pending is not None and not self._closed:
                     reason, full = self._pending
                     self._pending = None

@@ -353,3 +353,81 @@ def test_a_failed_build_is_reported_and_the_reindexer_keeps_working(settings, tm
     assert r.wait(30)
     assert r.status().last_error is None
     r.close()
+
+
+# --- cancelling a rebuild ----------------------------------------------------------------------------
+def _many_notes(n: int) -> dict[str, str]:
+    """``n`` notes of three sections each: about ``3 n`` passages to embed."""
+    topics = ["gradient clipping", "learning rate warmup", "weight decay", "label smoothing", "mixed precision"]
+    notes = {}
+    for i in range(n):
+        topic = topics[i % len(topics)]
+        notes[f"bulk/{i // 20:02d}/note-{i:03d}.md"] = "\n\n".join(
+            f"# {topic} {i}\n\n## Part {j}\n\nNote {i}, part {j}: {topic} in training run {i * 7 + j} keeps the loss "
+            f"stable when the batch size grows; this paragraph records the settings of experiment {i}-{j}."
+            for j in range(3))
+    return notes
+
+
+def test_cancelling_a_rebuild_leaves_the_previous_version_answering_and_nothing_half_built(tmp_path, embedder):
+    from rag.retrieval import Retriever
+    from tests.conftest import indexed_notes, write_notes
+
+    settings = indexed_notes(tmp_path, {"bm25.md": "# BM25\n\nBM25 ranks passages by term frequency and inverse "
+                                                   "document frequency.\n"}, embedder)
+    store = IndexStore(settings.index_dir)
+    old_version = store.current_version()
+    versions_before = sorted(p.name for p in (Path(settings.index_dir) / "versions").iterdir())
+    write_notes(settings.corpus_dir, _many_notes(100))  # 300 passages: minutes of embedding on 2 cores
+
+    r = Reindexer(settings, embedder=embedder)
+    assert r.cancel() is False  # nothing runs yet
+    r.request("many notes")
+    deadline = time.time() + 120
+    while not (r.status().stage == "embedding passages" and r.status().done > 0) and time.time() < deadline:
+        time.sleep(0.05)
+    assert r.status().stage == "embedding passages" and 0 < r.status().done < r.status().total
+    r.request("queued behind it")  # a queued run is dropped by the cancel too
+    assert r.cancel("the user pressed Cancel") is True
+    assert r.wait(60), "the cancelled build did not stop at its next batch"
+
+    status = r.status()
+    assert not status.running and not status.pending
+    assert status.notices[-1][1] == "Re-indexing cancelled (many notes): the previous index still answers."
+    assert status.last_error is None
+    assert store.current_version() == old_version
+    assert sorted(p.name for p in (Path(settings.index_dir) / "versions").iterdir()) == versions_before
+    assert not list(Path(settings.index_dir).glob("CURRENT.*.tmp"))
+    hit = Retriever(settings, embedder).retrieve("What does BM25 rank passages by?").hits[0]
+    assert hit.source == "bm25.md"
+    # The next rebuild is not cancelled: the flag went with the cancelled run.
+    r.settings = settings.model_copy(update={"corpus_dir": tmp_path / "small"})
+    write_notes(tmp_path / "small", {"bm25.md": "# BM25\n\nBM25 ranks passages by term frequency.\n",
+                                     "adam.md": "# Adam\n\nAdam keeps running averages of gradients.\n"})
+    r.request("after the cancel")
+    assert r.wait(120)
+    assert "Index updated (after the cancel)" in r.status().notices[-1][1]
+    assert store.current_version() != old_version
+    r.close()
+
+
+def test_cancelling_a_rebuild_that_waits_for_another_builds_lock_stops_the_wait(settings):
+    store = IndexStore(settings.index_dir)
+    r = Reindexer(settings, embedder=FakeEmbedder())
+    r.retry_first_s = r.retry_max_s = 30.0  # without the cancel, the wait would outlast the test's deadline
+    with store.lock():  # another `rag index` holds the index
+        r.request("waiting")
+        deadline = time.time() + 10
+        while r.status().stage != "waiting for another build to finish" and time.time() < deadline:
+            time.sleep(0.02)
+        assert r.status().stage == "waiting for another build to finish"
+        started = time.monotonic()
+        assert r.cancel() is True
+        assert r.wait(5), "the cancel did not end the wait for the lock"
+        assert time.monotonic() - started < 5
+    assert r.status().notices[-1][1] == "Re-indexing cancelled (waiting): the previous index still answers."
+    assert store.current_version() is None
+    # The wake-up was for that run only: the next one builds.
+    r.request("again")
+    assert r.wait(60) and "Index updated (again)" in r.status().notices[-1][1]
+    r.close()

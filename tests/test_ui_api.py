@@ -338,9 +338,13 @@ def test_uploads_leave_nothing_in_gradios_temp_folder(notes_app):
     app, url, settings = notes_app
     good = _upload_to_gradio(url, "kv cache.md", b"# KV cache\n\nThe KV cache keeps keys and values of past tokens.\n")
     bad = _upload_to_gradio(url, "photo.md", b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)))
-    big = _upload_to_gradio(url, "big.md", b"# big\n" + b"x" * 5000)
-    assert all(Path(p).is_file() for p in (good, bad, big))
-    for path in (bad, big):  # refused: nothing added, and the temp copy is gone
+    # Over the limit the page states: Gradio's own route refuses it, naming that same limit.
+    refused = httpx.post(url + "gradio_api/upload", files={"files": ("big.md", b"# big\n" + b"x" * 4091)}, timeout=30)
+    assert refused.status_code == 413 and "4096 bytes" in refused.text, refused.text
+    # At the limit: Gradio takes it, and the notes' own check (the same limit) refuses its content.
+    full = _upload_to_gradio(url, "full.md", b"\x00" * 4096)
+    assert all(Path(p).is_file() for p in (good, bad, full))
+    for path in (bad, full):  # refused: nothing added, and the temp copy is gone
         update = app.notes.upload([path], json.dumps([Path(path).name]), False)
         assert "err" in update[app.notes.view.message]
         assert not Path(path).exists()
@@ -523,3 +527,119 @@ def test_the_page_translates_gradios_own_status_keys_so_no_raw_key_shows():
     for lang in LANGS:
         assert tables[lang]["common.complete"] and tables[lang]["common.complete"] != "common.complete"
         assert tables[lang]["common.error"]
+
+
+def test_gradios_upload_limit_is_the_one_the_upload_label_states():
+    from rag.notes import human_size
+    from ui.app import _launch_kwargs
+    from ui.i18n import make_i18n
+
+    settings = Settings(max_upload_bytes=5 * 1024 * 1024)
+    assert _launch_kwargs(settings)["max_file_size"] == settings.max_upload_bytes
+    label = make_i18n(types=".md", size=human_size(settings.max_upload_bytes)).translations["en"]["upload_label"]
+    # Gradio's browser client names its limit as "5.0 Mb" (1024-based, one decimal): the label's number.
+    assert "up to 5.0 MB each" in label
+
+
+def test_the_notes_upload_hands_over_uploaded_paths_without_leaving_empty_temp_files(tmp_path):
+    """Gradio 6.31's File (type="filepath") makes an empty NamedTemporaryFile per uploaded file and
+    leaves it; the Notes tab's upload component must create nothing."""
+    import gradio as gr
+    from gradio.data_classes import FileData, ListFiles
+
+    from ui.notes_panel import notes_upload
+
+    uploaded = tmp_path / "upload" / "a.md"
+    uploaded.parent.mkdir()
+    uploaded.write_text("# a\n\ntext\n", encoding="utf-8")
+    payload = ListFiles(root=[FileData(path=str(uploaded), orig_name="a.md")])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    ours = notes_upload(file_count="multiple", file_types=[".md"])
+    ours.GRADIO_CACHE = str(cache)
+    assert ours.preprocess(payload) == [str(uploaded)]
+    assert list(cache.iterdir()) == []
+    with pytest.raises(gr.Error):
+        ours.preprocess(ListFiles(root=[FileData(path=str(tmp_path / "x.exe"), orig_name="x.exe")]))
+    # The check above can see the leak: Gradio's own component leaves one empty file here (when a
+    # Gradio upgrade fixes that, this line fails and notes_upload can go).
+    theirs = gr.File(file_count="multiple", file_types=[".md"], type="filepath")
+    theirs.GRADIO_CACHE = str(cache)
+    theirs.preprocess(payload)
+    assert [p.stat().st_size for p in cache.iterdir()] == [0]
+
+
+def _notes_with_every_state(root: Path, embedder) -> Settings:
+    from tests.conftest import indexed_notes, write_notes
+
+    settings = indexed_notes(root, {
+        "top.md": "# Top\n\nA note at the top of the folder.\n",
+        "ml/attention.md": "# Attention\n\nScaled dot-product attention divides by the square root of d.\n",
+        "ml/lora/lora.md": "# LoRA\n\nTwo small matrices A and B: few trainable parameters.\n",
+        "ml/empty.md": "  \n",
+        "ml/scan.pdf": b"%PDF-1.4\n%%EOF\n",
+        "nlp/x<img src=x onerror=alert(1)>.md": "# Hostile name\n\nThe name must show as text.\n",
+    }, embedder)
+    write_notes(settings.corpus_dir, {"nlp/new.md": "# New\n\nNot indexed yet.\n"})
+    return settings
+
+
+def test_the_notes_list_shows_each_notes_state_in_its_folder_tree(tmp_path, embedder):
+    from rag.file_status import FileState, file_states
+
+    settings = _notes_with_every_state(tmp_path, embedder)
+    states = file_states(settings)
+    page = render.notes_html(states, {"top.md": 40}, lang="en")
+    assert "7 notes in the notes folder: 4 indexed · 1 pending · 1 skipped · 1 failed" in page
+    rows = re.findall(r"<tr class='(\w+)[^']*'[^>]*><td class='nm'[^>]*padding-left:(\d+)px'>(?:<span[^>]*>▸</span> )?"
+                      r"([^<]*)", page)
+    tree = [(kind, int(indent), name) for kind, indent, name in rows]
+    assert tree == [
+        ("note", 4, "top.md"),
+        ("dir", 4, "ml/"), ("note", 18, "attention.md"), ("note", 18, "empty.md"), ("note", 18, "scan.pdf"),
+        ("dir", 18, "lora/"), ("note", 32, "lora.md"),
+        ("dir", 4, "nlp/"), ("note", 18, "new.md"), ("note", 18, "x&lt;img src=x onerror=alert(1)&gt;.md"),
+    ]
+    row = {name: html for name, html in re.findall(r"data-source='([^']*)'>(.*?)</tr>", page)}
+    passages = {st.source: st.passages for st in states}
+    assert passages["ml/lora/lora.md"] == 1 and passages["nlp/x<img src=x onerror=alert(1)>.md"] == 1
+    assert "indexed</span> <span class=\"pc\">1 passage</span>" in row["ml/lora/lora.md"]
+    assert "2 passages" in render.notes_html([FileState("a.md", "indexed", 2, 1.0)], lang="en")
+    assert "40 bytes" in row["top.md"]
+    assert "class='why'>empty" in row["ml/empty.md"] and "st-skipped" in row["ml/empty.md"]
+    assert "not a readable PDF" in row["ml/scan.pdf"] and "st-failed" in row["ml/scan.pdf"]
+    assert "st-pending" in row["nlp/new.md"] and "new: " in row["nlp/new.md"]  # the reason, in the tooltip
+    assert "<img" not in page
+
+
+def test_the_notes_search_keeps_the_paths_that_contain_it_with_their_folders(tmp_path, embedder):
+    from rag.file_status import file_states
+
+    states = file_states(_notes_with_every_state(tmp_path, embedder))
+    page = render.notes_html(states, query="LORA", lang="en")
+    assert re.findall(r"data-source='([^']*)'", page) == ["ml/lora/lora.md"]
+    assert "ml/</td>" in page and "lora/</td>" in page and "nlp/</td>" not in page
+    assert "1 shown: paths containing “LORA”" in page
+    assert "7 notes in the notes folder" in page  # the totals stay those of the whole folder
+    zh = render.notes_html(states, query="ml/", lang="zh")
+    assert "笔记文件夹中有 7 篇笔记：4 篇已索引 · 1 篇待索引 · 1 篇已跳过 · 1 篇失败" in zh
+    assert "显示 4 篇：路径包含“ml/”" in zh and "已索引" in zh and "失败" in zh and "1 个段落" in zh
+    nothing = render.notes_html(states, query="no such note", lang="en")
+    assert "0 shown" in nothing and "data-source" not in nothing
+
+
+def test_the_notes_tab_follows_the_search_box_and_a_note_changed_on_disk(notes_app):
+    app, _, settings = notes_app
+    app.reindexer.wait(60)
+    view = app.notes.view
+    found = app.notes.search("lora")[view.notes_list]
+    assert re.findall(r"data-source='([^']*)'", found) == ["lora.md"] and "st-ok" in found
+    (Path(settings.corpus_dir) / "lora.md").write_text("# LoRA\n\nEdited on disk.\n", encoding="utf-8")
+    app.notes.invalidate()
+    assert "st-pending" in app.notes.search("lora")[view.notes_list]
+    # The poll keeps the session's search: only the matching note is listed.
+    polled = app.status.poll("", "bm25")
+    assert re.findall(r"data-source='([^']*)'", polled[view.notes_list]) == ["bm25.md"]
+    assert polled[view.cancel].visible is False  # the Cancel button shows only while a rebuild runs
+    # Cancel with nothing running says so.
+    assert "No re-indexing is running" in app.notes.cancel()[view.message]

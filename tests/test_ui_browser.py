@@ -423,7 +423,6 @@ def test_bad_uploads_are_refused_with_a_clear_message_and_change_nothing(page, s
         ([{"name": "../../evil.md", "mimeType": "text/markdown", "buffer": b"# evil\n\nowned"}], "folders"),
         ([{"name": "photo.md", "mimeType": "text/markdown",
            "buffer": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4}], "not a text note"),
-        ([{"name": "big.md", "mimeType": "text/markdown", "buffer": b"# big\n" + b"x" * (100 * 1024)}], "at most"),
         ([{"name": "fine.md", "mimeType": "text/markdown", "buffer": b"# fine"},
           {"name": "bad.md", "mimeType": "text/markdown", "buffer": b"\x00\x01binary"}], "Nothing was added"),
     ]
@@ -433,6 +432,14 @@ def test_bad_uploads_are_refused_with_a_clear_message_and_change_nothing(page, s
         assert page.locator("#notes-msg .err").count() == 1
         if words == "folders":
             shot(page, "06_bad_upload_refused")
+    # Over the size limit: Gradio's browser client refuses it before sending it, naming the limit the
+    # upload label states (64.0 KB there, "64.0 Kb" in Gradio's words).
+    assert "up to 64.0 KB each" in page.locator("#upload").inner_text()
+    page.locator("#upload input[type=file]").set_input_files(
+        [{"name": "big.md", "mimeType": "text/markdown", "buffer": b"# big\n" + b"x" * (100 * 1024)}])
+    toast = page.locator(".toast-body").filter(has_text="big.md")
+    toast.wait_for(timeout=10_000)
+    assert "maximum allowed size of 64.0 Kb" in toast.inner_text(), toast.inner_text()
     time.sleep(1.0)  # give the watcher a chance to (wrongly) notice something
     assert snapshot(Path(settings.corpus_dir)) == before_files
     assert not (corpus_root / "evil.md").exists() and not (corpus_root.parent / "evil.md").exists()
@@ -524,6 +531,96 @@ def test_questions_are_answered_while_the_index_rebuilds(page, server):
     assert IndexStore(settings.index_dir).current_version() != old_version
     ask(page, "How are weights stored with int8 quantization?")
     assert "quantization.md" in source_summaries(page)[0]
+
+
+def test_cancelling_a_rebuild_keeps_the_previous_index_answering(page, server):
+    app, _, settings, embedder = server
+    wait_idle(app)
+    store = IndexStore(settings.index_dir)
+    old_version = store.current_version()
+    versions = sorted(p.name for p in (Path(settings.index_dir) / "versions").iterdir())
+    note = Path(settings.corpus_dir) / "distillation.md"
+    open_tab(page, "Notes")
+    assert not page.locator("#cancel-reindex").is_visible()  # shown only while a rebuild runs
+    embedder.gate.clear()
+    embedder.waiting.clear()
+    try:
+        # The watcher sees the new note and starts a rebuild, held in its embedding step by the gate.
+        note.write_text("# Distillation\n\nA small student model learns from the soft labels of a large teacher.\n",
+                        encoding="utf-8")
+        assert embedder.waiting.wait(60), "the rebuild never reached the embedding step"
+        page.locator("#cancel-reindex").wait_for(state="visible", timeout=10_000)
+        shot(page, "18_rebuild_with_cancel")
+        page.locator("#cancel-reindex").click()
+        page.wait_for_function("document.querySelector('#notes-msg').innerText.includes('previous index')")
+    finally:
+        embedder.gate.set()  # the held batch ends; the build stops at its next step
+    wait_idle(app, 60)
+    page.wait_for_function("document.querySelector('#reindex').innerText.includes('Re-indexing cancelled')")
+    page.locator("#cancel-reindex").wait_for(state="hidden", timeout=10_000)
+    assert store.current_version() == old_version
+    assert sorted(p.name for p in (Path(settings.index_dir) / "versions").iterdir()) == versions
+    # The note stays on disk, listed as pending: the next rebuild takes it.
+    page.wait_for_function("document.querySelector('#notes-list tr[data-source=\"distillation.md\"]') && "
+                           "document.querySelector('#notes-list tr[data-source=\"distillation.md\"]').innerText"
+                           ".includes('pending')")
+    shot(page, "19_rebuild_cancelled")
+    open_tab(page, "Sources")
+    answer = ask(page, "What does BM25 rank passages by?")
+    assert "term frequency" in answer and "bm25.md" in source_summaries(page)[0]
+    note.unlink()
+    wait_idle(app)
+
+
+def test_the_notes_tab_shows_each_notes_state_in_its_folder_and_finds_notes_by_path(browser, tmp_path):
+    from tests.conftest import write_notes
+    from ui.app import start
+
+    settings = make_corpus(tmp_path, watch_debounce_s=0.5)
+    write_notes(Path(settings.corpus_dir), {
+        "ml/attention.md": "# Attention\n\nScaled dot-product attention divides by the square root of d.\n",
+        "ml/lora/lora-notes.md": "# LoRA\n\nTwo small matrices A and B: few trainable parameters.\n",
+        "ml/empty.md": "  \n",
+        "ml/scan.pdf": b"%PDF-1.4\n%%EOF\n",
+        "nlp/tokenizers.md": "# Tokenizers\n\nBPE merges the most frequent pairs of symbols.\n"})
+    build_index(settings)
+    write_notes(Path(settings.corpus_dir), {"nlp/new-note.md": "# New\n\nWritten after the last build.\n"})
+    app, demo, url = start(settings, watch=False)
+    try:
+        for locale, tab, words in (
+                ("en-US", "Notes", ("10 notes in the notes folder: 7 indexed · 1 pending · 1 skipped · 1 failed",
+                                    "empty file", "not a readable PDF", "1 passage", "4 shown: paths containing “ml/”")),
+                ("zh-CN", "笔记", ("笔记文件夹中有 10 篇笔记：7 篇已索引 · 1 篇待索引 · 1 篇已跳过 · 1 篇失败",
+                                  "已跳过", "失败", "1 个段落", "显示 4 篇：路径包含“ml/”"))):
+            ctx = browser.new_context(viewport={"width": 1366, "height": 1100}, locale=locale)
+            page = ctx.new_page()
+            page.goto(url)
+            page.locator("#question textarea").wait_for()
+            open_tab(page, tab)
+            listing = page.locator("#notes-list")
+            page.wait_for_function("document.querySelector('#notes-list tr.dir')")
+            text = listing.inner_text()
+            assert words[0] in text, text
+            rows = [r.get_attribute("data-source") for r in listing.locator("tr.note").all()]
+            assert rows == ["bm25.md", "cooking.txt", "lora.md", "xss.md", "ml/attention.md", "ml/empty.md",
+                            "ml/scan.pdf", "ml/lora/lora-notes.md", "nlp/new-note.md", "nlp/tokenizers.md"]
+            assert [d.inner_text().strip() for d in listing.locator("tr.dir").all()] == ["▸ ml/", "▸ lora/", "▸ nlp/"]
+            assert all(w in text for w in words[1:4]), text
+            listing.scroll_into_view_if_needed()
+            shot(page, f"20_notes_states_{locale}")
+            page.locator("#notes-search input, #notes-search textarea").first.fill("ml/")
+            page.wait_for_function("document.querySelector('#notes-list').innerText.includes('ml/”')")
+            assert [r.get_attribute("data-source") for r in listing.locator("tr.note").all()] == [
+                "ml/attention.md", "ml/empty.md", "ml/scan.pdf", "ml/lora/lora-notes.md"]
+            assert words[4] in listing.inner_text()
+            # The page's poll keeps the search: the list stays filtered after the next tick.
+            page.wait_for_timeout(2500)
+            assert listing.locator("tr.note").count() == 4
+            shot(page, f"21_notes_search_{locale}")
+            ctx.close()
+    finally:
+        demo.close()
+        app.close()
 
 
 def test_delete_a_note(page, server):

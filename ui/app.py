@@ -34,7 +34,7 @@ from .bind import ServeError, check_bind, check_listen  # noqa: E402
 from .chat_session import ChatController, ChatView  # noqa: E402
 from .engine import EngineProvider  # noqa: E402
 from .i18n import make_i18n, t  # noqa: E402
-from .notes_panel import NotesPanel, NotesView  # noqa: E402
+from .notes_panel import NotesPanel, NotesView, notes_upload  # noqa: E402
 from .security import AuthGuard  # noqa: E402
 from .status import StatusService, StatusView  # noqa: E402
 from .watcher import CorpusWatcher  # noqa: E402
@@ -48,11 +48,11 @@ UPLOAD_CACHE_S = 3600  # an upload no handler took is deleted after an hour (che
 
 # The browser knows each uploaded file's own name; Gradio's server keeps only its base name,
 # so the names are sent along (and checked by rag.notes).
-UPLOAD_NAMES_JS = ("(files, names, replace) => [files, JSON.stringify((Array.isArray(files) ? files : "
-                   "(files ? [files] : [])).map(f => (f && (f.orig_name || f.name)) || '')), replace]")
-CONFIRM_DELETE_JS = ("(note) => (note && window.confirm((navigator.language || '').toLowerCase().startsWith('zh') "
+UPLOAD_NAMES_JS = ("(files, names, replace, query) => [files, JSON.stringify((Array.isArray(files) ? files : "
+                   "(files ? [files] : [])).map(f => (f && (f.orig_name || f.name)) || '')), replace, query]")
+CONFIRM_DELETE_JS = ("(note, query) => [(note && window.confirm((navigator.language || '').toLowerCase().startsWith('zh') "
                      "? '从笔记文件夹中删除“' + note + '”？' : 'Delete the note “' + note + '” from your notes folder?')) "
-                     "? note : null")
+                     "? note : null, query]")
 
 
 class NotesChatApp:
@@ -113,6 +113,7 @@ class _Page:
     retry: gr.Button
     rebuild: gr.Button
     delete: gr.Button
+    cancel: gr.Button
 
 
 def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
@@ -146,8 +147,8 @@ def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
                 with gr.Tab(i18n("tab_sources"), id="sources", elem_id="tab-sources"):
                     sources = gr.HTML(render.sources_placeholder(), elem_id="sources", js_on_load=None)
                 with gr.Tab(i18n("tab_notes"), id="notes", elem_id="tab-notes"):
-                    upload = gr.File(label=i18n("upload_label"), file_count="multiple", file_types=list(s.extensions),
-                                     type="filepath", height=150, elem_id="upload")
+                    upload = notes_upload(label=i18n("upload_label"), file_count="multiple",
+                                          file_types=list(s.extensions), height=150, elem_id="upload")
                     upload_names = gr.Textbox(visible=False, elem_id="upload-names")
                     replace = gr.Checkbox(label=i18n("replace"), value=False, elem_id="replace")
                     notes_msg = gr.HTML("", elem_id="notes-msg", js_on_load=None)
@@ -157,14 +158,19 @@ def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
                         delete = gr.Button(i18n("delete"), variant="stop", size="sm", scale=1, min_width=100,
                                            elem_id="delete")
                     rebuild = gr.Button(i18n("rebuild"), variant="primary", elem_id="rebuild")
-                    reindex_box = gr.HTML(render.reindex_html(app.reindexer.status()), elem_id="reindex",
-                                          js_on_load=None)
+                    with gr.Row(equal_height=False, elem_id="reindex-row"):
+                        reindex_box = gr.HTML(render.reindex_html(app.reindexer.status()), elem_id="reindex",
+                                              js_on_load=None, scale=4)
+                        cancel = gr.Button(i18n("cancel_reindex"), variant="stop", size="sm", scale=1, min_width=90,
+                                           visible=app.reindexer.status().running, elem_id="cancel-reindex")
+                    search = gr.Textbox(show_label=False, placeholder=i18n("notes_search"), lines=1, max_lines=1,
+                                        container=False, elem_id="notes-search")
                     notes_list = gr.HTML(app.notes.notes_html(), elem_id="notes-list", js_on_load=None)
     return _Page(
         chat=ChatView(question, chatbot, ask_msg, sources, history, pending, turn_no, turn_sources),
-        notes=NotesView(upload, upload_names, replace, notes_msg, note_pick, reindex_box, notes_list),
-        status=StatusView(status, reindex_box, notes_list, note_pick, sig),
-        send=send, stop=stop, new_chat=new_chat, retry=retry, rebuild=rebuild, delete=delete,
+        notes=NotesView(upload, upload_names, replace, notes_msg, note_pick, reindex_box, notes_list, search, cancel),
+        status=StatusView(status, reindex_box, notes_list, note_pick, sig, cancel),
+        send=send, stop=stop, new_chat=new_chat, retry=retry, rebuild=rebuild, delete=delete, cancel=cancel,
     )
 
 
@@ -201,16 +207,20 @@ def build_page(app: NotesChatApp) -> gr.Blocks:
 
         # Notes. A new upload first clears the previous outcome, then is checked and added.
         n.upload.upload(app.notes.clear_message, None, [n.message], queue=False, **quiet).then(
-            app.notes.upload, [n.upload, n.upload_names, n.replace], [n.upload, n.message, n.reindex, n.notes_list],
+            app.notes.upload, [n.upload, n.upload_names, n.replace, n.search],
+            [n.upload, n.message, n.reindex, n.cancel, n.notes_list],
             js=UPLOAD_NAMES_JS, show_progress="minimal", show_progress_on=[n.upload], api_visibility="private")
-        page.delete.click(app.notes.delete, [n.note_pick], [n.message, n.reindex, n.notes_list, n.note_pick],
+        page.delete.click(app.notes.delete, [n.note_pick, n.search],
+                          [n.message, n.reindex, n.cancel, n.notes_list, n.note_pick],
                           js=CONFIRM_DELETE_JS, api_visibility="private")
-        page.rebuild.click(app.notes.rebuild, None, [n.message, n.reindex], api_visibility="private")
+        page.rebuild.click(app.notes.rebuild, None, [n.message, n.reindex, n.cancel], api_visibility="private")
+        page.cancel.click(app.notes.cancel, None, [n.message, n.reindex, n.cancel], api_visibility="private")
+        n.search.input(app.notes.search, [n.search], [n.notes_list], trigger_mode="always_last", **quiet)
 
-        poll_out = [st.status, st.reindex, st.notes_list, st.note_pick, st.sig]
+        poll_out = [st.status, st.reindex, st.notes_list, st.note_pick, st.sig, st.cancel]
         poll_kw = dict(show_progress="hidden", concurrency_limit=None, concurrency_id="poll", api_visibility="private")
-        gr.Timer(POLL_S).tick(app.status.poll, [st.sig], poll_out, **poll_kw)
-        demo.load(app.status.poll, [st.sig], poll_out, **poll_kw)
+        gr.Timer(POLL_S).tick(app.status.poll, [st.sig, n.search], poll_out, **poll_kw)
+        demo.load(app.status.poll, [st.sig, n.search], poll_out, **poll_kw)
         demo.load(app.chat.on_load, None, [c.sources], queue=False, **quiet)
         demo.unload(app.chat.forget_session)
 
@@ -241,7 +251,10 @@ def _launch_kwargs(settings: Settings) -> dict:
         share=False,
         auth=auth,
         auth_message="Log in to your notes." if auth else None,
-        max_file_size=max(2 * settings.max_upload_bytes, settings.max_upload_bytes + 1024 * 1024),
+        # The limit the upload label states and rag.notes checks: Gradio's browser client refuses a
+        # larger file before sending it ("File(s) exceed the maximum allowed size of 5.0 Mb"), the
+        # same number as the label's "up to 5.0 MB" (both count 1024-byte KB and MB).
+        max_file_size=settings.max_upload_bytes,
         ssr_mode=False,
         pwa=False,
         mcp_server=False,

@@ -85,8 +85,16 @@ table.notes { width: 100%; font-size: .8rem; border-collapse: collapse; }
   vertical-align: top; }
 table.notes td.nm { overflow-wrap: anywhere; }
 table.notes td.sz, table.notes td.md { white-space: nowrap; color: var(--body-text-color-subdued); }
-table.notes .ok { color: #15803d; }
-table.notes .todo { color: #b45309; }
+table.notes td.ix { white-space: nowrap; }
+table.notes .st-ok { color: #15803d; }
+table.notes .st-pending { color: #b45309; }
+table.notes .st-skipped { color: var(--body-text-color-subdued); }
+table.notes .st-failed { color: #b91c1c; font-weight: 600; }
+table.notes .pc { color: var(--body-text-color-subdued); }
+table.notes .why { font-size: .75rem; color: var(--body-text-color-subdued); }
+table.notes tr.failed .why { color: #b91c1c; }
+table.notes tr.dir td { font-weight: 600; color: var(--body-text-color-subdued); }
+#reindex-row { align-items: center; gap: 8px; }
 
 @media (max-width: 640px) {
   .gradio-container { padding: 6px !important; }

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Iterable
 
 import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import NamedString
+from gradio_client import utils as client_utils
 
+from rag.file_status import FileState, file_states
 from rag.notes import (NoteError, NoteInfo, Reindexer, UploadError, add_notes, delete_note, list_notes, read_upload,
                        refused_uploads)
 from rag.settings import Settings
@@ -25,12 +29,30 @@ from rag.store import IndexNotFound, IndexStore
 from . import render
 from .i18n import error_text, lang_of, t
 
-__all__ = ["NotesPanel", "NotesView", "discard_uploads"]
+__all__ = ["NotesPanel", "NotesView", "discard_uploads", "notes_upload"]
 
 log = logging.getLogger(__name__)
 
 NOTES_CACHE_S = 1.8  # the notes list is re-read at most this often (the page polls every 2 s)
 OWN_CHANGE_S = 30.0  # a file the app itself wrote or deleted this recently is not an "outside" edit
+
+
+def notes_upload(**kwargs) -> gr.File:
+    """A ``gr.File(type="filepath")`` that hands over the uploaded files' paths and creates nothing.
+
+    Gradio 6.31's ``File`` opens a ``NamedTemporaryFile(delete=False)`` in its cache for every
+    file it hands to a handler, and never uses or removes it: 28 uploads left 28 empty ``tmp*``
+    files in /tmp/gradio. This instance checks the type the same way and skips that file. (Not
+    a subclass: Gradio writes a ``.pyi`` stub beside the module of every Component subclass.)"""
+    upload = gr.File(type="filepath", **kwargs)
+
+    def process_single_file(f: FileData) -> NamedString:
+        if upload.file_types and not client_utils.is_valid_file(f.path, upload.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {upload.file_types}")
+        return NamedString(f.path)
+
+    upload._process_single_file = process_single_file
+    return upload
 
 
 @dataclass
@@ -44,6 +66,8 @@ class NotesView:
     note_pick: gr.Dropdown
     reindex: gr.HTML
     notes_list: gr.HTML
+    search: gr.Textbox
+    cancel: gr.Button
 
 
 def _upload_root() -> Path | None:
@@ -89,6 +113,7 @@ class NotesPanel:
         self._own_changes: dict[str, float] = {}
         self._cache: tuple[float, list[NoteInfo]] = (0.0, [])
         self._manifest_cache: tuple[str | None, object] = (None, None)
+        self._states_cache: tuple[object, list[FileState]] = (None, [])
 
     def bind(self, view: NotesView) -> None:
         self.view = view
@@ -96,6 +121,7 @@ class NotesPanel:
     # --- the list ------------------------------------------------------------------------
     def invalidate(self) -> None:
         self._cache = (0.0, [])
+        self._states_cache = (None, [])
 
     def _manifest(self):
         store = IndexStore(self.settings.index_dir)
@@ -119,8 +145,20 @@ class NotesPanel:
             self._cache = (time.time(), notes)
         return notes
 
-    def notes_html(self, lang: str = "en") -> str:
-        return render.notes_html(self.notes(), lang=lang, extensions=self.settings.extensions)
+    def states(self) -> list[FileState]:
+        """Every note's state (``rag.file_status``), recomputed only when a note's size or time, or
+        the index version, changed: ``file_states`` hashes every note, and the page polls every 2 s."""
+        key = (IndexStore(self.settings.index_dir).current_version(),
+               tuple((n.source, n.size, n.modified) for n in self.notes()))
+        cached_key, states = self._states_cache
+        if key != cached_key:
+            states = file_states(self.settings)
+            self._states_cache = (key, states)
+        return states
+
+    def notes_html(self, lang: str = "en", query: str = "") -> str:
+        return render.notes_html(self.states(), {n.source: n.size for n in self.notes()}, query=query or "",
+                                 lang=lang, extensions=self.settings.extensions)
 
     def choices(self) -> list[str]:
         return [n.source for n in self.notes()]
@@ -151,7 +189,11 @@ class NotesPanel:
         """A new upload starts: the previous file's outcome must not stand beside it."""
         return {self.view.message: ""}
 
-    def upload(self, files, names_json: str, replace: bool, request: gr.Request | None = None) -> dict:
+    def search(self, query: str, request: gr.Request | None = None) -> dict:
+        """The search box: the tree of notes whose path contains ``query``."""
+        return {self.view.notes_list: self.notes_html(lang_of(request), query)}
+
+    def upload(self, files, names_json: str, replace: bool, query: str = "", request: gr.Request | None = None) -> dict:
         """Add uploaded files to the notes folder (all or nothing), then re-index."""
         v, lang = self.view, lang_of(request)
         paths = [str(f) for f in (files or [])]
@@ -183,10 +225,10 @@ class NotesPanel:
             self.reindexer.request(f"added {', '.join(a.source for a in report.added)}")
         self.invalidate()
         message = report.summary() + (" " + t(lang, "reindexing_bg") if report.added else "")
-        return {v.upload: None, v.message: render.message_html(message),
-                v.reindex: render.reindex_html(self.reindexer.status(), lang=lang), v.notes_list: self.notes_html(lang)}
+        return {v.upload: None, v.message: render.message_html(message), **self._progress(lang),
+                v.notes_list: self.notes_html(lang, query)}
 
-    def delete(self, source: str | None, request: gr.Request | None = None) -> dict:
+    def delete(self, source: str | None, query: str = "", request: gr.Request | None = None) -> dict:
         v, lang = self.view, lang_of(request)
         if not source:  # nothing chosen, or the confirmation was declined
             return {v.message: render.message_html(t(lang, "no_delete"), error=True)}
@@ -197,12 +239,25 @@ class NotesPanel:
         self._mark_own([deleted])
         self.reindexer.request(f"deleted {deleted}")
         self.invalidate()
-        return {v.message: render.message_html(t(lang, "deleted", name=deleted)),
-                v.reindex: render.reindex_html(self.reindexer.status(), lang=lang),
-                v.notes_list: self.notes_html(lang), v.note_pick: gr.Dropdown(choices=self.choices(), value=None)}
+        return {v.message: render.message_html(t(lang, "deleted", name=deleted)), **self._progress(lang),
+                v.notes_list: self.notes_html(lang, query),
+                v.note_pick: gr.Dropdown(choices=self.choices(), value=None)}
 
     def rebuild(self, request: gr.Request | None = None) -> dict:
         v, lang = self.view, lang_of(request)
         started = self.reindexer.request("“Rebuild index” pressed")
         return {v.message: render.message_html(t(lang, "rebuilding" if started else "rebuild_queued")),
-                v.reindex: render.reindex_html(self.reindexer.status(), lang=lang)}
+                **self._progress(lang)}
+
+    def cancel(self, request: gr.Request | None = None) -> dict:
+        """The Cancel button: stop the running rebuild; the previous index keeps answering."""
+        v, lang = self.view, lang_of(request)
+        cancelled = self.reindexer.cancel("“Cancel re-indexing” pressed")
+        return {v.message: render.message_html(t(lang, "cancelling" if cancelled else "nothing_to_cancel")),
+                **self._progress(lang)}
+
+    def _progress(self, lang: str) -> dict:
+        """The re-indexing line and its Cancel button, shown only while a rebuild runs."""
+        job = self.reindexer.status()
+        return {self.view.reindex: render.reindex_html(job, lang=lang),
+                self.view.cancel: gr.Button(visible=job.running)}

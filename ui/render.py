@@ -10,9 +10,11 @@ from __future__ import annotations
 import html
 import re
 import time
+import unicodedata
 from typing import Iterable, Sequence
 
-from rag.notes import NoteInfo, PassageView, ReindexStatus, human_size, term_pattern
+from rag.file_status import FileState
+from rag.notes import PassageView, ReindexStatus, human_size, term_pattern
 from rag.text import CITATION
 
 from .i18n import t
@@ -299,24 +301,69 @@ def _types(extensions: Sequence[str]) -> str:
     return " / ".join(extensions)
 
 
-def notes_html(notes: Sequence[NoteInfo], limit: int = 500, *, lang: str = "en",
-               extensions: Sequence[str] = (".md", ".txt")) -> str:
-    if not notes:
+def _note_matches(source: str, query: str) -> bool:
+    return unicodedata.normalize("NFC", query).casefold() in unicodedata.normalize("NFC", source).casefold()
+
+
+def _tree_order(source: str) -> tuple:
+    """Sort key that lists a folder's notes, then its subfolders, each folder right after its parent."""
+    parts = source.split("/")
+    return tuple(parts[:-1]), parts[-1]
+
+
+def _state_cell(state: FileState, lang: str) -> str:
+    """The note's state word (coloured), with its passages and when it was indexed, or its reason."""
+    word = e(t(lang, f"state_{state.state}"))
+    if state.state == "indexed":
+        when = t(lang, "indexed_at", when=_when(state.indexed_at, lang))
+        detail = t(lang, "passages_1" if state.passages == 1 else "passages_n", n=state.passages)
+        return f'<span class="st-ok" title="{e(when)}">{word}</span> <span class="pc">{e(detail)}</span>'
+    return f'<span class="st-{state.state}" title="{e(state.reason)}">{word}</span>'
+
+
+def notes_html(states: Sequence[FileState], sizes: dict[str, int] | None = None, *, query: str = "",
+               limit: int = 500, lang: str = "en", extensions: Sequence[str] = (".md", ".txt")) -> str:
+    """Every note as a folder tree: its state (indexed with passages and when, pending, skipped or
+    failed with the reason), filtered to paths that contain ``query`` (case-insensitive).
+
+    Folders are header rows indented by depth, shown only when a note under them is listed;
+    a skipped or failed note's reason is written under its name, a pending one's in a tooltip."""
+    if not states:
         return f'<div class="notes-empty">{e(t(lang, "notes_empty", types=_types(extensions)))}</div>'
-    rows = []
-    for note in notes[:limit]:
-        if note.indexed is None:
-            state = ""
-        elif note.indexed:
-            state = f'<span class="ok" title="{e(t(lang, "indexed_title"))}">{e(t(lang, "indexed"))}</span>'
-        else:
-            state = f'<span class="todo" title="{e(t(lang, "not_indexed_title"))}">{e(t(lang, "not_indexed"))}</span>'
-        rows.append(f"<tr><td class='nm'>{e(note.source)}</td><td class='sz'>{human_size(note.size)}</td>"
-                    f"<td class='md'>{e(_when(note.modified, lang))}</td><td class='ix'>{state}</td></tr>")
-    more = f"<div class='notes-more'>{e(t(lang, 'notes_more', n=len(notes) - limit))}</div>" if len(notes) > limit else ""
-    count = t(lang, "notes_count_1") if len(notes) == 1 else t(lang, "notes_count", n=len(notes))
-    return (f"<div class='notes-count'>{e(count)}</div>"
-            f"<table class='notes'><tbody>{''.join(rows)}</tbody></table>{more}")
+    sizes = sizes or {}
+    query = (query or "").strip()
+    shown = sorted((s for s in states if not query or _note_matches(s.source, query)),
+                   key=lambda s: _tree_order(s.source))
+    rows: list[str] = []
+    opened: tuple[str, ...] = ()
+    for state in shown[:limit]:
+        folders = tuple(state.source.split("/")[:-1])
+        common = 0
+        while common < min(len(opened), len(folders)) and opened[common] == folders[common]:
+            common += 1
+        for depth in range(common, len(folders)):
+            rows.append(f"<tr class='dir'><td class='nm' colspan='3' style='padding-left:{4 + 14 * depth}px'>"
+                        f"<span class='fd'>▸</span> {e(folders[depth])}/</td></tr>")
+        opened = folders
+        reason = ""
+        if state.state in ("skipped", "failed") and state.reason:
+            reason = f"<div class='why'>{e(_clip(state.reason, 200))}</div>"
+        size = human_size(sizes[state.source]) if state.source in sizes else ""
+        rows.append(f"<tr class='note {state.state}' data-source='{e(state.source)}'>"
+                    f"<td class='nm' style='padding-left:{4 + 14 * len(folders)}px'>"
+                    f"{e(state.source.rsplit('/', 1)[-1])}{reason}</td>"
+                    f"<td class='sz'>{size}</td><td class='ix'>{_state_cell(state, lang)}</td></tr>")
+    counts = {k: sum(s.state == k for s in states) for k in ("indexed", "pending", "skipped", "failed")}
+    total = t(lang, "notes_count_1") if len(states) == 1 else t(lang, "notes_count", n=len(states))
+    parts = [t(lang, f"count_{k}", n=n) for k, n in counts.items() if n]
+    head = f"<div class='notes-count'>{e(t(lang, 'notes_summary', count=total, states=' · '.join(parts)))}</div>"
+    if query:
+        match = t(lang, "notes_match", n=len(shown), query=query)
+        head += f"<div class='notes-count' id='notes-match'>{e(match)}</div>"
+    more = ""
+    if len(shown) > limit:
+        more = f"<div class='notes-more'>{e(t(lang, 'notes_more', n=len(shown) - limit))}</div>"
+    return f"{head}<table class='notes'><tbody>{''.join(rows)}</tbody></table>{more}"
 
 
 def reindex_html(status: ReindexStatus | None, *, message: str | None = None, lang: str = "en") -> str:

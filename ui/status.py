@@ -41,6 +41,7 @@ class StatusView:
     notes_list: gr.HTML
     note_pick: gr.Dropdown
     sig: gr.State
+    cancel: gr.Button
 
 
 class StatusService:
@@ -138,22 +139,26 @@ class StatusService:
             "last_reindex_error": job.last_error,
         }
 
-    def signature(self, lang: str) -> str:
+    def signature(self, lang: str, query: str = "") -> str:
         """Changes whenever anything the poll shows would change."""
         job = self.reindexer.status()
         health = self._health[1]
-        return repr((lang, IndexStore(self.settings.index_dir).current_version(), job.running, job.progress_text,
+        return repr((lang, query, IndexStore(self.settings.index_dir).current_version(), job.running, job.progress_text,
                      job.runs, len(job.notices),
                      tuple((n.source, n.size, n.modified, n.indexed) for n in self.notes.notes()),
                      self.engines.ready is None, None if health is None else (health.ok, health.detail),
                      self.fresh_notice(job) is not None))
 
-    def poll(self, last_sig: str, request: gr.Request | None = None):
-        """Timer tick: new status, progress and notes list, or nothing when nothing changed."""
+    def poll(self, last_sig: str, query: str = "", request: gr.Request | None = None):
+        """Timer tick: new status, progress, Cancel button and notes list (filtered by the search
+        box's ``query``), or nothing when nothing changed."""
         v, lang = self.view, lang_of(request)
-        sig = self.signature(lang)
+        sig = self.signature(lang, query)
         if sig == last_sig:
             return gr.skip()
-        return {v.status: self.status_html(lang), v.reindex: render.reindex_html(self.reindexer.status(), lang=lang),
-                v.notes_list: self.notes.notes_html(lang), v.note_pick: gr.Dropdown(choices=self.notes.choices()),
+        job = self.reindexer.status()
+        return {v.status: self.status_html(lang), v.reindex: render.reindex_html(job, lang=lang),
+                v.cancel: gr.Button(visible=job.running),
+                v.notes_list: self.notes.notes_html(lang, query),
+                v.note_pick: gr.Dropdown(choices=self.notes.choices()),
                 v.sig: sig}
