@@ -91,13 +91,13 @@ def file_states(settings: Settings) -> list[FileState]:
             states[source] = FileState(source, _skip_state(skipped[source]), reason=skipped[source])
         else:
             why = "changed since the index was built" if entry is not None or source in skipped else "new"
-            states[source] = FileState(source, "pending", reason=f"{why}: the next `rag index` takes it")
+            states[source] = FileState(source, "pending", reason=f"{why}: the next index build takes it")
     for item in found.skipped:
         states[item.source] = FileState(item.source, _skip_state(item.reason), reason=item.reason)
     for source, entry in files.items():
         if source not in states:
             states[source] = FileState(source, "pending", entry.chunks, entry.indexed_at or built_at,
-                                       "deleted: the next `rag index` drops its passages")
+                                       "deleted: the next index build drops its passages")
     return [states[s] for s in sorted(states)]
 
 

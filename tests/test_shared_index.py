@@ -113,7 +113,8 @@ def test_a_build_on_a_new_replica_embeds_only_what_changed_since_the_shared_vers
     write_notes(b.corpus_dir, ADDED)
     counting = CountingEmbedder(embedder)
     report = build_index(b, counting)  # B has never built: it starts from the version in Milvus
-    assert report.chunks_embedded == 1 and len(counting.passages) == 1
+    # The new passage and its one sentence (an answer unit): the shared version's units came along.
+    assert report.chunks_embedded == 1 and report.units_embedded == 1 and len(counting.passages) == 2
     assert Retriever(a, embedder).retrieve(NEW_QUESTION).hits[0].source == "投机.md"
 
 
