@@ -119,6 +119,18 @@ def test_ask_with_a_malformed_request_answers_with_the_error_not_a_server_traceb
     assert client.predict("What is BM25?", api_name="/ask")["sources"]  # and the server goes on answering
 
 
+def test_ask_with_a_scope_answers_only_from_the_notes_inside_it(client):
+    from gradio_client.exceptions import AppError
+
+    result = client.predict("What does it rank by, and what are its drawbacks?", None, {"in": ["lora.md"]},
+                            api_name="/ask")
+    assert result["sources"] and {s["source"] for s in result["sources"]} == {"lora.md"}
+    with pytest.raises(AppError, match="no note matches the scope"):
+        client.predict("What is BM25?", None, {"tags": ["nothing"]}, api_name="/ask")
+    with pytest.raises(AppError, match="not a date"):
+        client.predict("What is BM25?", None, {"since": "soon"}, api_name="/ask")
+
+
 def test_status_names_the_index_and_that_answers_are_extractive(client):
     status = client.predict(api_name="/status")
     assert status["index"]["files"] == 3 and status["index"]["chunks"] >= 3

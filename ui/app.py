@@ -91,8 +91,8 @@ class NotesChatApp:
         if self.engines.ready is None:
             self.engines.get()
 
-    def ask(self, question: str, history: list[dict] | None = None) -> dict:
-        return self.chat.ask(question, history)
+    def ask(self, question: str, history: list[dict] | None = None, scope: dict | None = None) -> dict:
+        return self.chat.ask(question, history, scope)
 
     def status_dict(self) -> dict:
         return self.status.status_dict()
@@ -225,12 +225,14 @@ def build_page(app: NotesChatApp) -> gr.Blocks:
         demo.unload(app.chat.forget_session)
 
         # The API: `Client(url).predict("question", api_name="/ask")` -> answer and sources.
-        def ask(question: str, history: list[dict] | None = None) -> dict:
-            """Answer a question from the notes. history: earlier turns as [{role, content}].
+        def ask(question: str, history: list[dict] | None = None, scope: dict | None = None) -> dict:
+            """Answer a question from the notes. history: earlier turns as [{role, content}];
+            scope: only some notes, {"in": [folder or note, ...], "tags": [...], "since":
+            "YYYY-MM-DD", "until": "YYYY-MM-DD"} (any of them).
 
             Returns {text, mode, backend, notice, cited, sources: [{n, label, source, heading,
             line_start, line_end, text, score}], ...}."""
-            return app.chat.ask(question, history)
+            return app.chat.ask(question, history, scope)
 
         def index_status() -> dict:
             """The index (files, passages, when built, embedder) and the active LLM backend."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from rag.batch import parse_request
+from rag.batch import parse_request, request_scope
 from rag.chat import DoneEvent, QuestionError, SourcesEvent, TokenEvent
 from rag.errors import InputError
 from rag.conversation import Message, followup_context, is_followup
@@ -291,8 +291,9 @@ class ChatController:
             yield say(render.escape_markdown(t(lang, "went_wrong", detail=f"{type(exc).__name__}: {exc}")))
 
     # --- the API ---------------------------------------------------------------------------------
-    def ask(self, question: str, history: list[dict] | None = None) -> dict:
-        """One complete answer with its sources, as JSON."""
+    def ask(self, question: str, history: list[dict] | None = None, scope: dict | None = None) -> dict:
+        """One complete answer with its sources, as JSON; ``scope`` limits it to notes
+        ({"in": folders or notes, "tags": [...], "since": "YYYY-MM-DD", "until": ...})."""
         engine, error = self.engines.get()
         if engine is None:
             raise gr.Error(error or t("en", "cannot_search"), print_exception=False)
@@ -300,7 +301,9 @@ class ChatController:
             # A client may send anything: a number for the question, a string for the history.
             # (A blank question is the engine's to refuse, in the words the page uses.)
             request = parse_request("-" if isinstance(question, str) else question, history or [])
-            answer = engine.ask(question, request.history)
+            if scope is not None and not isinstance(scope, dict):
+                raise InputError('"scope" must be an object with "in", "tags", "since" or "until"')
+            answer = engine.ask(question, request.history, scope=request_scope(scope or {}))
         except (QuestionError, InputError, ValueError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         return answer.to_dict()
