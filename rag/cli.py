@@ -46,21 +46,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
-def _progress(stage: str, done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        end = "\n" if done >= total else ""
-        print(f"\r{stage}: {done}/{total}", end=end, file=sys.stderr, flush=True)
-    elif done >= total or done == 0:
-        print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
-
-
 # --- index & retrieval commands ----------------------------------------------------
 @command("index")
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from .indexing import build_index
+    from .progress import ProgressLines
 
     try:
-        report = build_index(settings, progress=_progress, full=args.full)
+        # On a terminal one line rewritten in place; in a log a line every 10% or 30 s.
+        report = build_index(settings, progress=ProgressLines(sys.stderr), full=args.full)
     except KeyboardInterrupt:
         print("\ninterrupted: the index being built is never served; the next `rag index` cleans it up",
               file=sys.stderr)
