@@ -162,13 +162,17 @@ def convert(out: Path, variant: str = "int8", bundle_path: Path | None = None) -
 
             build_onnx(bundle, tmp / "float.onnx")
             # Per-channel int8 weights; activations quantised per batch at run time. The word
-            # embeddings stay float (a per-tensor int8 table loses the rare pieces' detail).
+            # embeddings stay float16 (a per-tensor int8 table loses the rare pieces' detail).
             keep_float = [f"l{i}_fo" for i in range(bundle["NL"])] if variant == "int8-fo32" else []
-            quantize_dynamic(str(tmp / "float.onnx"), str(tmp / "model.onnx"), weight_type=QuantType.QInt8,
-                             per_channel=True, op_types_to_quantize=["MatMul", "Attention"],
-                             nodes_to_exclude=keep_float,
-                             extra_options={"DefaultTensorType": TensorProto.FLOAT, "MatMulConstBOnly": True})
-            logging.getLogger().removeFilter(quiet)
+            quiet = _QuietQuantizer()
+            logging.getLogger().addFilter(quiet)  # it logs advice and every tensor to the root logger
+            try:
+                quantize_dynamic(str(tmp / "float.onnx"), str(tmp / "model.onnx"), weight_type=QuantType.QInt8,
+                                 per_channel=True, op_types_to_quantize=["MatMul", "Attention"],
+                                 nodes_to_exclude=keep_float,
+                                 extra_options={"DefaultTensorType": TensorProto.FLOAT, "MatMulConstBOnly": True})
+            finally:
+                logging.getLogger().removeFilter(quiet)
             (tmp / "float.onnx").unlink()
         (tmp / "meta.json").write_text(json.dumps({
             "identity": identity_for(variant), "variant": variant, "hidden": bundle["H"],

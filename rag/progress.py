@@ -84,8 +84,10 @@ class ProgressLines:
             print(f"\r{self.meter.text(unit)}\033[K", end=end, file=self.stream, flush=True)
             return
         now = self._clock()
-        step = max(1, int(total * self.every_fraction))
-        if (new_stage or done >= total or done - self._last_done >= step or now - self._last_t >= self.every_s):
+        # a line each time another tenth is passed (the first call past each 10% mark)
+        crossed = int(done / max(total, 1) / self.every_fraction) > int(max(self._last_done, 0) / max(total, 1)
+                                                                         / self.every_fraction)
+        if new_stage or done >= total or crossed or now - self._last_t >= self.every_s:
             if done == self._last_done and not new_stage:
                 return
             print(self.meter.text(unit), file=self.stream, flush=True)
