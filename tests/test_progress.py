@@ -71,3 +71,13 @@ def test_rag_index_prints_progress_lines_into_a_log(tmp_path):
     middle = [line for line in embedding if re.search(r"passages/s, about .+ left$", line)]
     assert len(middle) >= 7, embedding
     assert embedding[-1].startswith("embedding passages: 300/300 (100%)")
+
+
+def test_the_web_ui_reindex_status_shows_the_rate_and_time_left():
+    from rag.notes import ReindexStatus
+
+    status = ReindexStatus(True, "embedding passages", 200, 1000, "a note changed", 0.0, None, None, None, 0, False,
+                           (), "embedding passages: 200/1,000 (20%), 20.0 passages/s, about 40 s left")
+    assert status.progress_text.endswith("about 40 s left")
+    plain = ReindexStatus(True, "embedding passages", 0, 1000, "a note changed", 0.0, None, None, None, 0, False)
+    assert plain.progress_text == "embedding passages: 0/1000"
