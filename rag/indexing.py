@@ -12,6 +12,7 @@ import numpy as np
 from .bm25 import BM25Index, tokenize
 from .chunking import CHUNKER_VERSION, Chunk, chunk_document
 from .embeddings import Embedder, embedder_identity, make_embedder
+from .hubness import update_neighbours
 from .ingest import Document, IngestError, Skipped, discover_notes, file_hash, load_document
 from .sections import boilerplate_mask
 from .settings import Settings
@@ -35,6 +36,7 @@ CLUTTER_WARN_SHARE = 0.2
 MAX_METADATA_BYTES = 1 << 20
 
 Progress = Callable[[str, int, int], None]
+TITLE_BATCH = 256  # titles per embedding call (short texts; one progress step each)
 
 
 @dataclass
@@ -214,6 +216,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
     chunks: list[Chunk] = []
     tokens: list[list[str]] = []
     vector_rows: list[tuple[np.ndarray, np.ndarray] | None] = []  # (passage, title) vectors
+    source_pos: list[int] = []  # the old version's position of a reused vector row, or -1
     files: dict[str, FileEntry] = {}
     skipped_hashes: dict[str, str] = {}
     warnings: list[str] = []
@@ -226,6 +229,7 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
                 chunks.append(old.chunks[i])
                 tokens.append(old.tokens[i])
                 vector_rows.append((old.vectors[i], old.title_vectors[i]))
+                source_pos.append(i)
             files[source] = previous if previous.date else replace(previous, **_metadata(path))
             continue
         try:
@@ -257,9 +261,11 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
             if old is not None and j is not None:
                 tokens.append(old.tokens[j])
                 vector_rows.append((old.vectors[j], old.title_vectors[j]))
+                source_pos.append(j)
             else:
                 tokens.append(tokenize(chunk.embedding_text()))
                 vector_rows.append(None)
+                source_pos.append(-1)
         files[source] = FileEntry(digest, len(doc_chunks), doc.encoding, indexed_at=time.time(),
                                   **_metadata(path, doc.text))
     progress("reading notes", len(raw_hashes), len(raw_hashes))
@@ -270,18 +276,35 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
     for i, v in enumerate(vector_rows):
         if v is not None:
             vectors[i], title_vectors[i] = v
+    # Titles first, each once (short texts, one call); then the passages longest first, so
+    # each batch holds passages of about one length (little padding embedded) and the time
+    # left, estimated from the passages done, errs long rather than short.
+    titles = sorted({chunks[i].title() for i in missing})
+    title_rows: dict[str, np.ndarray] = {}
+    for start in range(0, len(titles), TITLE_BATCH):
+        progress("embedding titles", start, len(titles))
+        part = titles[start : start + TITLE_BATCH]
+        title_rows.update(zip(part, embedder.embed_queries(part)))
+    for i in missing:
+        title_vectors[i] = title_rows[chunks[i].title()]
+    texts = {i: chunks[i].embedding_text() for i in missing}
+    order = sorted(missing, key=lambda i: -len(texts[i]))
     batch = max(1, settings.embedding_batch_size)
-    for start in range(0, len(missing), batch):
-        progress("embedding passages", start, len(missing))
-        ids = missing[start : start + batch]
-        vectors[ids] = embedder.embed_passages([chunks[i].embedding_text() for i in ids])
-        titles = sorted({chunks[i].title() for i in ids})
-        title_rows = dict(zip(titles, embedder.embed_queries(titles)))
-        title_vectors[ids] = np.stack([title_rows[chunks[i].title()] for i in ids])
+    for start in range(0, len(order), batch):
+        progress("embedding passages", start, len(order))
+        ids = order[start : start + batch]
+        vectors[ids] = embedder.embed_passages([texts[i] for i in ids])
     progress("embedding passages", len(missing), len(missing))
     units, units_embedded = None, 0
     if settings.unit_vectors:
         units, units_embedded = build_unit_vectors(chunks, embedder, old.units if old else None, batch, progress)
+
+    # Hub scores (rag/hubness.py), stored with the version: only new passages are compared
+    # with all; kept ones reuse their neighbours from the old version.
+    hub_sims, hub_ids, computed = update_neighbours(
+        vectors, np.array(source_pos, dtype=np.int64), old.hub_sims if old else None, old.hub_ids if old else None,
+        progress=lambda done, total: progress("hub scores", done, total))
+    log.info("hub neighbours: %d of %d passages computed against all", computed, len(chunks))
 
     _warn_boilerplate(chunks)
     progress("writing index", 0, 1)
@@ -300,7 +323,8 @@ def _build_locked(settings: Settings, store: IndexStore, embedder: Embedder | No
         skipped={s.source: s.reason for s in skipped + found.skipped},
         skipped_hashes=skipped_hashes,
     )
-    version = store.write(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense, units)
+    version = store.write(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense,
+                          units=units, hubs=(hub_sims, hub_ids))
     store.prune(settings.keep_old_versions, damaged=damaged)
     progress("writing index", 1, 1)
     removed = len(set(old_files) - set(files)) if old else 0

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Iterable, Sequence
 
 from .errors import InputError
+from .progress import ProgressMeter
 from .ingest import Document, IngestError, decode, discover, file_hash
 from .loaders import loader_for, page_lines, page_span
 from .settings import Settings
@@ -569,11 +570,14 @@ class ReindexStatus:
     runs: int  # completed runs (successful or not): a cheap "something changed" counter
     pending: bool  # another run is queued behind the current one
     notices: tuple[tuple[float, str], ...] = ()  # recent (time, message), newest last
+    detail: str = ""  # the stage with its rate and time left (rag/progress.py), once known
 
     @property
     def progress_text(self) -> str:
         if not self.running:
             return ""
+        if self.detail:
+            return self.detail
         if self.total:
             return f"{self.stage}: {self.done}/{self.total}"
         return self.stage or "starting"
@@ -600,6 +604,7 @@ class Reindexer:
         self._closed = False
         self._running = False
         self._stage, self._done, self._total = "", 0, 0
+        self._meter = ProgressMeter()  # rate and time left of the running stage
         self._reason = ""
         self._started_at: float | None = None
         self._finished_at: float | None = None
@@ -643,7 +648,9 @@ class Reindexer:
         with self._lock:
             return ReindexStatus(self._running, self._stage, self._done, self._total, self._reason,
                                  self._started_at, self._finished_at, self._last_summary, self._last_error,
-                                 self._runs, self._pending is not None, tuple(self._notices))
+                                 self._runs, self._pending is not None, tuple(self._notices),
+                                 self._meter.text(" passages/s" if "passage" in self._stage else "/s")
+                                 if self._running and self._meter.stage == self._stage and self._total else "")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no build runs or is queued; False on timeout."""
@@ -677,6 +684,7 @@ class Reindexer:
     def _progress(self, stage: str, done: int, total: int) -> None:
         with self._lock:
             self._stage, self._done, self._total = stage, done, total
+            self._meter.update(stage, done, total)
             # ("writing index", 1, 1) comes once the new version is current: too late to stop.
             if self._cancel_reason is not None and not (stage == "writing index" and done >= total):
                 raise BuildCancelled(self._cancel_reason)

@@ -27,8 +27,10 @@ class CrossEncoderReranker:
     def __init__(self, model: str) -> None:
         try:
             from sentence_transformers import CrossEncoder
-        except ImportError as exc:  # pragma: no cover - sentence-transformers is a dependency
-            raise RuntimeError("reranking needs sentence-transformers: pip install sentence-transformers") from exc
+        except ImportError as exc:  # sentence-transformers (torch) is the [st] extra
+            from .embeddings import ST_INSTALL
+
+            raise RuntimeError(f"reranking needs sentence-transformers: {ST_INSTALL}") from exc
         self._model = CrossEncoder(model, device="cpu")
 
     def rerank(self, question: str, passages: Sequence[str]) -> list[int]:

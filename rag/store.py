@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 FORMAT = 2
 COMPLETE_MARKER = "COMPLETE"
 MANIFEST = "manifest.json"
+# Optional (versions written before issue 16 lack them; their hub scores are computed at load).
+HUB_SIMS, HUB_IDS = "hub_sims.npy", "hub_ids.npy"
 DENSE = "dense"
 TITLE_DENSE = "title_dense"
 _HASH_BLOCK = 1 << 20
@@ -160,6 +162,10 @@ class LoadedIndex:
     # Vectors of the passages' answer units (rag/unit_vectors.py); None for a version built
     # without them.
     units: UnitVectors | None = None
+    # Each passage's nearest other passages (similarities best first, positions), computed at
+    # build time for the hub correction (rag/hubness.py); None in versions built before that.
+    hub_sims: np.ndarray | None = None
+    hub_ids: np.ndarray | None = None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -338,8 +344,14 @@ class IndexStore:
                                version)
         for index in (dense, title_dense):
             index.set_search_effort(ef_search)
+        hub_sims = hub_ids = None
+        if (folder / HUB_SIMS).is_file() and (folder / HUB_IDS).is_file():
+            hub_sims, hub_ids = np.load(folder / HUB_SIMS), np.load(folder / HUB_IDS)
+            if not (len(hub_sims) == len(hub_ids) == n):
+                raise IndexDamaged(f"index version {version} is damaged: its hub scores disagree on the number of "
+                                   "passages", version)
         return LoadedIndex(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense,
-                           UnitVectors.load(folder))
+                           UnitVectors.load(folder), hub_sims, hub_ids)
 
     def _candidates(self) -> tuple[list[str], list[str]]:
         """Finished versions in the order to try them (the current one first, then the newest),
@@ -429,8 +441,12 @@ class IndexStore:
 
     def write(self, manifest: Manifest, chunks: list[Chunk], tokens: list[list[str]], vectors: np.ndarray,
               dense: VectorIndex, bm25: BM25Index, title_vectors: np.ndarray, title_dense: VectorIndex,
-              units: UnitVectors | None = None) -> str:
-        """Write a complete new version and make it current. Call with the lock held."""
+              units: UnitVectors | None = None, hubs: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+        """Write a complete new version and make it current. Call with the lock held.
+
+        ``units``: the answer units' vectors (rag/unit_vectors.py); ``hubs``: each passage's
+        nearest neighbours (similarities, positions) for the hub correction, stored beside the
+        vectors (rag/hubness.py)."""
         if self.versions.exists() and not self.versions.is_dir():
             self.versions.unlink()  # something else squats the name; the index owns this folder
         self.versions.mkdir(parents=True, exist_ok=True)
@@ -442,9 +458,12 @@ class IndexStore:
             row["tokens"] = toks
             lines.append(json.dumps(row, ensure_ascii=False))
         _write_file(folder / "chunks.jsonl", ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        for name, array in (("vectors.npy", vectors), ("title_vectors.npy", title_vectors)):
+        arrays = [("vectors.npy", vectors, np.float32), ("title_vectors.npy", title_vectors, np.float32)]
+        if hubs is not None:
+            arrays += [(HUB_SIMS, hubs[0], np.float32), (HUB_IDS, hubs[1], np.int32)]
+        for name, array, dtype in arrays:
             with open(folder / name, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+                np.save(fh, np.ascontiguousarray(array, dtype=dtype))
                 fh.flush()
                 os.fsync(fh.fileno())
         dense.save(folder, DENSE)

