@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.chunking import chunk_document  # noqa: E402
-from rag.ingest import discover, load_document  # noqa: E402
+from rag.ingest import discover  # noqa: E402
+from rag.loaders import load_document  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 TOP_K = 5

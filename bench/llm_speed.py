@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.chunking import chunk_document  # noqa: E402
-from rag.ingest import discover, load_document  # noqa: E402
+from rag.ingest import discover  # noqa: E402
+from rag.loaders import load_document  # noqa: E402
 from rag.llm import ChatModel, PromptMessage, make_llamacpp  # noqa: E402
 from rag.llm.openai_backend import OpenAIChatModel  # noqa: E402
 from rag.prompting import build_answer_prompt, number_sources  # noqa: E402

@@ -363,7 +363,7 @@ def round_trip(notes: Path, chromium: str, folder: Path) -> None:
     """Print each sample note's text to PDF and read it back: how many of its lines come back whole."""
     import pypdfium2
 
-    from rag.ingest import load_document
+    from rag.loaders import load_document
 
     def raw_lines(data: bytes) -> list[str]:
         pdf = pypdfium2.PdfDocument(data)

@@ -29,7 +29,7 @@ from typing import Sequence
 import httpx
 import numpy as np
 
-from .embeddings import Prompts, _normalise, known_prompts
+from .embed_prompts import Prompts, known_prompts, normalise
 from .errors import EXIT_SERVICE, EXIT_USAGE, RagError
 from .settings import Settings
 
@@ -134,7 +134,7 @@ class ServerEmbedder:
                 self._dim = vectors.shape[1]
         if vectors.shape[1] != self._dim:
             raise self._wrong_size(vectors.shape[1])
-        return _normalise(vectors)
+        return normalise(vectors)
 
     def _wrong_size(self, got: int) -> RagError:
         return RagError(

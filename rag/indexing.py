@@ -13,7 +13,8 @@ from .bm25 import BM25Index, tokenize
 from .chunking import CHUNKER_VERSION, Chunk, chunk_document
 from .embeddings import Embedder, embedder_identity, make_embedder
 from .hubness import update_neighbours
-from .ingest import Document, IngestError, Skipped, discover_notes, file_hash, load_document
+from .ingest import Document, IngestError, Skipped, discover_notes, file_hash
+from .loaders import load_document
 from .sections import boilerplate_mask
 from .settings import Settings
 from .scope import note_metadata

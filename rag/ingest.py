@@ -287,17 +287,6 @@ def _looks_like_text(text: str) -> bool:
     return control / len(text) < 0.01
 
 
-def load_document(path: Path, source: str, max_bytes: int) -> Document:
-    """The note at ``path`` as lines, read by the loader its suffix names (rag/loaders)."""
-    from .loaders import loader_for  # the loaders build on this module's decoding and cleaning
-
-    loader = loader_for(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise IngestError(f"file is {size} bytes, over the {max_bytes}-byte limit")
-    return loader.load(path, source)
-
-
 # --- clutter ---------------------------------------------------------------------
 # Blog-platform chrome that scraped notes drag along: like/favourite/comment buttons,
 # "related articles" lists, tip jars, view counters.

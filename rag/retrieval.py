@@ -11,7 +11,8 @@ import numpy as np
 
 from .bm25 import STOPWORDS, tokenize
 from .chunking import Chunk, top_sections
-from .ingest import IngestError, load_document
+from .ingest import IngestError
+from .loaders import load_document
 from .conversation import Message, followup_context, is_followup
 from .embeddings import Embedder, make_embedder
 from .errors import IndexUnavailable

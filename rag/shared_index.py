@@ -245,7 +245,7 @@ class SharedIndex:
     @contextmanager
     def build_lock(self) -> Iterator[None]:
         """Hold the shared build lock for the block; IndexLocked when another replica builds."""
-        from .store import IndexLocked
+        from .errors import IndexLocked
 
         lease = collection_name(self.prefix, f"lease_{uuid.uuid4().hex[:12]}", "lock")
         holder = f"{socket.gethostname()} pid {os.getpid()}"

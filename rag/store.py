@@ -43,7 +43,7 @@ from filelock import FileLock, Timeout
 
 from .bm25 import BM25Index
 from .chunking import Chunk
-from .errors import IndexBusy, IndexUnavailable, RagError
+from .errors import IndexLocked, IndexUnavailable, RagError
 from .shared_index import make_shared_index
 from .unit_vectors import UnitVectors
 from .vectors import (VectorIndex, VectorStoreUnavailable, check_vectors, discard_vectors, load_vector_index,
@@ -68,10 +68,6 @@ _HASH_BLOCK = 1 << 20
 # A fetch from the shared index older than this was left by a process that died: removed.
 STALE_FETCH_S = 3600
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class IndexLocked(IndexBusy, RuntimeError):
-    pass
 
 
 class IndexNotFound(IndexUnavailable, FileNotFoundError):

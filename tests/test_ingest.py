@@ -8,7 +8,8 @@ import pytest
 
 from rag.chunking import chunk_document
 from rag.indexing import build_index
-from rag.ingest import IngestError, decode, discover, load_document
+from rag.ingest import IngestError, decode, discover
+from rag.loaders import load_document
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.store import IndexStore

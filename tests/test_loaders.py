@@ -20,7 +20,8 @@ import pypdfium2
 import pytest
 
 from rag.chunking import chunk_document
-from rag.ingest import Document, IngestError, load_document
+from rag.ingest import Document, IngestError
+from rag.loaders import load_document
 from rag.loaders import (MissingDependency, loader_for, page_lines, page_span, register, registered_suffixes,
                          unregister)
 from rag.loaders.html import HtmlLoader

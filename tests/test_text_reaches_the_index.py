@@ -8,7 +8,8 @@ import os
 import pytest
 
 from rag.indexing import CLUTTER_WARN_SHARE, build_index
-from rag.ingest import IngestError, clean_lines, decode, discover, discover_notes, load_document
+from rag.ingest import IngestError, clean_lines, decode, discover, discover_notes
+from rag.loaders import load_document
 from rag.notes import NoteError, delete_note, list_notes, note_path, read_note_lines
 from rag.retrieval import Retriever
 from rag.store import IndexStore

@@ -11,13 +11,13 @@ the package to install; the other formats keep working.
 """
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Callable
 
-from ..ingest import IngestError
+from ..ingest import Document, IngestError
 from .base import Loader, MissingDependency, PageSpan, page_lines, page_span
 
-__all__ = ["Loader", "MissingDependency", "PageSpan", "loader_for", "page_lines", "page_span",
+__all__ = ["Loader", "MissingDependency", "PageSpan", "load_document", "loader_for", "page_lines", "page_span",
            "register", "registered_suffixes", "unregister"]
 
 _FACTORIES: dict[str, Callable[[], Loader]] = {}
@@ -74,3 +74,12 @@ def _html() -> Loader:
 register((".md", ".markdown", ".txt"), _text)
 register((".pdf",), _pdf)
 register((".html", ".htm"), _html)
+
+
+def load_document(path: Path, source: str, max_bytes: int) -> Document:
+    """The note at ``path`` as lines, read by the loader its suffix names (rag/loaders)."""
+    loader = loader_for(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise IngestError(f"file is {size} bytes, over the {max_bytes}-byte limit")
+    return loader.load(path, source)
