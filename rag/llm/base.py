@@ -86,6 +86,8 @@ def with_deadlines(deltas: Iterator[str], *, first_token_s: float, total_s: floa
                 return
             if kind == "error":
                 raise value
+            if cancel is not None and cancel.is_set():
+                return  # deltas read ahead after a cancel are never shown
             first = False
             yield value
     finally:
