@@ -13,7 +13,6 @@ Per set: the share of a note's top-level sections whose heading the answer shows
 """
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.corpus_sets import main_over_sets  # noqa: E402
 from rag.chat import ChatEngine  # noqa: E402
 from rag.ingest import discover_notes  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
@@ -80,17 +80,15 @@ def run_set(corpus: Path, index: Path) -> dict:
             "modes": {m: modes.count(m) for m in set(modes)}}
 
 
+HEADER = ["notes", "questions", "top-level sections shown", "cites only that note", "longest answer", "modes"]
+
+
+def row(corpus: str, r: dict) -> list[str]:
+    return [corpus, str(r["n"]), f"{r['share']:.3f}", f"{r['alone']}/{r['n']}", str(r["max_len"]), str(r["modes"])]
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--set", nargs=2, action="append", metavar=("CORPUS", "INDEX"), required=True)
-    args = ap.parse_args()
-    print("| notes | questions | top-level sections shown | cites only that note | longest answer | modes |")
-    print("|---|---|---|---|---|---|")
-    for corpus, index in args.set:
-        r = run_set(Path(corpus), Path(index))
-        print(f"| {corpus} | {r['n']} | {r['share']:.3f} | {r['alone']}/{r['n']} | {r['max_len']} | {r['modes']} |",
-              flush=True)
-    return 0
+    return main_over_sets(__doc__, HEADER, run_set, row)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ how often a note is listed twice (must be 0), the answer mode, and the time per 
 """
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import sys
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.bm25 import tokenize  # noqa: E402
+from bench.corpus_sets import main_over_sets  # noqa: E402
 from rag.chat import ChatEngine  # noqa: E402
 from rag.ingest import discover_notes  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
@@ -92,17 +92,16 @@ def run_set(corpus: Path, index: Path) -> dict:
             "modes": dict(modes), "p50_ms": 1000 * statistics.median(times), "n": len(recalls)}
 
 
+HEADER = ["notes", "questions", "recall of gold notes in first 10", "precision", "listed twice", "modes", "p50 ms"]
+
+
+def row(corpus: str, r: dict) -> list[str]:
+    return [corpus, str(r["n"]), f"{r['recall']:.3f}", f"{r['precision']:.3f}", str(r["twice"]), str(r["modes"]),
+            f"{r['p50_ms']:.0f}"]
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--set", nargs=2, action="append", metavar=("CORPUS", "INDEX"), required=True)
-    args = ap.parse_args()
-    print("| notes | questions | recall of gold notes in first 10 | precision | listed twice | modes | p50 ms |")
-    print("|---|---|---|---|---|---|---|")
-    for corpus, index in args.set:
-        r = run_set(Path(corpus), Path(index))
-        print(f"| {corpus} | {r['n']} | {r['recall']:.3f} | {r['precision']:.3f} | {r['twice']} | {r['modes']} | "
-              f"{r['p50_ms']:.0f} |", flush=True)
-    return 0
+    return main_over_sets(__doc__, HEADER, run_set, row)
 
 
 if __name__ == "__main__":
