@@ -714,8 +714,8 @@ def test_the_scope_picker_offers_each_folder_and_note_as_a_tree_and_every_tag(sc
         "cooking.txt", "ml/", "ml/bm25.md", "工作/", "工作/meeting.md", "工作/rag/", "工作/rag/chunking.md",
         "工作/rag/retrieval.md"]
     labels = dict((value, label) for label, value in folders)
-    assert labels["工作/"] == "工作/" and labels["工作/rag/"] == "\u00a0" * 3 + "工作/rag/"
-    assert labels["工作/rag/retrieval.md"] == "\u00a0" * 6 + "工作/rag/retrieval.md"
+    assert labels["工作/"] == "工作/" and labels["工作/rag/"] == " " * 4 + "工作/rag/"
+    assert labels["工作/rag/retrieval.md"] == " " * 8 + "工作/rag/retrieval.md"
     assert tags == [("#rag", "rag"), ("#search", "search")]
 
 

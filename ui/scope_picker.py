@@ -23,7 +23,9 @@ from .i18n import error_text, lang_of
 
 __all__ = ["ScopePicker", "ScopeView", "folder_choices", "picker_scope", "tag_choices"]
 
-INDENT = "\u00a0\u00a0\u00a0"  # one level of the folder tree (no-break spaces: HTML keeps them)
+# One level of the folder tree: plain spaces, kept in the open list (CSS ``white-space: pre``) and
+# dropped at the start of a chosen entry's chip, which shows the path alone.
+INDENT = "    "
 OFFERED_STATES = ("indexed", "pending")  # notes a question can find now, or after the running build
 
 
@@ -103,17 +105,18 @@ class ScopePicker:
         """The picker's components, made inside the page's Blocks."""
         folders, tags = self.choices()
         with gr.Accordion(i18n("scope_title"), open=False, elem_id="scope"):
+            # Folders and notes on a row of their own (whole paths), then tags, the dates and Clear.
+            # Custom values are allowed: a chosen note deleted meanwhile then reads as "no note
+            # matches", not as Gradio's "not in the list of choices" error.
+            within = gr.Dropdown(choices=folders, value=[], multiselect=True, allow_custom_value=True,
+                                 label=i18n("scope_folders"), elem_id="scope-in")
             with gr.Row(equal_height=False, elem_id="scope-row"):
-                # Custom values are allowed: a chosen note deleted meanwhile then reads as "no note
-                # matches", not as Gradio's "not in the list of choices" error.
-                within = gr.Dropdown(choices=folders, value=[], multiselect=True, allow_custom_value=True,
-                                     label=i18n("scope_folders"), scale=4, min_width=220, elem_id="scope-in")
                 tag_pick = gr.Dropdown(choices=tags, value=[], multiselect=True, allow_custom_value=True,
-                                       label=i18n("scope_tags"), scale=2, min_width=150, elem_id="scope-tags")
+                                       label=i18n("scope_tags"), scale=2, min_width=160, elem_id="scope-tags")
                 since = gr.Textbox(label=i18n("scope_since"), placeholder=i18n("scope_date_hint"), lines=1,
-                                   max_lines=1, scale=1, min_width=110, elem_id="scope-since")
+                                   max_lines=1, scale=1, min_width=130, elem_id="scope-since")
                 until = gr.Textbox(label=i18n("scope_until"), placeholder=i18n("scope_date_hint"), lines=1,
-                                   max_lines=1, scale=1, min_width=110, elem_id="scope-until")
+                                   max_lines=1, scale=1, min_width=130, elem_id="scope-until")
                 clear = gr.Button(i18n("scope_clear"), size="sm", scale=0, min_width=90, elem_id="scope-clear")
         active = gr.HTML("", elem_id="scope-active", js_on_load=None)
         return ScopeView(within, tag_pick, since, until, clear, active)
