@@ -695,8 +695,11 @@ def test_a_folder_picked_as_scope_keeps_every_source_inside_it_in_english_and_in
     app, demo, url = start(settings, watch=False)
     question = "What does BM25 rank passages by?"  # outside the scope, bm25.md answers it best
     try:
-        for locale, line, cleared in (("en-US", "Scope: in 工作/rag", "Clear scope"),
-                                      ("zh-CN", "范围：位于 工作/rag", "清除范围")):
+        for locale, line, cleared, empty in (
+                ("en-US", "Scope: in 工作/rag", "Clear scope",
+                 "No note matches this scope (in 工作/rag; since 2999-01-01): check the folder, tag or dates."),
+                ("zh-CN", "范围：位于 工作/rag", "清除范围",
+                 "没有笔记符合这个范围（位于 工作/rag；2999-01-01 起）：请检查文件夹、标签或日期。")):
             ctx = browser.new_context(viewport={"width": 1366, "height": 900}, locale=locale)
             page = ctx.new_page()
             errors: list[str] = []
@@ -705,6 +708,11 @@ def test_a_folder_picked_as_scope_keeps_every_source_inside_it_in_english_and_in
             page.locator("#question textarea").wait_for()
             page.locator("#scope > button").click()  # the picker opens (its title in the page's language)
             page.locator("#scope-in input").click()
+            options = [o.strip() for o in page.locator("#scope-in [role=option]").all_inner_texts()]
+            assert options == ["bm25.md", "cooking.txt", "lora.md", "xss.md", "工作/", "工作/rag/",
+                               "工作/rag/chunking.md", "工作/rag/retrieval.md"], options
+            page.wait_for_timeout(400)  # the list fades in
+            shot(page, f"29_scope_tree_{locale}")
             page.get_by_role("option", name="工作/rag/", exact=True).click()
             page.locator("#scope-active .answer-scope").wait_for()
             assert "工作/rag" in page.locator("#scope-active").inner_text()
@@ -719,6 +727,9 @@ def test_a_folder_picked_as_scope_keeps_every_source_inside_it_in_english_and_in
             shown = [s for s in source_summaries(page) if s]  # the earlier answer's sources are collapsed
             assert shown and all("工作/rag/" in s for s in shown), shown
             assert bot_messages(page).last.locator(".answer-scope").inner_text().strip() == line
+            # A scope that holds no note says so in one line, in the page's language.
+            page.locator("#scope-since input, #scope-since textarea").first.fill("2999-01-01")
+            assert ask(page, question).strip() == empty
             # Cleared, the next question searches every note again and names no scope.
             page.locator("#scope-clear").click()
             assert page.locator("#scope-clear").inner_text().strip() == cleared
