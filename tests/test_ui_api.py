@@ -780,3 +780,16 @@ def test_the_line_under_the_picker_names_the_active_scope_escaped_and_clear_empt
     assert "只从这些笔记中回答：位于 工作/rag" in app.scope.describe(["工作/rag/"], [], "", "", request=ZH)[active]
     cleared = app.scope.clear()
     assert [cleared[f] for f in app.scope.view.fields] == [[], [], "", ""] and cleared[active] == ""
+
+
+def test_the_scope_picker_offers_a_note_added_on_disk_with_its_folder_once_refreshed(notes_app):
+    app, _, settings = notes_app
+    view = app.scope.view
+    before = app.scope.refresh()[view.within].choices
+    assert ("ml/", "ml/") not in before
+    from tests.conftest import write_notes
+
+    write_notes(Path(settings.corpus_dir), {"ml/attention.md": "# Attention\n\nScaled dot-product attention.\n"})
+    app.notes.invalidate()
+    after = app.scope.refresh()[view.within].choices
+    assert [value for _, value in after] == [value for _, value in before] + ["ml/", "ml/attention.md"]
