@@ -754,6 +754,8 @@ def test_a_scope_that_matches_no_note_says_so_in_one_line_and_the_chat_goes_on(s
     assert app.chat.view.history not in empty or empty[app.chat.view.history] == []  # nothing was answered
     zh = _bubble_text(app, _turn(app, "BM25 按什么排序？", within=["ml/"], since="2999-01-01", request=ZH))
     assert zh == "没有笔记符合这个范围（位于 ml；2999-01-01 起）：请检查文件夹、标签或日期。"
+    hostile = _bubble_text(app, _turn(app, "What is BM25?", within=["<img src=x onerror=alert(1)>"]))
+    assert "in &lt;img src=x onerror=alert(1)>" in hostile and "<img" not in hostile  # shown as text
     again = _turn(app, "What does BM25 rank passages by?", within=["ml/"])
     assert _sources_in(app, again) == ["ml/bm25.md"]
 
