@@ -655,3 +655,143 @@ def test_the_notes_tab_follows_the_search_box_and_a_note_changed_on_disk(notes_a
     assert polled[view.cancel].visible is False  # the Cancel button shows only while a rebuild runs
     # Cancel with nothing running says so.
     assert "No re-indexing is running" in app.notes.cancel()[view.message]
+
+
+# --- the scope picker ---------------------------------------------------------------------------------
+SCOPED_NOTES = {
+    "工作/rag/retrieval.md": "---\ntags: [rag, search]\ndate: 2024-05-01\n---\n# Hybrid retrieval\n\n"
+                             "Hybrid retrieval ranks passages by fusing BM25 keyword ranks with dense vector ranks "
+                             "through reciprocal rank fusion.\n",
+    "工作/rag/chunking.md": "# Chunking notes\n\nNotes are split along their own headings into passages. #rag\n",
+    "工作/meeting.md": "# Weekly meeting\n\nWe agreed to ship the search page next week.\n",
+    "ml/bm25.md": "# BM25 keyword search\n\nBM25 ranks passages by term frequency and inverse document frequency, "
+                  "saturating term frequency with k1 and normalising document length with b.\n",
+    "cooking.txt": "Sourdough bread needs a starter fed with flour and water every day, and a long cold proof.\n",
+}
+ZH = type("Request", (), {"headers": {"accept-language": "zh-CN,zh;q=0.9"}})()
+
+
+@pytest.fixture(scope="module")
+def scoped_app(tmp_path_factory):
+    from tests.conftest import write_notes
+    from ui.app import start
+
+    root = tmp_path_factory.mktemp("scope")
+    write_notes(root / "corpus", SCOPED_NOTES)
+    settings = Settings(corpus_dir=root / "corpus", index_dir=root / "index", llm_backend="none", port=free_port())
+    build_index(settings)
+    app, demo, url = start(settings, watch=False)
+    yield app
+    demo.close()
+    app.close()
+
+
+def _turn(app, question: str, history: list | None = None, within=(), tags=(), since="", until="",
+          request=None) -> dict:
+    """One question through the page's own handlers (start_turn, then respond to its end): the last update."""
+    view = app.chat.view
+    fields = (list(within), list(tags), since, until)
+    started = app.chat.start_turn(question, [], 0, *fields, request=request)
+    assert started[view.pending], started.get(view.ask_msg)
+    last = None
+    for update in app.chat.respond(started[view.pending], started[view.chatbot], history or [], 1, [], *fields,
+                                   request=request):
+        last = update
+    return last
+
+
+def _bubble_text(app, update: dict) -> str:
+    return update[app.chat.view.chatbot][-1]["content"][0]["text"]
+
+
+def _sources_in(app, update: dict) -> list[str]:
+    return re.findall(r'<span class="src-file">([^<]*)</span>', update[app.chat.view.sources])
+
+
+def test_the_scope_picker_offers_each_folder_and_note_as_a_tree_and_every_tag(scoped_app):
+    folders, tags = scoped_app.scope.choices()
+    assert [value for _, value in folders] == [
+        "cooking.txt", "ml/", "ml/bm25.md", "工作/", "工作/meeting.md", "工作/rag/", "工作/rag/chunking.md",
+        "工作/rag/retrieval.md"]
+    labels = dict((value, label) for label, value in folders)
+    assert labels["工作/"] == "工作/" and labels["工作/rag/"] == " " * 4 + "工作/rag/"
+    assert labels["工作/rag/retrieval.md"] == " " * 8 + "工作/rag/retrieval.md"
+    assert tags == [("#rag", "rag"), ("#search", "search")]
+
+
+def test_a_folder_scope_answers_only_from_inside_it_names_the_scope_and_holds_for_follow_ups(scoped_app):
+    app = scoped_app
+    question = "What does BM25 rank passages by?"
+    everywhere = _turn(app, question)
+    assert _sources_in(app, everywhere)[0] == "ml/bm25.md"  # unscoped, the BM25 note answers
+    assert "Scope:" not in _bubble_text(app, everywhere) and "answer-scope" not in _bubble_text(app, everywhere)
+
+    scoped = _turn(app, question, within=["工作/rag/"])
+    sources = _sources_in(app, scoped)
+    assert sources and all(s.startswith("工作/rag/") for s in sources), sources
+    assert '<div class="answer-scope">Scope: in 工作/rag</div>' in _bubble_text(app, scoped)
+    # The follow-up is asked in the same scope (the picker still holds it) and says so again.
+    history = scoped[app.chat.view.history]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    follow = _turn(app, "And how are the passages split?", history, within=["工作/rag/"])
+    sources = _sources_in(app, follow)
+    assert sources and all(s.startswith("工作/rag/") for s in sources), sources
+    assert "Scope: in 工作/rag" in _bubble_text(app, follow)
+
+
+def test_a_tag_and_date_scope_is_named_in_chinese_on_a_chinese_page(scoped_app):
+    app = scoped_app
+    update = _turn(app, "How are ranks fused?", tags=["rag"], since="2024-01-01", until="2024-12-31", request=ZH)
+    assert set(_sources_in(app, update)) == {"工作/rag/retrieval.md"}  # the only #rag note dated in 2024
+    assert "范围：标签为 #rag；2024-01-01 起；2024-12-31 止" in _bubble_text(app, update)
+
+
+def test_a_scope_that_matches_no_note_says_so_in_one_line_and_the_chat_goes_on(scoped_app):
+    app = scoped_app
+    empty = _turn(app, "What does BM25 rank passages by?", tags=["nothing"])
+    text = _bubble_text(app, empty)
+    assert text == "No note matches this scope (tagged #nothing): check the folder, tag or dates."
+    assert app.chat.view.history not in empty or empty[app.chat.view.history] == []  # nothing was answered
+    zh = _bubble_text(app, _turn(app, "BM25 按什么排序？", within=["ml/"], since="2999-01-01", request=ZH))
+    assert zh == "没有笔记符合这个范围（位于 ml；2999-01-01 起）：请检查文件夹、标签或日期。"
+    hostile = _bubble_text(app, _turn(app, "What is BM25?", within=["<img src=x onerror=alert(1)>"]))
+    assert "in &lt;img src=x onerror=alert(1)>" in hostile and "<img" not in hostile  # shown as text
+    again = _turn(app, "What does BM25 rank passages by?", within=["ml/"])
+    assert _sources_in(app, again) == ["ml/bm25.md"]
+
+
+def test_a_scope_date_that_is_not_a_date_keeps_the_question_in_the_box_with_the_reason(scoped_app):
+    app = scoped_app
+    view = app.chat.view
+    for request, said in ((None, "“2024-13-01” is not a date: write it as YYYY-MM-DD"),
+                          (ZH, "“2024-13-01”不是日期：请写成 YYYY-MM-DD")):
+        update = app.chat.start_turn("What is BM25?", [], 0, [], [], "2024-13-01", "", request=request)
+        assert said in update[view.ask_msg] and "err" in update[view.ask_msg]
+        assert update[view.pending] == "" and view.question not in update and view.chatbot not in update
+    line = app.scope.describe([], [], "", "yesterday")[app.scope.view.active]
+    assert "“yesterday” is not a date" in line
+
+
+def test_the_line_under_the_picker_names_the_active_scope_escaped_and_clear_empties_it(scoped_app):
+    app = scoped_app
+    active = app.scope.view.active
+    line = app.scope.describe(["工作/rag/", "<b>x</b>.md"], ["rag"], "2024-01-01", "")[active]
+    assert line == ('<div class="answer-scope">Answers come only from notes in 工作/rag, &lt;b&gt;x&lt;/b&gt;.md; '
+                    'tagged #rag; since 2024-01-01.</div>')
+    assert app.scope.describe([], [], "", "")[active] == ""  # no scope: no line
+    assert "只从这些笔记中回答：位于 工作/rag" in app.scope.describe(["工作/rag/"], [], "", "", request=ZH)[active]
+    cleared = app.scope.clear()
+    assert [cleared[f] for f in app.scope.view.fields] == [[], [], "", ""] and cleared[active] == ""
+
+
+def test_the_scope_picker_offers_a_note_added_on_disk_with_its_folder_once_refreshed(notes_app):
+    app, _, settings = notes_app
+    view = app.scope.view
+    before = app.scope.refresh()[view.within].choices
+    assert ("ml/", "ml/") not in before
+    from tests.conftest import write_notes
+
+    write_notes(Path(settings.corpus_dir), {"ml/attention.md": "# Attention\n\nScaled dot-product attention.\n"})
+    app.notes.invalidate()
+    after = app.scope.refresh()[view.within].choices
+    assert [value for _, value in after] == [value for _, value in before] + ["ml/", "ml/attention.md"]

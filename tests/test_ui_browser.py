@@ -681,6 +681,77 @@ def test_layout_holds_on_a_phone(browser, server):
     ctx.close()
 
 
+# --- the scope picker -------------------------------------------------------------------------------
+def test_a_folder_picked_as_scope_keeps_every_source_inside_it_in_english_and_in_chinese(browser, tmp_path):
+    from tests.conftest import write_notes
+    from ui.app import start
+
+    settings = make_corpus(tmp_path)
+    write_notes(Path(settings.corpus_dir), {
+        "工作/rag/retrieval.md": "# Hybrid retrieval\n\nHybrid retrieval ranks passages by fusing BM25 keyword ranks "
+                                 "with dense vector ranks. #rag\n",
+        "工作/rag/chunking.md": "# Chunking\n\nNotes are split along their own headings into passages. #rag\n"})
+    build_index(settings)
+    app, demo, url = start(settings, watch=False)
+    question = "What does BM25 rank passages by?"  # outside the scope, bm25.md answers it best
+    try:
+        for locale, line, cleared, empty in (
+                ("en-US", "Scope: in 工作/rag", "Clear scope",
+                 "No note matches this scope (in 工作/rag; since 2999-01-01): check the folder, tag or dates."),
+                ("zh-CN", "范围：位于 工作/rag", "清除范围",
+                 "没有笔记符合这个范围（位于 工作/rag；2999-01-01 起）：请检查文件夹、标签或日期。")):
+            ctx = browser.new_context(viewport={"width": 1366, "height": 900}, locale=locale)
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.locator("#question textarea").wait_for()
+            page.locator("#scope > button").click()  # the picker opens (its title in the page's language)
+            expected = ["bm25.md", "cooking.txt", "lora.md", "xss.md", "工作/", "工作/rag/", "工作/rag/chunking.md",
+                        "工作/rag/retrieval.md"] + (["新/", "新/later.md"] if locale == "zh-CN" else [])
+            for _ in range(20):  # the page's poll brings the choices up to date
+                page.locator("#scope-in input").click()
+                options = [o.strip() for o in page.locator("#scope-in [role=option]").all_inner_texts()]
+                if options == expected:
+                    break
+                page.locator("#question textarea").click()
+                page.wait_for_timeout(300)
+            assert options == expected, options
+            page.wait_for_timeout(400)  # the list fades in
+            shot(page, f"29_scope_tree_{locale}")
+            page.get_by_role("option", name="工作/rag/", exact=True).click()
+            page.locator("#scope-active .answer-scope").wait_for()
+            assert "工作/rag" in page.locator("#scope-active").inner_text()
+            page.locator("#question textarea").click()  # closes the list
+            answer = ask(page, question)
+            summaries = source_summaries(page)
+            assert summaries and all("工作/rag/" in s for s in summaries), summaries
+            assert bot_messages(page).last.locator(".answer-scope").inner_text().strip() == line, answer
+            shot(page, f"30_scope_{locale}", full_page=True)
+            # A follow-up keeps the scope.
+            ask(page, "And how are notes split?")
+            shown = [s for s in source_summaries(page) if s]  # the earlier answer's sources are collapsed
+            assert shown and all("工作/rag/" in s for s in shown), shown
+            assert bot_messages(page).last.locator(".answer-scope").inner_text().strip() == line
+            # A scope that holds no note says so in one line, in the page's language.
+            page.locator("#scope-since input, #scope-since textarea").first.fill("2999-01-01")
+            assert ask(page, question).strip() == empty
+            # Cleared, the next question searches every note again and names no scope.
+            page.locator("#scope-clear").click()
+            assert page.locator("#scope-clear").inner_text().strip() == cleared
+            page.wait_for_function("!document.querySelector('#scope-active .answer-scope')")
+            ask(page, question)
+            assert "bm25.md" in source_summaries(page)[0] and "工作/" not in source_summaries(page)[0]
+            assert bot_messages(page).last.locator(".answer-scope").count() == 0
+            ctx.close()
+            assert not errors, errors
+            # A note written now (not indexed yet) is offered on the next page without a restart.
+            write_notes(Path(settings.corpus_dir), {"新/later.md": "# Later\n\nWritten after the page was built.\n"})
+    finally:
+        demo.close()
+        app.close()
+
+
 # --- streaming and stopping (a slow fake model) ----------------------------------------------------
 def slow_model():
     """Fake: a model that writes a long cited answer slowly and stops when told to. Numbered

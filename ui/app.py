@@ -5,6 +5,7 @@ This module is the page's layout and its wiring; the work is elsewhere:
 - ``ui.engine``: the shared ``ChatEngine`` (built by ``ChatEngine.from_settings`` once an index exists);
 - ``ui.chat_session``: one browser session's chat (ask, stream, stop, retry, new chat; the ``/ask`` API);
 - ``ui.notes_panel``: the Notes tab (upload, delete, list, rebuild) and edits seen by the watcher;
+- ``ui.scope_picker``: the scope above the chat (folders and notes, tags, dates) every question is asked in;
 - ``ui.status``: the status line, re-indexing progress and the ``/status`` API;
 - ``ui.render``: every piece of HTML and Markdown, escaped; ``ui.i18n``: the words, English or Chinese;
 - ``ui.security``: the login back-off and the heartbeat gate.
@@ -35,6 +36,7 @@ from .chat_session import ChatController, ChatView  # noqa: E402
 from .engine import EngineProvider  # noqa: E402
 from .i18n import make_i18n, t  # noqa: E402
 from .notes_panel import NotesPanel, NotesView, notes_upload  # noqa: E402
+from .scope_picker import ScopePicker, ScopeView  # noqa: E402
 from .security import AuthGuard  # noqa: E402
 from .status import StatusService, StatusView  # noqa: E402
 from .watcher import CorpusWatcher  # noqa: E402
@@ -66,6 +68,7 @@ class NotesChatApp:
         # Rebuilds get their own embedder instance: a query never waits behind a batch of passages.
         self.reindexer = Reindexer(settings, embedder=index_embedder, on_done=self._on_reindexed)
         self.notes = NotesPanel(settings, self.reindexer)
+        self.scope = ScopePicker(self.notes)
         self.status = StatusService(settings, self.engines, self.reindexer, self.notes)
         self.chat = ChatController(settings, self.engines)
         self.i18n = make_i18n(types=" / ".join(settings.extensions), size=human_size(settings.max_upload_bytes))
@@ -105,6 +108,7 @@ class NotesChatApp:
 @dataclass
 class _Page:
     chat: ChatView
+    scope: ScopeView
     notes: NotesView
     status: StatusView
     send: gr.Button
@@ -126,6 +130,7 @@ def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
     status = gr.HTML(app.status.status_html(), elem_id="topbar", js_on_load=None)
     with gr.Row(equal_height=False, elem_id="main"):
         with gr.Column(scale=3, min_width=340, elem_id="chat-col"):
+            scope = app.scope.layout(i18n)
             chatbot = gr.Chatbot(
                 elem_id="chat", show_label=False, height=560, min_height=320, sanitize_html=True,
                 allow_tags=False, render_markdown=True, line_breaks=True, feedback_options=None,
@@ -168,6 +173,7 @@ def _layout(app: NotesChatApp, i18n: gr.I18n) -> _Page:
                     notes_list = gr.HTML(app.notes.notes_html(), elem_id="notes-list", js_on_load=None)
     return _Page(
         chat=ChatView(question, chatbot, ask_msg, sources, history, pending, turn_no, turn_sources),
+        scope=scope,
         notes=NotesView(upload, upload_names, replace, notes_msg, note_pick, reindex_box, notes_list, search, cancel),
         status=StatusView(status, reindex_box, notes_list, note_pick, sig, cancel),
         send=send, stop=stop, new_chat=new_chat, retry=retry, rebuild=rebuild, delete=delete, cancel=cancel,
@@ -181,20 +187,23 @@ def build_page(app: NotesChatApp) -> gr.Blocks:
     with gr.Blocks(title=t("en", "title"), analytics_enabled=False, fill_width=True,
                    delete_cache=(UPLOAD_CACHE_S, UPLOAD_CACHE_S)) as demo:
         page = _layout(app, app.i18n)
-        c, n, st = page.chat, page.notes, page.status
+        c, n, st, sc = page.chat, page.notes, page.status, page.scope
         app.chat.bind(c)
+        app.scope.bind(sc)
         app.notes.bind(n)
         app.status.bind(st)
         quiet = dict(show_progress="hidden", api_visibility="private")
 
         # Asking: show the question at once (no queue), then stream the answer (queued:
         # settings.concurrency_limit answers run at a time across all users).
-        answer_in = [c.pending, c.chatbot, c.history, c.turn_no, c.turn_sources]
+        # Every question is asked in the scope the picker holds when it is sent.
+        answer_in = [c.pending, c.chatbot, c.history, c.turn_no, c.turn_sources, *sc.fields]
         answer_out = [c.chatbot, c.history, c.sources, c.pending, c.turn_sources]
         answer_kw = dict(concurrency_id="answer", concurrency_limit=s.concurrency_limit, **quiet)
         start_out = [c.question, c.chatbot, c.pending, c.turn_no, c.ask_msg]
         for trigger in (c.question.submit, page.send.click):
-            trigger(app.chat.start_turn, [c.question, c.chatbot, c.turn_no], start_out, queue=False, **quiet).then(
+            trigger(app.chat.start_turn, [c.question, c.chatbot, c.turn_no, *sc.fields], start_out, queue=False,
+                    **quiet).then(
                 app.chat.respond, answer_in, answer_out, **answer_kw)
         page.retry.click(app.chat.retry_turn, [c.chatbot, c.history, c.turn_no, c.turn_sources],
                          [c.chatbot, c.history, c.pending, c.turn_no, c.turn_sources, c.ask_msg],
@@ -204,6 +213,15 @@ def build_page(app: NotesChatApp) -> gr.Blocks:
         page.new_chat.click(app.chat.new_chat, None, clear_out, queue=False, **quiet)
         # The chat's own trash button empties the display: forget the conversation too.
         c.chatbot.clear(app.chat.new_chat, None, clear_out, queue=False, **quiet)
+
+        # The scope picker: the line under it names the active scope; its choices follow the notes.
+        for field in (sc.within, sc.tags):
+            field.change(app.scope.describe, sc.fields, [sc.active], queue=False, **quiet)
+        for field in (sc.since, sc.until):
+            for trigger in (field.blur, field.submit):
+                trigger(app.scope.describe, sc.fields, [sc.active], queue=False, **quiet)
+        sc.clear.click(app.scope.clear, None, [*sc.fields, sc.active], queue=False, **quiet)
+        st.sig.change(app.scope.refresh, None, [sc.within, sc.tags], queue=False, **quiet)
 
         # Notes. A new upload first clears the previous outcome, then is checked and added.
         n.upload.upload(app.notes.clear_message, None, [n.message], queue=False, **quiet).then(

@@ -68,6 +68,13 @@ details.src-turn > .src-list { margin-top: 6px; }
 #chat details.answer-passages .ap-label { font-weight: 600; }
 #chat details.answer-passages blockquote { margin: .2em 0 .2em .2em; padding-left: .6em;
   border-left: 3px solid var(--border-color-primary); }
+.answer-scope { font-size: .8rem; color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
+#chat .answer-scope { margin-top: .2em; border-top: 1px dashed var(--border-color-primary); padding-top: .3em; }
+#scope-active:not(:has(.answer-scope, .msg)) { display: none; }  /* no empty row above the chat without a scope */
+#scope-active .answer-scope { font-size: .85rem; color: var(--color-accent); padding: 0 4px; }
+#scope-row { align-items: flex-end; gap: 8px; }
+#scope-clear { align-self: flex-end; margin-bottom: 6px; }
+#scope-in li.item { white-space: pre; }  /* the folder tree's indentation */
 #delete-row { align-items: flex-end; }
 #delete { align-self: flex-end; margin-bottom: 6px; }
 .msg { font-size: .88rem; padding: 6px 10px; border-radius: 6px; overflow-wrap: anywhere; }

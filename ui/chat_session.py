@@ -20,11 +20,13 @@ from rag.chat import DoneEvent, QuestionError, SourcesEvent, TokenEvent
 from rag.errors import InputError
 from rag.conversation import Message, followup_context, is_followup
 from rag.notes import PassageView, passage_view
+from rag.scope import Scope, ScopeEmpty, ScopeError
 from rag.settings import Settings
 
 from . import render
 from .engine import EngineProvider
 from .i18n import error_text, lang_of, t
+from .scope_picker import picker_scope
 
 __all__ = ["ChatController", "ChatView", "session_id"]
 
@@ -118,16 +120,18 @@ class ChatController:
     def on_load(self, request: gr.Request | None = None) -> dict:
         return {self.view.sources: render.sources_placeholder(lang=lang_of(request))}
 
-    def start_turn(self, question: str, chat: list, turn_no: int, request: gr.Request | None = None) -> dict:
-        """Show the question at once; the answer follows in `respond`. A refused question stays
-        in the box, with the reason under it."""
+    def start_turn(self, question: str, chat: list, turn_no: int, within=None, tags=None, since: str = "",
+                   until: str = "", request: gr.Request | None = None) -> dict:
+        """Show the question at once; the answer follows in `respond`. A refused question (or
+        a scope with a date that is not one) stays in the box, with the reason under it."""
         v, lang = self.view, lang_of(request)
         if not (question or "").strip():
             return {v.pending: ""}
         engine = self.engines.ready
         try:
             text = engine.check_question(question) if engine is not None else question.strip()
-        except QuestionError as exc:
+            picker_scope(within, tags, since, until)
+        except (QuestionError, ScopeError) as exc:
             return {v.pending: "", v.ask_msg: render.message_html(error_text(lang, exc), error=True)}
         if not self._claim(session_id(request), text):
             return {v.pending: "", v.ask_msg: render.message_html(t(lang, "busy"), error=True)}
@@ -168,9 +172,10 @@ class ChatController:
         self._drop_turn(session_id(request))
 
     # --- answering ------------------------------------------------------------------------------
-    def respond(self, pending: str, chat: list, history: list, turn_no: int, turn_sources: list,
-                request: gr.Request | None = None):
-        """Stream one answer into the last chat bubble; the sources panel follows it."""
+    def respond(self, pending: str, chat: list, history: list, turn_no: int, turn_sources: list, within=None,
+                tags=None, since: str = "", until: str = "", request: gr.Request | None = None):
+        """Stream one answer into the last chat bubble, from the notes inside the scope the
+        picker holds (``within``, ``tags``, ``since``, ``until``); the sources panel follows it."""
         if not pending:
             yield gr.skip()
             return
@@ -181,7 +186,7 @@ class ChatController:
                 turn = self._turns[sid] = _Turn(pending)
         try:
             for update in self._answer(turn, pending, chat, history, turn_no, list(turn_sources or []),
-                                       lang_of(request)):
+                                       lang_of(request), (within, tags, since, until)):
                 if turn.discarded:  # "New chat" was pressed meanwhile: leave the new chat alone
                     # Gradio re-sends a stream's last value when it ends: make that a no-op.
                     yield gr.skip()
@@ -208,7 +213,7 @@ class ChatController:
         return [(src.n, view_passage(self.settings, src.hit, query)) for src in sources]
 
     def _answer(self, turn: _Turn, pending: str, chat: list, history: list, turn_no: int, earlier: list,
-                lang: str):
+                lang: str, fields: tuple = ()):
         v = self.view
         chat = list(chat or [])
         if not chat or chat[-1].get("role") != "assistant":
@@ -226,7 +231,9 @@ class ChatController:
                 update[v.sources] = panel(sources_html)
             return update
 
+        scope: Scope | None = None
         try:
+            scope = picker_scope(*fields)
             if turn.cancel.is_set():
                 yield say(t(lang, "stopped"))
                 return
@@ -238,7 +245,7 @@ class ChatController:
             answer, text, sources, query, relevant, search_query = None, "", [], pending, True, ""
             sources_html = render.sources_placeholder(t(lang, "src_searching"))
             last, sources_sent = 0.0, False
-            for event in engine.stream(pending, past, turn.cancel):
+            for event in engine.stream(pending, past, turn.cancel, scope):
                 if isinstance(event, SourcesEvent):
                     sources, relevant, search_query = event.sources, event.relevant, event.search_query
                     query = self._highlight_query(pending, past, event.standalone_question)
@@ -266,7 +273,8 @@ class ChatController:
                 raise RuntimeError("the answer ended without a result")
             chat[-1] = _bubble("assistant", render.answer_markdown(
                 answer.text, turn=turn_no, sources=answer.sources, cited=answer.cited, mode=answer.mode,
-                notice=answer.notice, cancelled=answer.cancelled, final=True, lang=lang))
+                notice=answer.notice, cancelled=answer.cancelled, final=True, lang=lang,
+                scope_line=render.scope_html(scope, lang)))
             update = {v.chatbot: chat, v.pending: ""}
             if answer.sources:
                 covered = relevant and answer.mode not in render.NOT_COVERED_MODES
@@ -282,7 +290,9 @@ class ChatController:
             history += [{"role": "user", "content": pending}, {"role": "assistant", "content": answer.text}]
             update[v.history] = history
             yield update
-        except QuestionError as exc:
+        except ScopeEmpty:  # one line, in the page's language; the session goes on
+            yield say(render.escape_markdown(t(lang, "scope_empty", scope=render.scope_text(scope, lang))))
+        except (QuestionError, ScopeError) as exc:
             yield say(render.escape_markdown(error_text(lang, exc)))
         except GeneratorExit:
             raise

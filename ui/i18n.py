@@ -41,6 +41,23 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "note": "Note",
         "delete": "Delete note",
         "rebuild": "Rebuild index",
+        # --- the scope picker ---
+        "scope_title": "Ask only in some notes: folders, tags, dates",
+        "scope_folders": "Folders and notes",
+        "scope_tags": "Tags",
+        "scope_since": "Since",
+        "scope_until": "Until",
+        "scope_date_hint": "YYYY-MM-DD",
+        "scope_clear": "Clear scope",
+        "scope_active": "Answers come only from notes {scope}.",
+        "scope_line": "Scope: {scope}",
+        "scope_in": "in {folders}",
+        "scope_tagged": "tagged {tags}",
+        "scope_since_part": "since {date}",
+        "scope_until_part": "until {date}",
+        "scope_sep": "; ",
+        "scope_empty": "No note matches this scope ({scope}): check the folder, tag or dates.",
+        "scope_bad_date": "“{value}” is not a date: write it as YYYY-MM-DD (for example 2024-03-01).",
         # --- chat ---
         "thinking": "*Searching your notes…*",
         "stopped": "*(stopped)*",
@@ -131,6 +148,22 @@ TEXTS: dict[Lang, dict[str, str]] = {
         "note": "笔记",
         "delete": "删除笔记",
         "rebuild": "重建索引",
+        "scope_title": "只在部分笔记中提问：文件夹、标签、日期",
+        "scope_folders": "文件夹和笔记",
+        "scope_tags": "标签",
+        "scope_since": "起始日期",
+        "scope_until": "截止日期",
+        "scope_date_hint": "YYYY-MM-DD",
+        "scope_clear": "清除范围",
+        "scope_active": "只从这些笔记中回答：{scope}",
+        "scope_line": "范围：{scope}",
+        "scope_in": "位于 {folders}",
+        "scope_tagged": "标签为 {tags}",
+        "scope_since_part": "{date} 起",
+        "scope_until_part": "{date} 止",
+        "scope_sep": "；",
+        "scope_empty": "没有笔记符合这个范围（{scope}）：请检查文件夹、标签或日期。",
+        "scope_bad_date": "“{value}”不是日期：请写成 YYYY-MM-DD（例如 2024-03-01）。",
         "thinking": "*正在检索你的笔记…*",
         "stopped": "*（已停止）*",
         "busy": "上一个回答还在生成：请稍候，或按“停止”。",
@@ -242,7 +275,8 @@ def lang_of(request: gr.Request | None) -> Lang:
 # The keys the browser translates (labels and placeholders of components).
 LABEL_KEYS = ("title", "chat_placeholder", "question_placeholder", "send", "stop", "new_chat", "retry",
               "tab_sources", "tab_notes", "upload_label", "replace", "note", "delete", "rebuild", "notes_search",
-              "cancel_reindex")
+              "cancel_reindex", "scope_title", "scope_folders", "scope_tags", "scope_since", "scope_until",
+              "scope_date_hint", "scope_clear")
 
 
 def make_i18n(**values) -> gr.I18n:

@@ -22,6 +22,8 @@ from .i18n import t
 __all__ = [
     "answer_markdown",
     "escape_markdown",
+    "scope_html",
+    "scope_text",
     "notes_html",
     "sources_html",
     "sources_panel",
@@ -116,11 +118,12 @@ PASSAGE_PREVIEW_CHARS = 600  # per passage in the collapsed list; the sources pa
 
 def answer_markdown(text: str, *, turn: int, sources: Sequence = (), cited: Iterable[int] = (),
                     mode: str | None = None, notice: str | None = None, cancelled: bool = False,
-                    final: bool = False, lang: str = "en") -> str:
+                    final: bool = False, lang: str = "en", scope_line: str = "") -> str:
     """An answer for the chat: escaped, citations linked to the sources panel, plus a footer.
 
     ``mode`` "llm": the cited passages are listed under the answer; a mode in
-    ``PASSAGES_BELOW``: every passage, collapsed under the answer; any other mode: the text alone."""
+    ``PASSAGES_BELOW``: every passage, collapsed under the answer; any other mode: the text alone.
+    ``scope_line`` (``scope_html``) ends it when the question was asked inside a scope."""
     body = _outside_code(text or "", lambda s: _link_citations(_escape_plain(s), turn, len(sources)))
     parts = [body]
     if final and notice and notice not in (text or ""):
@@ -136,6 +139,7 @@ def answer_markdown(text: str, *, turn: int, sources: Sequence = (), cited: Iter
         parts.append(passages_details(sources, turn=turn, cited=cited, lang=lang))
     if cancelled:
         parts.append(t(lang, "stopped"))
+    parts.append(scope_line)
     return "\n\n".join(p for p in parts if p)
 
 
@@ -154,6 +158,24 @@ def passages_details(sources: Sequence, *, turn: int, cited: Iterable[int] = (),
         )
     summary = e(t(lang, "answer_passages", n=len(sources)))
     return f'<details class="answer-passages"><summary>{summary}</summary>{"".join(items)}</details>'
+
+
+# --- the scope of a question -----------------------------------------------------------------
+def scope_text(scope, lang: str = "en") -> str:
+    """A ``rag.scope.Scope`` in words, in ``lang`` (plain text: escape it for HTML)."""
+    parts = [t(lang, "scope_in", folders=", ".join(scope.within))] if scope.within else []
+    parts += [t(lang, "scope_tagged", tags=", ".join("#" + tag for tag in scope.tags))] if scope.tags else []
+    parts += [t(lang, "scope_since_part", date=scope.since.isoformat())] if scope.since else []
+    parts += [t(lang, "scope_until_part", date=scope.until.isoformat())] if scope.until else []
+    return t(lang, "scope_sep").join(parts)
+
+
+def scope_html(scope, lang: str = "en", *, key: str = "scope_line") -> str:
+    """The small line under an answer (or under the picker, ``key="scope_active"``) naming its
+    scope; nothing when there is none. Raw HTML on one line, so that Markdown leaves it whole."""
+    if not scope:
+        return ""
+    return f'<div class="answer-scope">{e(t(lang, key, scope=scope_text(scope, lang)))}</div>'
 
 
 # --- the sources panel ----------------------------------------------------------------------
