@@ -255,17 +255,18 @@ def ensure_converted(variant: str, root: Path | None = None) -> Path:
     return out
 
 
-_SESSIONS: dict[tuple[str, int | None, bool], tuple[object, threading.Lock]] = {}
+_SESSIONS: dict[tuple[str, int | None, bool], tuple[object, threading.Lock, object]] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
 def _session(folder: Path, threads: int | None, spin: bool):
-    """The process's ONNX Runtime session of ``folder``'s model, with the lock that makes its
-    forward passes one at a time (both cores are already used by one)."""
+    """The process's ONNX Runtime session of ``folder``'s model, the lock that makes its
+    forward passes one at a time (both cores are already used by one), and its tokenizer."""
     key = (str(folder.resolve()), threads, spin)
     with _SESSIONS_LOCK:
         if key not in _SESSIONS:
             import onnxruntime as ort
+            from tokenizers import Tokenizer
 
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -276,7 +277,10 @@ def _session(folder: Path, threads: int | None, spin: bool):
             if threads:
                 options.intra_op_num_threads = threads
             session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-            _SESSIONS[key] = (session, threading.Lock())
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            _SESSIONS[key] = (session, threading.Lock(), tokenizer)
         return _SESSIONS[key]
 
 
@@ -286,21 +290,16 @@ class OnnxE5Embedder:
 
     def __init__(self, variant: str | None = None, path: Path | None = None, threads: int | None = None,
                  spin: bool = False) -> None:
-        from tokenizers import Tokenizer
-
         folder = Path(path) if path else ensure_converted(variant or default_variant())
         meta = json.loads((folder / "meta.json").read_text())
         self.variant = meta["variant"]
         self.identity = meta["identity"]
         self.dim = int(meta["hidden"])
-        # One session (and its lock) per model and thread setting in the process: every
-        # retriever, rebuild and UI session that asks for the default embedder shares it.
-        # A session per call held ~0.5 GB each (weights and memory arena): the test suite
-        # grew to 10.7 GB and was killed for memory.
-        self._session, self._lock = _session(folder, threads, spin)
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
+        # One session (with its lock and tokenizer) per model and thread setting in the
+        # process: every retriever, rebuild and UI session that asks for the default embedder
+        # shares it. A session per call held ~0.5 GB each (weights, memory arena, a 250k-word
+        # tokenizer): the test suite grew to 10.7 GB and was killed for memory.
+        self._session, self._lock, self._tokenizer = _session(folder, threads, spin)
         self._bos = self._tokenizer.token_to_id("<s>")
         self._eos = self._tokenizer.token_to_id("</s>")
         self._pad = self._tokenizer.token_to_id("<pad>")
