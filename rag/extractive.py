@@ -212,8 +212,9 @@ def extract_answer(
     scored: list[Unit] = []
     seen: set[str] = set()  # the same sentence pasted into two notes is said once
     for u in candidates:
-        if u.kind in STATING and not _repeats(u.text, asked) and unit_key(u.text) not in seen:
-            seen.add(unit_key(u.text))
+        key = unit_key(u.text)
+        if u.kind in STATING and key not in seen and not _repeats(u.text, asked):
+            seen.add(key)
             scored.append(u)
     scored = scored[:MAX_CANDIDATES]
     if not scored:

@@ -147,6 +147,7 @@ class _IndexView:
     sections: SectionMap
     boilerplate: np.ndarray  # True: navigation or text repeated across notes
     hubs: np.ndarray  # each passage's mean similarity to its nearest others (rag/hubness.py)
+    sources: list[str]  # each passage's note, in passage order: what a scope is matched against
 
 
 class Retriever:
@@ -211,7 +212,8 @@ class Retriever:
                 )
             view = _IndexView(loaded, SectionMap(loaded.chunks, self.settings.expand_max_chars),
                               boilerplate_mask(loaded.chunks),
-                              loaded_hub_scores(loaded) if self.settings.hub_weight else np.zeros(0))
+                              loaded_hub_scores(loaded) if self.settings.hub_weight else np.zeros(0),
+                              [c.source for c in loaded.chunks])
             self._seen_current = version
             # Two reference swaps: a query in flight keeps the objects it started with.
             self._view = view
@@ -272,7 +274,7 @@ class Retriever:
         """The passages a scope allows (None: all); raises ScopeEmpty when it allows none."""
         if not scope:
             return None
-        return scope_mask(scope, [c.source for c in view.index.chunks], view.index.manifest.files)
+        return scope_mask(scope, view.sources, view.index.manifest.files)
 
     def find_notes(self, topic: str, limit: int = NOTES_LISTED,
                    scope: Scope | None = None) -> tuple[bool, list[NoteMatch]]:
