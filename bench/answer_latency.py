@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.chat import ChatEngine  # noqa: E402
-from rag.conversation import Message  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.answer.chat import ChatEngine  # noqa: E402
+from rag.search.conversation import Message  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:

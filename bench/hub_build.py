@@ -1,4 +1,4 @@
-"""Hub neighbours at build time (rag/hubness.py) at 100k passages: a cold build, an update that
+"""Hub neighbours at build time (rag/index/hubness.py) at 100k passages: a cold build, an update that
 changes 10 passages, and the stored similarities against brute force on 200 rows.
 
     python bench/hub_build.py
@@ -8,7 +8,7 @@ Vectors are synthetic (200 clusters in 384 dimensions, unit length), as bench/sc
 import sys, time, numpy as np
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rag.hubness import neighbours, update_neighbours  # noqa: E402
+from rag.index.hubness import neighbours, update_neighbours  # noqa: E402
 rng = np.random.default_rng(0)
 n = 100_000
 centers = rng.normal(size=(200, 384)).astype(np.float32)

@@ -17,14 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.chunking import chunk_document  # noqa: E402
-from rag.ingest import discover  # noqa: E402
-from rag.loaders import load_document  # noqa: E402
-from rag.llm import ChatModel, PromptMessage, make_llamacpp  # noqa: E402
-from rag.llm.openai_backend import OpenAIChatModel  # noqa: E402
-from rag.prompting import build_answer_prompt, number_sources  # noqa: E402
-from rag.retrieval import Hit  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.reading.chunking import chunk_document  # noqa: E402
+from rag.reading.ingest import discover  # noqa: E402
+from rag.reading.loaders import load_document  # noqa: E402
+from rag.answer.llm import ChatModel, PromptMessage, make_llamacpp  # noqa: E402
+from rag.answer.llm.openai_backend import OpenAIChatModel  # noqa: E402
+from rag.answer.prompting import build_answer_prompt, number_sources  # noqa: E402
+from rag.search.retrieval import Hit  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 SHORT = [PromptMessage("user", "Write a long story about a cat who learns to sail.")]
 

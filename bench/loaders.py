@@ -233,7 +233,7 @@ def pdf_candidates() -> dict:
             return "\n".join(p.get_text() for p in pdf)
 
     def project(data):
-        from rag.loaders.pdf import PdfLoader
+        from rag.reading.loaders.pdf import PdfLoader
 
         return PdfLoader().load_bytes(data, "x.pdf").text
 
@@ -253,7 +253,7 @@ def html_candidates() -> dict:
         from readability import Document
 
         summary = Document(text).summary(html_partial=True)
-        from rag.loaders.html import html_to_lines
+        from rag.reading.loaders.html import html_to_lines
 
         return "\n".join(html_to_lines(lxml.html.fromstring(summary)))
 
@@ -280,7 +280,7 @@ def html_candidates() -> dict:
         return get_text(text)
 
     def project(text):
-        from rag.loaders.html import HtmlLoader
+        from rag.reading.loaders.html import HtmlLoader
 
         return HtmlLoader().load_bytes(text.encode("utf-8"), "x.html").text
 
@@ -363,7 +363,7 @@ def round_trip(notes: Path, chromium: str, folder: Path) -> None:
     """Print each sample note's text to PDF and read it back: how many of its lines come back whole."""
     import pypdfium2
 
-    from rag.loaders import load_document
+    from rag.reading.loaders import load_document
 
     def raw_lines(data: bytes) -> list[str]:
         pdf = pypdfium2.PdfDocument(data)

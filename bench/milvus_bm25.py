@@ -4,7 +4,7 @@
     python bench/milvus_bm25.py --sets md --milvus-uri http://127.0.0.1:19530
 
 Both rank the same passages by the same terms: the jieba/identifier tokens `rag index`
-already produces (rag/bm25.py `tokenize`). Milvus gets them as one space-separated text per
+already produces (rag/index/bm25.py `tokenize`). Milvus gets them as one space-separated text per
 passage in a VARCHAR field with its "standard" analyzer and a BM25 function into a sparse
 field (SPARSE_INVERTED_INDEX, metric BM25, the same k1=1.2 and b=0.75 as the in-app index);
 characters the analyzer would split on inside a token (``gpt-3.5``) become ``_`` first, on
@@ -37,14 +37,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from embed_cache import CachedEmbedder  # noqa: E402
 from retrieval_quality import SETS, load_items  # noqa: E402
 
-from rag.bm25 import tokenize  # noqa: E402
-from rag.embeddings import make_embedder  # noqa: E402
+from rag.index.bm25 import tokenize  # noqa: E402
+from rag.index.embedders.factory import make_embedder  # noqa: E402
 from rag.evaluation import evaluate  # noqa: E402
-from rag.indexing import build_index  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.index.builder import build_index  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
-# The in-app BM25's parameters (rag/bm25.py BM25Index.build defaults).
+# The in-app BM25's parameters (rag/index/bm25.py BM25Index.build defaults).
 K1, B = 1.2, 0.75
 TOP = 10
 # The standard analyzer keeps \w runs; anything else inside one of our tokens is joined.
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--milvus-uri", default=None, help="default: Milvus Lite in a temporary folder")
     parser.add_argument("--keyword-limit", type=int, default=200, help="passages Milvus returns per keyword search")
     args = parser.parse_args()
-    from rag.vectors.milvus_index import client_for
+    from rag.index.vectors.milvus_index import client_for
 
     embedder = CachedEmbedder(make_embedder(Settings()))
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corpus_sets import main_over_sets  # noqa: E402
-from rag.chat import ChatEngine  # noqa: E402
-from rag.ingest import discover_notes  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.units import ITEM  # noqa: E402
+from rag.answer.chat import ChatEngine  # noqa: E402
+from rag.reading.ingest import discover_notes  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
+from rag.reading.units import ITEM  # noqa: E402
 
 NOTES = 10
 _MD = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")

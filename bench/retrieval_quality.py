@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from baselines import ChatchatHybrid, FixedDense  # noqa: E402
 from embed_cache import CachedEmbedder  # noqa: E402
 
-from rag.embeddings import make_embedder  # noqa: E402
+from rag.index.embedders.factory import make_embedder  # noqa: E402
 from rag.evaluation import evaluate, topic_switch_variant  # noqa: E402
-from rag.indexing import build_index  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.index.builder import build_index  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 SETS = {

@@ -35,14 +35,14 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.bm25 import BM25Index, tokenize  # noqa: E402
-from rag.chunking import Chunk  # noqa: E402
-from rag.embeddings import make_embedder  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.store import DENSE, TITLE_DENSE, FileEntry, IndexStore, Manifest, new_version_name  # noqa: E402
-from rag.vectors import build_vector_index  # noqa: E402
-from rag.vectors.faiss_index import FaissIndex  # noqa: E402
+from rag.index.bm25 import BM25Index, tokenize  # noqa: E402
+from rag.reading.chunking import Chunk  # noqa: E402
+from rag.index.embedders.factory import make_embedder  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
+from rag.index.store import DENSE, TITLE_DENSE, FileEntry, IndexStore, Manifest, new_version_name  # noqa: E402
+from rag.index.vectors import build_vector_index  # noqa: E402
+from rag.index.vectors.faiss_index import FaissIndex  # noqa: E402
 
 K = 10
 # Rows synthesised at a time in --vectors-only mode (keeps the float64 noise at ~300 MB).
@@ -106,7 +106,7 @@ def search_profile(index, queries: np.ndarray, truth: np.ndarray) -> tuple[float
 def milvus_vectors_only(vectors: np.ndarray, qv: np.ndarray, truth: np.ndarray, efs: list[int], args,
                         settings: Settings) -> list[dict]:
     """--vectors-only with milvus: one passage collection, built and searched at each efSearch."""
-    from rag.vectors.milvus_index import MilvusIndex
+    from rag.index.vectors.milvus_index import MilvusIndex
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from rag.batch import request_scope  # noqa: E402
 from rag.evaluation import evaluate  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 
 def scoped(items: list[dict], sources: set[str]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""What sharing the index through Milvus costs (rag/shared_index.py): upload, fetch, switch.
+"""What sharing the index through Milvus costs (rag/index/shared_index.py): upload, fetch, switch.
 
     python bench/shared_index.py                 # the Markdown dev corpus, a Milvus Lite gRPC server
     python bench/shared_index.py --corpus corpus --milvus-uri http://127.0.0.1:19530
@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from embed_cache import CachedEmbedder  # noqa: E402
 
-from rag.embeddings import make_embedder  # noqa: E402
-from rag.indexing import build_index  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.index.embedders.factory import make_embedder  # noqa: E402
+from rag.index.builder import build_index  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 

@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.bm25 import tokenize  # noqa: E402
+from rag.index.bm25 import tokenize  # noqa: E402
 from bench.corpus_sets import main_over_sets  # noqa: E402
-from rag.chat import ChatEngine  # noqa: E402
-from rag.ingest import discover_notes  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.answer.chat import ChatEngine  # noqa: E402
+from rag.reading.ingest import discover_notes  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 QUESTIONS = 10
 LISTED = 10

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
 
-from .conversation import Message
-from .errors import BatchLineError, InputError
-from .scope import Scope
+from rag.search.conversation import Message
+from rag.core.errors import BatchLineError, InputError
+from rag.reading.scope import Scope
 
 SCOPE_KEYS = ("in", "tags", "since", "until")
 
@@ -26,7 +26,7 @@ class BatchItem:
     question: str
     history: list[Message] = field(default_factory=list)
     raw: dict = field(default_factory=dict)  # the whole request, for commands with extra fields
-    scope: Scope | None = None  # "in", "tags", "since", "until" of the request (rag/scope.py); None: not given
+    scope: Scope | None = None  # "in", "tags", "since", "until" of the request (rag/reading/scope.py); None: not given
 
 
 def parse_batch_line(text: str, line: int) -> BatchItem:

@@ -3,7 +3,7 @@
 Every subcommand parses its arguments, builds Settings, calls one library function
 and prints. Logs and progress go to stderr so that `--json` output stays clean.
 
-Errors: everything a user can cause is a ``rag.errors.RagError``; ``main`` is the one
+Errors: everything a user can cause is a ``rag.core.errors.RagError``; ``main`` is the one
 place that reports it — one line on stderr, ``error: …``, and the error's exit code. No
 traceback unless ``--debug`` (or ``RAG_DEBUG=1``) asks for one.
 """
@@ -19,8 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from .errors import EXIT_ERROR, IndexUnavailable, InputError, RagError, one_line
-from .settings import Settings, load_settings, with_overrides
+from rag.core.errors import EXIT_ERROR, IndexUnavailable, InputError, RagError, one_line
+from rag.core.settings import Settings, load_settings, with_overrides
 
 log = logging.getLogger("rag")
 
@@ -50,8 +50,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 # --- index & retrieval commands ----------------------------------------------------
 @command("index")
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from .indexing import build_index
-    from .progress import ProgressLines
+    from rag.index.builder import build_index
+    from rag.core.progress import ProgressLines
 
     try:
         # On a terminal one line rewritten in place; in a log a line every 10% or 30 s.
@@ -70,7 +70,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def _read_history(raw: str | None) -> list:
     """``--history`` as Messages; raises InputError for anything but a JSON list of turns."""
-    from .batch import parse_request
+    from rag.batch import parse_request
 
     if not raw:
         return []
@@ -91,8 +91,8 @@ def _scope_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _scope(args: argparse.Namespace):
-    """The scope given with --in/--tag/--since/--until (rag/scope.py), or None."""
-    from .scope import Scope
+    """The scope given with --in/--tag/--since/--until (rag/reading/scope.py), or None."""
+    from rag.reading.scope import Scope
 
     scope = Scope.parse(args.within, args.tags, args.since, args.until)
     return scope or None
@@ -100,7 +100,7 @@ def _scope(args: argparse.Namespace):
 
 def _retriever(settings: Settings):
     """The Retriever of the current index; raises IndexUnavailable when there is none to use."""
-    from .retrieval import IndexMismatch, Retriever
+    from rag.search.retrieval import IndexMismatch, Retriever
 
     try:
         return Retriever.from_settings(settings)
@@ -118,7 +118,7 @@ def cmd_retrieve(args: argparse.Namespace, settings: Settings) -> int:
     k = args.k or settings.top_k
     scope = _scope(args)
     if args.batch:
-        from .batch import BatchLineError, open_batch, read_batch
+        from rag.batch import BatchLineError, open_batch, read_batch
 
         with open_batch(args.batch) as fh:
             for item in read_batch(fh):
@@ -157,7 +157,7 @@ def _result_json(item_id, result) -> dict:
 
 @command("eval")
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from .evaluation import evaluate_file, format_report
+    from rag.evaluation import evaluate_file, format_report
 
     if not Path(args.questions).is_file():
         raise InputError(f"question file not found: {args.questions}")
@@ -169,7 +169,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("status")
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from .file_status import file_states, index_summary
+    from rag.index.file_status import file_states, index_summary
 
     states = file_states(settings)
     summary = index_summary(settings, states)
@@ -200,8 +200,8 @@ def _answer_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 def _open_engine(settings: Settings):
     """The chat engine over the current index; raises IndexUnavailable when there is none to use."""
-    from .chat import ChatEngine
-    from .retrieval import IndexMismatch
+    from rag.answer.chat import ChatEngine
+    from rag.search.retrieval import IndexMismatch
 
     try:
         return ChatEngine.from_settings(settings)
@@ -219,7 +219,7 @@ def _answer_live(engine, question: str, history: list, on_event, scope=None) -> 
     import queue
     import threading
 
-    from .chat import DoneEvent
+    from rag.answer.chat import DoneEvent
 
     cancel = threading.Event()
     events = engine.stream(question, history, cancel, scope)  # validates the question here
@@ -256,7 +256,7 @@ def _answer_live(engine, question: str, history: list, on_event, scope=None) -> 
 
 
 def _print_event(event) -> None:
-    from .chat import TokenEvent
+    from rag.answer.chat import TokenEvent
 
     if isinstance(event, TokenEvent):
         if event.replace:  # a terminal cannot take back what it printed: the replacement follows it
@@ -279,8 +279,8 @@ def _ask_batch(engine, path: str, scope=None) -> int:
     """One contract object per line of ``path`` ({id, question, history} and the scope keys
     in, tags, since, until; without them ``scope``), in order; a bad line becomes {"id",
     "line", "error"} and every other line is still answered."""
-    from .batch import BatchLineError, open_batch, read_batch
-    from .chat import QuestionError
+    from rag.batch import BatchLineError, open_batch, read_batch
+    from rag.answer.chat import QuestionError
 
     with open_batch(path) as fh:
         for item in read_batch(fh):
@@ -299,7 +299,7 @@ def _ask_batch(engine, path: str, scope=None) -> int:
 
 @command("ask")
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from .chat import QuestionError
+    from rag.answer.chat import QuestionError
 
     if not args.batch and args.question is None:
         print("error: give a question, or --batch FILE", file=sys.stderr)
@@ -329,8 +329,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("chat")
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    from .chat import QuestionError
-    from .conversation import Message
+    from rag.answer.chat import QuestionError
+    from rag.search.conversation import Message
 
     engine = _open_engine(_answer_settings(args, settings))
     if engine is None:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from .batch import request_scope
-from .conversation import Message
-from .retrieval import Hit, RetrievalResult
+from rag.batch import request_scope
+from rag.search.conversation import Message
+from rag.search.retrieval import Hit, RetrievalResult
 
 CONTEXT_BUDGET = 3000
 

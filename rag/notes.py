@@ -22,12 +22,12 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Callable, Collection, Iterable, Sequence
 
-from .errors import InputError
-from .progress import ProgressMeter
-from .ingest import Document, IngestError, decode, discover, file_hash
-from .loaders import loader_for, page_lines, page_span
-from .settings import Settings
-from .text import HAN, HAN_CHAR
+from rag.core.errors import InputError
+from rag.core.progress import ProgressMeter
+from rag.reading.ingest import Document, IngestError, decode, discover, file_hash
+from rag.reading.loaders import loader_for, page_lines, page_span
+from rag.core.settings import Settings
+from rag.core.text import HAN, HAN_CHAR
 
 __all__ = [
     "AddReport",
@@ -256,7 +256,7 @@ class AddReport:
         return " ".join(parts) or "Nothing to add."
 
 
-# What a refused file is called, per loader (rag/loaders): "“x.pdf” is not a readable PDF (...)".
+# What a refused file is called, per loader (rag/reading/loaders): "“x.pdf” is not a readable PDF (...)".
 _FORMAT_NOUN = {"text": "a text note", "pdf": "a readable PDF", "html": "a readable HTML page"}
 
 
@@ -450,7 +450,7 @@ def highlight_terms(query: str) -> list[str]:
     English words as typed (no stop words, at least two letters); Chinese segmented the
     way the keyword index segments it, keeping words of two or more characters.
     """
-    from .bm25 import STOPWORDS, tokenize
+    from rag.index.bm25 import STOPWORDS, tokenize
 
     terms: set[str] = set()
     for m in _WORD.finditer(query):
@@ -570,7 +570,7 @@ class ReindexStatus:
     runs: int  # completed runs (successful or not): a cheap "something changed" counter
     pending: bool  # another run is queued behind the current one
     notices: tuple[tuple[float, str], ...] = ()  # recent (time, message), newest last
-    detail: str = ""  # the stage with its rate and time left (rag/progress.py), once known
+    detail: str = ""  # the stage with its rate and time left (rag/core/progress.py), once known
 
     @property
     def progress_text(self) -> str:
@@ -694,15 +694,15 @@ class Reindexer:
             if self._embedder_factory is not None:
                 self._embedder = self._embedder_factory()
             else:
-                from .embeddings import make_embedder
+                from rag.index.embedders.factory import make_embedder
 
                 self._embedder = make_embedder(self.settings)
         return self._embedder
 
     def _run(self, reason: str, full: bool) -> None:
         """Build until no request is left. A locked index is waited for, never a reason to drop a change."""
-        from .errors import RagError
-        from .indexing import IndexLocked, build_index
+        from rag.core.errors import RagError
+        from rag.index.builder import IndexLocked, build_index
 
         delay = self.retry_first_s
         while True:

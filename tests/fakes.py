@@ -60,7 +60,7 @@ class ScriptedChatModel:
         return self._context_tokens
 
     def count_tokens(self, text: str) -> int:
-        from rag.llm import estimate_tokens
+        from rag.answer.llm import estimate_tokens
 
         return estimate_tokens(text)
 
@@ -85,7 +85,7 @@ class ScriptedChatModel:
                 self.running -= 1
 
     def health(self, timeout_s: float = 2.0):
-        from rag.llm import Health
+        from rag.answer.llm import Health
 
         return Health(True, f"{self.name}, scripted")
 

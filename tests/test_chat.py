@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.chat import Answer, ChatEngine, DoneEvent, QuestionError, SourcesEvent, TokenEvent
-from rag.conversation import Message
-from rag.settings import Settings
+from rag.answer.chat import Answer, ChatEngine, DoneEvent, QuestionError, SourcesEvent, TokenEvent
+from rag.search.conversation import Message
+from rag.core.settings import Settings
 from tests.fakes import ScriptedChatModel, SilentServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ SECTION_PER_PASSAGE = {"chunk_min_chars": 0, "expand_max_chars": 0}
 
 def build_notes_index(root: Path, **overrides) -> Settings:
     """Write NOTES under root/corpus and index them into root/index; the Settings to use them."""
-    from rag.indexing import build_index
+    from rag.index.builder import build_index
 
     corpus = root / "corpus"
     for rel, text in NOTES.items():
@@ -127,14 +127,14 @@ def notes(tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="module")
 def retriever(notes):
-    from rag.retrieval import Retriever
+    from rag.search.retrieval import Retriever
 
     return Retriever.from_settings(notes)
 
 
 @pytest.fixture(scope="module")
 def llama_engine(notes, retriever) -> ChatEngine:
-    from rag.llm import make_llamacpp
+    from rag.answer.llm import make_llamacpp
 
     # A small context keeps the prompt short: prefill runs at ~50-100 tokens/s on a 2-core CI machine.
     settings = notes.model_copy(update={"llm_backend": "llamacpp", "llm_max_tokens": 48, "context_chars": 800,
@@ -175,7 +175,7 @@ def test_chinese_question_gets_a_chinese_extractive_answer(notes, retriever):
     [("How do I bake sourdough bread?", "Your notes don't cover this."), ("怎么做酸面包？", "你的笔记中没有涉及这个问题。")],
 )
 def test_question_outside_the_notes_is_answered_without_the_llm(notes, retriever, question, start):
-    from rag.llm.openai_backend import OpenAIChatModel
+    from rag.answer.llm.openai_backend import OpenAIChatModel
 
     server = SilentServer()
     try:
@@ -209,7 +209,7 @@ def test_bad_questions_raise_a_clear_error_before_anything_runs(notes, retriever
 
 # --- LLM faults: always an answer, never an exception -----------------------------------------
 def test_unreachable_server_gives_notice_and_extractive_answer(notes, retriever):
-    from rag.llm import make_openai
+    from rag.answer.llm import make_openai
 
     url = f"http://127.0.0.1:{closed_port()}/v1"
     settings = notes.model_copy(update={"llm_backend": "openai", "llm_base_url": url})
@@ -223,7 +223,7 @@ def test_unreachable_server_gives_notice_and_extractive_answer(notes, retriever)
 
 
 def test_follow_up_with_unreachable_server_does_not_wait_twice(notes, retriever):
-    from rag.llm.openai_backend import OpenAIChatModel
+    from rag.answer.llm.openai_backend import OpenAIChatModel
 
     server = SilentServer()
     try:
@@ -242,7 +242,7 @@ def test_follow_up_with_unreachable_server_does_not_wait_twice(notes, retriever)
 
 
 def test_hung_server_costs_bounded_time_and_gives_extractive_answer(notes, retriever):
-    from rag.llm.openai_backend import OpenAIChatModel
+    from rag.answer.llm.openai_backend import OpenAIChatModel
 
     server = SilentServer()
     try:
@@ -317,7 +317,7 @@ class StallingServer:
 
 
 def test_server_stalling_mid_answer_keeps_the_partial_text_and_falls_back(notes, retriever):
-    from rag.llm.openai_backend import OpenAIChatModel
+    from rag.answer.llm.openai_backend import OpenAIChatModel
 
     server = StallingServer(["Small gradients ", "underflow to zero [1]", "[9]. Loss scaling"])
     try:
@@ -427,7 +427,7 @@ def test_auto_without_a_server_or_a_configured_gguf_answers_extractively_and_say
 
 
 def test_auto_with_a_configured_gguf_uses_it_when_no_server_answers(notes):
-    from rag.llm.llamacpp_backend import packaged_gguf
+    from rag.answer.llm.llamacpp_backend import packaged_gguf
 
     settings = notes.model_copy(update={"llm_backend": "auto", "llm_base_url": f"http://127.0.0.1:{closed_port()}/v1",
                                         "gguf_path": packaged_gguf()})

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import Chunk, chunk_document
-from rag.ingest import discover
-from rag.loaders import load_document
-from rag.settings import Settings
+from rag.reading.chunking import Chunk, chunk_document
+from rag.reading.ingest import discover
+from rag.reading.loaders import load_document
+from rag.core.settings import Settings
 from tests.conftest import REPO_ROOT, assert_chunk_spans, file_lines
 
 TARGET, MAX, CODE_MAX = 500, 900, 1200
@@ -331,8 +331,8 @@ def test_content_hash_ignores_position_but_not_text_or_heading(tmp_path):
 def test_content_hash_is_stable_across_processes(tmp_path):
     chunks, _ = chunk_file(tmp_path, "a.md", MARKDOWN + UNFENCED)
     script = (
-        "import json, sys\nfrom pathlib import Path\nfrom rag.loaders import load_document\n"
-        "from rag.chunking import chunk_document\n"
+        "import json, sys\nfrom pathlib import Path\nfrom rag.reading.loaders import load_document\n"
+        "from rag.reading.chunking import chunk_document\n"
         "doc = load_document(Path(sys.argv[1]), 'a.md', 10**8)\n"
         "print(json.dumps([c.content_hash for c in chunk_document(doc, 500, 900, 1200)]))\n"
     )

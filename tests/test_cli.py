@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from rag.indexing import build_index
+from rag.index.builder import build_index
 from tests.conftest import clean_env, make_settings, rag_cli, write_notes
 
 NOTES = {
@@ -111,7 +111,7 @@ def test_batch_prints_exactly_one_json_line_per_question(batch_run):
 
 def test_batch_answers_are_the_right_passages(batch_run):
     rows = {r["id"]: r for r in map(json.loads, batch_run.stdout.splitlines())}
-    # These notes are short, so a hit is read as the whole note (rag/sections.py).
+    # These notes are short, so a hit is read as the whole note (rag/reading/sections.py).
     assert rows["q1"]["relevant"] and rows["q1"]["hits"][0]["source"] == "解码.txt"
     assert "束搜索同时保留若干条得分最高的候选序列" in rows["q1"]["hits"][0]["text"]
     # The same follow-up lands on the subject of its history, and elsewhere without one.

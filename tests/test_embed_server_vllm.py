@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from rag.embed_server import ServerEmbedder
-from rag.embeddings import SentenceTransformerEmbedder
+from rag.index.embedders.server import ServerEmbedder
+from rag.index.embedders.factory import SentenceTransformerEmbedder
 from tests.conftest import clean_env, rag_cli, write_notes
 from tests.vllm_fixture import EMBED_SERVED_MODEL_NAME, vllm_embed_server  # noqa: F401
 

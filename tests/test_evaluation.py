@@ -6,9 +6,9 @@ comes from that file and its lines overlap the span).
 """
 from __future__ import annotations
 
-from rag.chunking import Chunk
+from rag.reading.chunking import Chunk
 from rag.evaluation import Gold, evaluate, first_hit_rank, gold_of, within_budget
-from rag.retrieval import Hit, RetrievalResult
+from rag.search.retrieval import Hit, RetrievalResult
 
 
 def hit(rank: int, source: str, start: int, end: int, text: str = "x") -> Hit:

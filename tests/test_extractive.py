@@ -8,13 +8,13 @@ import shutil
 
 import pytest
 
-from rag.chat import ChatEngine
-from rag.conversation import Message
-from rag.degeneration import NO_PROGRESS_DELTAS, REPEATS_TO_STOP, SHINGLE_CHARS, RepetitionGuard
-from rag.extractive import extract_answer, question_intent, split_units
-from rag.indexing import build_index
-from rag.prompting import number_sources
-from rag.retrieval import Retriever
+from rag.answer.chat import ChatEngine
+from rag.search.conversation import Message
+from rag.answer.degeneration import NO_PROGRESS_DELTAS, REPEATS_TO_STOP, SHINGLE_CHARS, RepetitionGuard
+from rag.answer.extractive import extract_answer, question_intent, split_units
+from rag.index.builder import build_index
+from rag.answer.prompting import number_sources
+from rag.search.retrieval import Retriever
 from tests.conftest import REPO_ROOT, make_settings
 
 REAL_NOTE = "大模型算法面试题(八).txt"
@@ -133,8 +133,8 @@ def test_question_intent(question, intent):
 
 
 def test_a_definition_question_gets_the_defining_sentence_first(embedder):
-    from rag.chunking import Chunk
-    from rag.retrieval import Hit
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
 
     text = ("Training in fp16 needs care. Loss scaling is a technique that multiplies the loss by a large factor "
             "before the backward pass. The factor is divided out before the optimizer step.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from rag.file_status import file_states, index_summary
+from rag.index.file_status import file_states, index_summary
 from tests.conftest import indexed_notes, rag_cli
 
 NOTES = {

@@ -8,9 +8,9 @@ import os
 import threading
 from pathlib import Path
 
-from rag.indexing import build_index
-from rag.ingest import shown_name
-from rag.store import IndexStore
+from rag.index.builder import build_index
+from rag.reading.ingest import shown_name
+from rag.index.store import IndexStore
 from tests.conftest import clean_env, make_settings, rag_cli, simple_pdf, write_notes
 from ui.watcher import CorpusWatcher
 
@@ -66,7 +66,7 @@ def test_the_watcher_reports_a_name_that_is_not_utf8_escaped_and_keeps_watching(
 
 # --- decoding and parsing -------------------------------------------------------------------------
 def test_a_pdf_of_short_pages_that_look_alike_keeps_its_lines(tmp_path):
-    from rag.loaders.pdf import PdfLoader
+    from rag.reading.loaders.pdf import PdfLoader
 
     pages = [[f"Page {n}", f"Chapter {n}"] for n in range(1, 9)]  # 第N页 章节 N, in a font every PDF has
     doc = PdfLoader().load_bytes(simple_pdf(pages), "lookalike.pdf")
@@ -75,7 +75,7 @@ def test_a_pdf_of_short_pages_that_look_alike_keeps_its_lines(tmp_path):
 
 
 def test_a_pdf_still_loses_a_running_header_that_repeats_above_real_text():
-    from rag.loaders.pdf import PdfLoader
+    from rag.reading.loaders.pdf import PdfLoader
 
     topics = ["attention heads", "layer norms", "optimiser state", "data loading"]
     pages = [["Course notes 2024", f"This lecture covers {topic}.", f"{n}/4"] for n, topic in enumerate(topics, 1)]
@@ -96,7 +96,7 @@ def test_an_html_page_with_a_declared_charset_and_one_bad_byte_is_read_in_it_and
 
 
 def test_html_nested_deeper_than_the_parser_goes_keeps_its_text_and_all_text_after_it(tmp_path):
-    from rag.loaders.html import HtmlLoader
+    from rag.reading.loaders.html import HtmlLoader
 
     for depth in (300, 3000):
         page = ("<html><body><h1>Deep</h1>" + "<div>" * depth + "<p>DEEPMARKER inside.</p>" + "</div>" * depth
@@ -108,7 +108,7 @@ def test_html_nested_deeper_than_the_parser_goes_keeps_its_text_and_all_text_aft
 
 
 def test_a_mostly_utf8_markdown_note_with_one_bad_byte_is_not_read_as_gb18030():
-    from rag.loaders.text import TextLoader
+    from rag.reading.loaders.text import TextLoader
 
     data = "# 笔记\n\n这是一篇用 UTF-8 保存的笔记，中间有一个坏字节。\n".encode("utf-8").replace("坏".encode(), b"\xe5\x9d")
     doc = TextLoader().load_bytes(data, "note.md")
@@ -131,7 +131,7 @@ def test_a_note_of_more_passages_than_the_limit_is_skipped_with_the_count_and_th
 
 
 def test_an_html_page_declared_gb2312_reads_its_gbk_characters_as_browsers_do():
-    from rag.loaders.html import HtmlLoader
+    from rag.reading.loaders.html import HtmlLoader
 
     page = '<html><head><meta charset="gb2312"></head><body><p>朱镕基 GBKMARKER 说：“你好”。</p></body></html>'
     doc = HtmlLoader().load_bytes(page.encode("gbk"), "gb.html")  # 镕 is in GBK, not in GB2312

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from rag.chat import ChatEngine
-from rag.llm.base import LLMUnavailable, PromptMessage
-from rag.llm.openai_backend import OpenAIChatModel
+from rag.answer.chat import ChatEngine
+from rag.answer.llm.base import LLMUnavailable, PromptMessage
+from rag.answer.llm.openai_backend import OpenAIChatModel
 from tests.conftest import write_notes
 from tests.fakes import MisbehavingLLMServer
 
@@ -21,8 +21,8 @@ QUESTION = "What does the parameter b do in BM25?"
 
 @pytest.fixture(scope="module")
 def notes(tmp_path_factory):
-    from rag.indexing import build_index
-    from rag.settings import Settings
+    from rag.index.builder import build_index
+    from rag.core.settings import Settings
 
     root = tmp_path_factory.mktemp("notes")
     write_notes(root / "corpus", {"bm25.md": "# BM25\n\n## Length normalisation\n\nThe parameter b controls how "
@@ -42,7 +42,7 @@ def server(request):
 
 
 def answer_with(notes, server: MisbehavingLLMServer, **deadlines):
-    from rag.retrieval import Retriever
+    from rag.search.retrieval import Retriever
 
     llm = OpenAIChatModel(server.url, "m", timeout_s=5.0, **deadlines)
     engine = ChatEngine(notes, Retriever.from_settings(notes), llm)

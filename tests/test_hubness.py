@@ -1,12 +1,12 @@
-"""Hub passages ranked down (rag/hubness.py): the scores themselves, the re-ranking, and that the
+"""Hub passages ranked down (rag/index/hubness.py): the scores themselves, the re-ranking, and that the
 relevance decision never sees them."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rag.hubness import dehub, hub_scores, neighbours, scores_from_neighbours, update_neighbours
-from rag.retrieval import Retriever
+from rag.index.hubness import dehub, hub_scores, neighbours, scores_from_neighbours, update_neighbours
+from rag.search.retrieval import Retriever
 from tests.conftest import indexed_notes
 
 
@@ -110,8 +110,8 @@ def test_an_update_reuses_kept_neighbours_and_equals_a_full_recomputation():
 
 
 def test_hub_scores_are_stored_with_the_version_and_updated_by_an_incremental_build(tmp_path, embedder):
-    from rag.indexing import build_index
-    from rag.store import HUB_IDS, HUB_SIMS, IndexStore
+    from rag.index.builder import build_index
+    from rag.index.store import HUB_IDS, HUB_SIMS, IndexStore
 
     settings = indexed_notes(tmp_path, NOTES, embedder)
     store = IndexStore(settings.index_dir)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.errors import RagError
-from rag.indexing import build_index
-from rag.retrieval import Retriever
-from rag.store import COMPLETE_MARKER, MANIFEST, IndexDamaged, IndexNotFound, IndexStore, file_checksum
+from rag.core.errors import RagError
+from rag.index.builder import build_index
+from rag.search.retrieval import Retriever
+from rag.index.store import COMPLETE_MARKER, MANIFEST, IndexDamaged, IndexNotFound, IndexStore, file_checksum
 from tests.conftest import (
     CountingEmbedder,
     clean_env,

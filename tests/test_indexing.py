@@ -12,9 +12,9 @@ import threading
 import numpy as np
 import pytest
 
-from rag.indexing import BuildReport, IndexLocked, build_index, chunker_identity
-from rag.retrieval import IndexMismatch, Retriever
-from rag.store import IndexStore
+from rag.index.builder import BuildReport, IndexLocked, build_index, chunker_identity
+from rag.search.retrieval import IndexMismatch, Retriever
+from rag.index.store import IndexStore
 from tests.conftest import CountingEmbedder, assert_chunk_spans, file_lines, write_notes
 from tests.conftest import make_settings as _make_settings
 

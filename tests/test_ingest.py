@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from rag.chunking import chunk_document
-from rag.indexing import build_index
-from rag.ingest import IngestError, decode, discover
-from rag.loaders import load_document
-from rag.retrieval import Retriever
-from rag.settings import Settings
-from rag.store import IndexStore
+from rag.reading.chunking import chunk_document
+from rag.index.builder import build_index
+from rag.reading.ingest import IngestError, decode, discover
+from rag.reading.loaders import load_document
+from rag.search.retrieval import Retriever
+from rag.core.settings import Settings
+from rag.index.store import IndexStore
 from tests.conftest import assert_chunk_spans, file_lines, make_settings, write_notes
 
 EXTENSIONS = Settings().extensions
@@ -214,7 +214,7 @@ def built(tmp_path_factory, embedder):
         ".隐藏.md": "# 隐藏\n\n这份笔记不应该被索引。\n",
     })
     settings = make_settings(corpus, root / "index")
-    logger = logging.getLogger("rag.indexing")
+    logger = logging.getLogger("rag.index.builder")
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append

@@ -1,5 +1,7 @@
-"""The shape of the code: no import cycles in rag/ and ui/, and the library never imports the
-web UI (only the command line, on top, starts it).
+"""The shape of the code: no import cycles in rag/ and ui/; imports only go down the stages
+(core → reading → index → search → answer → the notes folder and the CLI on top → ui), and the
+library never imports the web UI (only the command line, on top, starts it); no module over
+500 lines and no class over 250, so each can be read in one sitting.
 
 Imports are read with ``ast`` from every module under rag/ (absolute and relative, at the
 top or inside functions): a cycle means neither side can be read, tested or replaced alone.
@@ -98,3 +100,43 @@ def test_the_library_never_imports_the_web_ui():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# The stages in pipeline order; a module may import its own stage and those before it.
+STAGES = ("rag.core", "rag.reading", "rag.index", "rag.search", "rag.answer", "rag", "ui")
+
+
+def stage(module: str) -> int:
+    """The position of ``module``'s stage: the longest prefix in STAGES that names it."""
+    matches = [i for i, s in enumerate(STAGES) if module == s or module.startswith(s + ".")]
+    return max(matches, key=lambda i: len(STAGES[i]))
+
+
+def upward_imports(edges: dict[str, set[str]]) -> dict[str, list[str]]:
+    found = {m: sorted(t for t in targets if stage(t) > stage(m)) for m, targets in edges.items()}
+    return {m: t for m, t in found.items() if t and m not in TOP}
+
+
+def test_imports_only_go_down_the_stages():
+    assert upward_imports(graph()) == {}
+
+
+def test_the_stage_check_finds_an_upward_import():
+    edges = {"rag.reading.chunking": {"rag.core.text", "rag.search.retrieval"}, "rag.search.retrieval": {"rag.index.bm25"}}
+    assert upward_imports(edges) == {"rag.reading.chunking": ["rag.search.retrieval"]}
+
+
+MAX_MODULE_LINES = 500
+MAX_CLASS_LINES = 250
+
+
+def test_no_module_or_class_is_too_big_to_read():
+    big = []
+    for path in [p for folder in ("rag", "ui") for p in (ROOT / folder).rglob("*.py")]:
+        source = path.read_text(encoding="utf-8")
+        if source.count("\n") > MAX_MODULE_LINES:
+            big.append(f"{module_name(path)}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                big.append(f"{module_name(path)}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert big == []

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.llm import LLMUnavailable, PromptMessage, select_backend
-from rag.llm.base import ChatModel, estimate_tokens
-from rag.llm.llamacpp_backend import GgufSource, LlamaCppChatModel, find_gguf, packaged_gguf
-from rag.llm.openai_backend import OpenAIChatModel
-from rag.settings import Settings
+from rag.answer.llm import LLMUnavailable, PromptMessage, select_backend
+from rag.answer.llm.base import ChatModel, estimate_tokens
+from rag.answer.llm.llamacpp_backend import GgufSource, LlamaCppChatModel, find_gguf, packaged_gguf
+from rag.answer.llm.openai_backend import OpenAIChatModel
+from rag.core.settings import Settings
 from tests.fakes import SilentServer
 
 STORY = [

@@ -19,16 +19,16 @@ from pathlib import Path
 import pypdfium2
 import pytest
 
-from rag.chunking import chunk_document
-from rag.ingest import Document, IngestError
-from rag.loaders import load_document
-from rag.loaders import (MissingDependency, loader_for, page_lines, page_span, register, registered_suffixes,
+from rag.reading.chunking import chunk_document
+from rag.reading.ingest import Document, IngestError
+from rag.reading.loaders import load_document
+from rag.reading.loaders import (MissingDependency, loader_for, page_lines, page_span, register, registered_suffixes,
                          unregister)
-from rag.loaders.html import HtmlLoader
-from rag.loaders.pdf import PdfLoader
-from rag.loaders.text import TextLoader
+from rag.reading.loaders.html import HtmlLoader
+from rag.reading.loaders.pdf import PdfLoader
+from rag.reading.loaders.text import TextLoader
 from rag.notes import Upload, UploadError, add_notes, passage_view, read_note_lines
-from rag.store import IndexStore
+from rag.index.store import IndexStore
 from tests.conftest import assert_chunk_spans, make_settings, rag_cli
 
 DATA = Path(__file__).parent / "data" / "formats"

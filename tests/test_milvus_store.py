@@ -19,12 +19,12 @@ import pytest
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from rag.indexing import build_index  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.store import IndexStore  # noqa: E402
-from rag.vectors import VectorStoreUnavailable  # noqa: E402
-from rag.vectors.factory import milvus_prefix  # noqa: E402
-from rag.vectors.milvus_index import DESCRIPTOR_SUFFIX, alias_name, aliased_collection, client_for  # noqa: E402
+from rag.index.builder import build_index  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.index.store import IndexStore  # noqa: E402
+from rag.index.vectors import VectorStoreUnavailable  # noqa: E402
+from rag.index.vectors.factory import milvus_prefix  # noqa: E402
+from rag.index.vectors.milvus_index import DESCRIPTOR_SUFFIX, alias_name, aliased_collection, client_for  # noqa: E402
 from tests.conftest import (  # noqa: E402
     REPO_ROOT,
     CountingEmbedder,
@@ -208,7 +208,7 @@ def test_readers_during_milvus_swaps_always_get_a_whole_index(lite, embedder):
 
 
 def test_milvus_store_missing_its_package_says_how_to_install(lite, embedder, monkeypatch):
-    import rag.vectors.milvus_index as milvus_index
+    import rag.index.vectors.milvus_index as milvus_index
 
     monkeypatch.setitem(sys.modules, "pymilvus", None)  # what an environment without it looks like
     monkeypatch.setattr(milvus_index, "_clients", {})

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from rag.chat import ChatEngine
-from rag.note_finder import which_notes_topic
-from rag.retrieval import Retriever
+from rag.answer.chat import ChatEngine
+from rag.search.note_finder import which_notes_topic
+from rag.search.retrieval import Retriever
 from tests.conftest import indexed_notes, rag_cli
 
 NOTES = {

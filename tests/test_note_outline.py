@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag.chat import ChatEngine
-from rag.note_outline import OUTLINE_BUDGET_CHARS, summary_request
-from rag.retrieval import Retriever
+from rag.answer.chat import ChatEngine
+from rag.search.note_outline import OUTLINE_BUDGET_CHARS, summary_request
+from rag.search.retrieval import Retriever
 from tests.conftest import indexed_notes
 
 QLORA = """# QLoRA 笔记

@@ -26,8 +26,8 @@ from rag.notes import (
     read_upload,
     term_pattern,
 )
-from rag.settings import Settings
-from rag.store import IndexStore
+from rag.core.settings import Settings
+from rag.index.store import IndexStore
 
 EXT = (".md", ".markdown", ".txt")
 
@@ -370,7 +370,7 @@ def _many_notes(n: int) -> dict[str, str]:
 
 
 def test_cancelling_a_rebuild_leaves_the_previous_version_answering_and_nothing_half_built(tmp_path, embedder):
-    from rag.retrieval import Retriever
+    from rag.search.retrieval import Retriever
     from tests.conftest import indexed_notes, write_notes
 
     settings = indexed_notes(tmp_path, {"bm25.md": "# BM25\n\nBM25 ranks passages by term frequency and inverse "

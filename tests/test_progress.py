@@ -1,11 +1,11 @@
-"""Progress people can read (rag/progress.py): a line at least every 10% or 30 s when stderr is
+"""Progress people can read (rag/core/progress.py): a line at least every 10% or 30 s when stderr is
 not a terminal, each with the rate and the time left; and `rag index` prints them for real."""
 from __future__ import annotations
 
 import io
 import re
 
-from rag.progress import ProgressLines, ProgressMeter
+from rag.core.progress import ProgressLines, ProgressMeter
 from tests.conftest import clean_env, rag_cli, write_notes
 
 

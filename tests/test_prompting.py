@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from rag.chunking import Chunk
-from rag.conversation import Message
-from rag.llm.base import estimate_tokens
-from rag.prompting import (
+from rag.reading.chunking import Chunk
+from rag.search.conversation import Message
+from rag.answer.llm.base import estimate_tokens
+from rag.answer.prompting import (
     NOT_COVERED,
     CitationFilter,
     build_answer_prompt,
@@ -20,7 +20,7 @@ from rag.prompting import (
     retrieval_only_text,
     validate_citations,
 )
-from rag.retrieval import Hit
+from rag.search.retrieval import Hit
 
 
 def hit(rank: int, text: str, source: str = "notes/a.md", heading: str = "Training > Mixed precision",

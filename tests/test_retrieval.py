@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag.bm25 import tokenize
-from rag.conversation import Message
-from rag.retrieval import IndexNotFound, Retriever
+from rag.index.bm25 import tokenize
+from rag.search.conversation import Message
+from rag.search.retrieval import IndexNotFound, Retriever
 from tests.conftest import assert_chunk_spans, file_lines, indexed_notes, make_settings
 
 CLIP = ("梯度裁剪在反向传播之后、参数更新之前，把梯度的整体范数限制在一个阈值以内，防止梯度爆炸导致训练发散。"

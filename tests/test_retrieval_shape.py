@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.retrieval import Retriever
+from rag.search.retrieval import Retriever
 from tests.conftest import assert_chunk_spans, file_lines, indexed_notes
 
 SUMMARY_ITEMS = ["增加式方法", "适配器", "软提示", "选择性方法", "重新参数化方法", "低秩分解", "混合微调"]

@@ -1,4 +1,4 @@
-"""Scoped questions (rag/scope.py): folders, tags and dates limit the search itself."""
+"""Scoped questions (rag/reading/scope.py): folders, tags and dates limit the search itself."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from rag.indexing import build_index
-from rag.retrieval import Retriever
-from rag.scope import Scope, ScopeEmpty, ScopeError, note_metadata
+from rag.index.builder import build_index
+from rag.search.retrieval import Retriever
+from rag.reading.scope import Scope, ScopeEmpty, ScopeError, note_metadata
 from tests.conftest import make_settings, rag_cli, write_notes
 
 NOTES = {

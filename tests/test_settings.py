@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from rag.cli import build_parser, settings_from
-from rag.indexing import chunker_identity
-from rag.settings import Settings
+from rag.index.builder import chunker_identity
+from rag.core.settings import Settings
 
 
 @pytest.fixture

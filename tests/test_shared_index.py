@@ -1,4 +1,4 @@
-"""Replicas that share only Milvus (rag/shared_index.py), against the real Milvus Lite gRPC server.
+"""Replicas that share only Milvus (rag/index/shared_index.py), against the real Milvus Lite gRPC server.
 
 Each "replica" has its own index folder and no disk in common with the others but the notes;
 everything else reaches it through Milvus: the versions, the switch, the build lock.
@@ -18,12 +18,12 @@ import pytest
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from rag.indexing import build_index  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.shared_index import LEASE_S, SharedIndex  # noqa: E402
-from rag.store import IndexLocked, IndexStore  # noqa: E402
-from rag.vectors.milvus_index import client_for  # noqa: E402
+from rag.index.builder import build_index  # noqa: E402
+from rag.search.retrieval import Retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
+from rag.index.shared_index import LEASE_S, SharedIndex  # noqa: E402
+from rag.index.store import IndexLocked, IndexStore  # noqa: E402
+from rag.index.vectors.milvus_index import client_for  # noqa: E402
 from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, start_rag_serve, write_notes  # noqa: E402
 
 NOTES = {
@@ -143,7 +143,7 @@ def test_a_lock_left_by_a_builder_that_died_is_taken_over_once_its_lease_expired
     client.upsert(lease, [{"id": 0, "data": json.dumps({"holder": "a builder that was killed",
                                                          "expires": time.time() - 1}), "pad": [0.0, 0.0]}])
     client.flush(lease)
-    with caplog.at_level(logging.WARNING, logger="rag.shared_index"):
+    with caplog.at_level(logging.WARNING, logger="rag.index.shared_index"):
         assert build_index(b, embedder).chunks_embedded == 1
     assert "taking over the shared build lock" in caplog.text
     assert lease not in client.list_collections()
@@ -177,7 +177,7 @@ def test_shared_index_without_milvus_is_refused_when_settings_are_read():
 
 
 def test_a_build_that_outlives_its_lease_keeps_the_lock_by_renewing_it(replicas, embedder, monkeypatch):
-    import rag.shared_index as shared_index
+    import rag.index.shared_index as shared_index
 
     a, b = replicas
     build_index(a, embedder)

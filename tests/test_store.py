@@ -20,9 +20,9 @@ import faiss
 import numpy as np
 import pytest
 
-from rag.indexing import build_index
-from rag.retrieval import Retriever
-from rag.store import COMPLETE_MARKER, FileEntry, IndexLocked, IndexNotFound, IndexStore, Manifest, build_dense
+from rag.index.builder import build_index
+from rag.search.retrieval import Retriever
+from rag.index.store import COMPLETE_MARKER, FileEntry, IndexLocked, IndexNotFound, IndexStore, Manifest, build_dense
 from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, make_settings, rag_cli, write_notes
 
 BASE = {
@@ -199,7 +199,7 @@ def test_second_build_fails_with_index_locked_and_cli_exit_code_3(work, embedder
 def test_lock_held_by_another_process_is_respected_and_freed_when_it_dies(work):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom rag.store import IndexStore\n"
+         "import sys, time\nfrom rag.index.store import IndexStore\n"
          "with IndexStore(sys.argv[1]).lock():\n    print('held', flush=True)\n    time.sleep(600)\n",
          str(work.index_dir)],
         stdout=subprocess.PIPE, text=True, env=clean_env(), cwd=REPO_ROOT,

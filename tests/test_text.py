@@ -1,7 +1,7 @@
-"""rag/text.py: the shared text rules, and proof that each agrees with the copy it replaces.
+"""rag/core/text.py: the shared text rules, and proof that each agrees with the copy it replaces.
 
 The "agrees with" tests compare against the copies still in other modules (issue 10 lists
-them); once a module switches to rag.text, its comparison can go.
+them); once a module switches to rag.core.text, its comparison can go.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from rag import text as T
+from rag.core import text as T
 
 QUESTIONS = [
     "混合精度训练有哪些优缺点？",
@@ -75,27 +75,27 @@ def test_text_or_not_is_decided_by_control_characters():
 # --- agreement with the copies it replaces ----------------------------------------------------------
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_prompting_uses_the_one_language_rule(question):
-    from rag.prompting import detect_language
+    from rag.answer.prompting import detect_language
 
     assert T.detect_language(question) == detect_language(question)
 
 
 def test_the_sentence_split_agrees_with_the_chunker():
-    from rag.chunking import _SENTENCE_SPLIT
+    from rag.reading.chunking import _SENTENCE_SPLIT
 
     text = "第一句。第二句！Is it? Yes. Next one here；最后"
     assert [s for s in _SENTENCE_SPLIT.split(text) if s] == T.split_sentences(text)
 
 
 def test_the_citation_run_agrees_with_prompting():
-    from rag import prompting
+    from rag.answer import prompting
 
     assert prompting._CITATION_RUN.pattern == T.CITATION_RUN.pattern
 
 
 @pytest.mark.parametrize("data", ["正常的笔记", "\x01\x02abc" * 10, "a\tb\n"])
 def test_looks_like_text_agrees_with_ingest(data):
-    from rag.ingest import _looks_like_text
+    from rag.reading.ingest import _looks_like_text
 
     assert T.looks_like_text(data) == _looks_like_text(data)
 

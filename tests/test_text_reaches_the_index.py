@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from rag.indexing import CLUTTER_WARN_SHARE, build_index
-from rag.ingest import IngestError, clean_lines, decode, discover, discover_notes
-from rag.loaders import load_document
+from rag.index.builder import CLUTTER_WARN_SHARE, build_index
+from rag.reading.ingest import IngestError, clean_lines, decode, discover, discover_notes
+from rag.reading.loaders import load_document
 from rag.notes import NoteError, delete_note, list_notes, note_path, read_note_lines
-from rag.retrieval import Retriever
-from rag.store import IndexStore
+from rag.search.retrieval import Retriever
+from rag.index.store import IndexStore
 from tests.conftest import make_settings, rag_cli, write_notes
 
 REPRO = ['# 推荐系统', '', 'a', '', '## 协同过滤', '', 'b', '', '相关推荐', '', 'item2vec UNIQUE', '', '## 冷启动', '',
@@ -197,7 +197,7 @@ def test_a_note_that_yields_no_passage_is_listed_with_the_reason(tmp_path):
 
 
 def test_a_one_line_note_is_a_passage_that_is_found(tmp_path):
-    """A one-line note is a passage of its own (rag/chunking.py), so it is found, not skipped."""
+    """A one-line note is a passage of its own (rag/reading/chunking.py), so it is found, not skipped."""
     corpus = write_notes(tmp_path / "notes", {"short.md": "买牛奶 MILKMARKER\n",
                                              "real.md": "# 真的\n\n一篇正常的笔记，有足够的内容可以成为一段。\n"})
     settings = make_settings(corpus, tmp_path / "index")

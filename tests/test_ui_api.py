@@ -15,9 +15,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from rag.indexing import build_index
+from rag.index.builder import build_index
 from rag.notes import PassageView
-from rag.settings import Settings
+from rag.core.settings import Settings
 from ui import render
 from ui.bind import ServeError, check_bind
 from tests.fakes import ScriptedChatModel
@@ -200,8 +200,8 @@ def test_first_run_without_an_index_then_notes_appear(tmp_path):
 def test_the_queue_limits_concurrent_answers(tmp_path, limit):
     from gradio_client import Client
 
-    from rag.chat import ChatEngine
-    from rag.retrieval import Retriever
+    from rag.answer.chat import ChatEngine
+    from rag.search.retrieval import Retriever
     from ui.app import start
 
     settings = make_settings(tmp_path, concurrency_limit=limit)
@@ -597,7 +597,7 @@ def _notes_with_every_state(root: Path, embedder) -> Settings:
 
 
 def test_the_notes_list_shows_each_notes_state_in_its_folder_tree(tmp_path, embedder):
-    from rag.file_status import FileState, file_states
+    from rag.index.file_status import FileState, file_states
 
     settings = _notes_with_every_state(tmp_path, embedder)
     states = file_states(settings)
@@ -625,7 +625,7 @@ def test_the_notes_list_shows_each_notes_state_in_its_folder_tree(tmp_path, embe
 
 
 def test_the_notes_search_keeps_the_paths_that_contain_it_with_their_folders(tmp_path, embedder):
-    from rag.file_status import file_states
+    from rag.index.file_status import file_states
 
     states = file_states(_notes_with_every_state(tmp_path, embedder))
     page = render.notes_html(states, query="LORA", lang="en")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.indexing import build_index
-from rag.settings import Settings
-from rag.store import IndexStore
+from rag.index.builder import build_index
+from rag.core.settings import Settings
+from rag.index.store import IndexStore
 from tests.fakes import ScriptedChatModel
 
 pytestmark = [
@@ -59,7 +59,7 @@ class GatedEmbedder:
     """The real embedder for rebuilds, with a gate a test can close to hold a rebuild mid-way."""
 
     def __init__(self, settings: Settings) -> None:
-        from rag.embeddings import make_embedder
+        from rag.index.embedders.factory import make_embedder
 
         self.inner = make_embedder(settings)
         self.identity, self.dim = self.inner.identity, self.inner.dim
@@ -755,7 +755,7 @@ def test_a_folder_picked_as_scope_keeps_every_source_inside_it_in_english_and_in
 # --- streaming and stopping (a slow fake model) ----------------------------------------------------
 def slow_model():
     """Fake: a model that writes a long cited answer slowly and stops when told to. Numbered
-    sentences, so that none repeats (a repeated one would be cut as a loop, rag/degeneration.py)."""
+    sentences, so that none repeats (a repeated one would be cut as a loop, rag/answer/degeneration.py)."""
     words = " ".join(f"Step {i}: LoRA freezes the pretrained weights and trains two small matrices [1]."
                      for i in range(1, 41)).split(" ")
     return ScriptedChatModel([w + " " for w in words], name="fake:slow-writer", delay_s=0.08)
@@ -763,8 +763,8 @@ def slow_model():
 
 @pytest.fixture(scope="module")
 def slow_server(tmp_path_factory):
-    from rag.chat import ChatEngine
-    from rag.retrieval import Retriever
+    from rag.answer.chat import ChatEngine
+    from rag.search.retrieval import Retriever
     from ui.app import start
 
     settings = make_corpus(tmp_path_factory.mktemp("slow"))

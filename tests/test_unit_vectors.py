@@ -1,13 +1,13 @@
-"""Unit vectors (rag/unit_vectors.py): every answer unit embedded once, at build time, with the
+"""Unit vectors (rag/index/unit_vectors.py): every answer unit embedded once, at build time, with the
 real default embedder, incrementally, and found again by its text."""
 from __future__ import annotations
 
 import numpy as np
 
-from rag.indexing import build_index
-from rag.retrieval import Retriever
-from rag.store import IndexStore
-from rag.unit_vectors import chunk_unit_texts
+from rag.index.builder import build_index
+from rag.search.retrieval import Retriever
+from rag.index.store import IndexStore
+from rag.index.unit_vectors import chunk_unit_texts
 from tests.conftest import CountingEmbedder, make_settings, write_notes
 
 NOTES = {

@@ -1,9 +1,9 @@
-"""Answer units (rag/units.py): what an extractive answer may quote, and what it never may."""
+"""Answer units (rag/reading/units.py): what an extractive answer may quote, and what it never may."""
 from __future__ import annotations
 
 import re
 
-from rag.units import STATING, split_units, unit_key
+from rag.reading.units import STATING, split_units, unit_key
 
 
 def stating(text: str) -> list[str]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.settings import Settings
-from rag.vectors import VectorIndex, VectorStoreUnavailable, build_vector_index, load_vector_index
-from rag.vectors.faiss_index import FaissIndex
+from rag.core.settings import Settings
+from rag.index.vectors import VectorIndex, VectorStoreUnavailable, build_vector_index, load_vector_index
+from rag.index.vectors.faiss_index import FaissIndex
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -14,11 +14,11 @@ import time
 import httpx
 import pytest
 
-from rag.chat import ChatEngine, TokenEvent
-from rag.llm import LLMUnavailable, PromptMessage, make_openai
-from rag.llm.llamacpp_backend import GgufSource, LlamaCppChatModel, packaged_gguf
-from rag.llm.openai_backend import OpenAIChatModel
-from rag.prompting import validate_citations
+from rag.answer.chat import ChatEngine, TokenEvent
+from rag.answer.llm import LLMUnavailable, PromptMessage, make_openai
+from rag.answer.llm.llamacpp_backend import GgufSource, LlamaCppChatModel, packaged_gguf
+from rag.answer.llm.openai_backend import OpenAIChatModel
+from rag.answer.prompting import validate_citations
 from tests.test_chat import assert_citations_valid, build_notes_index, run_events
 from tests.vllm_fixture import MAX_MODEL_LEN, VLLMServer, vllm_server  # noqa: F401
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.indexing import build_index
+from rag.index.builder import build_index
 from rag.notes import Reindexer
-from rag.retrieval import Retriever
-from rag.store import IndexStore
+from rag.search.retrieval import Retriever
+from rag.index.store import IndexStore
 from tests.conftest import REPO_ROOT, clean_env, make_settings, write_notes
 from ui.watcher import CorpusWatcher
 

@@ -25,9 +25,9 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from rag.chat import ChatEngine  # noqa: E402
+from rag.answer.chat import ChatEngine  # noqa: E402
 from rag.notes import Reindexer, human_size  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 from . import render  # noqa: E402
 from .assets import CSS, HEAD  # noqa: E402

@@ -7,8 +7,8 @@ from __future__ import annotations
 import errno
 import socket
 
-from rag.errors import EXIT_USAGE, RagError
-from rag.settings import LOOPBACK_NAMES, Settings, is_loopback  # noqa: F401 - re-exported
+from rag.core.errors import EXIT_USAGE, RagError
+from rag.core.settings import LOOPBACK_NAMES, Settings, is_loopback  # noqa: F401 - re-exported
 
 
 class ServeError(RagError, RuntimeError):

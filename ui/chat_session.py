@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from rag.batch import parse_request, request_scope
-from rag.chat import DoneEvent, QuestionError, SourcesEvent, TokenEvent
-from rag.errors import InputError
-from rag.conversation import Message, followup_context, is_followup
+from rag.answer.chat import DoneEvent, QuestionError, SourcesEvent, TokenEvent
+from rag.core.errors import InputError
+from rag.search.conversation import Message, followup_context, is_followup
 from rag.notes import PassageView, passage_view
-from rag.scope import Scope, ScopeEmpty, ScopeError
-from rag.settings import Settings
+from rag.reading.scope import Scope, ScopeEmpty, ScopeError
+from rag.core.settings import Settings
 
 from . import render
 from .engine import EngineProvider

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from rag.chat import ChatEngine
-from rag.settings import Settings
+from rag.answer.chat import ChatEngine
+from rag.core.settings import Settings
 
 from .i18n import t
 
@@ -39,7 +39,7 @@ class EngineProvider:
     def backend(self):
         """The LLM backend choice (for the status line before any index exists)."""
         if self._choice is None:
-            from rag.llm import select_backend
+            from rag.answer.llm import select_backend
 
             self._choice = select_backend(self.settings)
             log.info("LLM backend: %s (%s)", self._choice.backend, self._choice.reason)
@@ -51,9 +51,9 @@ class EngineProvider:
         with self._lock:
             if self._engine is not None:
                 return self._engine, None
-            from rag.embeddings import make_embedder
-            from rag.errors import RagError
-            from rag.retrieval import IndexMismatch, IndexNotFound, Retriever
+            from rag.index.embedders.factory import make_embedder
+            from rag.core.errors import RagError
+            from rag.search.retrieval import IndexMismatch, IndexNotFound, Retriever
 
             try:
                 if self._query_embedder is None:

@@ -20,11 +20,11 @@ from gradio.data_classes import FileData
 from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
-from rag.file_status import FileState, file_states
+from rag.index.file_status import FileState, file_states
 from rag.notes import (NoteError, NoteInfo, Reindexer, UploadError, add_notes, delete_note, list_notes, read_upload,
                        refused_uploads)
-from rag.settings import Settings
-from rag.store import IndexNotFound, IndexStore
+from rag.core.settings import Settings
+from rag.index.store import IndexNotFound, IndexStore
 
 from . import render
 from .i18n import error_text, lang_of, t
@@ -146,7 +146,7 @@ class NotesPanel:
         return notes
 
     def states(self) -> list[FileState]:
-        """Every note's state (``rag.file_status``), recomputed only when a note's size or time, or
+        """Every note's state (``rag.index.file_status``), recomputed only when a note's size or time, or
         the index version, changed: ``file_states`` hashes every note, and the page polls every 2 s."""
         key = (IndexStore(self.settings.index_dir).current_version(),
                tuple((n.source, n.size, n.modified) for n in self.notes()))

@@ -13,9 +13,9 @@ import time
 import unicodedata
 from typing import Iterable, Sequence
 
-from rag.file_status import FileState
+from rag.index.file_status import FileState
 from rag.notes import PassageView, ReindexStatus, human_size, term_pattern
-from rag.text import CITATION
+from rag.core.text import CITATION
 
 from .i18n import t
 
@@ -162,7 +162,7 @@ def passages_details(sources: Sequence, *, turn: int, cited: Iterable[int] = (),
 
 # --- the scope of a question -----------------------------------------------------------------
 def scope_text(scope, lang: str = "en") -> str:
-    """A ``rag.scope.Scope`` in words, in ``lang`` (plain text: escape it for HTML)."""
+    """A ``rag.reading.scope.Scope`` in words, in ``lang`` (plain text: escape it for HTML)."""
     parts = [t(lang, "scope_in", folders=", ".join(scope.within))] if scope.within else []
     parts += [t(lang, "scope_tagged", tags=", ".join("#" + tag for tag in scope.tags))] if scope.tags else []
     parts += [t(lang, "scope_since_part", date=scope.since.isoformat())] if scope.since else []

@@ -3,8 +3,8 @@
 The picker's four fields are the scope: every question of the session is asked inside
 what they hold when it is sent (so a follow-up keeps the scope until the fields change),
 and each answer names it in a line under it. What a scope means is the library's
-(``rag.scope.Scope``); this module offers the choices (the indexed notes' folders and
-tags, from the manifest through ``rag.file_status``), turns the fields into a ``Scope``,
+(``rag.reading.scope.Scope``); this module offers the choices (the indexed notes' folders and
+tags, from the manifest through ``rag.index.file_status``), turns the fields into a ``Scope``,
 and says which one is active.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 
 import gradio as gr
 
-from rag.file_status import FileState
-from rag.scope import Scope, ScopeError
+from rag.index.file_status import FileState
+from rag.reading.scope import Scope, ScopeError
 
 from . import render
 from .i18n import error_text, lang_of

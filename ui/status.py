@@ -15,8 +15,8 @@ from typing import Any
 import gradio as gr
 
 from rag.notes import Reindexer, ReindexStatus
-from rag.settings import Settings
-from rag.store import IndexStore
+from rag.core.settings import Settings
+from rag.index.store import IndexStore
 
 from . import render
 from .engine import EngineProvider
@@ -88,7 +88,7 @@ class StatusService:
                 try:
                     result = llm.health(timeout_s=HEALTH_TIMEOUT_S)
                 except Exception as exc:  # noqa: BLE001 - shown in the status line
-                    from rag.llm import Health
+                    from rag.answer.llm import Health
 
                     result = Health(False, f"{type(exc).__name__}: {exc}")
                 self._health = (time.time(), result)

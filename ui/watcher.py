@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from rag.ingest import shown_name
+from rag.reading.ingest import shown_name
 
 log = logging.getLogger(__name__)
 

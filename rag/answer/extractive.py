@@ -1,0 +1,399 @@
+"""The answer without a language model: the notes' own sentences that answer the question.
+
+``extract_answer`` takes the numbered passages retrieval returned (after follow-up
+resolution) and picks, within a character budget, the sentences, list items and table
+rows that answer the question (``rag.reading.units`` says what a unit is: never a heading, a
+question or a bare label), each followed by ``[n]``.
+
+How a unit is chosen (no rule names a note, heading or question):
+
+* each unit is scored by what it shares with the question (the keyword tokens of
+  ``rag.index.bm25.tokenize``, with and without its heading's words), by meaning (its cosine to
+  the question's vector, from the unit vectors the index build stored, so English
+  questions find Chinese sentences), and by its passage's rank (the first passage, and
+  other pieces of its section, first; inside a hit read as a whole section, the passage
+  that matched first);
+* a question that asks two things ("A 和 B 的区别", "X 是什么，有什么作用") is cut into its
+  parts, and the best unit for each part the passages cover is taken before the rest;
+* a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
+  list items and table rows; a definition question (是什么, "what is") puts the sentence
+  that defines the term first; a unit that only repeats the question is never taken;
+* the best units are taken until the budget is spent; the best one is shown first, the
+  others in reading order.
+
+Invariants, checked by bench/answer_quality.py and the tests: the answer, citation
+markers and list marks included, is at most ``budget_chars`` long; the text before every
+``[n]`` (without the ``- `` a list item is shown with, or the backticks around a line of
+code) is, whitespace aside, a verbatim piece of passage ``n``, so every citation points
+at a passage that says what it follows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol, Sequence
+
+import numpy as np
+
+from rag.index.bm25 import STOPWORDS, tokenize
+from rag.answer.prompting import Source
+from rag.core.text import HAN_BASIC_CHAR
+from rag.reading.units import STATING, Unit, cut_long, join_lines, split_units, unit_key
+
+__all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
+
+Intent = Literal["list", "definition", "other"]
+# The cosine of each text to the question (the question's own vector).
+Similarity = Callable[[Sequence[str]], np.ndarray]
+
+# --- parameters (chosen on bench/data/dev.jsonl with bench/answer_quality.py, checked on dev-md) ---
+# Passages read for candidates. Reading five instead gave 0.758 instead of 0.765 on dev.jsonl:
+# the fourth and fifth passages add more wrong sentences than right ones. Since retrieval ranks
+# hub passages down (rag/index/hubness.py), bench/answer_quality.py gives dev-md / dev coverage 0.605 /
+# 0.738 reading 1, 0.614 / 0.755 reading 2, 0.602 / 0.745 reading 3, 0.602 / 0.735 reading 4.
+PASSAGES_READ = 3
+# Candidates scored per question: bounds the time on top of retrieval.
+MAX_CANDIDATES = 120
+# Weight of a term only the earlier turn of a follow-up has, against one of the question's own.
+CONTEXT_WEIGHT = 0.25
+# Share of the keyword score earned with the words of the unit's section heading added.
+HEADING_SHARE = 0.5
+# Weights of the score's parts: keyword overlap, meaning (the unit's vector against the
+# question's; scaled down by how well the words already match), the passage's rank.
+LEXICAL_WEIGHT = 1.0
+SEMANTIC_WEIGHT = 0.5
+RANK_WEIGHT = 1.0
+# Meaning counts within this cosine of the best unit: e5 puts every sentence of a
+# retrieved passage at 0.75-0.9 to the question, so only the top of that range tells.
+SEMANTIC_SPAN = 0.1
+# Bonus for a list item / table row when the question asks for a list.
+LIST_BONUS = 0.25
+# A unit outside the matched passage of a hit read as a whole section ranks as if its
+# passage were this much further down; units are matched on their first characters.
+OUT_OF_FOCUS = 0.5
+FOCUS_PROBE_CHARS = 24
+# Bonus for the first sentences of a passage: notes state the point before the detail.
+LEAD_BONUS = 0.1
+# A unit is kept only when its score reaches this share of the best unit's...
+MIN_RELATIVE_SCORE = 0.45
+# ...or, while the answer is shorter than this share of the budget, this lower share.
+SHORT_RELATIVE_SCORE = 0.3
+SHORT_ANSWER_SHARE = 0.7
+# A unit whose characters are mostly (this share of its character pairs) in the question
+# only says the question back.
+REPEATS_QUESTION = 0.8
+
+_LIST_QUESTION = re.compile(
+    r"哪些|哪几|几种|几个|优缺点|优点|缺点|优势|劣势|步骤|流程|区别|不同|差异|对比|比较|方法有|策略|措施|特点|"
+    r"\bwhat are\b|\bsteps?\b|\bdifferences?\b|\bcompare\b|\bpros\b|\bcons\b|\badvantages?\b|"
+    r"\bdisadvantages?\b|\bways\b|\bmethods\b|\bstrategies\b|\bkinds\b|\btypes\b|\blist\b",
+    re.IGNORECASE,
+)
+_DEFINITION_QUESTION = re.compile(
+    r"是什么|什么是|是啥|指什么|的定义|的含义|什么意思|介绍一下|\bwhat is\b|\bwhat's\b|\bdefine\b|\bdefinition\b|"
+    r"\bmeaning of\b",
+    re.IGNORECASE,
+)
+_DEFINING = re.compile(r"是指|指的是|是一种|是一个|是一类|定义为|称为|即|\bis an?\b|\brefers to\b|\bis the\b|\bmeans\b",
+                       re.IGNORECASE)
+# Where a question asking two things divides: between clauses, or between the two things
+# it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
+_CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why|which|when|where|who|is|are|does|do)\b)",
+                      re.IGNORECASE)
+_BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
+_MIN_PART_CHARS = 2
+_MAX_PARTS = 4
+
+
+class EmbedderLike(Protocol):
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ExtractiveAnswer:
+    text: str  # the answer: the best unit, then the others in reading order, "[n]" after each
+    cited: list[int]  # passage numbers used, in order of first use
+    units: list[Unit] = field(default_factory=list)
+    intent: Intent = "other"
+
+
+def question_intent(question: str) -> Intent:
+    if _LIST_QUESTION.search(question):
+        return "list"
+    if _DEFINITION_QUESTION.search(question):
+        return "definition"
+    return "other"
+
+
+def question_parts(question: str) -> list[str]:
+    """The things a question asks about, when it asks about more than one; else [].
+
+    "数据并行和模型并行的主要区别是什么？" → ["数据并行", "模型并行的主要区别是什么"];
+    "triplet loss 是什么，有什么作用？" → ["triplet loss 是什么", "有什么作用"]. A part only
+    has to carry the words that tell it from the others: the question's shared words
+    ("区别") still count for every unit.
+    """
+    parts = [p.strip() for p in _CLAUSES.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
+    if len(parts) < 2:
+        parts = [p.strip() for p in _BETWEEN_THINGS.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
+    return parts[:_MAX_PARTS] if len(parts) >= 2 else []
+
+
+def _terms(text: str) -> set[str]:
+    return {t for t in tokenize(text) if t not in STOPWORDS and (len(t) >= 2 or not HAN_BASIC_CHAR.match(t))}
+
+
+def _term_weights(question: str, context: str) -> dict[str, float]:
+    """Question terms weigh by length (a longer term is more specific); terms only the
+    earlier turn has weigh ``CONTEXT_WEIGHT`` as much: they name the subject, the
+    follow-up's own words ("缺点") say what is asked about it."""
+    own = _terms(question)
+    weights = {t: float(min(len(t), 4)) for t in own}
+    for t in _terms(context) - own:
+        weights[t] = CONTEXT_WEIGHT * min(len(t), 4)
+    return weights
+
+
+def _lexical(weights: dict[str, float], unit_terms: set[str]) -> float:
+    """Weighted share of the question's terms the unit contains."""
+    total = sum(weights.values())
+    if not total:
+        return 0.0
+    return sum(w for t, w in weights.items() if t in unit_terms) / total
+
+
+def _bigrams(text: str) -> set[str]:
+    text = re.sub(r"\W+", "", text.lower())
+    return {text[i : i + 2] for i in range(len(text) - 1)}
+
+
+def _repeats(unit: str, question_bigrams: set[str]) -> bool:
+    own = _bigrams(unit)
+    return bool(own) and len(own & question_bigrams) >= REPEATS_QUESTION * len(own)
+
+
+def _embedder_similarity(embedder: EmbedderLike, query: str) -> Similarity:
+    """Meaning computed now, for callers without stored unit vectors (tests, old indexes)."""
+    def similarity(texts: Sequence[str]) -> np.ndarray:
+        return embedder.embed_passages(list(texts)) @ embedder.embed_queries([query])[0]
+    return similarity
+
+
+def _relative(cosines: np.ndarray | None, n: int) -> np.ndarray:
+    """Cosines as [0, 1] credit within ``SEMANTIC_SPAN`` of the best; zeros without them."""
+    if cosines is None or len(cosines) != n or not n:
+        return np.zeros(n)
+    return np.clip((cosines - (float(cosines.max()) - SEMANTIC_SPAN)) / SEMANTIC_SPAN, 0.0, 1.0)
+
+
+def extract_answer(
+    question: str,
+    sources: Sequence[Source],
+    *,
+    budget_chars: int,
+    similarity: Similarity | None = None,
+    embedder: EmbedderLike | None = None,
+    context: str = "",
+) -> ExtractiveAnswer:
+    """The best units of ``sources`` for ``question`` within ``budget_chars`` characters.
+
+    ``context`` is what a follow-up refers to (the earlier question): it joins the
+    question for scoring, so "那它的缺点呢？" is scored as a question about the earlier subject.
+    ``similarity`` gives each unit's cosine to the question (stored unit vectors); without
+    it, ``embedder`` computes them now; without either, meaning does not count.
+    """
+    intent = question_intent(question)
+    candidates: list[Unit] = []
+    for source in sources[:PASSAGES_READ]:
+        candidates += split_units(source.n, source.hit.text)
+    asked = _bigrams(question)
+    scored: list[Unit] = []
+    seen: set[str] = set()  # the same sentence pasted into two notes is said once
+    for u in candidates:
+        key = unit_key(u.text)
+        if u.kind in STATING and key not in seen and not _repeats(u.text, asked):
+            seen.add(key)
+            scored.append(u)
+    scored = scored[:MAX_CANDIDATES]
+    if not scored:
+        return ExtractiveAnswer("", [], [], intent)
+
+    q_terms = _term_weights(question, context)
+    # A unit is about what its section's heading says: "掩码机制:…" under "MAM Adapter 思路"
+    # answers a question about MAM Adapter's idea without naming it.
+    own_heading = {s.n: s.hit.heading.rsplit(" > ", 1)[-1] for s in sources[:PASSAGES_READ]}
+    heading_terms = {n: _terms(h) for n, h in own_heading.items()}
+    unit_terms = [_terms(u.text) for u in scored]
+    with_heading = [t | (_terms(u.title) if u.title else heading_terms[u.n]) for u, t in zip(scored, unit_terms)]
+    lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
+                        for t, h in zip(unit_terms, with_heading)])
+    if similarity is None and embedder is not None:
+        similarity = _embedder_similarity(embedder, f"{question} {context}".strip())
+    # Meaning: only the top of the cosine range tells (every sentence of a retrieved passage
+    # is near the question), and it counts as much as the words fail: when the best unit
+    # shares few of the question's terms (an English question over Chinese notes, a
+    # paraphrase), meaning decides; when units share most of them, words do.
+    semantic = _relative(similarity([u.text for u in scored]) if similarity else None, len(scored))
+    semantic_weight = SEMANTIC_WEIGHT * (1.0 - float(lexical.max()))
+    # The passage retrieval ranked first, and any other piece of the same section, come first.
+    top = sources[0].hit
+    same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}
+    # Inside a hit read as a whole section, the passage that matched comes first. Not for a
+    # follow-up: what matched there is the earlier turns' subject, not what is asked about it.
+    focus = {s.n: re.sub(r"\s+", "", s.hit.focus) for s in sources[:PASSAGES_READ]
+             if getattr(s.hit, "focus", "") and not context}
+    in_focus = [u.n not in focus or re.sub(r"\s+", "", u.text)[:FOCUS_PROBE_CHARS] in focus[u.n] for u in scored]
+    rank = np.array([(1.0 if u.n in same_section else 1.0 / u.n) * (1.0 if inside else OUT_OF_FOCUS)
+                     for u, inside in zip(scored, in_focus)])
+    score = LEXICAL_WEIGHT * lexical + semantic_weight * semantic + RANK_WEIGHT * rank
+    for i, u in enumerate(scored):
+        if intent == "list" and u.kind in ("item", "row"):
+            score[i] += LIST_BONUS
+        if u.order <= 1:
+            score[i] += LEAD_BONUS
+
+    order = [int(i) for i in np.argsort(-score, kind="stable")]
+    first = order[0]
+    if intent == "definition":
+        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)]
+        if defining:
+            first = max(defining, key=lambda i: score[i])
+    picks = [first] + _part_picks(question, scored, with_heading, order, score)
+    chosen: list[Unit] = []
+    used = 0
+
+    def take(u: Unit) -> None:
+        nonlocal used
+        chosen.append(u)
+        used += _shown_len(u)
+
+    for i in dict.fromkeys(picks):
+        u = scored[i]
+        if used + _shown_len(u) <= budget_chars:
+            take(u)
+        elif not chosen:  # the best unit alone is too long: its first clauses
+            take(_fit(u, budget_chars))
+    # Then the best units above the floor; a short answer reaches a little lower.
+    for share, up_to in ((MIN_RELATIVE_SCORE, budget_chars), (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)):
+        floor = share * float(score.max())
+        for i in order:
+            u = scored[i]
+            if u in chosen or score[i] < floor or used >= up_to or used + _shown_len(u) > budget_chars:
+                continue
+            take(u)
+    # A list item shown without the line that introduces it ("缺点：") loses its meaning.
+    at = {(u.n, u.order): u for u in candidates}
+    for u in list(chosen):
+        lead = _introducer(u, at)
+        if lead is not None and lead not in chosen and used + _shown_len(lead) <= budget_chars:
+            take(lead)
+
+    best = chosen[0]
+    lead = _introducer(best, at)
+    head = [lead, best] if lead in chosen else [best]
+    ordered = head + sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
+    text = _render(ordered)
+    while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
+        ordered.pop()
+        text = _render(ordered)
+    return ExtractiveAnswer(text, list(dict.fromkeys(u.n for u in ordered)), ordered, intent)
+
+
+def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order: list[int],
+                score: np.ndarray) -> list[int]:
+    """For a question that asks two things, the best unit of each part the units cover: the
+    best-scored unit holding a term of that part that no other part has."""
+    parts = [_terms(p) for p in question_parts(question)]
+    picks: list[int] = []
+    floor = SHORT_RELATIVE_SCORE * float(score.max())
+    for k, own in enumerate(parts):
+        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k))
+        if not distinct:
+            continue
+        pick = next((i for i in order if distinct & terms[i] and score[i] >= floor), None)
+        if pick is not None:
+            picks.append(pick)
+    return picks
+
+
+def _introducer(u: Unit, at: dict[tuple[int, int], Unit]) -> Unit | None:
+    """The line that introduces list item or row ``u``: the lead ("缺点：") above its list,
+    or the label ("原始模型") of the list it is nested in."""
+    if u.kind not in ("item", "row"):
+        return None
+    before = at.get((u.n, u.order - 1))
+    while before is not None:
+        if before.kind == "lead" and before.depth <= u.depth:
+            return before
+        if before.kind == "label" and before.depth < u.depth:
+            return before
+        if before.kind not in ("item", "row", "label", "lead"):
+            return None
+        before = at.get((before.n, before.order - 1))
+    return None
+
+
+def _marker(u: Unit) -> int:
+    return len(f" [{u.n}]") if u.kind != "lead" and u.kind != "label" else 0
+
+
+def _shown_len(u: Unit) -> int:
+    """Characters ``u`` takes in the answer: its text, its citation and its list mark."""
+    if u.kind in ("item", "row", "label"):
+        return len(u.text) + 3 + 2 * u.depth + _marker(u)  # "- ", nesting and the line break
+    if u.kind == "code":
+        return len(u.text) + 3 + _marker(u)  # backticks and the line break
+    return len(u.text) + 1 + _marker(u)
+
+
+def _fit(u: Unit, budget_chars: int) -> Unit:
+    """``u`` cut at a clause end so that it fits ``budget_chars`` with its marks."""
+    room = budget_chars - (_shown_len(u) - len(u.text))
+    return Unit(u.n, u.order, cut_long(u.text, max(room, 1)), u.kind, u.depth, u.title)
+
+
+def _render(units: Sequence[Unit]) -> str:
+    """Sentences of one passage run on as a paragraph; items and rows are list lines."""
+    lines: list[str] = []
+    paragraph: list[str] = []
+    last_n = None
+    depths: dict[int, int] = {}  # depth of the last item shown, per passage
+    rows = {(u.n, u.order - 1) for u in units if u.kind == "row"}
+
+    def at_table_header(u: Unit) -> bool:
+        return (u.n, u.order) in rows and "|" in u.text
+
+    def close() -> None:
+        if paragraph:
+            text = paragraph[0]
+            for sentence in paragraph[1:]:
+                text = join_lines(text, sentence)
+            lines.append(text)
+            paragraph.clear()
+
+    for u in units:
+        if u.n != last_n:
+            close()
+        last_n = u.n
+        if u.kind in ("item", "row"):
+            close()
+            # Nesting is kept only under a shown parent: an orphan sub-item becomes top level.
+            depth = min(u.depth, depths.get(u.n, -1) + 1)
+            depths[u.n] = depth
+            lines.append(f"{'  ' * depth}- {u.text} [{u.n}]")
+        elif u.kind == "lead":
+            close()
+            lines.append(f"{'  ' * u.depth}- {u.text}" if at_table_header(u) or u.depth else u.text)
+        elif u.kind == "label":  # the name of the nested list below it, shown as its parent item
+            close()
+            depths[u.n] = u.depth
+            lines.append(f"{'  ' * u.depth}- {u.text}")
+        elif u.kind == "code":
+            close()
+            lines.append(f"`{u.text}` [{u.n}]")
+        else:
+            paragraph.append(f"{u.text} [{u.n}]")
+    close()
+    return "\n".join(lines)

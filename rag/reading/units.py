@@ -1,0 +1,223 @@
+"""Answer units: the pieces of a passage that can stand in an answer on their own.
+
+``split_units`` cuts a passage into units in reading order: a list item, a table row or
+an unfenced line of code is one unit; the wrapped lines of a paragraph are joined and cut
+into sentences. Both the extractive answer (rag/answer/extractive.py) and the index build
+(rag/index/unit_vectors.py, which embeds every unit once so no question pays for it) use it, so
+the two always agree on what a unit is.
+
+What is never a unit that states something (kind ``sentence``, ``item``, ``row`` or
+``code``):
+
+* a heading: Markdown headings, and every line the chunker reads as a heading of plain-text
+  notes (numbered questions such as "5.2.2 适配器微调思路?", short title lines); a heading
+  names the topic of the units under it (``Unit.title``);
+* a question: a sentence ending in "?"/"？" asks, it does not answer;
+* a label: a list item of a few words with no explanation ("原始模型", "Prompt-tuning:") is
+  kind ``label`` or ``lead``, shown only to introduce the units under it;
+* fenced code, images, table rules, and pieces that carry citation-like ``[3]`` marks.
+
+Invariant: ``Unit.text`` is, whitespace aside, a verbatim piece of the passage it came from,
+so a citation after it points at a passage that says it.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from rag.reading.chunking import heading_lines
+from rag.core.text import FENCE, HAN_BASIC_CHAR
+
+__all__ = ["Unit", "UnitKind", "split_units", "unit_key", "STATING", "cut_long", "join_lines"]
+
+UnitKind = Literal["sentence", "item", "row", "lead", "label", "code"]
+# Kinds that say something: what answers are made of. "lead" (a line ending in a colon, a
+# table's header row) and "label" (an item of a few words) only introduce what follows.
+STATING: frozenset[str] = frozenset({"sentence", "item", "row", "code"})
+
+# A unit longer than this is cut at a clause end (，；,;) before it; a sentence this long
+# is usually several claims run together.
+MAX_UNIT_CHARS = 220
+# Units shorter than this say nothing alone.
+MIN_UNIT_CHARS = 6
+# A line ending in a colon ("缺点：", "以下是几种常用的方法：") introduces what follows: it is
+# shown only before a unit it introduces, never for its own words (it repeats the question's).
+MAX_LEAD_CHARS = 80
+# A list item of at most this many words with no clause inside ("原始模型", "保持关键特征",
+# "Prompt-tuning") names a point without making it; two Chinese characters count as a word.
+# In the sample notes such items are labels whose explanation, if any, is the item below;
+# the shortest items that say something ("秩太小会欠拟合", "推理时要合并权重") have 7-8 characters.
+LABEL_MAX_WORDS = 3
+# A passage begins with its section's heading line, and a merged passage holds its
+# subsections' headings: a short line standing alone, not ending like a sentence.
+TITLE_MAX_CHARS = 40
+_SENTENCE_END_CHARS = tuple("。.！!？?；;：:，,")
+_QUESTION_END = ("?", "？")
+_CLAIM_PUNCT = re.compile(r"[。；;，,！!：:]")
+_LABEL_PUNCT = re.compile(r"[。.，,；;！!？?、（）()=]")
+
+ITEM = re.compile(r"^\s*(?:[-*+](?=\s)|[•·▪●○◦]|\d{1,2}[.、)）](?!\d)|[（(]\d{1,2}[)）]|[一二三四五六七八九十]+[、.])\s*")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+# A unit must not carry "[3]" of its own: it would read as one of our citations.
+_OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
+# Sentence ends; not "；"/";", which join the parts of one statement ("…penalised; b = 0.75 is…").
+_SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’\"')）]*|\.(?=\s|$)|$)", re.S)
+_CLAUSE_END = re.compile(r"[，,；;：:、]")
+# A line of code pasted into a note without a fence (common in .txt notes): a statement,
+# not prose. Such lines are kept one by one, never run together into a "paragraph".
+_CODE_LINE = re.compile(
+    r"^(?:def |class |import |from [\w.]+ import |return\b|@\w|if __name__|for \w+(?:, ?\w+)* in |while |with |"
+    r"try:|except\b|elif |else:|print\(|super\()|^[\w.\[\]]+\s*[+\-*/]?=\s*(?:\S|\S.*[^.。])$|[{};(]$|^[)\]}]"
+)
+_SPACE = re.compile(r"\s+")
+_LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a passage that can stand in an answer: verbatim text of passage ``n``."""
+
+    n: int  # the passage's citation number
+    order: int  # position in the passage (reading order)
+    text: str
+    kind: UnitKind
+    depth: int = 0  # nesting of a list item (0: top level), kept when it is shown
+    title: str = ""  # the heading line above it inside the passage ("" : the passage's own)
+
+
+def unit_key(text: str) -> str:
+    """The identity of a unit's text, whitespace aside: how unit vectors are looked up."""
+    return hashlib.blake2b(_SPACE.sub("", text).encode("utf-8"), digest_size=10).hexdigest()
+
+
+def cut_long(text: str, limit: int) -> str:
+    """``text`` up to ``limit`` characters, ended at the last clause end before it."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    ends = [m.end() for m in _CLAUSE_END.finditer(head)]
+    if ends and ends[-1] >= limit // 2:
+        return head[: ends[-1]]
+    return head
+
+
+def join_lines(a: str, b: str) -> str:
+    """Two wrapped lines of one paragraph: a space between Latin words, none in Chinese."""
+    if not a:
+        return b
+    return a + ("" if HAN_BASIC_CHAR.match(a[-1]) or HAN_BASIC_CHAR.match(b[0]) else " ") + b
+
+
+def _title_line(lines: list[str], i: int) -> bool:
+    line = lines[i].strip()
+    alone = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
+    bullet = line[:1] in "-*+•·▪●○◦"  # a bullet alone is a list item; a number alone ("2. 应用") a heading
+    if not alone or bullet or line.startswith("|"):
+        return False
+    if line.endswith(_QUESTION_END):  # a question alone on its line heads the answer below it
+        return len(line) <= MAX_LEAD_CHARS
+    return len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS)
+
+
+def _states(line: str) -> bool:
+    """A line that makes a claim: clause punctuation inside it, or a colon with text after it
+    ("2. **减少过拟合**：权重衰减是一种正则化技术，…"). The chunker may still start a section at
+    such a numbered line, but its words are an answer, not a heading."""
+    body = ITEM.sub("", line, count=1).rstrip(":：?？ ")
+    return bool(_CLAIM_PUNCT.search(body))
+
+
+def _is_label(text: str) -> bool:
+    """A few words and no clause: a name, not a statement."""
+    words = len(HAN_BASIC_CHAR.findall(text)) / 2 + len(_LATIN_WORD.findall(text))
+    return words <= LABEL_MAX_WORDS and not _LABEL_PUNCT.search(text.rstrip(":："))
+
+
+def _blocks(text: str) -> list[tuple[str, str, int]]:
+    """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
+    its indented continuation lines), "row", "title"; code, table rules and images left out."""
+    blocks: list[tuple[str, str, int]] = []
+    in_code = False
+    lines = text.split("\n")
+    headings = heading_lines(text)
+    for i, raw in enumerate(lines):
+        if FENCE.match(raw):
+            in_code = not in_code
+            continue
+        line = raw.strip()
+        if not in_code and _TABLE_RULE.match(line) and blocks and blocks[-1][0] == "row":
+            blocks[-1] = ("header", blocks[-1][1], 0)  # the row above a table's rule names its columns
+            continue
+        in_list = i > 0 and ITEM.match(lines[i - 1].strip()) is not None  # "2. …" right under "- …"
+        if not in_code and line and ((i in headings and not _states(line) and not in_list) or _HEADING.match(raw)
+                                     or _title_line(lines, i)):
+            blocks.append(("title", ITEM.sub("", line.lstrip("#").strip(), count=1), 0))  # never a unit
+            continue
+        if in_code or not line or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line):
+            # A paragraph ends here; an item ends too, unless this is a blank line inside it.
+            if blocks and blocks[-1][0] != "break" and (line or blocks[-1][0] == "para"):
+                blocks.append(("break", "", 0))
+            continue
+        if line.startswith("|"):
+            blocks.append(("row", line.strip("|").strip(), 0))
+            continue
+        if not HAN_BASIC_CHAR.search(line) and _CODE_LINE.search(line):
+            blocks.append(("code", line, 0))
+            continue
+        marker = ITEM.match(line)
+        indent = len(raw) - len(raw.lstrip())
+        if marker and marker.end() < len(line):
+            blocks.append(("item", line[marker.end():].strip(), indent))
+        elif blocks and (blocks[-1][0] == "para" or (blocks[-1][0] == "item" and raw[:1].isspace())):
+            kind, before, at = blocks[-1]
+            blocks[-1] = (kind, join_lines(before, line), at)
+        else:
+            blocks.append(("para", line, 0))
+    return [b for b in blocks if b[0] != "break" and b[1]]
+
+
+def split_units(n: int, text: str) -> list[Unit]:
+    """Passage ``text`` as units in reading order (see the module docstring for what is left out)."""
+    units: list[Unit] = []
+    blocks = _blocks(text)
+    indents = sorted({at for kind, _, at in blocks if kind == "item"})
+    title = ""
+
+    def add(text: str, kind: UnitKind, depth: int = 0) -> None:
+        if text and not _OWN_CITATION.search(text) and "![" not in text:
+            units.append(Unit(n, len(units), text, kind, depth, title))
+
+    for block, text, indent in blocks:
+        if block == "title":
+            title = text
+            continue
+        if block in ("row", "code"):
+            add(text, block)
+            continue
+        if block == "header":  # shown above the rows chosen from its table, never alone
+            add(text, "lead")
+            continue
+        depth = indents.index(indent) if block == "item" else 0
+        if block == "item" and text.endswith((":", "：")) and len(text) <= MAX_LEAD_CHARS:
+            add(text, "lead", depth)  # "- Prompt-tuning:" introduces the items after it
+            continue
+        if block == "item" and _is_label(text):
+            add(text, "label", depth)  # "- 原始模型": a name without its point
+            continue
+        if block == "item" and len(text) <= MAX_UNIT_CHARS and not text.endswith(_QUESTION_END):
+            add(text, "item", depth)
+            continue
+        kind: UnitKind = "item" if block == "item" else "sentence"  # a long item: its sentences, as items
+        for m in _SENTENCE.finditer(text):
+            sentence = m.group(0).strip()
+            if sentence.endswith(_QUESTION_END):
+                continue  # a question asks; it answers nothing
+            if sentence.endswith((":", "：")) and len(sentence) <= MAX_LEAD_CHARS:
+                add(sentence, "lead", depth)
+            elif len(sentence) >= MIN_UNIT_CHARS:
+                add(cut_long(sentence, MAX_UNIT_CHARS), kind, depth)
+    return units

@@ -1,0 +1,99 @@
+"""Conversation turns, and resolving elliptical follow-ups without an LLM."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["user", "assistant"]
+    content: str
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Message":
+        role = d.get("role")
+        if role not in ("user", "assistant"):
+            raise ValueError(f"history role must be 'user' or 'assistant', got {role!r}")
+        return cls(role, str(d.get("content", "")))
+
+
+# Words that point back at something said earlier, and openers that continue a thread.
+_ANAPHORA = re.compile(
+    r"它|其|这个|那个|这种|那种|这些|那些|这么|这样|那样|该方法|该模型|此|上述|前者|后者|两者|这部分|这段|里面|"
+    r"\b(it|its|they|them|their|this|that|these|those|the former|the latter)\b",
+    re.IGNORECASE,
+)
+_CONTINUATION = re.compile(r"^\s*(那|那么|还有|另外|以及|而|和|除了|其中|and\b|but\b|what about|how about|also\b)",
+                           re.IGNORECASE)
+
+
+# Words that ask, or name an aspect of a subject, without naming the subject: "它的优点是什么"
+# and "优缺点呢" name none, "LoRA 的优点" names LoRA.
+_NOT_A_SUBJECT = frozenset(
+    "了解 知道 说 说说 讲 讲讲 介绍 请问 一下 是 有 吗 呢 为何 怎么样 哪 哪里 最后 之间 以后 之后 之前 然后 还要 "
+    "优点 缺点 优缺点 特点 作用 功能 原理 区别 不同 思路 步骤 流程 方法 问题 局限 影响 好处 不足 应用 场景 用途 例子 "
+    "代码 细节 参数 定义 含义 意思 原因 结果 过程 部分 地方 事 东西 时候 情况 方面 一轮 other else about".split()
+)
+
+
+def names_subject(text: str) -> bool:
+    """Does ``text`` name what it is about (a noun or a term), not only ask or point?
+
+    Nouns come from jieba's part-of-speech tags ("结果过程" are nouns, "非得加" is not); Latin
+    words count unless they are function words ("why does"). Generic nouns ("问题", "过程")
+    and aspects ("优缺点", "作用") name no subject.
+    """
+    from rag.index.bm25 import STOPWORDS, tokenize
+
+    tokenize("")  # jieba loaded once, quietly, the way the keyword index loads it
+    from jieba import posseg
+
+    for token in posseg.lcut(text):
+        word, flag = token.word.strip(), token.flag
+        if len(word) < 2 or word.lower() in STOPWORDS or word.lower() in _NOT_A_SUBJECT:
+            continue
+        if flag.startswith("n") or flag == "vn" or (flag == "eng" and word.isascii()):
+            return True
+    return False
+
+
+def is_followup(question: str) -> bool:
+    """Does the question refer back to earlier turns: "那…呢", a pronoun pointing at no
+    subject the question itself named first ("它有哪些特点？", not "是否了解 triplet
+    loss？它的功能是什么？"), or no subject named at all ("优缺点呢？", "整个过程是一轮就结束吗？")?"""
+    text = question.strip()
+    if _CONTINUATION.match(text):
+        return True
+    pointer = _ANAPHORA.search(text)
+    if pointer is not None:
+        return not names_subject(text[: pointer.start()])
+    return not names_subject(text)
+
+
+def followup_context(question: str, history: Sequence[Message], max_chars: int = 300) -> str:
+    """The earlier turns a question may refer to, as text to search with; "" without history.
+
+    Whether to lean on it, and how hard, is the retriever's call (see `is_followup`).
+
+    The last user turn names the subject; the last answer often names it more precisely
+    (“那是 Sentence-BERT…”), so both are used.
+    """
+    if not history:
+        return ""
+    last_user = next((m.content for m in reversed(history) if m.role == "user"), "")
+    last_answer = next((m.content for m in reversed(history) if m.role == "assistant"), "")
+    return f"{last_user}\n{last_answer[:max_chars]}".strip()
+
+
+def trim_history(history: Sequence[Message], max_turns: int, max_chars: int) -> list[Message]:
+    """The most recent turns that fit both budgets, oldest first."""
+    kept: list[Message] = []
+    used = 0
+    for msg in reversed(history[-max_turns:] if max_turns > 0 else []):
+        if used + len(msg.content) > max_chars and kept:
+            break
+        kept.append(Message(msg.role, msg.content[: max_chars]))
+        used += len(msg.content)
+    return list(reversed(kept))
