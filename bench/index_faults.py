@@ -24,7 +24,9 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.index.store import COMPLETE_MARKER, IndexStore  # noqa: E402
+from rag.index.store import IndexStore  # noqa: E402
+
+from rag.index.version_files import COMPLETE_MARKER
 
 
 def _truncate(path: Path) -> None:

@@ -40,7 +40,8 @@ from rag.reading.chunking import Chunk  # noqa: E402
 from rag.index.embedders.factory import make_embedder  # noqa: E402
 from rag.search.retrieval import Retriever  # noqa: E402
 from rag.core.settings import Settings  # noqa: E402
-from rag.index.store import DENSE, TITLE_DENSE, FileEntry, IndexStore, Manifest, new_version_name  # noqa: E402
+from rag.index.store import IndexStore, new_version_name  # noqa: E402
+from rag.index.version_files import DENSE, TITLE_DENSE, FileEntry, Manifest
 from rag.index.vectors import build_vector_index  # noqa: E402
 from rag.index.vectors.faiss_index import FaissIndex  # noqa: E402
 

@@ -30,7 +30,8 @@ from rag.reading.ingest import IngestError
 from rag.answer.llm.base import LLMError, LLMUnavailable
 from rag.notes import NoteError, UploadError
 from rag.core.settings import Settings, load_settings, with_overrides
-from rag.index.store import IndexLocked, IndexNotFound
+from rag.core.errors import IndexLocked
+from rag.index.version_files import IndexNotFound
 from tests.conftest import REPO_ROOT, clean_env, make_settings, rag_cli, write_notes
 from ui.bind import ServeError, check_bind, check_port
 

@@ -111,7 +111,8 @@ def test_an_update_reuses_kept_neighbours_and_equals_a_full_recomputation():
 
 def test_hub_scores_are_stored_with_the_version_and_updated_by_an_incremental_build(tmp_path, embedder):
     from rag.index.builder import build_index
-    from rag.index.store import HUB_IDS, HUB_SIMS, IndexStore
+    from rag.index.store import IndexStore
+    from rag.index.version_files import HUB_IDS, HUB_SIMS
 
     settings = indexed_notes(tmp_path, NOTES, embedder)
     store = IndexStore(settings.index_dir)

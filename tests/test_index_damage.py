@@ -19,7 +19,8 @@ import pytest
 from rag.core.errors import RagError
 from rag.index.builder import build_index
 from rag.search.retrieval import Retriever
-from rag.index.store import COMPLETE_MARKER, MANIFEST, IndexDamaged, IndexNotFound, IndexStore, file_checksum
+from rag.index.store import IndexStore
+from rag.index.version_files import COMPLETE_MARKER, MANIFEST, IndexDamaged, IndexNotFound, file_checksum
 from tests.conftest import (
     CountingEmbedder,
     clean_env,

@@ -22,7 +22,8 @@ from rag.index.builder import build_index  # noqa: E402
 from rag.search.retrieval import Retriever  # noqa: E402
 from rag.core.settings import Settings  # noqa: E402
 from rag.index.shared_index import LEASE_S, SharedIndex  # noqa: E402
-from rag.index.store import IndexLocked, IndexStore  # noqa: E402
+from rag.index.store import IndexStore  # noqa: E402
+from rag.core.errors import IndexLocked
 from rag.index.vectors.milvus_index import client_for  # noqa: E402
 from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, start_rag_serve, write_notes  # noqa: E402
 

@@ -22,7 +22,9 @@ import pytest
 
 from rag.index.builder import build_index
 from rag.search.retrieval import Retriever
-from rag.index.store import COMPLETE_MARKER, FileEntry, IndexLocked, IndexNotFound, IndexStore, Manifest, build_dense
+from rag.index.store import IndexStore, build_dense
+from rag.core.errors import IndexLocked
+from rag.index.version_files import COMPLETE_MARKER, FileEntry, IndexNotFound, Manifest
 from tests.conftest import REPO_ROOT, CountingEmbedder, clean_env, make_settings, rag_cli, write_notes
 
 BASE = {

@@ -24,7 +24,8 @@ from rag.index.file_status import FileState, file_states
 from rag.notes import (NoteError, NoteInfo, Reindexer, UploadError, add_notes, delete_note, list_notes, read_upload,
                        refused_uploads)
 from rag.core.settings import Settings
-from rag.index.store import IndexNotFound, IndexStore
+from rag.index.store import IndexStore
+from rag.index.version_files import IndexNotFound
 
 from . import render
 from .i18n import error_text, lang_of, t

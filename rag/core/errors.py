@@ -14,19 +14,19 @@ builtin they always were, so ``except ValueError`` around them still works)::
     ├── InputError                    exit 2   something the user gave: a question, a file, a batch line
     │   ├── BatchLineError                     one bad line of a --batch file
     │   ├── CorpusNotFound                     the notes folder does not exist
-    │   ├── rag.reading.ingest.IngestError             a file that cannot be read as a note
-    │   ├── rag.answer.chat.QuestionError             a blank or too-long question
-    │   ├── rag.reading.scope.ScopeError / ScopeEmpty  a scope given wrongly / holding no note
+    │   ├── rag.reading.ingest.IngestError     a file that cannot be read as a note
+    │   ├── rag.answer.chat.QuestionError      a blank or too-long question
+    │   ├── rag.reading.scope.ScopeError / ScopeEmpty   a scope given wrongly / holding no note
     │   └── rag.notes.NoteError                a refused note operation
     │       └── rag.notes.UploadError          a refused upload (nothing was written)
     ├── IndexUnavailable              exit 2   no usable index
-    │   ├── rag.index.store.IndexNotFound            no index built yet
-    │   └── rag.index.store.IndexFolderUnusable      the index folder cannot be made or written
+    │   ├── rag.index.version_files.IndexNotFound       no index built yet
+    │   └── rag.index.build_lock.IndexFolderUnusable   the index folder cannot be made or written
     ├── IndexBusy                     exit 3   another build holds the index lock
     │   └── IndexLocked                        a build holds the lock (file lock or shared lease)
     ├── ServiceError                  exit 4   a server the app talks to failed
     │   └── rag.answer.llm.base.LLMError
-    │       └── rag.answer.llm.base.LLMUnavailable    unreachable, not loaded, timed out
+    │       └── rag.answer.llm.base.LLMUnavailable      unreachable, not loaded, timed out
     └── ServeError (ui.bind)          exit 2   the web server cannot start as configured
 """
 from __future__ import annotations

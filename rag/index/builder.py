@@ -19,8 +19,9 @@ from rag.reading.sections import boilerplate_mask
 from rag.core.settings import Settings
 from rag.reading.scope import note_metadata
 from rag.index.unit_vectors import UNIT_KEYS, build_unit_vectors
-from rag.index.store import (DENSE, TITLE_DENSE, FileEntry, IndexLocked, IndexNotFound, IndexStore, LoadedIndex, Manifest,
-                    new_version_name)
+from rag.index.store import IndexStore, new_version_name
+from rag.core.errors import IndexLocked
+from rag.index.version_files import DENSE, TITLE_DENSE, FileEntry, IndexNotFound, LoadedIndex, Manifest
 from rag.index.vectors import build_vector_index
 
 __all__ = ["build_index", "BuildReport", "IndexLocked", "chunker_identity"]

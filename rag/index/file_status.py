@@ -20,7 +20,8 @@ from typing import Literal
 
 from rag.reading.ingest import discover_notes, file_hash
 from rag.core.settings import Settings
-from rag.index.store import IndexStore, Manifest
+from rag.index.store import IndexStore
+from rag.index.version_files import Manifest
 
 __all__ = ["FileState", "IndexSummary", "file_states", "index_summary"]
 

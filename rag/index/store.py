@@ -20,11 +20,12 @@ Integrity: the manifest records the size and sha256 of every other file of its v
 reported as ``IndexDamaged`` naming the file, never as a parser's traceback.
 ``load_serving`` is what readers use: a damaged current version (or a lost CURRENT
 pointer) falls back to the newest intact older version, with a warning that says so.
+
+What is in one version folder, and how it is written and read back, is ``version_files``;
+the lock that lets one build run at a time is ``build_lock``.
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import logging
 import os
@@ -34,20 +35,20 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from rag.index.bm25 import BM25Index
+from rag.index.build_lock import folder_lock
 from rag.reading.chunking import Chunk
-from rag.core.errors import IndexLocked, IndexUnavailable, RagError
 from rag.index.shared_index import make_shared_index
 from rag.index.unit_vectors import UnitVectors
-from rag.index.vectors import (VectorIndex, VectorStoreUnavailable, check_vectors, discard_vectors, load_vector_index,
-                      publish_vectors, sweep_vectors)
+from rag.index.version_files import (COMPLETE_MARKER, MANIFEST, IndexDamaged, IndexNotFound, LoadedIndex, Manifest,
+                                     check_file, fsync_dir, read_version, write_file, write_version)
+from rag.index.vectors import (VectorIndex, VectorStoreUnavailable, check_vectors, discard_vectors, publish_vectors,
+                               sweep_vectors)
 from rag.index.vectors.faiss_index import FaissIndex
 
 if TYPE_CHECKING:
@@ -55,141 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# 2: the manifest carries checksums and COMPLETE those of the manifest. Format-1 versions
-# (no checksums) still load; their files are only checked by parsing them.
-FORMAT = 2
-COMPLETE_MARKER = "COMPLETE"
-MANIFEST = "manifest.json"
-# Optional (versions written before issue 16 lack them; their hub scores are computed at load).
-HUB_SIMS, HUB_IDS = "hub_sims.npy", "hub_ids.npy"
-DENSE = "dense"
-TITLE_DENSE = "title_dense"
-_HASH_BLOCK = 1 << 20
 # A fetch from the shared index older than this was left by a process that died: removed.
 STALE_FETCH_S = 3600
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class IndexNotFound(IndexUnavailable, FileNotFoundError):
-    pass
-
-
-class IndexFolderUnusable(IndexUnavailable):
-    """The index folder cannot be created or written (a file stands in its path, it is read-only)."""
-
-
-def folder_problem(root: Path, exc: OSError) -> IndexFolderUnusable:
-    """``exc``, met creating or writing the index folder ``root``, as one line saying what to do."""
-    other = "choose another index folder (--index or RAG_INDEX_DIR)"
-    blocker = next((p for p in [root, *root.parents] if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        return IndexFolderUnusable(f"the index folder {root} cannot be created: {blocker} is a file, not a folder; "
-                                   f"move that file, or {other}")
-    return IndexFolderUnusable(f"cannot write the index folder {root} ({exc.strerror or exc}); make it writable, "
-                               f"or {other}")
-
-
-class IndexDamaged(IndexNotFound, RagError):
-    """A version's files are not what its build wrote (truncated, overwritten, missing).
-
-    A subclass of IndexNotFound so that every place that handles "no index" handles it too.
-    """
-
-    exit_code = 2
-
-    def __init__(self, message: str, version: str | None = None) -> None:
-        super().__init__(message)
-        self.version = version
-
-
-@dataclass
-class FileEntry:
-    content_hash: str
-    chunks: int
-    encoding: str = "utf-8"
-    indexed_at: float = 0.0  # when these bytes were indexed (0: before this was recorded)
-    # What the note says about itself (rag/reading/scope.py): its tags, and its date (YYYY-MM-DD; ""
-    # in a manifest written before dates were recorded: the next build adds it).
-    tags: list[str] = field(default_factory=list)
-    date: str = ""
-
-
-@dataclass
-class Manifest:
-    version: str
-    built_at: float
-    embedder: str
-    dim: int
-    chunker: str
-    dense_kind: str
-    files: dict[str, FileEntry] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    skipped_hashes: dict[str, str] = field(default_factory=dict)  # so an unchanged bad file is not retried
-    format: int = FORMAT
-    # {file name: {"size": bytes, "sha256": hex}} of every file of the version but the manifest
-    checksums: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def chunk_count(self) -> int:
-        return sum(f.chunks for f in self.files.values())
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Manifest":
-        raw = json.loads(text)
-        raw["files"] = {k: FileEntry(**v) for k, v in raw.get("files", {}).items()}
-        return cls(**raw)
-
-
-@dataclass
-class LoadedIndex:
-    manifest: Manifest
-    chunks: list[Chunk]
-    tokens: list[list[str]]  # BM25 terms per chunk, kept so rebuilds need not re-segment
-    vectors: np.ndarray  # (n, dim) float32, L2-normalised
-    dense: VectorIndex
-    bm25: BM25Index
-    # Each passage's title (its heading question) embedded as a query: users' questions
-    # resemble the notes' own questions more than their answers.
-    title_vectors: np.ndarray
-    title_dense: VectorIndex
-    # Vectors of the passages' answer units (rag/index/unit_vectors.py); None for a version built
-    # without them.
-    units: UnitVectors | None = None
-    # Each passage's nearest other passages (similarities best first, positions), computed at
-    # build time for the hub correction (rag/index/hubness.py); None in versions built before that.
-    hub_sims: np.ndarray | None = None
-    hub_ids: np.ndarray | None = None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def file_checksum(path: Path, fsync: bool = False) -> dict:
-    """{"size", "sha256"} of a file (fsynced first when asked, for files just written)."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        if fsync:
-            os.fsync(fh.fileno())
-        while block := fh.read(_HASH_BLOCK):
-            digest.update(block)
-            size += len(block)
-    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def build_dense(vectors: np.ndarray, ann_min_chunks: int, hnsw_m: int, ef_search: int) -> FaissIndex:
@@ -270,25 +139,12 @@ class IndexStore:
                                version) from None
         path = folder / MANIFEST
         if expected is not None:
-            self._check_file(version, path, expected)
+            check_file(version, path, expected)
         try:
             return Manifest.from_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise IndexDamaged(f"index version {version} is damaged: {MANIFEST} is unreadable ({exc})",
                                version) from None
-
-    def _check_file(self, version: str, path: Path, expected: dict) -> None:
-        try:
-            actual = file_checksum(path) if path.stat().st_size == expected["size"] else None
-        except OSError as exc:
-            raise IndexDamaged(f"index version {version} is damaged: {path.name} is missing ({exc.strerror})",
-                               version) from None
-        if actual is None:
-            raise IndexDamaged(f"index version {version} is damaged: {path.name} has {path.stat().st_size} bytes, "
-                               f"its build wrote {expected['size']}", version)
-        if actual["sha256"] != expected["sha256"]:
-            raise IndexDamaged(f"index version {version} is damaged: {path.name} is not what its build wrote "
-                               "(checksum differs)", version)
 
     def verify(self, version: str) -> Manifest:
         """Check every file of ``version`` against the checksums recorded at write time."""
@@ -296,7 +152,7 @@ class IndexStore:
         if manifest is None:
             raise IndexNotFound(f"no index version {version} in {self.root}")
         for name, expected in manifest.checksums.items():
-            self._check_file(version, self.versions / version / name, expected)
+            check_file(version, self.versions / version / name, expected)
         return manifest
 
     def _check_vectors(self, version: str) -> None:
@@ -314,40 +170,11 @@ class IndexStore:
             raise IndexNotFound(f"no index in {self.root}: run `rag index` first")
         manifest = self.verify(version)
         try:
-            return self._parse(version, manifest, ef_search)
+            return read_version(self.versions / version, version, manifest, self.settings, ef_search)
         except (IndexDamaged, VectorStoreUnavailable):
             raise  # a store that is down or not installed is not a damaged version
         except Exception as exc:  # noqa: BLE001 - a format-1 version, or a store outside the folder
             raise IndexDamaged(f"index version {version} is damaged: {type(exc).__name__}: {exc}", version) from None
-
-    def _parse(self, version: str, manifest: Manifest, ef_search: int | None) -> LoadedIndex:
-        folder = self.versions / version
-        chunks, tokens = [], []
-        with open(folder / "chunks.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line)
-                tokens.append(row.pop("tokens"))
-                chunks.append(Chunk(**row))
-        vectors = np.load(folder / "vectors.npy")
-        title_vectors = np.load(folder / "title_vectors.npy")
-        dense = load_vector_index(manifest.dense_kind, folder, DENSE, self.settings)
-        title_dense = load_vector_index(manifest.dense_kind, folder, TITLE_DENSE, self.settings)
-        bm25 = BM25Index.load(folder)
-        n = len(chunks)
-        if not (vectors.shape[0] == title_vectors.shape[0] == dense.ntotal == title_dense.ntotal
-                == bm25.weights.shape[0] == n == manifest.chunk_count):
-            raise IndexDamaged(f"index version {version} is damaged: its files disagree on the number of passages",
-                               version)
-        for index in (dense, title_dense):
-            index.set_search_effort(ef_search)
-        hub_sims = hub_ids = None
-        if (folder / HUB_SIMS).is_file() and (folder / HUB_IDS).is_file():
-            hub_sims, hub_ids = np.load(folder / HUB_SIMS), np.load(folder / HUB_IDS)
-            if not (len(hub_sims) == len(hub_ids) == n):
-                raise IndexDamaged(f"index version {version} is damaged: its hub scores disagree on the number of "
-                                   "passages", version)
-        return LoadedIndex(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense,
-                           UnitVectors.load(folder), hub_sims, hub_ids)
 
     def _candidates(self) -> tuple[list[str], list[str]]:
         """Finished versions in the order to try them (the current one first, then the newest),
@@ -403,37 +230,15 @@ class IndexStore:
     # --- writing -----------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the build lock for the block; IndexLocked when another build holds it.
-
-        The index folder is made here: a path it cannot have (a file in the way) or a folder
-        that cannot be written, now or during the build, is IndexFolderUnusable, one line."""
-        lock = FileLock(str(self.root / ".lock"))
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            lock.acquire(timeout=0)
-            probe = self.root / f".probe-{uuid.uuid4().hex[:8]}"  # fail before embedding, not after
-            probe.touch()
-            probe.unlink()
-        except Timeout:
-            raise IndexLocked(
-                f"another `rag index` is already building {self.root} (lock file {self.root / '.lock'}); "
-                "wait for it to finish"
-            ) from None
-        except OSError as exc:  # after Timeout, which is an OSError too
-            if lock.is_locked:
-                lock.release()
-            raise folder_problem(self.root, exc) from None
-        try:
+        """Hold the build lock for the block (``folder_lock``; through Milvus as well when the index
+        is shared); IndexLocked when another build holds it."""
+        with folder_lock(self.root):
             with self.shared.build_lock() if self.shared is not None else nullcontext():
                 self._building = True
-                yield
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not _inside(exc.filename, self.root):
-                raise
-            raise folder_problem(self.root, exc) from None
-        finally:
-            self._building = False
-            lock.release()
+                try:
+                    yield
+                finally:
+                    self._building = False
 
     def write(self, manifest: Manifest, chunks: list[Chunk], tokens: list[list[str]], vectors: np.ndarray,
               dense: VectorIndex, bm25: BM25Index, title_vectors: np.ndarray, title_dense: VectorIndex,
@@ -448,33 +253,7 @@ class IndexStore:
         self.versions.mkdir(parents=True, exist_ok=True)
         folder = self.versions / manifest.version
         folder.mkdir()
-        lines = []
-        for chunk, toks in zip(chunks, tokens):
-            row = asdict(chunk)
-            row["tokens"] = toks
-            lines.append(json.dumps(row, ensure_ascii=False))
-        _write_file(folder / "chunks.jsonl", ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
-        arrays = [("vectors.npy", vectors, np.float32), ("title_vectors.npy", title_vectors, np.float32)]
-        if hubs is not None:
-            arrays += [(HUB_SIMS, hubs[0], np.float32), (HUB_IDS, hubs[1], np.int32)]
-        for name, array, dtype in arrays:
-            with open(folder / name, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(array, dtype=dtype))
-                fh.flush()
-                os.fsync(fh.fileno())
-        dense.save(folder, DENSE)
-        title_dense.save(folder, TITLE_DENSE)
-        bm25.save(folder)
-        if units is not None:
-            units.save(folder)
-        manifest.format = FORMAT
-        manifest.checksums = {p.name: file_checksum(p, fsync=True) for p in sorted(folder.iterdir())
-                              if p.name not in (MANIFEST, COMPLETE_MARKER)}
-        manifest_bytes = manifest.to_json().encode("utf-8")
-        _write_file(folder / MANIFEST, manifest_bytes)
-        marker = {MANIFEST: {"size": len(manifest_bytes), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}}
-        _write_file(folder / COMPLETE_MARKER, json.dumps(marker).encode("utf-8"))
-        _fsync_dir(folder)
+        write_version(folder, manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense, units, hubs)
         if self.shared is not None:
             self.shared.upload(folder, manifest.version)  # all of it in Milvus before anyone switches
         self.point_at(manifest.version)
@@ -492,9 +271,9 @@ class IndexStore:
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)  # not ours to keep: CURRENT is a one-line file
         tmp = self.root / f"CURRENT.{uuid.uuid4().hex}.tmp"
-        _write_file(tmp, version.encode("utf-8"))
+        write_file(tmp, version.encode("utf-8"))
         os.replace(tmp, target)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def discard(self, version: str) -> None:
         """Delete a version (never the current one) and whatever it keeps outside its folder."""
@@ -514,23 +293,7 @@ class IndexStore:
         current = self.current_version()
         if not self.versions.is_dir():
             return
-        complete = []
-        for folder in self.versions.iterdir():
-            if folder.name == current:
-                continue
-            if not folder.is_dir() or folder.is_symlink():
-                continue  # not something a build made: leave it
-            if folder.name.startswith("."):  # a fetch from the shared index: in progress, or left by a crash
-                if time.time() - folder.stat().st_mtime > STALE_FETCH_S:
-                    shutil.rmtree(folder, ignore_errors=True)
-                continue
-            if not (folder / COMPLETE_MARKER).exists() or folder.name in damaged:
-                self._discard_outside(folder)
-                shutil.rmtree(folder, ignore_errors=True)  # a build that died mid-way, or a broken one
-            else:
-                complete.append(folder)
-        complete.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        for folder in complete[keep_old:]:
+        for folder in versions_to_delete(self.versions, current, damaged, keep_old):
             self._discard_outside(folder)
             shutil.rmtree(folder, ignore_errors=True)
         for tmp in self.root.glob("CURRENT.*.tmp"):
@@ -546,11 +309,25 @@ class IndexStore:
             log.warning("could not clean up the vector store: %s", exc)
 
 
-def _inside(filename, root: Path) -> bool:
-    try:
-        return filename is not None and Path(os.fsdecode(filename)).resolve().is_relative_to(root.resolve())
-    except (OSError, ValueError, TypeError):
-        return False
+def versions_to_delete(versions: Path, current: str | None, damaged: set[str] | frozenset[str],
+                       keep_old: int) -> list[Path]:
+    """The version folders a prune deletes: unfinished builds, ``damaged`` ones and all but the newest
+    ``keep_old`` superseded ones. Never the current one, nor anything a build did not make; a
+    fetch from the shared index (a hidden folder) only once it is stale, left by a crash."""
+    unfinished, complete = [], []
+    for folder in versions.iterdir():
+        if folder.name == current or not folder.is_dir() or folder.is_symlink():
+            continue
+        if folder.name.startswith("."):  # a fetch from the shared index: in progress, or left by a crash
+            if time.time() - folder.stat().st_mtime > STALE_FETCH_S:
+                unfinished.append(folder)
+            continue
+        if not (folder / COMPLETE_MARKER).exists() or folder.name in damaged:
+            unfinished.append(folder)  # a build that died mid-way, or a broken one
+        else:
+            complete.append(folder)
+    complete.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return unfinished + complete[keep_old:]
 
 
 def new_version_name() -> str:

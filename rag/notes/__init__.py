@@ -12,9 +12,10 @@ that folder.
 
 May import: every stage of ``rag`` (it sits on top, beside the CLI); never ``ui``.
 """
-from rag.notes.folder import NoteError, NoteInfo, UploadError, check_note_name, delete_note, human_size, list_notes, note_path
+from rag.notes.folder import (NoteError, NoteInfo, UploadError, check_note_name, delete_note, human_size, list_notes,
+                              note_path, refused_uploads)
 from rag.notes.uploads import AddReport, Upload, add_notes, read_upload
 from rag.notes.viewer import PassageView, highlight_terms, passage_view, read_note_lines, term_pattern
 from rag.notes.reindex import BuildCancelled, ReindexStatus, Reindexer
 
-__all__ = ["AddReport", "BuildCancelled", "NoteError", "NoteInfo", "PassageView", "ReindexStatus", "Reindexer", "Upload", "UploadError", "add_notes", "check_note_name", "delete_note", "highlight_terms", "human_size", "list_notes", "note_path", "passage_view", "read_note_lines", "read_upload", "term_pattern"]
+__all__ = ["AddReport", "BuildCancelled", "NoteError", "NoteInfo", "PassageView", "ReindexStatus", "Reindexer", "Upload", "UploadError", "add_notes", "check_note_name", "delete_note", "highlight_terms", "human_size", "list_notes", "note_path", "passage_view", "read_note_lines", "read_upload", "refused_uploads", "term_pattern"]

@@ -26,7 +26,8 @@ from rag.reading.sections import SectionMap, boilerplate_mask
 from rag.core.settings import Settings
 from rag.core.text import latin_share
 from rag.index.unit_vectors import MAX_EMBEDDED_WHEN_ASKED
-from rag.index.store import IndexNotFound, IndexStore, LoadedIndex
+from rag.index.store import IndexStore
+from rag.index.version_files import IndexNotFound, LoadedIndex
 
 __all__ = ["Hit", "RetrievalResult", "IndexStatus", "Retriever", "IndexNotFound", "IndexMismatch"]
 
