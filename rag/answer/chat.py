@@ -15,21 +15,22 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Protocol, Sequence, Union
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from rag.search.conversation import Message, is_followup, trim_history
+from rag.answer.about_notes import COMPOSED_MODES, prepare_notes_list, prepare_outline
 from rag.answer.degeneration import RepetitionGuard
 from rag.core.errors import InputError
+from rag.answer.events import (Answer, ChatEvent, DoneEvent, EngineStatus, Mode, PreparedAnswer, SourcesEvent,
+                               TokenEvent)
 from rag.answer.extractive import extract_answer
-from rag.answer.llm import BackendChoice, ChatModel, LLMError, LLMUnavailable, select_backend, status_line
+from rag.answer.llm import BackendChoice, ChatModel, LLMError, LLMUnavailable, select_backend
 from rag.answer.prompting import (
     NOT_COVERED,
     CitationFilter,
     Language,
-    Prompt,
     Source,
     build_answer_prompt,
     build_rewrite_prompt,
@@ -38,10 +39,10 @@ from rag.answer.prompting import (
     number_sources,
     parse_rewrite,
 )
-from rag.search.note_finder import NoteMatch, notes_list_text, which_notes_topic
-from rag.search.note_outline import OutlineItem, outline_text, summary_request
+from rag.search.note_finder import NoteMatch, which_notes_topic
+from rag.search.note_outline import OutlineItem, summary_request
 from rag.reading.scope import Scope
-from rag.search.retrieval import Hit, IndexStatus, RetrievalResult
+from rag.search.retrieval import IndexStatus, RetrievalResult
 from rag.core.settings import Settings
 from rag.core.text import CITATION
 
@@ -60,20 +61,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["llm", "extractive", "not-in-notes", "which-notes", "note-summary"]
-# The same modes as the machine-readable contract spells them (`rag ask --json`): "llm" and
-# "extractive" answer in the notes' words, "not_covered" declines, "which_notes" lists the
-# notes that talk about a topic ("哪些笔记提到了 X", with a "notes" field), "note_summary"
-# outlines one note ("总结一下《X》这篇笔记", with a "note" field).
-CONTRACT_MODES: dict[str, str] = {"llm": "llm", "extractive": "extractive", "not-in-notes": "not_covered",
-                                  "which-notes": "which_notes", "note-summary": "note_summary"}
-# A whole-note question that names no note ("这篇笔记讲了什么" at the start of a chat).
-NAME_THE_NOTE: dict[str, str] = {"zh": "要总结哪篇笔记？请写出它的标题或文件名，例如：总结一下《LoRA》这篇笔记。",
-                                 "en": "Which note should I summarize? Name it by its title or file name, e.g. "
-                                       "“Summarize my note on LoRA”."}
-# Modes whose answer is composed without any LLM, before streaming (PreparedAnswer.ready_text).
-COMPOSED_MODES = ("which-notes", "note-summary")
 
 # Rewriting a follow-up needs one short line, not an answer.
 REWRITE_MAX_TOKENS = 96
@@ -99,125 +86,6 @@ class RetrieverLike(Protocol):
         """(the note a whole-note question names, its outline in the note's order)."""
 
     def status(self) -> IndexStatus: ...
-
-
-@dataclass(frozen=True)
-class Answer:
-    question: str
-    text: str
-    sources: list[Source]
-    cited: list[int]  # citation numbers used in ``text``; each is one of ``sources``
-    backend: str  # the model that wrote ``text`` ("openai:…", "llama.cpp:…"), or "none"
-    mode: Mode
-    notice: str | None = None  # why the answer is not what was asked for (LLM down, …)
-    search_query: str = ""
-    standalone_question: str | None = None  # the LLM's rewrite of a follow-up, when one was used
-    invalid_citations: list[int] = field(default_factory=list)  # invented numbers removed from the text
-    cancelled: bool = False
-    relevant: bool = True  # the notes cover the question (retrieval's decision)
-    notes: list[NoteMatch] = field(default_factory=list)  # for "which-notes": the notes listed, in order
-
-    @property
-    def answer_text(self) -> str:
-        """The answer without the notice that may open it: what a reader or a scorer reads."""
-        if self.notice and self.text.startswith(self.notice):
-            return self.text[len(self.notice):].lstrip("\n")
-        return self.text
-
-    def to_contract(self, item_id=None) -> dict:
-        """The stable machine-readable answer (`rag ask --json`): other tools score answers
-        through it, so fields are only ever added, never renamed."""
-        by_n = {s.n: s.hit for s in self.sources}
-        return {
-            "id": item_id,
-            "mode": CONTRACT_MODES[self.mode],
-            "answer": self.answer_text,
-            "citations": [
-                {"n": n, "source": by_n[n].source, "heading": by_n[n].heading, "line_start": by_n[n].line_start,
-                 "line_end": by_n[n].line_end}
-                for n in self.cited if n in by_n
-            ],
-            "relevant": self.relevant,
-        } | ({"notes": [m.to_dict() for m in self.notes]} if self.mode == "which-notes" else {}) | (
-            {"note": self.sources[0].hit.source if self.sources else None} if self.mode == "note-summary" else {})
-
-    def to_dict(self) -> dict:
-        return {
-            "question": self.question,
-            "text": self.text,
-            "mode": self.mode,
-            "backend": self.backend,
-            "notice": self.notice,
-            "cited": self.cited,
-            "invalid_citations": self.invalid_citations,
-            "cancelled": self.cancelled,
-            "relevant": self.relevant,
-            "search_query": self.search_query,
-            "standalone_question": self.standalone_question,
-            "sources": [s.to_dict() for s in self.sources],
-        }
-
-
-@dataclass(frozen=True)
-class SourcesEvent:
-    sources: list[Source]  # numbered as the answer cites them
-    relevant: bool  # False: the notes do not cover the question; these are only the closest
-    search_query: str  # what retrieval searched for (after follow-up resolution)
-    standalone_question: str | None = None
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    text: str
-    # True: this text replaces everything streamed so far (a failed generated answer
-    # replaced by the extractive one); the answer shown is what follows.
-    replace: bool = False
-
-
-@dataclass(frozen=True)
-class DoneEvent:
-    answer: Answer
-
-
-ChatEvent = Union[SourcesEvent, TokenEvent, DoneEvent]
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    backend: str  # "openai" | "llamacpp" | "none"
-    model: str | None  # ChatModel.name
-    reason: str  # why this backend (and, for extractive answers, why no LLM)
-    llm_ok: bool  # the LLM answered a health check just now
-    llm_detail: str
-    index: IndexStatus | None
-    index_error: str | None = None
-
-    @property
-    def mode(self) -> str:
-        """"llm" or "extractive": what answers when all is well."""
-        return "llm" if self.model else "extractive"
-
-    @property
-    def line(self) -> str:
-        """One short line: which mode answers, and how to get generated answers when none does."""
-        return status_line(self.model, down=None if self.llm_ok or not self.model else self.llm_detail)
-
-
-@dataclass(frozen=True)
-class PreparedAnswer:
-    """Everything decided before the first token is asked of the LLM."""
-
-    question: str
-    language: Language
-    history: list[Message]  # trimmed to the budgets
-    retrieval: RetrievalResult
-    sources: list[Source]
-    prompt: Prompt | None  # None: no LLM call will be made
-    mode: Mode  # what the answer will be if the LLM behaves
-    notice: str | None
-    standalone_question: str | None
-    notes: list[NoteMatch] = field(default_factory=list)  # "which-notes": the notes to list
-    ready_text: str | None = None  # the answer of a COMPOSED_MODES question, composed already
 
 
 _OLD_CITATION = re.compile(r"\s?[\[【]\d{1,3}(?:\s*[,，、]\s*\d{1,3})*[\]】]")
@@ -338,7 +206,7 @@ class ChatEngine:
             s.rewrite_followups == "auto" and llm_usable and self.llm.backend == "openai")
         if rewrite and rewrite_here and llm_usable and history and is_followup(question):
             try:
-                standalone = self._rewrite(question, history, cancel)
+                standalone = rewrite_followup(self.llm, question, history, cancel)
             except LLMUnavailable as exc:
                 # The server is down: asking it again for the answer would only wait twice.
                 notice, llm_usable = _fallback_notice(str(exc), language), False
@@ -347,10 +215,10 @@ class ChatEngine:
 
         request = summary_request(question)
         if request is not None:
-            return self._prepare_outline(question, request, language, history)
+            return prepare_outline(self.retriever, question, request, language, history)
         topic = which_notes_topic(question)
         if topic is not None and not (history and is_followup(question)):
-            return self._prepare_notes_list(question, topic, language, history, scope)
+            return prepare_notes_list(self.retriever, question, topic, language, history, scope)
         retrieval = self.retriever.retrieve(standalone or question, history, k=s.top_k, scope=scope)
         sources = number_sources(retrieval.hits)
         if not retrieval.relevant or not sources:
@@ -378,27 +246,6 @@ class ChatEngine:
         return PreparedAnswer(question, language, history, retrieval, prompt.sources, prompt, "llm", None,
                               standalone)
 
-    def _prepare_notes_list(self, question: str, topic: str, language: Language,
-                            history: list[Message], scope: Scope | None = None) -> PreparedAnswer:
-        """"哪些笔记提到了 X": the notes about X, each cited by its best passage (no LLM needed)."""
-        relevant, matches = self.retriever.find_notes(topic, scope=scope)
-        hits = [Hit(rank=i, score=m.score, chunk=m.best) for i, m in enumerate(matches, 1)]
-        retrieval = RetrievalResult(question, topic, relevant and bool(hits), hits)
-        mode: Mode = "which-notes" if retrieval.relevant else "not-in-notes"
-        return PreparedAnswer(question, language, history, retrieval, number_sources(hits), None, mode, None, None,
-                              matches if retrieval.relevant else [], notes_list_text(topic, matches, language))
-
-    def _prepare_outline(self, question: str, request: str, language: Language,
-                         history: list[Message]) -> PreparedAnswer:
-        """"总结一下《X》这篇笔记": the note's outline, each section's point cited (no LLM needed)."""
-        source, items = self.retriever.outline_note(request)
-        hits = [Hit(rank=i, score=1.0, chunk=item.chunk) for i, item in enumerate(items, 1)]
-        retrieval = RetrievalResult(question, request, bool(hits), hits)
-        mode: Mode = "note-summary" if hits else "not-in-notes"
-        text = outline_text(source, items, language) if source else NAME_THE_NOTE[language] if not request else None
-        return PreparedAnswer(question, language, history, retrieval, number_sources(hits), None, mode, None, None,
-                              ready_text=text)
-
     def extractive_text(self, prep: PreparedAnswer) -> str:
         """The answer in the notes' own words, cited; never empty when there are sources."""
         context = ""
@@ -418,16 +265,6 @@ class ChatEngine:
         return f"{best.label} [{best.n}]"
 
     # --- internals ----------------------------------------------------------------------
-    def _rewrite(self, question: str, history: list[Message], cancel: threading.Event | None) -> str | None:
-        assert self.llm is not None
-        out = "".join(
-            self.llm.stream(build_rewrite_prompt(question, history), max_tokens=REWRITE_MAX_TOKENS,
-                            temperature=0.0, cancel=cancel)
-        )
-        rewritten = parse_rewrite(out, question, history)
-        log.info("follow-up %r rewritten as %r (model said %r)", question, rewritten, out[:200])
-        return rewritten
-
     def _stream(self, question: str, history: list[Message], cancel: threading.Event | None,
                 scope: Scope | None = None) -> Iterator[ChatEvent]:
         prep = self.prepare(question, history, cancel=cancel, scope=scope)
@@ -518,6 +355,16 @@ class ChatEngine:
         mode: Mode = "not-in-notes" if not_covered else "llm"
         yield done(text, mode, backend=llm.name, notice=None, cited=cited, invalid=citations.invalid,
                    cancelled=cancelled)
+
+
+def rewrite_followup(llm: ChatModel, question: str, history: list[Message],
+                     cancel: threading.Event | None) -> str | None:
+    """A follow-up rewritten by the LLM as a question that stands alone (None: keep it as asked)."""
+    out = "".join(llm.stream(build_rewrite_prompt(question, history), max_tokens=REWRITE_MAX_TOKENS,
+                             temperature=0.0, cancel=cancel))
+    rewritten = parse_rewrite(out, question, history)
+    log.info("follow-up %r rewritten as %r (model said %r)", question, rewritten, out[:200])
+    return rewritten
 
 
 def _cited_numbers(text: str) -> list[int]:
