@@ -5,16 +5,19 @@ line ("1、…", "5.1.2 …", "4 训练过程为什么需要 Mask 机制？") an
 Code (fenced, or unfenced runs of code-looking lines) is kept whole, split only
 between top-level definitions. Long prose is packed paragraph by paragraph and
 split at sentence boundaries only when a single paragraph is too long.
+
+Which lines are headings and code, and the sections they open, is ``rag.reading.structure``;
+this module packs those sections' blocks into passages.
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from rag.reading.ingest import Document
-from rag.core.text import FENCE, HAN_BASIC_CHAR
+from rag.reading.structure import Block, Section, note_sections
 
 # Bump when the chunking rules change: a different version forces a full rebuild.
 CHUNKER_VERSION = "7"
@@ -60,258 +63,18 @@ class Chunk:
         return "\n".join(context + [self.text])
 
 
-@dataclass
-class _Block:
-    """Consecutive lines that belong together: a paragraph or a code block."""
-
-    start: int  # 0-based line index
-    lines: list[str]
-    is_code: bool = False
-    label: str = ""  # for code: the definition it holds, shown in the heading path
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.lines) - 1
-
-    @property
-    def size(self) -> int:
-        return sum(len(line) for line in self.lines) + len(self.lines)
-
-
-@dataclass
-class _Section:
-    heading: list[str]
-    heading_line: int | None  # 0-based index of the heading line itself
-    blocks: list[_Block] = field(default_factory=list)
-
-
-# --- line classification ------------------------------------------------------------
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_NUMBERED = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*)(、|[.．](?!\d)|\s)\s*(\S.*)$")
-_CN_NUMBERED = re.compile(r"^(第[一二三四五六七八九十百\d]+[章节部分篇]|[一二三四五六七八九十]+[、.．])\s*\S")
-_SENTENCE_END = re.compile(r"[。；;，,：:]\s*$")
-_BULLET = re.compile(r"^\s*([•·\-*+]|\d+[.)、]|[a-zA-Z][.)])\s")
-_CODE_START = re.compile(
-    r"^\s*(import\s+\w|from\s+[\w.]+\s+import\b|def\s+\w+\s*\(|class\s+\w+|return\b|if\s.*:\s*$|"
-    r"for\s.*:\s*$|while\s.*:\s*$|elif\b|else\s*:|try\s*:|except\b|with\s.*:\s*$|@\w+|"
-    r"#include|public\s|private\s|function\s+\w+|const\s+\w+\s*=|let\s+\w+\s*=|var\s+\w+\s*=)"
-)
-_CODE_SHAPE = re.compile(r"(^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S)|([;{}]\s*$)|(\w\(.*\)\s*$)|(^\s*[)\]}],?\s*$)")
 _TOPLEVEL_DEF = re.compile(r"^(class|def|async\s+def|function)\s+\w+|^#\s*\S|^@\w+")
 _METHOD_DEF = re.compile(r"^\s{2,8}(def|async\s+def)\s+\w+|^\s{2,8}@\w+")
 # Zero-width: the space after an English full stop stays in the text (it starts the next sentence).
 _SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;])|(?<=\.)(?=\s+[A-Z])")
 
 
-def _is_code_line(line: str) -> bool:
-    stripped = line.strip()
-    if not stripped:
-        return False
-    if HAN_BASIC_CHAR.search(stripped) and not stripped.startswith("#"):
-        # Chinese prose; a CJK string inside real code usually sits in quotes.
-        if not re.search(r"[\"'].*[\u3400-\u9fff].*[\"']", stripped):
-            return False
-    if _CODE_START.match(line) or _CODE_SHAPE.search(line):
-        return True
-    # Indented ASCII lines inside a run are continuation lines of code.
-    return line.startswith("    ") and stripped.isascii()
-
-
-def _heading_style(line: str, standalone: bool, dense: bool, next_line: str) -> tuple[str, str] | None:
-    """(style, title) when the line is a heading of plain-text notes, else None.
-
-    ``standalone``: blank lines (or the file's edge) on both sides. ``dense``: the note
-    has almost no blank lines, so headings cannot be told apart by standing alone.
-    """
-    if line[:1].isspace() or len(line) > 80 or line[:1] in _NOT_TITLE_START:
-        return None
-    stripped = line.strip()
-    m = _NUMBERED.match(line)
-    if m:
-        number, sep, title = m.groups()
-        if _CODE_START.match(title) or "=" in title:
-            return None
-        depth = number.count(".") + 1
-        style = f"dotted{depth}" if depth > 1 else {"、": "dun", " ": "space"}.get(sep, "dot")
-        if not standalone:
-            # "1、…" and "5.1.2 …" are headings wherever they stand; "1. …" may be a list item.
-            next_is_item = bool(re.match(rf"^{int(number.split('.')[0]) + 1}[.．、]", next_line.strip()))
-            if style == "dot" and (len(stripped) > 30 or _SENTENCE_END.search(title) or next_is_item):
-                return None
-            if style == "space" and not dense:
-                return None
-        return style, stripped
-    if _CN_NUMBERED.match(line) and not _SENTENCE_END.search(line):
-        return "cn", stripped
-    if (
-        (standalone or (dense and len(stripped) <= 12))
-        and len(stripped) <= 30
-        and re.search(r"[\w\u3400-\u9fff]", stripped)
-        and not _SENTENCE_END.search(stripped)
-        and not _BULLET.match(line)
-        and not _is_code_line(line)
-        and not stripped.endswith(("?", "？"))
-    ):
-        return "title", stripped
-    return None
-
-
-def _sections(lines: tuple[str, ...]) -> list[_Section]:
-    """Group lines into sections under their heading path, with paragraph and code blocks."""
-    n = len(lines)
-    blank = [not ln.strip() for ln in lines]
-    code = _code_mask(lines)
-    body = [i for i in range(n) if not blank[i]]
-    span = (body[-1] - body[0] + 1) if body else 1
-    dense = sum(blank[body[0] : body[-1]]) < 0.1 * span if body else False
-    stack: list[tuple[int, str, str, int]] = []  # (level, title, style, section index) of open headings
-    sections = [_Section([], None)]
-    i = 0
-    while i < n:
-        line = lines[i]
-        if blank[i]:
-            i += 1
-            continue
-        if code[i]:
-            j = i
-            while j + 1 < n and (code[j + 1] or (blank[j + 1] and _code_continues(code, blank, j + 1))):
-                j += 1
-            sections[-1].blocks.append(_Block(i, list(lines[i : j + 1]), is_code=True))
-            i = j + 1
-            continue
-        md = _MD_HEADING.match(line)
-        style_title = None
-        if md:
-            style_title = (f"md{len(md.group(1))}", md.group(2))
-        else:
-            standalone = (i == 0 or blank[i - 1]) and (i + 1 >= n or blank[i + 1])
-            style_title = _heading_style(line, standalone, dense, lines[i + 1] if i + 1 < n else "")
-        if style_title:
-            style, title = style_title
-            level = _heading_level(style, title, stack, sections)
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, title, style, len(sections)))
-            sections.append(_Section([entry[1] for entry in stack], i))
-            i += 1
-            continue
-        # Prose: extends the paragraph that ends on the line above, or starts one.
-        blocks = sections[-1].blocks
-        if blocks and not blocks[-1].is_code and blocks[-1].end == i - 1:
-            blocks[-1].lines.append(line)
-        else:
-            blocks.append(_Block(i, [line]))
-        i += 1
-    return sections
-
-
-def top_sections(lines: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    """(heading, first line, last line) of a note's top-level sections, 1-based, in order: the
-    first heading level below what every section shares (a note's own title, usually).
-    The text under the shared title, before the first top-level heading, is a section named ""."""
-    sections = [s for s in _sections(lines) if s.heading_line is not None or s.blocks]
-    paths = [s.heading for s in sections if s.heading]
-    depth = 0
-    while paths and all(len(p) > depth for p in paths) and len({p[depth] for p in paths}) == 1:
-        depth += 1
-    out: list[tuple[str, int, int]] = []
-    for s in sections:
-        start = s.heading_line if s.heading_line is not None else s.blocks[0].start
-        name = s.heading[depth] if len(s.heading) > depth else ""  # "": the note's own intro
-        if not out or out[-1][0] != name or len(s.heading) == depth + 1:
-            out.append((name, start + 1, start + 1))
-        if out:
-            out[-1] = (out[-1][0], out[-1][1], max(out[-1][2], (s.blocks[-1].end if s.blocks else start) + 1))
-    return out
-
-
-def heading_lines(text: str) -> set[int]:
-    """0-based indexes of the lines of ``text`` that the chunker reads as headings (Markdown,
-    numbered questions, short title lines): what answers must never quote as a claim."""
-    return {s.heading_line for s in _sections(tuple(text.split("\n"))) if s.heading_line is not None}
-
-
-# Blockquotes, tables, images, HTML and formulas are content, never a plain-text heading.
-_NOT_TITLE_START = (">", "|", "!", "<", "$")
-_SINGLE_NUMBER_STYLES = ("dun", "dot", "space", "cn")
-
-
-def _heading_level(style: str, title: str, stack: list[tuple[int, str, str, int]], sections: list[_Section]) -> int:
-    """Nesting depth of a new heading given the open ones (smaller is outer).
-
-    Notes mix numbering styles freely ("4 …", "9. …", "3、…"), and concatenated
-    question lists restart their numbers, so a single-number heading only nests
-    under a different style when it starts a new list at 1 right below a short intro.
-    """
-    if style.startswith("md"):
-        return int(style[2:])
-    if style == "title":
-        return 100  # short title lines sit below every numbered level
-    if style.startswith("dotted"):
-        return 10 + int(style[6:]) - 1
-    parent = next((entry for entry in reversed(stack) if entry[2] in _SINGLE_NUMBER_STYLES), None)
-    if parent is None:
-        return 10
-    if parent[2] == style:
-        return parent[0]
-    starts_list = re.match(r"^(1|一)[、.．\s]", title) is not None
-    intro = sum(b.size for section in sections[parent[3] :] for b in section.blocks)
-    if starts_list and intro < 400:
-        return parent[0] + 1
-    same_style = next((entry for entry in stack if entry[2] == style), None)
-    return same_style[0] if same_style else min(e[0] for e in stack if e[2] in _SINGLE_NUMBER_STYLES)
-
-
-def _code_mask(lines: tuple[str, ...]) -> list[bool]:
-    """Which lines are code: inside fences, or in runs of at least three code-looking lines."""
-    n = len(lines)
-    mask = [False] * n
-    in_fence = False
-    for i, line in enumerate(lines):
-        if FENCE.match(line):
-            mask[i] = True
-            in_fence = not in_fence
-        elif in_fence:
-            mask[i] = True
-    looks = [_is_code_line(ln) for ln in lines]
-    # "# comment" lines between code lines are code, not Markdown headings.
-    for i, line in enumerate(lines):
-        if not looks[i] and re.match(r"^\s*#+\s*\S", line) and line.isascii():
-            prev = next((looks[j] for j in range(i - 1, -1, -1) if lines[j].strip()), False)
-            nxt = next((looks[j] for j in range(i + 1, n) if lines[j].strip()), False)
-            looks[i] = prev and nxt
-    i = 0
-    while i < n:
-        if not looks[i] or mask[i]:
-            i += 1
-            continue
-        j, count, last = i, 0, i
-        while j < n and (looks[j] or not lines[j].strip() or lines[j].startswith((" ", "\t"))):
-            if not lines[j].strip() and j + 1 < n and not lines[j + 1].strip() and not (j + 2 < n and looks[j + 2]):
-                break  # two blank lines and no code after them end the run
-            if looks[j]:
-                count += 1
-                last = j
-            j += 1
-        if count >= 3:
-            for k in range(i, last + 1):
-                mask[k] = True
-        i = last + 1
-    return mask
-
-
-def _code_continues(code: list[bool], blank: list[bool], i: int) -> bool:
-    while i < len(code) and blank[i]:
-        i += 1
-    return i < len(code) and code[i]
-
-
 # --- packing blocks into chunks -------------------------------------------------------
-def _split_code(block: _Block, max_chars: int) -> list[_Block]:
+def _split_code(block: Block, max_chars: int) -> list[Block]:
     """Split a code block between top-level definitions, each definition kept whole;
     a class too big for one passage splits between its methods, each labelled with both."""
     units = _definition_units(block, _TOPLEVEL_DEF)
-    split: list[_Block] = []
+    split: list[Block] = []
     for unit in units:
         if unit.size <= max_chars or not unit.label.startswith("class "):
             split.append(unit)
@@ -319,7 +82,7 @@ def _split_code(block: _Block, max_chars: int) -> list[_Block]:
         for method in _definition_units(unit, _METHOD_DEF):
             method.label = f"{unit.label} > {method.label}" if method.label and method.label != unit.label else unit.label
             split.append(method)
-    packed: list[_Block] = []
+    packed: list[Block] = []
     for unit in split:
         prev = packed[-1] if packed else None
         if prev and (not prev.label or not unit.label) and prev.size + unit.size <= max_chars // 2:
@@ -327,17 +90,17 @@ def _split_code(block: _Block, max_chars: int) -> list[_Block]:
             prev.lines.extend([""] * gap + unit.lines)
             prev.label = prev.label or unit.label
         else:
-            packed.append(_Block(unit.start, list(unit.lines), True, unit.label))
+            packed.append(Block(unit.start, list(unit.lines), True, unit.label))
     return packed
 
 
-def _definition_units(block: _Block, boundary: re.Pattern) -> list[_Block]:
-    units: list[_Block] = []
+def _definition_units(block: Block, boundary: re.Pattern) -> list[Block]:
+    units: list[Block] = []
     for offset, line in enumerate(block.lines):
         # A decorator or comment line directly above a definition belongs to it.
         starts_unit = boundary.match(line) and not (units and units[-1].lines and boundary.match(units[-1].lines[-1]))
         if not units or starts_unit:
-            units.append(_Block(block.start + offset, [], is_code=True))
+            units.append(Block(block.start + offset, [], is_code=True))
         units[-1].lines.append(line)
     for unit in units:
         while unit.lines and not unit.lines[-1].strip():
@@ -379,7 +142,7 @@ class _Piece:
     is_heading: bool = False
 
 
-def _pieces(block: _Block, max_chars: int, code_max_chars: int) -> list[_Piece]:
+def _pieces(block: Block, max_chars: int, code_max_chars: int) -> list[_Piece]:
     """A block as one or more pieces no longer than the limits (code may go to code_max_chars)."""
     if block.is_code:
         if block.size <= code_max_chars and not any(_TOPLEVEL_DEF.match(ln) for ln in block.lines[1:]):
@@ -390,7 +153,7 @@ def _pieces(block: _Block, max_chars: int, code_max_chars: int) -> list[_Piece]:
                 out.append(_Piece(part.start, part.end, "\n".join(part.lines), True, part.label))
             else:  # one huge definition: fall back to line packing
                 out.extend(_Piece(p.line_start, p.line_end, p.text, True, part.label)
-                           for p in _pieces(_Block(part.start, part.lines), code_max_chars, code_max_chars))
+                           for p in _pieces(Block(part.start, part.lines), code_max_chars, code_max_chars))
         return out
     if block.size <= max_chars:
         return [_Piece(block.start, block.end, "\n".join(block.lines))]
@@ -475,7 +238,7 @@ class _Unit:
         return [_Piece(self.heading_line, self.heading_line, self.heading[-1], is_heading=True)]
 
 
-def _parents(sections: list[_Section]) -> list[int | None]:
+def _parents(sections: list[Section]) -> list[int | None]:
     """Index of each section's parent section (None: the note itself)."""
     parents: list[int | None] = []
     for i, section in enumerate(sections):
@@ -535,7 +298,7 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
     one-line section does not become a passage of its own unless the note has nothing else.
     The first passage of a section starts at, and includes, its heading line.
     """
-    sections = _sections(doc.lines)
+    sections = note_sections(doc.lines)
     parents = _parents(sections)
     units = []
     for i, section in enumerate(sections):

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from rag.reading.chunking import heading_lines
+from rag.reading.structure import heading_lines
 from rag.core.text import FENCE, HAN_BASIC_CHAR
 
 __all__ = ["Unit", "UnitKind", "split_units", "unit_key", "STATING", "cut_long", "join_lines"]

@@ -83,7 +83,7 @@ class OutlineItem:
 def outline(source: str, chunks: Sequence[Chunk], sections: Sequence[tuple[str, int, int]],
             skip: set[int] = frozenset()) -> list[OutlineItem]:
     """Each top-level section of note ``source`` (``sections``: heading, first and last line,
-    from ``chunking.top_sections``) with its most informative unit, in note order.
+    from ``structure.top_sections``) with its most informative unit, in note order.
 
     ``skip``: passages (by position in ``chunks``) that are navigation or a repeated footer.
     A unit belongs to a section when it is quoted from a passage overlapping the section's

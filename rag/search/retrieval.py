@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.index.bm25 import STOPWORDS, tokenize
-from rag.reading.chunking import Chunk, top_sections
+from rag.reading.chunking import Chunk
+from rag.reading.structure import top_sections
 from rag.reading.ingest import IngestError
 from rag.reading.loaders import load_document
 from rag.search.conversation import Message, followup_context, is_followup
