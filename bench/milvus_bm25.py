@@ -152,9 +152,9 @@ def main() -> None:
             built = time.perf_counter() - t0
             agreement = keyword_agreement(loaded.bm25, milvus, [it["question"] for it in items])
             in_app = evaluate(retriever, items, k=10)
-            view = retriever._view
-            retriever._view = replace(view, index=replace(view.index, bm25=milvus))
-            retriever._index = retriever._view.index
+            view = retriever.served._view
+            retriever.served._view = replace(view, index=replace(view.index, bm25=milvus))
+            retriever.served._index = retriever.served._view.index
             through_milvus = evaluate(retriever, items, k=10)
             print(f"\n### {set_name} ({questions_path.name}, {len(items)} questions, {len(loaded.chunks)} passages; "
                   f"Milvus BM25 collection built in {built:.1f}s)")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -16,27 +15,21 @@ from rag.reading.ingest import IngestError
 from rag.reading.loaders import load_document
 from rag.search.conversation import Message, followup_context, is_followup
 from rag.index.embedders.factory import Embedder, make_embedder
-from rag.core.errors import IndexUnavailable
-from rag.index.hubness import dehub, loaded_hub_scores
+from rag.index.hubness import dehub
 from rag.search.note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
 from rag.search.note_outline import OutlineItem, note_by_name, outline
 from rag.search.rerank import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
 from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
-from rag.reading.sections import SectionMap, boilerplate_mask
 from rag.core.settings import Settings
 from rag.core.text import latin_share
 from rag.index.unit_vectors import MAX_EMBEDDED_WHEN_ASKED
-from rag.index.store import IndexStore
 from rag.index.version_files import IndexNotFound, LoadedIndex
+from rag.search.served_index import IndexMismatch, IndexStatus, IndexView, ServedIndex
 
 __all__ = ["Hit", "RetrievalResult", "IndexStatus", "Retriever", "IndexNotFound", "IndexMismatch"]
 
 log = logging.getLogger(__name__)
-
-
-class IndexMismatch(IndexUnavailable, RuntimeError):
-    """The index was built with another embedder than the configured one."""
 
 
 @dataclass(frozen=True)
@@ -92,19 +85,6 @@ class RetrievalResult:
     query_vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
-class IndexStatus:
-    version: str
-    files: int
-    chunks: int
-    built_at: float
-    embedder: str
-    dense_kind: str
-    skipped: dict[str, str]
-    # Set when what serves is not the current version as built (a damaged index fell back).
-    warning: str | None = None
-
-
 # --- follow-ups (chosen on bench/data/dev.jsonl's follow-up questions) -----------------
 # How much the earlier turns count for a question that refers back ("那它的缺点呢？"). A
 # complete question ignores them: leaning 0.4 on them cost a question asked after an
@@ -141,38 +121,22 @@ class Query:
         return f"{self.text}\n{self.context}" if self.context else self.text
 
 
-@dataclass
-class _IndexView:
-    """What retrieval derives from one loaded index version, computed once per version."""
-
-    index: LoadedIndex
-    sections: SectionMap
-    boilerplate: np.ndarray  # True: navigation or text repeated across notes
-    hubs: np.ndarray  # each passage's mean similarity to its nearest others (rag/index/hubness.py)
-    sources: list[str]  # each passage's note, in passage order: what a scope is matched against
-
-
 class Retriever:
     """Answers `retrieve()` from the current index version, following swaps made by rebuilds.
 
     Stages, in order: candidates per signal (dense passage vectors, heading vectors,
     BM25) → rank fusion → follow-up topic → boilerplate weighting → optional reranking
     (`rag.search.rerank`) → selection (read each hit as its enclosing section when it fits,
-    drop near-duplicates) → the relevance decision.
+    drop near-duplicates) → the relevance decision. The version it answers from, followed
+    across rebuilds, is ``served`` (rag/search/served_index.py).
     """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
                  reranker: Reranker | None = None) -> None:
         self.settings = settings
-        self.store = IndexStore(settings.index_dir, settings)
         self._embedder = embedder
         self._reranker = reranker if reranker is not None else make_reranker(settings)
-        self._index: LoadedIndex | None = None
-        self._view: _IndexView | None = None
-        self._seen_current: str | None = None  # the CURRENT name the loaded index answers for
-        self._warning: str | None = None
-        self._reload_lock = threading.Lock()
-        self._refresh(required=True)
+        self.served = ServedIndex(settings, lambda: self.embedder.identity)
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> "Retriever":
@@ -184,56 +148,15 @@ class Retriever:
             self._embedder = make_embedder(self.settings)
         return self._embedder
 
-    def _refresh(self, required: bool = False) -> LoadedIndex:
-        """Load the current version if it is not the one in memory (cheap when nothing changed).
+    def _refresh(self) -> LoadedIndex:
+        return self.served.refresh()
 
-        A damaged version falls back to the newest intact one (IndexStore.load_serving), or
-        keeps what is in memory, with ``status().warning`` saying so; it never fails a question
-        while an index is loaded.
-        """
-        version = self.store.current_version()
-        index = self._index
-        if index is not None and version == self._seen_current:
-            return index
-        with self._reload_lock:
-            if self._index is not None and version == self._seen_current:
-                return self._index
-            try:
-                loaded, self._warning = self.store.load_serving(ef_search=self.settings.hnsw_ef_search)
-            except IndexNotFound as exc:
-                if self._index is None:
-                    raise
-                self._warning = f"{exc} (still serving {self._index.manifest.version}, loaded earlier)"
-                log.warning("%s", self._warning)
-                self._seen_current = version
-                return self._index
-            if loaded.manifest.embedder != self.embedder.identity:
-                raise IndexMismatch(
-                    f"the index was built with {loaded.manifest.embedder} but the configured embedder is "
-                    f"{self.embedder.identity}: run `rag index` to rebuild"
-                )
-            view = _IndexView(loaded, SectionMap(loaded.chunks, self.settings.expand_max_chars),
-                              boilerplate_mask(loaded.chunks),
-                              loaded_hub_scores(loaded) if self.settings.hub_weight else np.zeros(0),
-                              [c.source for c in loaded.chunks])
-            self._seen_current = version
-            # Two reference swaps: a query in flight keeps the objects it started with.
-            self._view = view
-            self._index = loaded
-            log.info("serving index %s (%d chunks)", version, len(loaded.chunks))
-            return loaded
-
-    def _current_view(self) -> _IndexView:
-        """The loaded version with what retrieval derives from it (one consistent object)."""
-        self._refresh()
-        view = self._view
-        assert view is not None
-        return view
+    def _current_view(self) -> IndexView:
+        return self.served.view()
 
     def status(self) -> IndexStatus:
-        m = self._refresh().manifest
-        return IndexStatus(m.version, len(m.files), m.chunk_count, m.built_at, m.embedder, m.dense_kind,
-                           dict(m.skipped), self._warning)
+        return self.served.status()
+
 
     def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None,
                  scope: Scope | None = None) -> RetrievalResult:
@@ -272,7 +195,7 @@ class Retriever:
         relevant = self.is_relevant(question, own_top, index)
         return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector)
 
-    def _allowed(self, view: _IndexView, scope: Scope | None) -> np.ndarray | None:
+    def _allowed(self, view: IndexView, scope: Scope | None) -> np.ndarray | None:
         """The passages a scope allows (None: all); raises ScopeEmpty when it allows none."""
         if not scope:
             return None
