@@ -391,7 +391,7 @@ def milvus_garbage_aliases_and_data(ctx: Context) -> Outcome:
 
 @case("llm-slow-and-garbage")
 def llm_slow_and_garbage(ctx: Context) -> Outcome:
-    from tests.fakes import MisbehavingLLMServer
+    from rag.answer.llm.fake_servers import MisbehavingLLMServer
 
     ws = ctx.fresh()
     said, held = [], True

@@ -24,7 +24,8 @@ import pytest
 from rag.answer.chat import Answer, ChatEngine, DoneEvent, QuestionError, SourcesEvent, TokenEvent
 from rag.search.conversation import Message
 from rag.core.settings import Settings
-from tests.fakes import ScriptedChatModel, SilentServer
+from rag.answer.llm.fake_servers import SilentServer
+from rag.answer.llm.scripted import ScriptedChatModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,5 @@
 """The server embedder (rag/index/embedders/server.py) without a model server: settings, a server that is
-really down (a closed port), and the faults only a fake can show on demand (tests/fakes.py:
+really down (a closed port), and the faults only a fake can show on demand (rag/index/embedders/fake_server.py:
 FakeEmbeddingServer for overload answers and vectors of the wrong size). The same client
 against a real vLLM is in tests/test_embed_server_vllm.py."""
 from __future__ import annotations
@@ -15,7 +15,8 @@ from rag.index.embedders.factory import Prompts, embedder_identity, make_embedde
 from rag.core.errors import EXIT_SERVICE as EXIT_UNAVAILABLE, RagError
 from rag.core.settings import Settings
 from tests.conftest import clean_env, rag_cli, write_notes
-from tests.fakes import FakeEmbeddingServer, SilentServer
+from rag.answer.llm.fake_servers import SilentServer
+from rag.index.embedders.fake_server import FakeEmbeddingServer
 from tests.vllm_fixture import free_port
 
 E5 = "multilingual-e5-small"

@@ -13,7 +13,7 @@ from rag.answer.chat import ChatEngine
 from rag.answer.llm.base import LLMUnavailable, PromptMessage
 from rag.answer.llm.openai_backend import OpenAIChatModel
 from tests.conftest import write_notes
-from tests.fakes import MisbehavingLLMServer
+from rag.answer.llm.fake_servers import MisbehavingLLMServer
 
 HELLO = [PromptMessage("user", "Say hello.")]
 QUESTION = "What does the parameter b do in BM25?"

@@ -17,7 +17,7 @@ from rag.answer.llm.base import ChatModel, estimate_tokens
 from rag.answer.llm.llamacpp_backend import GgufSource, LlamaCppChatModel, find_gguf, packaged_gguf
 from rag.answer.llm.openai_backend import OpenAIChatModel
 from rag.core.settings import Settings
-from tests.fakes import SilentServer
+from rag.answer.llm.fake_servers import SilentServer
 
 STORY = [
     PromptMessage("system", "You are a storyteller."),

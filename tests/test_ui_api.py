@@ -20,7 +20,7 @@ from rag.notes import PassageView
 from rag.core.settings import Settings
 from ui import render
 from ui.bind import ServeError, check_bind
-from tests.fakes import ScriptedChatModel
+from rag.answer.llm.scripted import ScriptedChatModel
 from ui.watcher import CorpusWatcher
 
 pytestmark = [

@@ -17,7 +17,7 @@ import pytest
 from rag.index.builder import build_index
 from rag.core.settings import Settings
 from rag.index.store import IndexStore
-from tests.fakes import ScriptedChatModel
+from rag.answer.llm.scripted import ScriptedChatModel
 
 pytestmark = [
     pytest.mark.slow,

@@ -18,7 +18,7 @@ from rag.index.embedders.factory import Embedder, make_embedder
 from rag.index.hubness import dehub
 from rag.search.note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
 from rag.search.note_outline import OutlineItem, note_by_name, outline
-from rag.search.rerank import Reranker, make_reranker
+from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
 from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
 from rag.core.settings import Settings
@@ -126,7 +126,7 @@ class Retriever:
 
     Stages, in order: candidates per signal (dense passage vectors, heading vectors,
     BM25) → rank fusion → follow-up topic → boilerplate weighting → optional reranking
-    (`rag.search.rerank`) → selection (read each hit as its enclosing section when it fits,
+    (`rag.search.rerankers`) → selection (read each hit as its enclosing section when it fits,
     drop near-duplicates) → the relevance decision. The version it answers from, followed
     across rebuilds, is ``served`` (rag/search/served_index.py).
     """
