@@ -137,12 +137,32 @@ def _is_label(text: str) -> bool:
     return words <= LABEL_MAX_WORDS and not _LABEL_PUNCT.search(text.rstrip(":："))
 
 
+def starts_in_code(lines: list[str]) -> bool:
+    """Does the passage begin inside a fenced code block (the chunker cut it there)?
+
+    Its fences cannot pair up from the top: their number is odd, and either an opening fence
+    (one naming a language, "```python") falls where a closing one would, or the lines
+    above the first fence are code. Read from the top, such a passage would take its code
+    for prose and its prose for code.
+    """
+    fences = [i for i, line in enumerate(lines) if FENCE.match(line)]
+    if len(fences) % 2 == 0:
+        return False
+    if any(lines[i].strip().strip("`~").strip() for i in fences[1::2]):
+        return True  # a fence naming a language opens a block: at an odd place, the first one closes
+    if lines[fences[0]].strip().strip("`~").strip():
+        return False  # the first fence names a language: it opens
+    before = [line.strip() for line in lines[: fences[0]] if line.strip()]
+    code = sum(1 for line in before if not HAN_BASIC_CHAR.search(line) and _CODE_LINE.search(line))
+    return bool(before) and code * 2 >= len(before)
+
+
 def _blocks(text: str) -> list[tuple[str, str, int]]:
     """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
     its indented continuation lines), "row", "title"; code, table rules and images left out."""
     blocks: list[tuple[str, str, int]] = []
-    in_code = False
     lines = text.split("\n")
+    in_code = starts_in_code(lines)
     headings = heading_lines(text)
     for i, raw in enumerate(lines):
         if FENCE.match(raw):
