@@ -38,6 +38,10 @@ _NOT_A_SUBJECT = frozenset(
 )
 
 
+# The same words, for other modules: what a question asks about a subject, not the subject.
+ASPECT_WORDS = _NOT_A_SUBJECT
+
+
 def names_subject(text: str) -> bool:
     """Does ``text`` name what it is about (a noun or a term), not only ask or point?
 

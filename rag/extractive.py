@@ -36,6 +36,7 @@ from typing import Callable, Literal, Protocol, Sequence
 import numpy as np
 
 from .bm25 import STOPWORDS, tokenize
+from .conversation import ASPECT_WORDS
 from .prompting import Source
 from .text import HAN_BASIC_CHAR
 from .units import STATING, Unit, cut_long, join_lines, split_units, unit_key
@@ -304,12 +305,16 @@ def extract_answer(
 def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order: list[int],
                 score: np.ndarray) -> list[int]:
     """For a question that asks two things, the best unit of each part the units cover: the
-    best-scored unit holding a term of that part that no other part has."""
+    best-scored unit holding a term of that part that no other part has (aspect words such
+    as 思路、区别、作用 aside: they are asked of every part)."""
     parts = [_terms(p) for p in question_parts(question)]
     picks: list[int] = []
     floor = SHORT_RELATIVE_SCORE * float(score.max())
     for k, own in enumerate(parts):
-        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k))
+        # What tells a part from the others is the thing it names, not an aspect word the
+        # parts share in meaning ("AdapterFusion 和 AdapterDrop 的思路有什么不同": "思路" is
+        # asked of both, though only the second part holds it).
+        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k)) - ASPECT_WORDS
         if not distinct:
             continue
         pick = next((i for i in order if distinct & terms[i] and score[i] >= floor), None)

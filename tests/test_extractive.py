@@ -222,3 +222,19 @@ def test_no_answer_is_longer_than_the_budget_citation_markers_included(notes_eng
             assert len(text) <= budget, (question, len(text), text)
             answered += 1
     assert answered >= 10
+
+
+def test_a_two_part_question_takes_a_unit_for_the_second_thing_not_for_an_aspect_word_both_parts_share():
+    from rag.chunking import Chunk
+    from rag.retrieval import Hit
+
+    fusion = ("AdapterFusion的思路是为每个任务添加适配器层，并把不同任务的表示融合起来。\n\n"
+              "- 适配器融合：AdapterFusion把各任务适配器层的输出加权平均，得到综合的表示。\n"
+              "- 冻结其他层：AdapterFusion只微调适配器层的参数，预训练模型的其他层保持不变。\n"
+              "- 融合权重：AdapterFusion用注意力机制学习每个任务适配器的权重。")
+    drop = "AdapterDrop在训练时以一定的概率随机丢弃部分适配器层，推理时也可以少用几层来提速。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "AdapterFusion", 1, 6, fusion)),
+                              Hit(2, 0.5, Chunk("a.md", "AdapterDrop", 7, 8, drop))])
+    answer = extract_answer("AdapterFusion 和 AdapterDrop 的思路有什么不同？", sources, budget_chars=200)
+    # "思路" is asked of both things; the second part's own thing is AdapterDrop.
+    assert "随机丢弃" in answer.text, answer.text
