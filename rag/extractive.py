@@ -228,6 +228,13 @@ def extract_answer(
     heading_terms = {n: _terms(h) for n, h in own_heading.items()}
     unit_terms = [_terms(u.text) for u in scored]
     with_heading = [t | (_terms(u.title) if u.title else heading_terms[u.n]) for u, t in zip(scored, unit_terms)]
+    # So is a list item about what the line introducing its list names ("- Prefix-tuning:"
+    # above "- 影响整个解码过程").
+    at = {(u.n, u.order): u for u in candidates}
+    for i, u in enumerate(scored):
+        lead = _introducer(u, at)
+        if lead is not None:
+            with_heading[i] = with_heading[i] | _terms(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
                         for t, h in zip(unit_terms, with_heading)])
     if similarity is None and embedder is not None:
@@ -265,31 +272,41 @@ def extract_answer(
     chosen: list[Unit] = []
     used = 0
 
-    def take(u: Unit) -> None:
+    def cost(u: Unit) -> int:
+        """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
+        lead = _introducer(u, at)
+        return _shown_len(u) + (_shown_len(lead) if lead is not None and lead not in chosen else 0)
+
+    def take(u: Unit) -> None:  # an item comes with the line introducing its list
         nonlocal used
+        lead = _introducer(u, at)
+        if lead is not None and lead not in chosen:
+            chosen.append(lead)
+            used += _shown_len(lead)
         chosen.append(u)
         used += _shown_len(u)
 
     for i in dict.fromkeys(picks):
         u = scored[i]
-        if used + _shown_len(u) <= budget_chars:
+        if used + cost(u) <= budget_chars:
             take(u)
         elif not chosen:  # the best unit alone is too long: its first clauses
-            take(_fit(u, budget_chars))
+            chosen.append(_fit(u, budget_chars))
+            used += _shown_len(chosen[-1])
     # Then the best units above the floor; a short answer reaches a little lower.
     for share, up_to in ((MIN_RELATIVE_SCORE, budget_chars), (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)):
         floor = share * float(score.max())
         for i in order:
             u = scored[i]
-            if u in chosen or score[i] < floor or used >= up_to or used + _shown_len(u) > budget_chars:
+            if u in chosen or score[i] < floor or used >= up_to or used + cost(u) > budget_chars:
                 continue
             take(u)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
-    at = {(u.n, u.order): u for u in candidates}
     for u in list(chosen):
         lead = _introducer(u, at)
         if lead is not None and lead not in chosen and used + _shown_len(lead) <= budget_chars:
-            take(lead)
+            chosen.append(lead)
+            used += _shown_len(lead)
 
     best = chosen[0]
     lead = _introducer(best, at)

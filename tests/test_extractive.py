@@ -238,3 +238,16 @@ def test_a_two_part_question_takes_a_unit_for_the_second_thing_not_for_an_aspect
     answer = extract_answer("AdapterFusion 和 AdapterDrop 的思路有什么不同？", sources, budget_chars=200)
     # "思路" is asked of both things; the second part's own thing is AdapterDrop.
     assert "随机丢弃" in answer.text, answer.text
+
+
+def test_a_list_item_is_about_what_the_line_introducing_its_list_names():
+    from rag.chunking import Chunk
+    from rag.retrieval import Hit
+
+    text = ("- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 通过在输入之前添加可学习的提示向量来引导模型。\n"
+            "- Prefix-tuning:\n- 前缀向量被附加到自回归过程中的隐藏状态，影响整个解码过程。\n"
+            "- 它改变了模型内部计算的初始状态。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "区别", 1, 6, text))])
+    answer = extract_answer("Prefix-tuning 怎么做？", sources, budget_chars=80)
+    assert "影响整个解码过程" in answer.text, answer.text
+    assert "Prefix-tuning:" in answer.text, answer.text  # shown with the line that introduces it
