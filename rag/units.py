@@ -113,6 +113,8 @@ def join_lines(a: str, b: str) -> str:
 
 
 def _title_line(lines: list[str], i: int) -> bool:
+    """A short line standing alone that names a topic ("2. 指数加权平均"); not one that states
+    something ("描述：系统根据大模型的输出，选择不同的路径")."""
     line = lines[i].strip()
     alone = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
     bullet = line[:1] in "-*+•·▪●○◦"  # a bullet alone is a list item; a number alone ("2. 应用") a heading
@@ -120,7 +122,7 @@ def _title_line(lines: list[str], i: int) -> bool:
         return False
     if line.endswith(_QUESTION_END):  # a question alone on its line heads the answer below it
         return len(line) <= MAX_LEAD_CHARS
-    return len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS)
+    return len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS) and not _states(line)
 
 
 def _states(line: str) -> bool:

@@ -78,3 +78,11 @@ def test_a_passage_that_begins_inside_a_code_block_reads_its_prose_as_prose():
 def test_a_passage_whose_only_fence_opens_a_block_keeps_its_prose():
     text = "先看一个例子，这段代码计算平均值。\n\n```\nmean = sum(xs) / len(xs)\n"
     assert stating(text) == ["先看一个例子，这段代码计算平均值。"]
+
+
+def test_a_short_line_standing_alone_is_a_title_unless_it_states_something():
+    text = "2. 指数加权平均\n\n描述：系统根据大模型的输出，选择不同的路径\n\n典型应用：基于大模型的意图识别\n"
+    units = split_units(1, text)
+    assert [u.text for u in units if u.kind in STATING] == ["描述：系统根据大模型的输出，选择不同的路径",
+                                                            "典型应用：基于大模型的意图识别"]
+    assert units[0].title == "指数加权平均"
