@@ -64,6 +64,10 @@ HEADING_SHARE = 0.5
 LEXICAL_WEIGHT = 1.0
 SEMANTIC_WEIGHT = 0.5
 RANK_WEIGHT = 1.0
+# The same for a follow-up, against how well its own words match (not the earlier turns'):
+# 0.5 / 0.75 / 1.0 / 1.25 / 2.0 gave dev 0.766 / 0.780 / 0.780 / 0.790 / 0.770 (md 0.633 /
+# 0.633 / 0.640 / 0.640 / 0.648) with bench/answer_quality.py.
+FOLLOWUP_SEMANTIC_WEIGHT = 1.25
 # Meaning counts within this cosine of the best unit: e5 puts every sentence of a
 # retrieved passage at 0.75-0.9 to the question, so only the top of that range tells.
 SEMANTIC_SPAN = 0.1
@@ -245,6 +249,14 @@ def extract_answer(
     # paraphrase), meaning decides; when units share most of them, words do.
     semantic = _relative(similarity([u.text for u in scored]) if similarity else None, len(scored))
     semantic_weight = SEMANTIC_WEIGHT * (1.0 - float(lexical.max()))
+    if context:
+        # A follow-up's earlier turns name the subject, so units share their words whatever the
+        # follow-up asks ("那另一类呢？"); meaning (of the follow-up's own words, the vector
+        # scored against) counts as much as the follow-up's own words fail, and more.
+        own = _term_weights(question, "")
+        own_lexical = max(((1 - HEADING_SHARE) * _lexical(own, t) + HEADING_SHARE * _lexical(own, h)
+                           for t, h in zip(unit_terms, with_heading)), default=0.0)
+        semantic_weight = FOLLOWUP_SEMANTIC_WEIGHT * (1.0 - own_lexical)
     # The passage retrieval ranked first, and any other piece of the same section, come first.
     top = sources[0].hit
     same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}

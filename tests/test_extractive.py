@@ -255,3 +255,23 @@ def test_a_list_item_is_about_what_the_line_introducing_its_list_names():
     answer = extract_answer("Prefix-tuning 怎么做？", sources, budget_chars=80)
     assert "影响整个解码过程" in answer.text, answer.text
     assert "Prefix-tuning:" in answer.text, answer.text  # shown with the line that introduces it
+
+
+def test_a_follow_up_is_answered_by_what_its_own_words_mean_not_by_the_earlier_subject_s_words(monkeypatch):
+    import numpy as np
+
+    import rag.extractive as extractive
+    from rag.chunking import Chunk
+    from rag.retrieval import Hit
+
+    text = ("Sigmoid 激活函数把任意实数压缩到 (0,1) 区间，Sigmoid 激活函数的输出可以当作概率。\n\n"
+            "输入很大或很小的时候梯度接近 0，深层网络里容易梯度消失。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "Sigmoid", 1, 3, text))])
+
+    def similarity(texts):  # the follow-up's own vector: "缺点" is near the vanishing gradient
+        return np.array([0.9 if "梯度消失" in t else 0.8 for t in texts])
+
+    ask = dict(budget_chars=60, similarity=similarity, context="Sigmoid 激活函数有什么特点？")
+    assert "梯度消失" in extract_answer("那它的缺点呢？", sources, **ask).text
+    monkeypatch.setattr(extractive, "FOLLOWUP_SEMANTIC_WEIGHT", 0.0)  # words alone: the subject's sentence
+    assert "梯度消失" not in extract_answer("那它的缺点呢？", sources, **ask).text
