@@ -218,7 +218,8 @@ def split_units(n: int, text: str) -> list[Unit]:
             title = text
             continue
         if block in ("row", "code"):
-            add(text, block)
+            if re.search(r"\w", text):  # not a bracket closing a call or a block (")", "})")
+                add(text, block)
             continue
         if block == "header":  # shown above the rows chosen from its table, never alone
             add(text, "lead")

@@ -86,3 +86,8 @@ def test_a_short_line_standing_alone_is_a_title_unless_it_states_something():
     assert [u.text for u in units if u.kind in STATING] == ["描述：系统根据大模型的输出，选择不同的路径",
                                                             "典型应用：基于大模型的意图识别"]
     assert units[0].title == "指数加权平均"
+
+
+def test_a_line_of_code_that_only_closes_brackets_is_not_an_answer_unit():
+    text = "def f(x):\n    return g(\n        x,\n    )\n})"
+    assert stating(text) == ["def f(x):", "return g("]
