@@ -275,20 +275,21 @@ def extract_answer(
                      for u, inside in zip(scored, in_focus)])
     score = LEXICAL_WEIGHT * lexical + semantic_weight * semantic + RANK_WEIGHT * rank
     # A passage is as good a place to answer from as its best unit: units of a passage whose
-    # best match falls short of the best passage's lose the difference.
+    # best match falls short of the best passage's come after by the difference (they still
+    # reach the answer when room is left: the floors below judge the unit's own score).
     match = LEXICAL_WEIGHT * lexical + semantic_weight * semantic
     best_in: dict[int, float] = {}
     for i, u in enumerate(scored):
         best_in[u.n] = max(best_in.get(u.n, 0.0), float(match[i]))
     top_match = max(best_in.values())
-    score += PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
+    passage_gap = PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
     for i, u in enumerate(scored):
         if intent == "list" and u.kind in ("item", "row"):
             score[i] += LIST_BONUS
         if u.order <= 1:
             score[i] += LEAD_BONUS
 
-    order = [int(i) for i in np.argsort(-score, kind="stable")]
+    order = [int(i) for i in np.argsort(-(score + passage_gap), kind="stable")]
     first = order[0]
     if intent == "definition":
         defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)]
