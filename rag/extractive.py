@@ -290,7 +290,10 @@ def extract_answer(
             score[i] += LEAD_BONUS
 
     order = [int(i) for i in np.argsort(-(score + passage_gap), kind="stable")]
-    first = order[0]
+    # The first line is the best unit by its own score: the passage gap only orders the rest
+    # (the section retrieval ranked first, under the asked heading "Drawbacks", may share fewer
+    # of the question's words than the note's introduction, yet it holds the answer).
+    first = int(np.argmax(score))
     if intent == "definition":
         defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)]
         if defining:
