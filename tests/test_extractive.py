@@ -277,17 +277,17 @@ def test_a_follow_up_is_answered_by_what_its_own_words_mean_not_by_the_earlier_s
     assert "梯度消失" not in extract_answer("那它的缺点呢？", sources, **ask).text
 
 
-def test_a_passage_whose_best_unit_matches_the_question_better_is_read_before_a_higher_ranked_one(monkeypatch):
+def test_after_the_first_line_a_passage_whose_best_unit_matches_the_question_better_is_read_first(monkeypatch):
     import rag.extractive as extractive
     from rag.chunking import Chunk
     from rag.retrieval import Hit
 
-    first = "训练时梯度可能很大。模型部署需要考虑硬件成本。推理服务通常运行在云端服务器上。"
+    first = "训练时梯度可能很大。梯度太大时训练不稳定。模型部署需要考虑硬件成本。"
     second = "梯度裁剪把梯度的范数限制在阈值以内。裁剪可以防止训练发散。"
-    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "部署", 1, 2, first)),
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "部署", 1, 3, first)),
                               Hit(2, 0.9, Chunk("b.md", "梯度裁剪", 1, 2, second))])
-    # Room for two sentences: both come from the passage that answers.
-    answer = extract_answer("梯度裁剪是做什么的？", sources, budget_chars=42)
-    assert "梯度裁剪把梯度的范数限制在阈值以内。" in answer.text and "[1]" not in answer.text, answer.text
-    monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)  # rank alone: the first passage comes in
-    assert "[1]" in extract_answer("梯度裁剪是做什么的？", sources, budget_chars=42).text
+    # Room for three sentences: after the best one, the passage that answers gives the others.
+    answer = extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60)
+    assert "裁剪可以防止训练发散。" in answer.text and "梯度太大时训练不稳定" not in answer.text, answer.text
+    monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)  # rank alone: the first passage's next one
+    assert "梯度太大时训练不稳定" in extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60).text
