@@ -73,9 +73,13 @@ def test_every_citation_of_an_extractive_answer_points_at_a_passage_that_says_it
 def test_a_list_question_is_answered_with_the_list_items_each_cited(real_engine):
     answer = real_engine.ask("模型量化面临哪些问题？")
     assert answer.mode == "extractive"
-    items = [line for line in answer.text.splitlines() if line.startswith("- ")]
+    lines = answer.text.splitlines()
+    # A line that only names the nested list under it ("- Prefix Tuning" above "  - 优点:…") is
+    # shown uncited with its items; every other item is a claim and is cited.
+    parents = {i for i in range(len(lines) - 1) if lines[i + 1].startswith("  ")}
+    items = [line for i, line in enumerate(lines) if line.startswith("- ") and i not in parents]
     assert len(items) >= 3, answer.text
-    assert all(re.search(r"\[\d+\]$", line) for line in items)
+    assert all(re.search(r"\[\d+\]$", line) for line in items), answer.text
     assert any("精度损失" in line for line in items)
     assert len(_CITE.sub("", answer.text)) <= real_engine.settings.extractive_budget_chars + 20
 
@@ -222,3 +226,68 @@ def test_no_answer_is_longer_than_the_budget_citation_markers_included(notes_eng
             assert len(text) <= budget, (question, len(text), text)
             answered += 1
     assert answered >= 10
+
+
+def test_a_two_part_question_takes_a_unit_for_the_second_thing_not_for_an_aspect_word_both_parts_share():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    fusion = ("AdapterFusion的思路是为每个任务添加适配器层，并把不同任务的表示融合起来。\n\n"
+              "- 适配器融合：AdapterFusion把各任务适配器层的输出加权平均，得到综合的表示。\n"
+              "- 冻结其他层：AdapterFusion只微调适配器层的参数，预训练模型的其他层保持不变。\n"
+              "- 融合权重：AdapterFusion用注意力机制学习每个任务适配器的权重。")
+    drop = "AdapterDrop在训练时以一定的概率随机丢弃部分适配器层，推理时也可以少用几层来提速。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "AdapterFusion", 1, 6, fusion)),
+                              Hit(2, 0.5, Chunk("a.md", "AdapterDrop", 7, 8, drop))])
+    answer = extract_answer("AdapterFusion 和 AdapterDrop 的思路有什么不同？", sources, budget_chars=200)
+    # "思路" is asked of both things; the second part's own thing is AdapterDrop.
+    assert "随机丢弃" in answer.text, answer.text
+
+
+def test_a_list_item_is_about_what_the_line_introducing_its_list_names():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 通过在输入之前添加可学习的提示向量来引导模型。\n"
+            "- Prefix-tuning:\n- 前缀向量被附加到自回归过程中的隐藏状态，影响整个解码过程。\n"
+            "- 它改变了模型内部计算的初始状态。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "区别", 1, 6, text))])
+    answer = extract_answer("Prefix-tuning 怎么做？", sources, budget_chars=80)
+    assert "影响整个解码过程" in answer.text, answer.text
+    assert "Prefix-tuning:" in answer.text, answer.text  # shown with the line that introduces it
+
+
+def test_a_follow_up_is_answered_by_what_its_own_words_mean_not_by_the_earlier_subject_s_words(monkeypatch):
+    import numpy as np
+
+    import rag.answer.extractive as extractive
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("Sigmoid 激活函数把任意实数压缩到 (0,1) 区间，Sigmoid 激活函数的输出可以当作概率。\n\n"
+            "输入很大或很小的时候梯度接近 0，深层网络里容易梯度消失。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "Sigmoid", 1, 3, text))])
+
+    def similarity(texts):  # the follow-up's own vector: "缺点" is near the vanishing gradient
+        return np.array([0.9 if "梯度消失" in t else 0.8 for t in texts])
+
+    ask = dict(budget_chars=60, similarity=similarity, context="Sigmoid 激活函数有什么特点？")
+    assert "梯度消失" in extract_answer("那它的缺点呢？", sources, **ask).text
+    monkeypatch.setattr(extractive, "FOLLOWUP_SEMANTIC_WEIGHT", 0.0)  # words alone: the subject's sentence
+    assert "梯度消失" not in extract_answer("那它的缺点呢？", sources, **ask).text
+
+
+def test_after_the_first_line_a_passage_whose_best_unit_matches_the_question_better_is_read_first(monkeypatch):
+    import rag.answer.extractive as extractive
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    first = "训练时梯度可能很大。梯度太大时训练不稳定。模型部署需要考虑硬件成本。"
+    second = "梯度裁剪把梯度的范数限制在阈值以内。裁剪可以防止训练发散。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "部署", 1, 3, first)),
+                              Hit(2, 0.9, Chunk("b.md", "梯度裁剪", 1, 2, second))])
+    # Room for three sentences: after the best one, the passage that answers gives the others.
+    answer = extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60)
+    assert "裁剪可以防止训练发散。" in answer.text and "梯度太大时训练不稳定" not in answer.text, answer.text
+    monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)  # rank alone: the first passage's next one
+    assert "梯度太大时训练不稳定" in extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60).text

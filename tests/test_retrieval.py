@@ -175,7 +175,7 @@ def test_a_complete_question_on_a_new_subject_leaves_the_old_one(retriever):
 
 
 @pytest.mark.parametrize("question", ["知识蒸馏的学生模型是怎么训练的？", "How does loss scaling keep small gradients?",
-                                      "是否了解 LoRA？它的秩怎么选？"])
+                                      "是否了解 LoRA？它的秩怎么选？", "那篇讲知识蒸馏的笔记里，学生模型是怎么训练的？"])
 def test_a_complete_question_after_an_unrelated_exchange_is_searched_as_if_asked_alone(retriever, question):
     history = [Message("user", "注意力里为什么要 Mask？"), Message("assistant", "训练时屏蔽未来的词。")]
     alone, after = retriever.retrieve(question), retriever.retrieve(question, history)

@@ -62,3 +62,32 @@ def test_every_unit_is_a_verbatim_piece_of_its_passage_and_keyed_without_whitesp
     for u in split_units(1, text):
         assert squash(u.text) in squash(text)
     assert unit_key("LoRA  是\n一种方法") == unit_key("LoRA是一种方法") != unit_key("LoRA是另一种方法")
+
+
+def test_a_passage_that_begins_inside_a_code_block_reads_its_prose_as_prose():
+    # The chunker cut the note inside a fence: the passage opens with code and its first
+    # fence closes that block, so the prose after it is answer material and the next
+    # fenced block is code.
+    text = ("reward = np.random.rand()\nucb.update(chosen_arm, reward)\n```\n\n6.1 Beta分布\n\n"
+            "Beta 分布是定义在区间 [0,1] 上的连续概率分布。\n\n```python\nimport numpy as np\nx = np.zeros(3)\n```\n")
+    texts = stating(text)
+    assert "Beta 分布是定义在区间 [0,1] 上的连续概率分布。" in texts
+    assert not any("import" in t or "np.zeros" in t for t in texts)
+
+
+def test_a_passage_whose_only_fence_opens_a_block_keeps_its_prose():
+    text = "先看一个例子，这段代码计算平均值。\n\n```\nmean = sum(xs) / len(xs)\n"
+    assert stating(text) == ["先看一个例子，这段代码计算平均值。"]
+
+
+def test_a_short_line_standing_alone_is_a_title_unless_it_states_something():
+    text = "2. 指数加权平均\n\n描述：系统根据大模型的输出，选择不同的路径\n\n典型应用：基于大模型的意图识别\n"
+    units = split_units(1, text)
+    assert [u.text for u in units if u.kind in STATING] == ["描述：系统根据大模型的输出，选择不同的路径",
+                                                            "典型应用：基于大模型的意图识别"]
+    assert units[0].title == "指数加权平均"
+
+
+def test_a_line_of_code_that_only_closes_brackets_is_not_an_answer_unit():
+    text = "def f(x):\n    return g(\n        x,\n    )\n})"
+    assert stating(text) == ["def f(x):", "return g("]

@@ -36,6 +36,7 @@ from typing import Callable, Literal, Protocol, Sequence
 import numpy as np
 
 from rag.index.bm25 import STOPWORDS, tokenize
+from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
 from rag.reading.units import STATING, Unit, cut_long, join_lines, split_units, unit_key
@@ -55,7 +56,9 @@ PASSAGES_READ = 3
 # Candidates scored per question: bounds the time on top of retrieval.
 MAX_CANDIDATES = 120
 # Weight of a term only the earlier turn of a follow-up has, against one of the question's own.
-CONTEXT_WEIGHT = 0.25
+# Chosen on dev-md (0 / 0.05 / 0.1 / 0.15 / 0.25 / 0.5: 0.681 / 0.681 / 0.681 / 0.674 / 0.660 /
+# 0.645), checked on dev (0.756 / 0.786 / 0.790 / 0.790 / 0.790 / 0.766).
+CONTEXT_WEIGHT = 0.1
 # Share of the keyword score earned with the words of the unit's section heading added.
 HEADING_SHARE = 0.5
 # Weights of the score's parts: keyword overlap, meaning (the unit's vector against the
@@ -63,9 +66,17 @@ HEADING_SHARE = 0.5
 LEXICAL_WEIGHT = 1.0
 SEMANTIC_WEIGHT = 0.5
 RANK_WEIGHT = 1.0
+# The same for a follow-up, against how well its own words match (not the earlier turns'):
+# 0.5 / 0.75 / 1.0 / 1.25 / 2.0 gave dev 0.766 / 0.780 / 0.780 / 0.790 / 0.770 (md 0.633 /
+# 0.633 / 0.640 / 0.640 / 0.648) with bench/answer_quality.py.
+FOLLOWUP_SEMANTIC_WEIGHT = 1.25
 # Meaning counts within this cosine of the best unit: e5 puts every sentence of a
 # retrieved passage at 0.75-0.9 to the question, so only the top of that range tells.
 SEMANTIC_SPAN = 0.1
+# Weight of the gap between a passage's best unit and the best passage's (words and meaning, as
+# scored): 0.5 / 0.75 / 1.0 / 1.25 / 1.5 / 2.0 gave dev 0.770 / 0.770 / 0.790 / 0.790 / 0.790 /
+# 0.763 (0.790 without), md 0.640 / 0.643 / 0.660 / 0.660 / 0.667 / 0.667 (0.640 without).
+PASSAGE_MATCH_WEIGHT = 1.25
 # Bonus for a list item / table row when the question asks for a list.
 LIST_BONUS = 0.25
 # A unit outside the matched passage of a hit read as a whole section ranks as if its
@@ -227,6 +238,13 @@ def extract_answer(
     heading_terms = {n: _terms(h) for n, h in own_heading.items()}
     unit_terms = [_terms(u.text) for u in scored]
     with_heading = [t | (_terms(u.title) if u.title else heading_terms[u.n]) for u, t in zip(scored, unit_terms)]
+    # So is a list item about what the line introducing its list names ("- Prefix-tuning:"
+    # above "- 影响整个解码过程").
+    at = {(u.n, u.order): u for u in candidates}
+    for i, u in enumerate(scored):
+        lead = _introducer(u, at)
+        if lead is not None:
+            with_heading[i] = with_heading[i] | _terms(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
                         for t, h in zip(unit_terms, with_heading)])
     if similarity is None and embedder is not None:
@@ -237,6 +255,14 @@ def extract_answer(
     # paraphrase), meaning decides; when units share most of them, words do.
     semantic = _relative(similarity([u.text for u in scored]) if similarity else None, len(scored))
     semantic_weight = SEMANTIC_WEIGHT * (1.0 - float(lexical.max()))
+    if context:
+        # A follow-up's earlier turns name the subject, so units share their words whatever the
+        # follow-up asks ("那另一类呢？"); meaning (of the follow-up's own words, the vector
+        # scored against) counts as much as the follow-up's own words fail, and more.
+        own = _term_weights(question, "")
+        own_lexical = max(((1 - HEADING_SHARE) * _lexical(own, t) + HEADING_SHARE * _lexical(own, h)
+                           for t, h in zip(unit_terms, with_heading)), default=0.0)
+        semantic_weight = FOLLOWUP_SEMANTIC_WEIGHT * (1.0 - own_lexical)
     # The passage retrieval ranked first, and any other piece of the same section, come first.
     top = sources[0].hit
     same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}
@@ -248,14 +274,26 @@ def extract_answer(
     rank = np.array([(1.0 if u.n in same_section else 1.0 / u.n) * (1.0 if inside else OUT_OF_FOCUS)
                      for u, inside in zip(scored, in_focus)])
     score = LEXICAL_WEIGHT * lexical + semantic_weight * semantic + RANK_WEIGHT * rank
+    # A passage is as good a place to answer from as its best unit: units of a passage whose
+    # best match falls short of the best passage's come after by the difference (they still
+    # reach the answer when room is left: the floors below judge the unit's own score).
+    match = LEXICAL_WEIGHT * lexical + semantic_weight * semantic
+    best_in: dict[int, float] = {}
+    for i, u in enumerate(scored):
+        best_in[u.n] = max(best_in.get(u.n, 0.0), float(match[i]))
+    top_match = max(best_in.values())
+    passage_gap = PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
     for i, u in enumerate(scored):
         if intent == "list" and u.kind in ("item", "row"):
             score[i] += LIST_BONUS
         if u.order <= 1:
             score[i] += LEAD_BONUS
 
-    order = [int(i) for i in np.argsort(-score, kind="stable")]
-    first = order[0]
+    order = [int(i) for i in np.argsort(-(score + passage_gap), kind="stable")]
+    # The first line is the best unit by its own score: the passage gap only orders the rest
+    # (the section retrieval ranked first, under the asked heading "Drawbacks", may share fewer
+    # of the question's words than the note's introduction, yet it holds the answer).
+    first = int(np.argmax(score))
     if intent == "definition":
         defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)]
         if defining:
@@ -264,31 +302,41 @@ def extract_answer(
     chosen: list[Unit] = []
     used = 0
 
-    def take(u: Unit) -> None:
+    def cost(u: Unit) -> int:
+        """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
+        lead = _introducer(u, at)
+        return _shown_len(u) + (_shown_len(lead) if lead is not None and lead not in chosen else 0)
+
+    def take(u: Unit) -> None:  # an item comes with the line introducing its list
         nonlocal used
+        lead = _introducer(u, at)
+        if lead is not None and lead not in chosen:
+            chosen.append(lead)
+            used += _shown_len(lead)
         chosen.append(u)
         used += _shown_len(u)
 
     for i in dict.fromkeys(picks):
         u = scored[i]
-        if used + _shown_len(u) <= budget_chars:
+        if used + cost(u) <= budget_chars:
             take(u)
         elif not chosen:  # the best unit alone is too long: its first clauses
-            take(_fit(u, budget_chars))
+            chosen.append(_fit(u, budget_chars))
+            used += _shown_len(chosen[-1])
     # Then the best units above the floor; a short answer reaches a little lower.
     for share, up_to in ((MIN_RELATIVE_SCORE, budget_chars), (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)):
         floor = share * float(score.max())
         for i in order:
             u = scored[i]
-            if u in chosen or score[i] < floor or used >= up_to or used + _shown_len(u) > budget_chars:
+            if u in chosen or score[i] < floor or used >= up_to or used + cost(u) > budget_chars:
                 continue
             take(u)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
-    at = {(u.n, u.order): u for u in candidates}
     for u in list(chosen):
         lead = _introducer(u, at)
         if lead is not None and lead not in chosen and used + _shown_len(lead) <= budget_chars:
-            take(lead)
+            chosen.append(lead)
+            used += _shown_len(lead)
 
     best = chosen[0]
     lead = _introducer(best, at)
@@ -304,12 +352,16 @@ def extract_answer(
 def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order: list[int],
                 score: np.ndarray) -> list[int]:
     """For a question that asks two things, the best unit of each part the units cover: the
-    best-scored unit holding a term of that part that no other part has."""
+    best-scored unit holding a term of that part that no other part has (aspect words such
+    as 思路、区别、作用 aside: they are asked of every part)."""
     parts = [_terms(p) for p in question_parts(question)]
     picks: list[int] = []
     floor = SHORT_RELATIVE_SCORE * float(score.max())
     for k, own in enumerate(parts):
-        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k))
+        # What tells a part from the others is the thing it names, not an aspect word the
+        # parts share in meaning ("AdapterFusion 和 AdapterDrop 的思路有什么不同": "思路" is
+        # asked of both, though only the second part holds it).
+        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k)) - ASPECT_WORDS
         if not distinct:
             continue
         pick = next((i for i in order if distinct & terms[i] and score[i] >= floor), None)

@@ -113,6 +113,8 @@ def join_lines(a: str, b: str) -> str:
 
 
 def _title_line(lines: list[str], i: int) -> bool:
+    """A short line standing alone that names a topic ("2. 指数加权平均"); not one that states
+    something ("描述：系统根据大模型的输出，选择不同的路径")."""
     line = lines[i].strip()
     alone = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
     bullet = line[:1] in "-*+•·▪●○◦"  # a bullet alone is a list item; a number alone ("2. 应用") a heading
@@ -120,7 +122,7 @@ def _title_line(lines: list[str], i: int) -> bool:
         return False
     if line.endswith(_QUESTION_END):  # a question alone on its line heads the answer below it
         return len(line) <= MAX_LEAD_CHARS
-    return len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS)
+    return len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS) and not _states(line)
 
 
 def _states(line: str) -> bool:
@@ -137,12 +139,32 @@ def _is_label(text: str) -> bool:
     return words <= LABEL_MAX_WORDS and not _LABEL_PUNCT.search(text.rstrip(":："))
 
 
+def starts_in_code(lines: list[str]) -> bool:
+    """Does the passage begin inside a fenced code block (the chunker cut it there)?
+
+    Its fences cannot pair up from the top: their number is odd, and either an opening fence
+    (one naming a language, "```python") falls where a closing one would, or the lines
+    above the first fence are code. Read from the top, such a passage would take its code
+    for prose and its prose for code.
+    """
+    fences = [i for i, line in enumerate(lines) if FENCE.match(line)]
+    if len(fences) % 2 == 0:
+        return False
+    if any(lines[i].strip().strip("`~").strip() for i in fences[1::2]):
+        return True  # a fence naming a language opens a block: at an odd place, the first one closes
+    if lines[fences[0]].strip().strip("`~").strip():
+        return False  # the first fence names a language: it opens
+    before = [line.strip() for line in lines[: fences[0]] if line.strip()]
+    code = sum(1 for line in before if not HAN_BASIC_CHAR.search(line) and _CODE_LINE.search(line))
+    return bool(before) and code * 2 >= len(before)
+
+
 def _blocks(text: str) -> list[tuple[str, str, int]]:
     """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
     its indented continuation lines), "row", "title"; code, table rules and images left out."""
     blocks: list[tuple[str, str, int]] = []
-    in_code = False
     lines = text.split("\n")
+    in_code = starts_in_code(lines)
     headings = heading_lines(text)
     for i, raw in enumerate(lines):
         if FENCE.match(raw):
@@ -196,7 +218,8 @@ def split_units(n: int, text: str) -> list[Unit]:
             title = text
             continue
         if block in ("row", "code"):
-            add(text, block)
+            if re.search(r"\w", text):  # not a bracket closing a call or a block (")", "})")
+                add(text, block)
             continue
         if block == "header":  # shown above the rows chosen from its table, never alone
             add(text, "lead")

@@ -25,8 +25,14 @@ _ANAPHORA = re.compile(
     r"\b(it|its|they|them|their|this|that|these|those|the former|the latter)\b",
     re.IGNORECASE,
 )
-_CONTINUATION = re.compile(r"^\s*(那|那么|还有|另外|以及|而|和|除了|其中|and\b|but\b|what about|how about|also\b)",
+_CONTINUATION = re.compile(r"^\s*(那(?![个篇种些段])|那么|还有|另外|以及|而|和|除了|其中|and\b|but\b|what about|how about|also\b)",
                            re.IGNORECASE)
+# A pointer used as a determiner ("那个…的方法", "这段…代码", "那篇讲…的笔记") identifies what it
+# points at by the description after it, when that description is long enough and names a
+# subject: "那个在参数更新里把过去的梯度也带上的方法" is a complete question, "那个模型呢" is not.
+_DETERMINER = re.compile(r"这个|那个|这种|那种|这些|那些|这段|那段|这篇|那篇")
+MIN_DESCRIPTION_CHARS = 8
+_DESCRIPTION_END = re.compile(r"[，,。？?！!；;]")
 
 
 # Words that ask, or name an aspect of a subject, without naming the subject: "它的优点是什么"
@@ -36,6 +42,10 @@ _NOT_A_SUBJECT = frozenset(
     "优点 缺点 优缺点 特点 作用 功能 原理 区别 不同 思路 步骤 流程 方法 问题 局限 影响 好处 不足 应用 场景 用途 例子 "
     "代码 细节 参数 定义 含义 意思 原因 结果 过程 部分 地方 事 东西 时候 情况 方面 一轮 other else about".split()
 )
+
+
+# The same words, for other modules: what a question asks about a subject, not the subject.
+ASPECT_WORDS = _NOT_A_SUBJECT
 
 
 def names_subject(text: str) -> bool:
@@ -67,9 +77,21 @@ def is_followup(question: str) -> bool:
     if _CONTINUATION.match(text):
         return True
     pointer = _ANAPHORA.search(text)
+    if pointer is None:
+        pointer = _DETERMINER.match(text)  # "那篇…" at the start: not a continuation, but a pointer
     if pointer is not None:
-        return not names_subject(text[: pointer.start()])
+        if names_subject(text[: pointer.end() - len(pointer.group(0))]):
+            return False
+        return not _describes(text, pointer)
     return not names_subject(text)
+
+
+def _describes(text: str, pointer: re.Match) -> bool:
+    """Is ``pointer`` a determiner whose own description names what it points at?"""
+    if not _DETERMINER.fullmatch(pointer.group(0)):
+        return False
+    description = _DESCRIPTION_END.split(text[pointer.end():], maxsplit=1)[0].strip()
+    return len(description) >= MIN_DESCRIPTION_CHARS and names_subject(description)
 
 
 def followup_context(question: str, history: Sequence[Message], max_chars: int = 300) -> str:

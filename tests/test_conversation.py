@@ -1,0 +1,25 @@
+"""Which questions refer back to earlier turns (rag/search/conversation.py)."""
+from __future__ import annotations
+
+import pytest
+
+from rag.search.conversation import is_followup
+
+
+@pytest.mark.parametrize("question", [
+    "那它的缺点呢？", "那个模型呢？", "这个方法有什么缺点？", "那种情况下呢？", "那些参数怎么设？", "优缺点呢？",
+    "它有哪些特点？", "那在它基础上再把底座权重压到4位的那个版本呢？",
+])
+def test_a_question_that_points_back_without_naming_its_subject_is_a_follow_up(question):
+    assert is_followup(question)
+
+
+@pytest.mark.parametrize("question", [
+    "那个在参数更新里把过去的梯度也带上、让优化过程像有惯性一样的方法，名字是从哪来的？",
+    "那篇讲缩放规律的笔记里，用来说明归纳未必可靠的寓言是什么？",
+    "这段注意力代码的 forward 里，是怎么把输入拆成多个头的？",
+    "k、M、G、T、P 这些单位前缀分别代表多少？",
+    "是否了解 triplet loss？它的功能是什么？",
+])
+def test_a_pointer_followed_by_a_description_that_names_its_subject_is_a_complete_question(question):
+    assert not is_followup(question)
