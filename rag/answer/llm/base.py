@@ -108,14 +108,8 @@ class ChatModel(Protocol):
         """Tokens ``text`` takes in this model (an upper estimate where the tokenizer is unknown)."""
         ...
 
-    def stream(
-        self,
-        messages: Sequence[PromptMessage],
-        *,
-        max_tokens: int,
-        temperature: float,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
+    def stream(self, messages: Sequence[PromptMessage], *, max_tokens: int, temperature: float,
+               cancel: threading.Event | None = None) -> Iterator[str]:
         """Text deltas. Raises LLMError (LLMUnavailable when unreachable / timed out).
 
         Setting ``cancel`` ends the iteration at the next delta and stops the

@@ -142,14 +142,8 @@ class LlamaCppChatModel:
         state = "loaded" if self._llama is not None else "loads on first question"
         return Health(True, f"embedded llama.cpp with {self.source.label} ({state})")
 
-    def stream(
-        self,
-        messages: Sequence[PromptMessage],
-        *,
-        max_tokens: int,
-        temperature: float,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
+    def stream(self, messages: Sequence[PromptMessage], *, max_tokens: int, temperature: float,
+               cancel: threading.Event | None = None) -> Iterator[str]:
         llama = self._model()
         # Wait for a concurrent answer to finish, but give up at once when cancelled.
         while not self._generate_lock.acquire(timeout=0.1):

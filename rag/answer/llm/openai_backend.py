@@ -113,14 +113,8 @@ class OpenAIChatModel:
             return Health(True, f"LLM server at {self.base_url} serves {self.model}")
 
     # --- generation ----------------------------------------------------------------------
-    def stream(
-        self,
-        messages: Sequence[PromptMessage],
-        *,
-        max_tokens: int,
-        temperature: float,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
+    def stream(self, messages: Sequence[PromptMessage], *, max_tokens: int, temperature: float,
+               cancel: threading.Event | None = None) -> Iterator[str]:
         """Text deltas within the first-token and total deadlines; every failure is one LLMError,
         logged as one line (with its traceback only when debugging)."""
         deltas = self._deltas(messages, max_tokens=max_tokens, temperature=temperature, cancel=cancel)
@@ -131,14 +125,8 @@ class OpenAIChatModel:
             log.warning("LLM generation failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
             raise
 
-    def _deltas(
-        self,
-        messages: Sequence[PromptMessage],
-        *,
-        max_tokens: int,
-        temperature: float,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
+    def _deltas(self, messages: Sequence[PromptMessage], *, max_tokens: int, temperature: float,
+                cancel: threading.Event | None = None) -> Iterator[str]:
         import openai
 
         extra_body = {
