@@ -390,7 +390,12 @@ class ChatEngine:
 
     def _prepare_outline(self, question: str, request: str, language: Language,
                          history: list[Message]) -> PreparedAnswer:
-        """"总结一下《X》这篇笔记": the note's outline, each section's point cited (no LLM needed)."""
+        """"总结一下《X》这篇笔记": the note's outline, each section's point cited (no LLM needed);
+        with an LLM, a summary written section by section (rag/note_summary_llm.py)."""
+        if self.llm is not None:
+            from .note_summary_llm import prepare_summary
+            if (prepared := prepare_summary(self, question, request, language, history)) is not None:
+                return prepared
         source, items = self.retriever.outline_note(request)
         hits = [Hit(rank=i, score=1.0, chunk=item.chunk) for i, item in enumerate(items, 1)]
         retrieval = RetrievalResult(question, request, bool(hits), hits)
@@ -448,6 +453,10 @@ class ChatEngine:
             text = prep.ready_text or not_in_notes_text(prep.sources, prep.language)
             yield TokenEvent(text)
             yield done(text, "not-in-notes")
+            return
+        if getattr(prep, "plan", None) is not None:  # a whole-note summary by the LLM
+            from .note_summary_llm import stream_summary
+            yield from stream_summary(self, prep, cancel)
             return
         if prep.mode in COMPOSED_MODES and prep.ready_text is not None:
             yield TokenEvent(prep.ready_text)

@@ -301,6 +301,18 @@ class Retriever:
     def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]:
         """(the note a whole-note question names, its outline): by file name or first heading,
         else the note ranked first for the request's words (rag/note_outline.py)."""
+        source, chunks, sections, skip = self._note_structure(request)
+        return source, outline(source, chunks, sections, skip) if source else []
+
+    def note_sections(self, request: str) -> tuple[str | None, list]:
+        """(the note a whole-note question names, its top-level sections with their passages),
+        for a summary written by the LLM (rag/note_summary_llm.py)."""
+        from .note_summary_llm import note_sections
+
+        source, chunks, sections, skip = self._note_structure(request)
+        return source, note_sections(source, chunks, sections, skip) if source else []
+
+    def _note_structure(self, request: str) -> tuple[str | None, list[Chunk], list[tuple[str, int, int]], set[int]]:
         view = self._current_view()
         chunks = view.index.chunks
         source = note_by_name(request, chunks)
@@ -308,14 +320,14 @@ class Retriever:
             relevant, matches = self.find_notes(request, limit=1)
             source = matches[0].source if relevant and matches else None
         if source is None:
-            return None, []
+            return None, [], [], set()
         skip = {int(i) for i in np.flatnonzero(view.boilerplate)}
         try:  # the note's own structure, read the way the build read it
             lines = load_document(self.settings.corpus_dir / source, source, self.settings.max_file_bytes).lines
             sections = top_sections(lines)
         except (OSError, IngestError):  # gone or unreadable since the build: the note as one section
             sections = [("", 1, max(c.line_end for c in chunks if c.source == source))]
-        return source, outline(source, chunks, sections, skip)
+        return source, chunks, sections, skip
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to ``result``'s question, from the unit vectors the index
