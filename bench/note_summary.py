@@ -9,7 +9,10 @@ that occurs twice or more; in plain-text notes, the numbered questions ("1、…
 at most 60 characters.
 
 Per set: the share of a note's top-level sections whose heading the answer shows (target
-≥ 0.80), whether every citation is to that note, the answer's length and mode.
+≥ 0.80), whether every citation is to that note, the answer's length and mode. Beside them,
+the hand-written whole-note questions of that corpus (``--questions``, default
+bench/data/ask_about_notes.jsonl): the share of the note's top-level sections the answer
+cites (a cited passage inside the section; target ≥ 0.80) and the share whose heading it shows.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ask_about_notes import DEFAULT, corpus_key, load, score_whole  # noqa: E402
 from bench.corpus_sets import main_over_sets  # noqa: E402
 from rag.chat import ChatEngine  # noqa: E402
 from rag.ingest import discover_notes  # noqa: E402
@@ -55,7 +59,7 @@ def squash(text: str) -> str:
     return re.sub(r"[\s*`#]+", "", ITEM.sub("", text, count=1)).lower()
 
 
-def run_set(corpus: Path, index: Path) -> dict:
+def run_set(corpus: Path, index: Path, questions: Path = DEFAULT) -> dict:
     settings = Settings().model_copy(update={"corpus_dir": corpus, "index_dir": index, "llm_backend": "none"})
     engine = ChatEngine(settings, Retriever.from_settings(settings), None)
     notes = []
@@ -76,19 +80,25 @@ def run_set(corpus: Path, index: Path) -> dict:
         modes.append(answer.mode)
         print(f"  {question}: {shares[-1]:.2f} of {len(sections)} sections, {len(answer.text)} chars, {answer.mode}",
               file=sys.stderr)
+    hand = score_whole(engine, load(questions, corpus_key(corpus), "whole_note"),
+                       log=lambda line: print(line, file=sys.stderr))
     return {"n": len(shares), "share": statistics.mean(shares), "alone": alone, "max_len": max(lengths),
-            "modes": {m: modes.count(m) for m in set(modes)}}
+            "modes": {m: modes.count(m) for m in set(modes)}, "hand": hand}
 
 
-HEADER = ["notes", "questions", "top-level sections shown", "cites only that note", "longest answer", "modes"]
+HEADER = ["notes", "questions", "top-level sections shown", "cites only that note", "longest answer", "modes",
+          "hand-written: questions", "sections cited", "headings shown", "cites only that note", "longest", "modes"]
 
 
 def row(corpus: str, r: dict) -> list[str]:
-    return [corpus, str(r["n"]), f"{r['share']:.3f}", f"{r['alone']}/{r['n']}", str(r["max_len"]), str(r["modes"])]
+    h = r["hand"]
+    hand = [str(h["n"]), f"{h['cited']:.3f}", f"{h['shown']:.3f}", f"{h['alone']}/{h['n']}", str(h["max_len"]),
+            str(h["modes"])] if h["n"] else ["0", "-", "-", "-", "-", "-"]
+    return [corpus, str(r["n"]), f"{r['share']:.3f}", f"{r['alone']}/{r['n']}", str(r["max_len"]), str(r["modes"])] + hand
 
 
 def main() -> int:
-    return main_over_sets(__doc__, HEADER, run_set, row)
+    return main_over_sets(__doc__, HEADER, run_set, row, questions=DEFAULT)
 
 
 if __name__ == "__main__":
