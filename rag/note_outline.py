@@ -38,11 +38,12 @@ _ASK = re.compile(
 _QUOTED = re.compile(r"《([^》]+)》|「([^」]+)」|“([^”]+)”|\"([^\"]+)\"")
 _FRAME = re.compile(
     r"(?:帮我|请|给我)?(?:总结|概括|概述|归纳|梳理)(?:一下)?|讲了什么|讲的是什么|写了什么|的?主要内容|的?大纲|的?要点|"
+    r"我?(?:这篇|那篇)(?:讲|写|说)|"
     r"(?:我的|这篇|那篇|关于)?(?:笔记|文章|文档)|这篇|那篇|关于|是什么|[？?。，,！!：:]|"
-    r"\b(?:please|summari[sz]e|sum up|give me|an?|the|outline|overview|of|my|note|notes|on|about|what|does|say)\b",
+    r"\b(?:please|summari[sz]e|sum up|give me|an?|the|outline|overview|of|my|note|notes|on|about|what|does|say|it)\b",
     re.IGNORECASE,
 )
-_EDGE = re.compile(r"^(?:的|了|一下|\s)+|(?:的|了|吗|呢|\s)+$")
+_EDGE = re.compile(r"^(?:的|了|一下|\s)+|(?:的|了|吗|呢|\s|\.)+$")
 
 
 def summary_request(question: str) -> str | None:

@@ -176,3 +176,20 @@ def test_the_bundled_smollm2_gives_one_line_per_top_level_section_with_valid_cit
     assert len([ln for ln in lines if ln.startswith("- ")]) == len(sections), answer.text
     by_n = {s.n: s.hit for s in answer.sources}
     assert answer.cited and all(n in by_n and by_n[n].source == "微调/qlora.md" for n in answer.cited)
+
+
+def test_a_note_whose_body_is_one_numbered_section_is_outlined_by_its_parts():
+    note = "面试题整理\n\n来源：网络\n\n5 参数高效微调\n\n5.1 基础\n\n" + "微调只训练少量参数。\n" * 30 + \
+           "\n5.2 适配器\n\n" + "适配器插在每层之后。\n" * 30 + "\n5.3 LoRA\n\n" + "LoRA 训练低秩矩阵。\n" * 30
+    names = [h for h, _, _ in top_sections(tuple(note.split("\n")))]
+    assert [n for n in names if n.startswith("5.")] == ["5.1 基础", "5.2 适配器", "5.3 LoRA"], names
+
+
+@pytest.mark.parametrize("question, request_", [
+    ("总结一下我那篇讲大模型落地难点之幻觉的笔记", "大模型落地难点之幻觉"),
+    ("What does my note FlashAttention v2 say? Summarize it.", "FlashAttention v2"),
+])
+def test_the_note_a_whole_note_question_names_is_kept_without_the_asking_words(question, request_):
+    from rag.note_outline import summary_request
+
+    assert summary_request(question) == request_
