@@ -61,10 +61,25 @@ md_scoped = [
     ("超长上下文会取代 RAG 吗？两者怎么选？", ["07-第七章-Agent"], "07-第七章-Agent/向量数据库拥抱大模型.md", "5. Long Context vs. RAG"),
     ("QLoRA 具体用了哪些技术来省显存？", ["03-第三章-微调", "04-第四章-量化"], "03-第三章-微调/大模型微调之Adapters（三）QLoRA.md", "1.技术解读"),
 ]
+# Two gold sections are copied word for word into another note of the scope (the corpus has
+# near-duplicate notes); the answer is then right from either copy, so these are scored by
+# phrases copied exactly from the section, as dev.jsonl scores its questions.
+DUPLICATED = {
+    "忠实性幻觉": (["则是指模型生成的内容与用户的指令或上下文不一致"],
+                 "08-第八章-大模型企业落地/CRUDETL工程师的末日从NL2SQL到ChatBI.md"),
+    "3. 下载模型": (["ollama pull qwen2:0.5b"], "02-第二章-部署与推理/10分钟私有化部署大模型到本地.md"),
+}
 for i, (q, scope, f, h) in enumerate(md_scoped, 1):
     a, b = md_span(f, h)
-    out.append({"id": f"h-md-s{i:02d}", "corpus": "md", "kind": "scoped", "question": q, "in": scope, "file": f,
-                "heading": h, "line_start": a, "line_end": b})
+    item = {"id": f"h-md-s{i:02d}", "corpus": "md", "kind": "scoped", "question": q, "in": scope, "file": f,
+            "heading": h, "line_start": a, "line_end": b}
+    if h in DUPLICATED:
+        anchors, copy = DUPLICATED[h]
+        section = re.sub(r"\s+", "", "\n".join(lines(MD, f)[a - 1:b]))
+        assert all(re.sub(r"\s+", "", x) in section and re.sub(r"\s+", "", x) in re.sub(r"\s+", "", (MD / copy).read_text(
+            encoding="utf-8")) for x in anchors)
+        item |= {"anchors": anchors, "also_in": copy}
+    out.append(item)
 
 # --- whole-note: the note and the top-level headings (content sections; 参考 and the author's footer left out) ---
 def dev_sections(f, starts):
