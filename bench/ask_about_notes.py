@@ -85,7 +85,7 @@ def score_whole(engine, items: list[dict], log=None) -> dict:
     """Per question: the share of the note's top-level sections the answer cites (a cited
     passage overlaps the section's lines), the share whose heading it shows, whether every
     citation is from that note."""
-    cited_shares, shown_shares, alone, lengths, modes = [], [], 0, [], []
+    cited_shares, shown_shares, alone, lengths, modes, by_llm = [], [], 0, [], [], 0
     for item in items:
         answer = engine.ask(item["question"])
         secs = item["sections"]
@@ -100,11 +100,13 @@ def score_whole(engine, items: list[dict], log=None) -> dict:
         alone += bool(answer.sources) and all(s.hit.source == item["note"] for s in answer.sources)
         lengths.append(len(answer.text))
         modes.append(answer.mode)
+        by_llm += answer.backend != "none"
         if log:
             note = answer.sources[0].hit.source if answer.sources else None
             log(f"  [hand] {item['question']}: cites {cited_shares[-1]:.2f}, shows {shown_shares[-1]:.2f} of "
-                f"{len(secs)} sections, {len(answer.text)} chars, {answer.mode}, note {PurePosixPath(note).name if note else None}")
+                f"{len(secs)} sections, {len(answer.text)} chars, {answer.mode} by {answer.backend}, note {PurePosixPath(note).name if note else None}")
     if not items:
         return {"n": 0}
     return {"n": len(items), "cited": statistics.mean(cited_shares), "shown": statistics.mean(shown_shares),
-            "alone": alone, "max_len": max(lengths), "modes": {m: modes.count(m) for m in set(modes)}}
+            "alone": alone, "max_len": max(lengths), "modes": {m: modes.count(m) for m in set(modes)},
+            "by_llm": by_llm}

@@ -16,6 +16,7 @@ cites (a cited passage inside the section; target ≥ 0.80) and the share whose 
 """
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import sys
@@ -28,6 +29,7 @@ from bench.ask_about_notes import DEFAULT, corpus_key, load, score_whole  # noqa
 from bench.corpus_sets import main_over_sets  # noqa: E402
 from rag.chat import ChatEngine  # noqa: E402
 from rag.ingest import discover_notes  # noqa: E402
+from rag.llm import select_backend  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.units import ITEM  # noqa: E402
@@ -60,8 +62,12 @@ def squash(text: str) -> str:
 
 
 def run_set(corpus: Path, index: Path, questions: Path = DEFAULT) -> dict:
-    settings = Settings().model_copy(update={"corpus_dir": corpus, "index_dir": index, "llm_backend": "none"})
-    engine = ChatEngine(settings, Retriever.from_settings(settings), None)
+    # BENCH_LLM=llamacpp|openai (the backend's RAG_* settings apply): the summaries the LLM
+    # writes section by section (rag/note_summary_llm.py) instead of the extractive outline.
+    backend = os.environ.get("BENCH_LLM", "none")
+    settings = Settings().model_copy(update={"corpus_dir": corpus, "index_dir": index, "llm_backend": backend})
+    llm = select_backend(settings).model if backend != "none" else None
+    engine = ChatEngine(settings, Retriever.from_settings(settings), llm)
     notes = []
     for path in discover_notes(corpus, settings.extensions).paths:
         sections = top_sections(path.read_text(encoding="utf-8", errors="replace"), path.suffix == ".md")
@@ -93,7 +99,7 @@ HEADER = ["notes", "questions", "top-level sections shown", "cites only that not
 def row(corpus: str, r: dict) -> list[str]:
     h = r["hand"]
     hand = [str(h["n"]), f"{h['cited']:.3f}", f"{h['shown']:.3f}", f"{h['alone']}/{h['n']}", str(h["max_len"]),
-            str(h["modes"])] if h["n"] else ["0", "-", "-", "-", "-", "-"]
+            str(h["modes"]) + (f", {h['by_llm']} written by the LLM" if h["by_llm"] else "")] if h["n"] else ["0", "-", "-", "-", "-", "-"]
     return [corpus, str(r["n"]), f"{r['share']:.3f}", f"{r['alone']}/{r['n']}", str(r["max_len"]), str(r["modes"])] + hand
 
 
