@@ -10,7 +10,8 @@ section at a time (a section is shown once its reply has been checked).
 A section's reply is kept when, after invented numbers are removed, it cites at least one of
 its own passages, is not degenerate (``RepetitionGuard``) and says something (at least
 ``MIN_REPLY_CHARS`` characters besides citations, not the "not covered" line). Sentences after
-its last citation are left out, so every claim is followed by a citation. Otherwise the
+its last citation are left out, so every claim is followed by a citation; a reply that copies
+the instructions (``ECHO_CHARS`` running characters) or a passage's label is no summary. Otherwise the
 section gets its extractive line (its most informative unit, cited). When the LLM server is
 down (``LLMUnavailable``), the whole answer is the extractive outline under one warning line.
 
@@ -149,14 +150,33 @@ def plan_summary(note: str, sections: Sequence[NoteSection], language: Language,
     return SummaryPlan(note, language, plans, number_sources(hits), limits)
 
 
-def section_line(reply: str, numbers: dict[int, int], language: Language) -> str | None:
+# A run of this many characters (whitespace aside) copied from the instructions is an echo
+# of the prompt, not a summary (SmolLM2 repeats its system prompt and the "[n]" rule).
+ECHO_CHARS = 12
+_LABEL_ECHO = re.compile(r"\(lines \d+\s*[–-]\s*\d+\)")
+
+
+def _echoes(reply: str, instructions: Sequence[str]) -> bool:
+    """Does ``reply`` copy ``ECHO_CHARS`` characters running from the instructions, or a
+    passage's label ("file › heading (lines a–b)")?"""
+    if _LABEL_ECHO.search(reply):
+        return True
+    squashed = re.sub(r"\s+", "", reply)
+    said = {squashed[i:i + ECHO_CHARS] for i in range(len(squashed) - ECHO_CHARS + 1)}
+    return any(re.sub(r"\s+", "", text)[i:i + ECHO_CHARS] in said
+               for text in instructions for i in range(len(re.sub(r"\s+", "", text)) - ECHO_CHARS + 1))
+
+
+def section_line(reply: str, numbers: dict[int, int], language: Language,
+                 instructions: Sequence[str] = ()) -> str | None:
     """A section's reply made into its line, citations renumbered to the answer's sources;
-    None when the reply cannot stand (cites none of the section's passages, degenerate, empty,
-    or the "not covered" line). Sentences after the last citation are dropped."""
+    None when the reply cannot stand (cites none of the section's passages, degenerate, an
+    echo of the ``instructions`` it was given, empty, or the "not covered" line). Sentences
+    after the last citation are dropped."""
     guard = RepetitionGuard()
     guard.feed(reply)
     guard.flush()
-    if guard.stopped:
+    if guard.stopped or _echoes(reply, instructions):
         return None
     check = validate_citations(reply.strip(), numbers.keys())
     text = check.text.strip()
@@ -165,12 +185,21 @@ def section_line(reply: str, numbers: dict[int, int], language: Language) -> str
     last = None
     for last in CITATION_RUN.finditer(text):
         pass
-    text = text[: last.end()] if last else text
+    if last:  # up to the last citation and the sentence end right after it
+        text = text[: last.end() + len(re.match(r"[。.!！?？；;]*", text[last.end():]).group())]
     text = re.sub(r"\s*\n\s*", " ", text).strip().lstrip("-*• ").strip()
     if len(re.sub(r"\s+", "", CITATION_RUN.sub("", text))) < MIN_REPLY_CHARS:
         return None
     return CITATION_RUN.sub(lambda m: m.group("ws") + "".join(
         f"[{numbers[int(n)]}]" for n in re.findall(r"\d+", m.group("run")) if int(n) in numbers), text)
+
+
+def _instructions(prompt: Prompt) -> list[str]:
+    """What the model was told, not given to summarise: the system turn and the request that
+    ends the user turn (after the passages)."""
+    system = [m.content for m in prompt.messages if m.role == "system"]
+    user = prompt.messages[-1].content
+    return system + [user[user.rfind("\n") + 1:]]
 
 
 def _extractive_line(plan: SectionPlan, share: int) -> str | None:
@@ -247,7 +276,7 @@ def stream_summary(engine: ChatEngine, prep: SummaryPrepared,
                 log.warning("section %r: %s", p.section.heading, exc)
                 reply = ""
             invalid += validate_citations(reply, p.numbers.keys()).invalid
-            line = section_line(reply, p.numbers, plan.language)
+            line = section_line(reply, p.numbers, plan.language, _instructions(p.prompt))
             if line is None:
                 log.info("section %r: reply replaced by its extractive line: %r", p.section.heading, reply[:200])
             else:

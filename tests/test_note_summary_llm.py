@@ -126,7 +126,11 @@ def test_a_degenerate_or_uncited_reply_is_not_a_section_line():
     assert section_line("你的笔记中没有涉及这个问题。[1]", numbers, "zh") is None
     assert section_line("循环的句子在这里。[1] " * 4, numbers, "zh") is None
     assert section_line("[1]", numbers, "zh") is None
-    assert section_line("第一句有依据 [2]。第二句也有 [1][9]。", numbers, "zh") == "第一句有依据 [5]。第二句也有 [4]"
+    rules = ["每一个论断后面都要用方括号标出依据的段落编号，例如 [1] 或 [2][3]"]
+    assert section_line("将每一个论断后面都要用方括号标出依据的段落编号 [1]。", numbers, "zh", rules) is None
+    assert section_line("见 qlora.md › 效果 (lines 20–22) [1]。", numbers, "zh") is None
+    assert section_line("QLoRA 把权重量化成 4 位 [1]。", numbers, "zh", rules) == "QLoRA 把权重量化成 4 位 [4]。"
+    assert section_line("第一句有依据 [2]。第二句也有 [1][9]。", numbers, "zh") == "第一句有依据 [5]。第二句也有 [4]。"
 
 
 def test_the_summary_streams_a_section_at_a_time(settings, retriever):
