@@ -9,10 +9,14 @@ that occurs twice or more; in plain-text notes, the numbered questions ("1、…
 at most 60 characters.
 
 Per set: the share of a note's top-level sections whose heading the answer shows (target
-≥ 0.80), whether every citation is to that note, the answer's length and mode.
+≥ 0.80), whether every citation is to that note, the answer's length and mode. Beside them,
+the hand-written whole-note questions of that corpus (``--questions``, default
+bench/data/ask_about_notes.jsonl): the share of the note's top-level sections the answer
+cites (a cited passage inside the section; target ≥ 0.80) and the share whose heading it shows.
 """
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import sys
@@ -21,9 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ask_about_notes import DEFAULT, corpus_key, load, score_whole  # noqa: E402
 from bench.corpus_sets import main_over_sets  # noqa: E402
 from rag.answer.chat import ChatEngine  # noqa: E402
 from rag.reading.ingest import discover_notes  # noqa: E402
+from rag.answer.llm import select_backend  # noqa: E402
 from rag.search.retrieval import Retriever  # noqa: E402
 from rag.core.settings import Settings  # noqa: E402
 from rag.reading.units import ITEM  # noqa: E402
@@ -55,9 +61,13 @@ def squash(text: str) -> str:
     return re.sub(r"[\s*`#]+", "", ITEM.sub("", text, count=1)).lower()
 
 
-def run_set(corpus: Path, index: Path) -> dict:
-    settings = Settings().model_copy(update={"corpus_dir": corpus, "index_dir": index, "llm_backend": "none"})
-    engine = ChatEngine(settings, Retriever.from_settings(settings), None)
+def run_set(corpus: Path, index: Path, questions: Path = DEFAULT) -> dict:
+    # BENCH_LLM=llamacpp|openai (the backend's RAG_* settings apply): the summaries the LLM
+    # writes section by section (rag/answer/note_summary_llm.py) instead of the extractive outline.
+    backend = os.environ.get("BENCH_LLM", "none")
+    settings = Settings().model_copy(update={"corpus_dir": corpus, "index_dir": index, "llm_backend": backend})
+    llm = select_backend(settings).model if backend != "none" else None
+    engine = ChatEngine(settings, Retriever.from_settings(settings), llm)
     notes = []
     for path in discover_notes(corpus, settings.extensions).paths:
         sections = top_sections(path.read_text(encoding="utf-8", errors="replace"), path.suffix == ".md")
@@ -76,19 +86,25 @@ def run_set(corpus: Path, index: Path) -> dict:
         modes.append(answer.mode)
         print(f"  {question}: {shares[-1]:.2f} of {len(sections)} sections, {len(answer.text)} chars, {answer.mode}",
               file=sys.stderr)
+    hand = score_whole(engine, load(questions, corpus_key(corpus), "whole_note"),
+                       log=lambda line: print(line, file=sys.stderr))
     return {"n": len(shares), "share": statistics.mean(shares), "alone": alone, "max_len": max(lengths),
-            "modes": {m: modes.count(m) for m in set(modes)}}
+            "modes": {m: modes.count(m) for m in set(modes)}, "hand": hand}
 
 
-HEADER = ["notes", "questions", "top-level sections shown", "cites only that note", "longest answer", "modes"]
+HEADER = ["notes", "questions", "top-level sections shown", "cites only that note", "longest answer", "modes",
+          "hand-written: questions", "sections cited", "headings shown", "cites only that note", "longest", "modes"]
 
 
 def row(corpus: str, r: dict) -> list[str]:
-    return [corpus, str(r["n"]), f"{r['share']:.3f}", f"{r['alone']}/{r['n']}", str(r["max_len"]), str(r["modes"])]
+    h = r["hand"]
+    hand = [str(h["n"]), f"{h['cited']:.3f}", f"{h['shown']:.3f}", f"{h['alone']}/{h['n']}", str(h["max_len"]),
+            str(h["modes"]) + (f", {h['by_llm']} written by the LLM" if h["by_llm"] else "")] if h["n"] else ["0", "-", "-", "-", "-", "-"]
+    return [corpus, str(r["n"]), f"{r['share']:.3f}", f"{r['alone']}/{r['n']}", str(r["max_len"]), str(r["modes"])] + hand
 
 
 def main() -> int:
-    return main_over_sets(__doc__, HEADER, run_set, row)
+    return main_over_sets(__doc__, HEADER, run_set, row, questions=DEFAULT)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ sits at the top of the notes folder), given as ``"in"`` exactly as a user would.
 recall@5 and MRR asked inside the scope beside the same questions unscoped, the share of
 hits outside the scope (must be 0), and retrieval p50 scoped against unscoped (same run,
 alternating; the target is at most 1.2x).
+
+Beside them, the hand-written scoped questions of that corpus (``--questions``, default
+bench/data/ask_about_notes.jsonl; bench/ask_about_notes.py): recall@5, MRR, hits outside.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path, PurePosixPath
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ask_about_notes import DEFAULT, corpus_key, load, score_scoped  # noqa: E402
 from rag.batch import request_scope  # noqa: E402
 from rag.evaluation import evaluate  # noqa: E402
 from rag.search.retrieval import Retriever  # noqa: E402
@@ -39,13 +43,21 @@ def scoped(items: list[dict], sources: set[str]) -> list[dict]:
     return out
 
 
+def _hand(retriever, path: Path, questions: str) -> str:
+    r = score_scoped(retriever, load(path, corpus_key(questions), "scoped"))
+    if not r["n"]:
+        return "0 | - | - | - |"
+    return f"{r['n']} | {r['recall@5']:.3f} | {r['mrr']:.3f} | {r['stray']}/{r['total']} |"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--set", nargs=2, action="append", metavar=("QUESTIONS", "INDEX"), required=True)
+    ap.add_argument("--questions", type=Path, default=DEFAULT, help="hand-written questions (kind scoped)")
     args = ap.parse_args()
     print("| set | questions | recall@5 scoped / unscoped | MRR scoped / unscoped | hits outside the scope | "
-          "p50 ms scoped / unscoped |")
-    print("|---|---|---|---|---|---|")
+          "p50 ms scoped / unscoped | hand-written: questions | recall@5 | MRR | hits outside |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for questions, index in args.set:
         settings = Settings().model_copy(update={"index_dir": Path(index)})
         retriever = Retriever.from_settings(settings)
@@ -70,7 +82,8 @@ def main() -> int:
             stray += sum(not scope.allows(h.source, (), "") for h in result.hits)
         print(f"| {Path(questions).name} | {len(items)} | {inside['recall@5']:.3f} / {outside['recall@5']:.3f} | "
               f"{inside['mrr@10']:.3f} / {outside['mrr@10']:.3f} | {stray}/{total} | "
-              f"{1000 * statistics.median(t_scoped):.1f} / {1000 * statistics.median(t_plain):.1f} |", flush=True)
+              f"{1000 * statistics.median(t_scoped):.1f} / {1000 * statistics.median(t_plain):.1f} | "
+              + _hand(retriever, args.questions, questions), flush=True)
     return 0
 
 

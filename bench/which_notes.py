@@ -11,6 +11,9 @@ text contains it (a Latin term as a whole word, case aside).
 
 Per set: recall of the gold notes in the first 10 listed, precision of the notes listed,
 how often a note is listed twice (must be 0), the answer mode, and the time per question.
+Beside them, the hand-written which-notes questions of that corpus (``--questions``, default
+bench/data/ask_about_notes.jsonl; gold: every note holding the term, by grep): recall in the
+first 10 and precision.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.index.bm25 import tokenize  # noqa: E402
+from bench.ask_about_notes import DEFAULT, corpus_key, load, score_which  # noqa: E402
 from bench.corpus_sets import main_over_sets  # noqa: E402
 from rag.answer.chat import ChatEngine  # noqa: E402
 from rag.reading.ingest import discover_notes  # noqa: E402
@@ -73,7 +77,7 @@ def make_questions(texts: dict[str, str]) -> list[tuple[str, str, set[str]]]:
     return out
 
 
-def run_set(corpus: Path, index: Path) -> dict:
+def run_set(corpus: Path, index: Path, questions: Path = DEFAULT) -> dict:
     settings = Settings().model_copy(update={"corpus_dir": corpus, "index_dir": index, "llm_backend": "none"})
     engine = ChatEngine(settings, Retriever.from_settings(settings), None)
     engine.ask("哪些笔记提到了 warm up？")
@@ -88,20 +92,24 @@ def run_set(corpus: Path, index: Path) -> dict:
         recalls.append(len(gold & set(listed)) / min(len(gold), LISTED))
         precisions.append(len(gold & set(listed)) / len(listed) if listed else 0.0)
         print(f"  {question}  gold {len(gold)}  listed {len(listed)}  recall {recalls[-1]:.2f}", file=sys.stderr)
+    hand = score_which(engine, load(questions, corpus_key(corpus), "which_notes"),
+                       log=lambda line: print(line, file=sys.stderr))
     return {"recall": statistics.mean(recalls), "precision": statistics.mean(precisions), "twice": twice,
-            "modes": dict(modes), "p50_ms": 1000 * statistics.median(times), "n": len(recalls)}
+            "modes": dict(modes), "p50_ms": 1000 * statistics.median(times), "n": len(recalls), "hand": hand}
 
 
-HEADER = ["notes", "questions", "recall of gold notes in first 10", "precision", "listed twice", "modes", "p50 ms"]
+HEADER = ["notes", "questions", "recall of gold notes in first 10", "precision", "listed twice", "modes", "p50 ms",
+          "hand-written: questions", "recall in first 10", "precision", "listed twice"]
 
 
 def row(corpus: str, r: dict) -> list[str]:
     return [corpus, str(r["n"]), f"{r['recall']:.3f}", f"{r['precision']:.3f}", str(r["twice"]), str(r["modes"]),
-            f"{r['p50_ms']:.0f}"]
+            f"{r['p50_ms']:.0f}"] + ([str(h["n"]), f"{h['recall']:.3f}", f"{h['precision']:.3f}", str(h["twice"])]
+                                     if (h := r["hand"])["n"] else ["0", "-", "-", "-"])
 
 
 def main() -> int:
-    return main_over_sets(__doc__, HEADER, run_set, row)
+    return main_over_sets(__doc__, HEADER, run_set, row, questions=DEFAULT)
 
 
 if __name__ == "__main__":

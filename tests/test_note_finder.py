@@ -19,7 +19,7 @@ NOTES = {
 
 
 @pytest.mark.parametrize("question, topic", [
-    ("哪些笔记提到了 LoRA？", "LoRA"), ("我的哪些笔记里有中文分词的内容？", "中文分词的内容"),
+    ("哪些笔记提到了 LoRA？", "LoRA"), ("我的哪些笔记里有中文分词的内容？", "中文分词"), ("梯度裁剪在哪些笔记里出现过？", "梯度裁剪"), ("哪些笔记讲过内容审核？", "内容审核"),
     ("Which notes mention RLHF?", "RLHF"), ("list my notes about mixed precision", "mixed precision"),
     ("哪篇笔记讲了 KV Cache？", "KV Cache"), ("LoRA 是什么？", None), ("How does LoRA work?", None),
 ])

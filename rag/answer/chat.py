@@ -26,6 +26,7 @@ from rag.core.errors import InputError
 from rag.answer.events import (Answer, ChatEvent, DoneEvent, EngineStatus, Mode, PreparedAnswer, SourcesEvent,
                                TokenEvent)
 from rag.answer.extractive import extract_answer
+from rag.answer.note_summary_llm import SummaryPrepared, prepare_summary, stream_summary
 from rag.answer.llm import BackendChoice, ChatModel, LLMError, LLMUnavailable, select_backend
 from rag.answer.prompting import (
     NOT_COVERED,
@@ -34,6 +35,7 @@ from rag.answer.prompting import (
     Source,
     build_answer_prompt,
     build_rewrite_prompt,
+    cited_numbers,
     detect_language,
     not_in_notes_text,
     number_sources,
@@ -44,7 +46,6 @@ from rag.search.note_outline import OutlineItem, summary_request
 from rag.reading.scope import Scope
 from rag.search.retrieval import IndexStatus, RetrievalResult
 from rag.core.settings import Settings
-from rag.core.text import CITATION
 
 __all__ = [
     "Answer",
@@ -215,7 +216,11 @@ class ChatEngine:
 
         request = summary_request(question)
         if request is not None:
-            return prepare_outline(self.retriever, question, request, language, history)
+            # With an LLM, a summary written section by section (rag/answer/note_summary_llm.py);
+            # without one, or for a note it cannot be given, the extractive outline.
+            summary = prepare_summary(self.retriever, self.llm, question, request, language, history) if llm_usable \
+                else None
+            return summary or prepare_outline(self.retriever, question, request, language, history)
         topic = which_notes_topic(question)
         if topic is not None and not (history and is_followup(question)):
             return prepare_notes_list(self.retriever, question, topic, language, history, scope)
@@ -276,7 +281,7 @@ class ChatEngine:
                  cited: list[int] | None = None, invalid: list[int] | None = None,
                  cancelled: bool = False) -> DoneEvent:
             if cited is None:
-                cited = [n for n in _cited_numbers(text) if 1 <= n <= len(prep.sources)]
+                cited = [n for n in cited_numbers(text) if 1 <= n <= len(prep.sources)]
             return DoneEvent(Answer(question, text, prep.sources, cited, backend, mode, notice,
                                     retrieval.search_query, prep.standalone_question, invalid or [], cancelled,
                                     relevant=retrieval.relevant and bool(prep.sources), notes=prep.notes))
@@ -285,6 +290,9 @@ class ChatEngine:
             text = prep.ready_text or not_in_notes_text(prep.sources, prep.language)
             yield TokenEvent(text)
             yield done(text, "not-in-notes")
+            return
+        if isinstance(prep, SummaryPrepared) and self.llm is not None:  # a whole-note summary by the LLM
+            yield from stream_summary(self.llm, self.settings.llm_temperature, prep, cancel)
             return
         if prep.mode in COMPOSED_MODES and prep.ready_text is not None:
             yield TokenEvent(prep.ready_text)
@@ -337,7 +345,7 @@ class ChatEngine:
             fallback = ("\n\n" if text.strip() else "") + notice + "\n\n" + self.extractive_text(prep)
             yield TokenEvent(fallback)
             full = text + fallback
-            yield done(full, "extractive", notice=notice, cited=_cited_numbers(full), invalid=citations.invalid)
+            yield done(full, "extractive", notice=notice, cited=cited_numbers(full), invalid=citations.invalid)
             return
         not_covered = text.strip().startswith(NOT_COVERED[prep.language])
         replace_why: str | None = None
@@ -366,6 +374,3 @@ def rewrite_followup(llm: ChatModel, question: str, history: list[Message],
     log.info("follow-up %r rewritten as %r (model said %r)", question, rewritten, out[:200])
     return rewritten
 
-
-def _cited_numbers(text: str) -> list[int]:
-    return list(dict.fromkeys(int(n) for n in CITATION.findall(text)))

@@ -13,7 +13,7 @@ from typing import Callable, Collection, Iterable, Sequence
 from rag.search.conversation import Message
 from rag.answer.llm.base import PromptMessage, estimate_tokens, messages_tokens
 from rag.search.retrieval import Hit
-from rag.core.text import HAN_CHAR, Language, detect_language
+from rag.core.text import CITATION, HAN_CHAR, Language, detect_language
 
 
 # A passage shorter than this after cutting says too little to be worth a number.
@@ -361,3 +361,8 @@ def parse_rewrite(output: str, question: str, history: Sequence[Message] = ()) -
         if len(units & known) / len(units) < 0.5:
             return None
     return line
+
+
+def cited_numbers(text: str) -> list[int]:
+    """The citation numbers ``text`` uses, in the order first cited, each once."""
+    return list(dict.fromkeys(int(n) for n in CITATION.findall(text)))

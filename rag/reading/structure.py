@@ -155,17 +155,37 @@ def note_sections(lines: tuple[str, ...]) -> list[Section]:
 def top_sections(lines: tuple[str, ...]) -> list[tuple[str, int, int]]:
     """(heading, first line, last line) of a note's top-level sections, 1-based, in order: the
     first heading level below what every section shares (a note's own title, usually).
-    The text under the shared title, before the first top-level heading, is a section named ""."""
+    The text under the shared title, before the first top-level heading, is a section named "".
+    When one section at that level holds ``DOMINANT_SHARE`` of the note's lines and has
+    headings below it (a title line, then "5 大模型参数高效微调" over 5.1-5.8), its parts are
+    the note's sections instead: its own text before them is a section under its heading."""
     sections = [s for s in note_sections(lines) if s.heading_line is not None or s.blocks]
     paths = [s.heading for s in sections if s.heading]
     depth = 0
     while paths and all(len(p) > depth for p in paths) and len({p[depth] for p in paths}) == 1:
         depth += 1
+    out = _group_sections(sections, depth, None)
+    total = sum(last - first + 1 for _, first, last in out)
+    for name, first, last in out:
+        if name and last - first + 1 >= DOMINANT_SHARE * total and sum(o[0] == name for o in out) == 1 and any(
+                len(s.heading) > depth + 1 and s.heading[depth] == name for s in sections):
+            return _group_sections(sections, depth, name)
+    return out
+
+
+# A top-level section holding this share of a note's lines is the note's body, not one part of it.
+DOMINANT_SHARE = 0.8
+
+
+def _group_sections(sections: list[Section], depth: int, inner: str | None) -> list[tuple[str, int, int]]:
+    """Sections grouped by their heading at ``depth`` (one deeper under the heading ``inner``)."""
     out: list[tuple[str, int, int]] = []
     for s in sections:
+        d = depth + 1 if inner is not None and len(s.heading) > depth and s.heading[depth] == inner else depth
         start = s.heading_line if s.heading_line is not None else s.blocks[0].start
-        name = s.heading[depth] if len(s.heading) > depth else ""  # "": the note's own intro
-        if not out or out[-1][0] != name or len(s.heading) == depth + 1:
+        # "": the note's own intro; under ``inner``, its text before its parts is named by it.
+        name = s.heading[d] if len(s.heading) > d else s.heading[d - 1] if d > depth else ""
+        if not out or out[-1][0] != name or len(s.heading) == d + 1:
             out.append((name, start + 1, start + 1))
         if out:
             out[-1] = (out[-1][0], out[-1][1], max(out[-1][2], (s.blocks[-1].end if s.blocks else start) + 1))

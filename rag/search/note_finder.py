@@ -39,8 +39,9 @@ _ASK = re.compile(
 # Words around the topic that only ask: removed whole (never single characters inside the
 # topic: "中文分词" keeps its "中"), leaving what the notes must be about.
 _FRAME = re.compile(
-    r"(?:我的)?(?:哪些|哪几篇|哪篇|哪个|什么)(?:笔记|文章|文档|文件)(?:里|中)?|(?:我的)?笔记(?:里|中)?(?:有)?哪些|"
-    r"列出.{0,6}笔记|(?:都)?(?:提到了?|提及了?|讲到了?|谈到了?|涉及到?|关于|包含了?|讲了|写了|介绍了?)|"
+    r"在?(?:我的?)?(?:哪些|哪几篇|哪篇|哪个|什么)(?:笔记|文章|文档|文件)(?:里|中)?|(?:我的?)?笔记(?:里|中)?(?:有)?哪些|"
+    r"列出.{0,6}笔记|(?:都|曾经?)?(?:提到了?|提及了?|讲到了?|谈到了?|说到了?|涉及到?|关于|包含了?|讲了|写了|介绍了?|"
+    r"[讲写说提谈记]过|出现过|出现了)|(?:的|相关的?)内容(?=[\s？?。，,！!]*$)|"
     r"[？?。，,！!：:]|"
     r"\b(?:which|what|of|my|notes?|files?|documents?|list|find|all|mention(?:s|ed)?|talk|talks|about|discuss"
     r"(?:es)?|cover(?:s)?|contain(?:s)?|do|does|that|the|me|show|please)\b",

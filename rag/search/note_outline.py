@@ -38,11 +38,12 @@ _ASK = re.compile(
 _QUOTED = re.compile(r"《([^》]+)》|「([^」]+)」|“([^”]+)”|\"([^\"]+)\"")
 _FRAME = re.compile(
     r"(?:帮我|请|给我)?(?:总结|概括|概述|归纳|梳理)(?:一下)?|讲了什么|讲的是什么|写了什么|的?主要内容|的?大纲|的?要点|"
+    r"我?(?:这篇|那篇)(?:讲|写|说)|"
     r"(?:我的|这篇|那篇|关于)?(?:笔记|文章|文档)|这篇|那篇|关于|是什么|[？?。，,！!：:]|"
-    r"\b(?:please|summari[sz]e|sum up|give me|an?|the|outline|overview|of|my|note|notes|on|about|what|does|say)\b",
+    r"\b(?:please|summari[sz]e|sum up|give me|an?|the|outline|overview|of|my|note|notes|on|about|what|does|say|it)\b",
     re.IGNORECASE,
 )
-_EDGE = re.compile(r"^(?:的|了|一下|\s)+|(?:的|了|吗|呢|\s)+$")
+_EDGE = re.compile(r"^(?:的|了|一下|\s)+|(?:的|了|吗|呢|\s|\.)+$")
 
 
 def summary_request(question: str) -> str | None:
@@ -134,3 +135,31 @@ def outline_text(note: str, items: Sequence[OutlineItem], language: Language,
         lines = lines[:-2] if not lines[-2].startswith("- ") else lines[:-1]
         text = "\n".join(lines)
     return text
+
+
+@dataclass(frozen=True)
+class NoteSection:
+    """One top-level section of a note: its passages in line order, and its extractive line."""
+
+    heading: str  # as the note writes it, list markers removed ("" before the first heading)
+    first: int  # 1-based line span of the section
+    last: int
+    chunks: list[Chunk]
+    fallback: OutlineItem | None  # its most informative unit; None when it states nothing
+
+
+def note_sections(source: str, chunks: Sequence[Chunk], sections: Sequence[tuple[str, int, int]],
+                  skip: set[int] = frozenset()) -> list[NoteSection]:
+    """The top-level ``sections`` of note ``source`` (from ``structure.top_sections``) with the
+    passages that overlap each (navigation and repeated footers, ``skip``, left out); a
+    section with no passage and no extractive line is left out."""
+    mine = sorted((c for i, c in enumerate(chunks) if c.source == source and i not in skip),
+                  key=lambda c: c.line_start)
+    out = []
+    for heading, first, last in sections:
+        passages = [c for c in mine if c.line_start <= last and c.line_end >= first]
+        items = outline(source, chunks, [(heading, first, last)], skip)
+        if passages or items:
+            out.append(NoteSection(ITEM.sub("", heading, count=1).strip(), first, last, passages,
+                                   items[0] if items else None))
+    return out

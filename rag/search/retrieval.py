@@ -17,7 +17,7 @@ from rag.search.conversation import Message, followup_context, is_followup
 from rag.index.embedders.factory import Embedder, make_embedder
 from rag.index.hubness import dehub
 from rag.search.note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
-from rag.search.note_outline import OutlineItem, note_by_name, outline
+from rag.search.note_outline import NoteSection, OutlineItem, note_by_name, note_sections, outline
 from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
 from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
@@ -226,6 +226,16 @@ class Retriever:
     def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]:
         """(the note a whole-note question names, its outline): by file name or first heading,
         else the note ranked first for the request's words (rag/search/note_outline.py)."""
+        source, chunks, sections, skip = self._note_structure(request)
+        return source, outline(source, chunks, sections, skip) if source else []
+
+    def note_sections(self, request: str) -> tuple[str | None, list[NoteSection]]:
+        """(the note a whole-note question names, its top-level sections with their passages),
+        for a summary written by the LLM (rag/answer/note_summary_llm.py)."""
+        source, chunks, sections, skip = self._note_structure(request)
+        return source, note_sections(source, chunks, sections, skip) if source else []
+
+    def _note_structure(self, request: str) -> tuple[str | None, list[Chunk], list[tuple[str, int, int]], set[int]]:
         view = self._current_view()
         chunks = view.index.chunks
         source = note_by_name(request, chunks)
@@ -233,14 +243,14 @@ class Retriever:
             relevant, matches = self.find_notes(request, limit=1)
             source = matches[0].source if relevant and matches else None
         if source is None:
-            return None, []
+            return None, [], [], set()
         skip = {int(i) for i in np.flatnonzero(view.boilerplate)}
         try:  # the note's own structure, read the way the build read it
             lines = load_document(self.settings.corpus_dir / source, source, self.settings.max_file_bytes).lines
             sections = top_sections(lines)
         except (OSError, IngestError):  # gone or unreadable since the build: the note as one section
             sections = [("", 1, max(c.line_end for c in chunks if c.source == source))]
-        return source, outline(source, chunks, sections, skip)
+        return source, chunks, sections, skip
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to ``result``'s question, from the unit vectors the index
