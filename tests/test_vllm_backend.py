@@ -120,6 +120,24 @@ def test_engine_answer_citations_point_at_shown_passages(notes, vllm_server):  #
     assert set(re.findall(r"\[(\d{1,3})\]", check.text)) <= {"1"}
 
 
+def test_a_whole_note_summary_through_vllm_has_one_cited_line_per_section_in_note_order(notes, vllm_server):  # noqa: F811
+    """The LLM summary, section by section, with the real server: whatever the small model writes,
+    each section gets one line (its reply, or its quoted line when the reply cannot stand), in
+    the note's order, every citation to that note."""
+    engine = ChatEngine.from_settings(notes)
+    events, answer = run_events(engine, "Summarize my note mixed-precision")
+    assert answer.mode == "note-summary", answer.text
+    lines = answer.answer_text.splitlines()
+    headings = ["Drawbacks", "Loss scaling"]
+    positions = [next(i for i, line in enumerate(lines) if line.strip() == h) for h in headings]
+    assert positions == sorted(positions), answer.text
+    assert len([line for line in lines if line.startswith("- ")]) == 3, answer.text  # intro + two sections
+    by_n = {s.n: s.hit for s in answer.sources}
+    assert answer.cited and all(by_n[n].source == "training/mixed-precision.md" for n in answer.cited)
+    assert sum(isinstance(e, TokenEvent) for e in events) >= 3  # streamed a section at a time
+    assert answer.to_contract()["note"] == "training/mixed-precision.md"
+
+
 def test_server_that_stops_answering_mid_way_gives_an_extractive_answer(notes, vllm_server):  # noqa: F811
     """SIGSTOP freezes the real server mid-answer: the client's read times out."""
     # A short prompt so that the first token comes well inside the timeout on a slow CPU.
