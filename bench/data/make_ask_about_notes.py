@@ -2,7 +2,9 @@
 which-notes gold sets are looked up mechanically from the notes (the choices are by hand)."""
 import json, re, sys
 from pathlib import Path
-DEV = Path("/work/shared/notes"); MD = Path("/work/shared/corpora/LLMForEverybody")
+# The shared folder beside the repository (../shared from its root), as the dev sets use it.
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DEV = SHARED / "notes"; MD = SHARED / "corpora" / "LLMForEverybody"
 out = []
 
 def lines(root, f): return (root / f).read_text(encoding="utf-8").split("\n")
