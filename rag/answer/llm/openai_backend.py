@@ -46,7 +46,10 @@ class OpenAIChatModel:
         self._probed_at = 0.0
         self._probe_lock = threading.Lock()
         # A refused or black-holed connect should fail fast even when generation may be slow.
-        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        # (connect, read, write, pool) as a tuple, not an httpx.Timeout: openai 3 builds its
+        # client on httpx2, and httpx2 2.17 refuses another library's Timeout (`rag serve`
+        # stopped with a TypeError on a fresh install).
+        timeout = (min(timeout_s, 5.0), timeout_s, timeout_s, timeout_s)
         self._chat = ChatOpenAI(
             base_url=self.base_url,
             model=model,
