@@ -139,6 +139,14 @@ def _is_label(text: str) -> bool:
     return words <= LABEL_MAX_WORDS and not _LABEL_PUNCT.search(text.rstrip(":："))
 
 
+def _names_sublist(text: str, indent: int, after: list[tuple[str, str, int]]) -> bool:
+    """An item with a nested list right under it that makes no clause of its own
+    ("- AUC(Area Under the Curve)" above "- 定义:…", "- 应用:…") names what its sub-items say."""
+    nested = bool(after) and after[0][0] == "item" and after[0][2] > indent
+    return (nested and len(text) <= TITLE_MAX_CHARS and not _CLAIM_PUNCT.search(text)
+            and not text.endswith(_QUESTION_END))
+
+
 def starts_in_code(lines: list[str]) -> bool:
     """Does the passage begin inside a fenced code block (the chunker cut it there)?
 
@@ -213,7 +221,7 @@ def split_units(n: int, text: str) -> list[Unit]:
         if text and not _OWN_CITATION.search(text) and "![" not in text:
             units.append(Unit(n, len(units), text, kind, depth, title))
 
-    for block, text, indent in blocks:
+    for j, (block, text, indent) in enumerate(blocks):
         if block == "title":
             title = text
             continue
@@ -228,7 +236,7 @@ def split_units(n: int, text: str) -> list[Unit]:
         if block == "item" and text.endswith((":", "：")) and len(text) <= MAX_LEAD_CHARS:
             add(text, "lead", depth)  # "- Prompt-tuning:" introduces the items after it
             continue
-        if block == "item" and _is_label(text):
+        if block == "item" and (_is_label(text) or _names_sublist(text, indent, blocks[j + 1:j + 2])):
             add(text, "label", depth)  # "- 原始模型": a name without its point
             continue
         if block == "item" and len(text) <= MAX_UNIT_CHARS and not text.endswith(_QUESTION_END):
