@@ -291,3 +291,34 @@ def test_after_the_first_line_a_passage_whose_best_unit_matches_the_question_bet
     assert "裁剪可以防止训练发散。" in answer.text and "梯度太大时训练不稳定" not in answer.text, answer.text
     monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)  # rank alone: the first passage's next one
     assert "梯度太大时训练不稳定" in extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60).text
+
+
+def test_the_passage_s_own_title_repeated_as_its_first_line_is_never_an_answer_unit():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    title = "2、如何用一些业务指标衡量模型的效果,如何使用一些非模型的方法解决内容的识别问题;"
+    text = (f"{title}\n\n在衡量模型效果时,业务指标能够直观地反映模型在实际业务场景中的表现。\n\n"
+            "- 准确率:模型预测正确的样本数占总样本数的比例。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", title, 1, 5, text))])
+    answer = extract_answer("如何用业务指标衡量模型的效果？", sources, budget_chars=300)
+    assert "非模型的方法" not in answer.text, answer.text
+    assert "直观地反映模型" in answer.text, answer.text
+
+
+def test_the_best_list_item_is_shown_under_its_own_lead_and_no_item_under_another_item_s_lead():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 在输入序列的末尾添加可学习的提示。\n"
+            "- Prefix-tuning:\n- 前缀向量被附加到自回归过程中的隐藏状态，影响整个解码过程。\n"
+            "- 它改变了模型内部计算的初始状态。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "区别", 1, 6, text))])
+    answer = extract_answer("Prefix-tuning 的前缀向量影响什么？", sources, budget_chars=300)
+    lines = answer.text.splitlines()
+    assert lines[0] == "Prefix-tuning:" and "影响整个解码过程" in lines[1], answer.text
+    for i, line in enumerate(lines):  # each item sits under the lead that introduces it in the note
+        if "输入序列" in line:
+            assert "Prompt-tuning:" in lines[:i] and lines.index("Prompt-tuning:") > lines.index("Prefix-tuning:")
+            assert all("Prefix" not in ln and "前缀" not in ln and "内部计算" not in ln
+                       for ln in lines[lines.index("Prompt-tuning:"):i]), answer.text

@@ -39,7 +39,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
-from rag.reading.units import STATING, Unit, cut_long, join_lines, split_units, unit_key
+from rag.reading.units import ITEM, STATING, Unit, cut_long, join_lines, split_units, unit_key
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
 
@@ -185,6 +185,20 @@ def _repeats(unit: str, question_bigrams: set[str]) -> bool:
     return bool(own) and len(own & question_bigrams) >= REPEATS_QUESTION * len(own)
 
 
+def _title_key(heading: str) -> str:
+    return re.sub(r"\W+", "", ITEM.sub("", heading.rsplit(" > ", 1)[-1].strip(), count=1)).lower()
+
+
+def _is_title(u: Unit, titles: dict[int, str]) -> bool:
+    """The passage's own section title, repeated as its first line ("2、如何用一些业务指标衡量模型的效果,…;"):
+    it names the section, it says nothing. A numbered line that states a point after a colon
+    ("2. **减少过拟合**：权重衰减是…") stays a unit even where the chunker starts a section at it."""
+    if re.search(r"[:：]\s*\S", u.text):
+        return False
+    own = re.sub(r"\W+", "", u.text).lower()
+    return bool(own) and own == titles.get(u.n)
+
+
 def _embedder_similarity(embedder: EmbedderLike, query: str) -> Similarity:
     """Meaning computed now, for callers without stored unit vectors (tests, old indexes)."""
     def similarity(texts: Sequence[str]) -> np.ndarray:
@@ -222,9 +236,10 @@ def extract_answer(
     asked = _bigrams(question)
     scored: list[Unit] = []
     seen: set[str] = set()  # the same sentence pasted into two notes is said once
+    titles = {s.n: _title_key(s.hit.heading) for s in sources[:PASSAGES_READ]}
     for u in candidates:
         key = unit_key(u.text)
-        if u.kind in STATING and key not in seen and not _repeats(u.text, asked):
+        if u.kind in STATING and key not in seen and not _repeats(u.text, asked) and not _is_title(u, titles):
             seen.add(key)
             scored.append(u)
     scored = scored[:MAX_CANDIDATES]
@@ -338,10 +353,15 @@ def extract_answer(
             chosen.append(lead)
             used += _shown_len(lead)
 
-    best = chosen[0]
+    # The best unit first (not the lead a list item brings with it), under its lead; the other
+    # units under that lead follow it, so that none is shown under another item's lead.
+    best = next((u for u in chosen if u.kind in STATING), chosen[0])
     lead = _introducer(best, at)
     head = [lead, best] if lead in chosen else [best]
-    ordered = head + sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
+    rest = sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
+    if lead in chosen:
+        rest = [u for u in rest if _introducer(u, at) is lead] + [u for u in rest if _introducer(u, at) is not lead]
+    ordered = head + rest
     text = _render(ordered)
     while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
         ordered.pop()
