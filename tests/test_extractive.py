@@ -322,3 +322,17 @@ def test_the_best_list_item_is_shown_under_its_own_lead_and_no_item_under_anothe
             assert "Prompt-tuning:" in lines[:i] and lines.index("Prompt-tuning:") > lines.index("Prefix-tuning:")
             assert all("Prefix" not in ln and "前缀" not in ln and "内部计算" not in ln
                        for ln in lines[lines.index("Prompt-tuning:"):i]), answer.text
+
+
+def test_a_definition_question_does_not_open_with_a_neighbouring_passage_s_definition_of_something_else():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    asked = ("Triplet Loss 是深度学习中的一种重要损失函数，用于度量学习。\n\n"
+             "Triplet Loss 通过最小化锚点与正样本的距离、最大化锚点与负样本的距离来学习嵌入。")
+    other = "GQA-G是指具有G组的grouped-query attention。\n\nMQA 让所有头共享同一份 Key 和 Value。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "triplet loss", 1, 3, asked)),
+                              Hit(2, 0.5, Chunk("b.txt", "GQA", 1, 3, other))])
+    answer = extract_answer("是否了解 triplet loss？它的功能是什么？", sources, budget_chars=300)
+    assert answer.intent == "definition"
+    assert answer.text.startswith("Triplet Loss"), answer.text

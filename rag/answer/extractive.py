@@ -310,7 +310,10 @@ def extract_answer(
     # of the question's words than the note's introduction, yet it holds the answer).
     first = int(np.argmax(score))
     if intent == "definition":
-        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)]
+        # A sentence that defines something else ("GQA-G是指…" in a neighbouring passage) is no
+        # definition of what is asked: it must reach the floor of the answer's own units.
+        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)
+                    and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
         if defining:
             first = max(defining, key=lambda i: score[i])
     picks = [first] + _part_picks(question, scored, with_heading, order, score)
