@@ -336,3 +336,17 @@ def test_a_definition_question_does_not_open_with_a_neighbouring_passage_s_defin
     answer = extract_answer("是否了解 triplet loss？它的功能是什么？", sources, budget_chars=300)
     assert answer.intent == "definition"
     assert answer.text.startswith("Triplet Loss"), answer.text
+
+
+def test_a_title_with_a_colon_is_still_a_title_but_a_numbered_point_made_after_a_colon_is_a_unit():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    title = "二，KV Cache：推理阶段的工程优化"
+    text = f"{title}\n\nKV Cache 缓存之前计算的键值对，避免重复计算。"
+    point = "2. **减少过拟合**：权重衰减是一种正则化技术，有助于减少过拟合；"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", title, 1, 3, text)),
+                              Hit(2, 0.9, Chunk("b.md", point, 1, 1, point))])
+    answer = extract_answer("KV Cache 推理阶段的工程优化和减少过拟合", sources, budget_chars=300)
+    assert "推理阶段的工程优化 [1]" not in answer.text, answer.text
+    assert "权重衰减是一种正则化技术" in answer.text, answer.text

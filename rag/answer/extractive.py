@@ -191,9 +191,9 @@ def _title_key(heading: str) -> str:
 
 def _is_title(u: Unit, titles: dict[int, str]) -> bool:
     """The passage's own section title, repeated as its first line ("2、如何用一些业务指标衡量模型的效果,…;"):
-    it names the section, it says nothing. A numbered line that states a point after a colon
-    ("2. **减少过拟合**：权重衰减是…") stays a unit even where the chunker starts a section at it."""
-    if re.search(r"[:：]\s*\S", u.text):
+    it names the section, it says nothing ("二，KV Cache：推理阶段的工程优化" too). A numbered line that
+    states a point in clauses after a colon ("2. **减少过拟合**：权重衰减是一种正则化技术，…") stays a unit even where the chunker starts a section at it."""
+    if re.search(r"[:：][^:：]*[，,；;。！!]", u.text):  # a point made after the colon, in clauses
         return False
     own = re.sub(r"\W+", "", u.text).lower()
     return bool(own) and own == titles.get(u.n)
