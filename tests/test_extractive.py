@@ -350,3 +350,14 @@ def test_a_title_with_a_colon_is_still_a_title_but_a_numbered_point_made_after_a
     answer = extract_answer("KV Cache 推理阶段的工程优化和减少过拟合", sources, budget_chars=300)
     assert "推理阶段的工程优化 [1]" not in answer.text, answer.text
     assert "权重衰减是一种正则化技术" in answer.text, answer.text
+
+
+def test_a_list_item_under_a_later_heading_is_not_shown_under_the_lead_of_the_list_before_that_heading():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("2. 灵活性\n\nPrefix-tuning:\n- 更多地关注于模型内部状态的调整,而非直接修改输入序列。\n\n"
+            "3. 应用场景\n\n- Prompt-tuning由于其灵活性,更适合需要频繁更改输入提示的场景。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "区别", 1, 8, text))])
+    answer = extract_answer("Prompt-tuning 适合什么应用场景？", sources, budget_chars=90)
+    assert "频繁更改输入提示" in answer.text and "Prefix-tuning:" not in answer.text, answer.text

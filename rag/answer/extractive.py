@@ -399,7 +399,7 @@ def _introducer(u: Unit, at: dict[tuple[int, int], Unit]) -> Unit | None:
     if u.kind not in ("item", "row"):
         return None
     before = at.get((u.n, u.order - 1))
-    while before is not None:
+    while before is not None and before.title == u.title:  # a heading between them ends the list
         if before.kind == "lead" and before.depth <= u.depth:
             return before
         if before.kind == "label" and before.depth < u.depth:
