@@ -361,3 +361,18 @@ def test_a_list_item_under_a_later_heading_is_not_shown_under_the_lead_of_the_li
     sources = number_sources([Hit(1, 1.0, Chunk("a.md", "区别", 1, 8, text))])
     answer = extract_answer("Prompt-tuning 适合什么应用场景？", sources, budget_chars=90)
     assert "频繁更改输入提示" in answer.text and "Prefix-tuning:" not in answer.text, answer.text
+
+
+def test_each_part_of_a_two_part_question_gets_its_two_best_units_before_one_part_takes_the_room():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    fusion = ("AdapterFusion 的思路是融合多个任务的适配器。\n\nAdapterFusion 用注意力学习融合权重。\n\n"
+              "AdapterFusion 只训练融合层。")
+    drop = "AdapterDrop 在训练时以一定的概率随机丢弃部分适配器层。\n\n推理时 AdapterDrop 可以去掉较低几层的适配器来提速。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "AdapterFusion", 1, 6, fusion)),
+                              Hit(2, 0.5, Chunk("a.md", "AdapterDrop", 7, 8, drop))])
+    answer = extract_answer("AdapterFusion 和 AdapterDrop 的思路有什么不同？", sources, budget_chars=140)
+    # Room for four units: two of each part, not three of the first passage's and one of the second.
+    assert "随机丢弃" in answer.text and "去掉较低几层" in answer.text, answer.text
+    assert "只训练融合层" not in answer.text, answer.text
