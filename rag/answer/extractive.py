@@ -39,6 +39,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
+from rag.answer.unit_lists import introducer, list_groups
 from rag.reading.units import ITEM, STATING, Unit, cut_long, join_lines, split_units, unit_key
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
@@ -260,7 +261,7 @@ def extract_answer(
     # above "- 影响整个解码过程").
     at = {(u.n, u.order): u for u in candidates}
     for i, u in enumerate(scored):
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         if lead is not None:
             with_heading[i] = with_heading[i] | _terms(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
@@ -325,12 +326,12 @@ def extract_answer(
 
     def cost(u: Unit) -> int:
         """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         return _shown_len(u) + (_shown_len(lead) if lead is not None and lead not in chosen else 0)
 
     def take(u: Unit) -> None:  # an item comes with the line introducing its list
         nonlocal used
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         if lead is not None and lead not in chosen:
             chosen.append(lead)
             used += _shown_len(lead)
@@ -354,7 +355,7 @@ def extract_answer(
             take(u)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
     for u in list(chosen):
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         if lead is not None and lead not in chosen and used + _shown_len(lead) <= budget_chars:
             chosen.append(lead)
             used += _shown_len(lead)
@@ -362,11 +363,11 @@ def extract_answer(
     # The best unit first (not the lead a list item brings with it), under its lead; the other
     # units under that lead follow it, so that none is shown under another item's lead.
     best = next((u for u in chosen if u.kind in STATING), chosen[0])
-    lead = _introducer(best, at)
+    lead = introducer(best, at)
     head = [lead, best] if lead in chosen else [best]
     rest = sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
     if lead in chosen:
-        rest = [u for u in rest if _introducer(u, at) is lead] + [u for u in rest if _introducer(u, at) is not lead]
+        rest = [u for u in rest if introducer(u, at) is lead] + [u for u in rest if introducer(u, at) is not lead]
     ordered = head + rest
     text = _render(ordered)
     while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
@@ -393,23 +394,6 @@ def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order:
         ranked.append([i for i in order if distinct & terms[i] and score[i] >= floor][:PART_PICKS])
     # Each part in turn: its best unit, then its second best, … (one part does not take the room).
     return [r[k] for k in range(PART_PICKS) for r in ranked if k < len(r)]
-
-
-def _introducer(u: Unit, at: dict[tuple[int, int], Unit]) -> Unit | None:
-    """The line that introduces list item or row ``u``: the lead ("缺点：") above its list,
-    or the label ("原始模型") of the list it is nested in."""
-    if u.kind not in ("item", "row"):
-        return None
-    before = at.get((u.n, u.order - 1))
-    while before is not None and before.title == u.title:  # a heading between them ends the list
-        if before.kind == "lead" and before.depth <= u.depth:
-            return before
-        if before.kind == "label" and before.depth < u.depth:
-            return before
-        if before.kind not in ("item", "row", "label", "lead"):
-            return None
-        before = at.get((before.n, before.order - 1))
-    return None
 
 
 def _marker(u: Unit) -> int:
