@@ -376,3 +376,17 @@ def test_each_part_of_a_two_part_question_gets_its_two_best_units_before_one_par
     # Room for four units: two of each part, not three of the first passage's and one of the second.
     assert "随机丢弃" in answer.text and "去掉较低几层" in answer.text, answer.text
     assert "只训练融合层" not in answer.text, answer.text
+
+
+def test_a_why_question_prefers_the_sentence_that_gives_the_cause(monkeypatch):
+    import rag.answer.extractive as extractive
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("output token 的价格通常比 input token 高出几倍。\n\n解码阶段逐个生成 output token。\n\n"
+            "每个 output token 的生成仍需多次前向传播，使得 output token 的开销更大。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "价格", 1, 5, text))])
+    ask = dict(budget_chars=60)
+    assert "使得" in extract_answer("为什么 output token 更贵？", sources, **ask).text
+    monkeypatch.setattr(extractive, "CAUSE_BONUS", 0.0)
+    assert "使得" not in extract_answer("为什么 output token 更贵？", sources, **ask).text
