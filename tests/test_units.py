@@ -100,3 +100,9 @@ def test_an_item_that_names_the_nested_list_under_it_is_a_label_not_an_answer_un
     assert kinds["AUC(Area Under the Curve)"] == "label"
     assert kinds["定义:ROC曲线下的面积,用于衡量模型的整体性能。"] == "item"
     assert kinds["训练时要先冻结主干网络"] == "item"  # no nested list under it: it says something
+
+
+def test_a_piece_of_html_pasted_into_a_note_is_markup_not_an_answer_unit():
+    text = ("| <ol><li>Improving the quality of life in cities.</li><li>The meeting of two presidents.</li></ol> |\n\n"
+            "GraphRAG 可以回答这些问题，因为知识图谱的结构告诉我们整个数据集的结构。")
+    assert stating(text) == ["GraphRAG 可以回答这些问题，因为知识图谱的结构告诉我们整个数据集的结构。"]

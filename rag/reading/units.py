@@ -73,6 +73,8 @@ _CODE_LINE = re.compile(
     r"^(?:def |class |import |from [\w.]+ import |return\b|@\w|if __name__|for \w+(?:, ?\w+)* in |while |with |"
     r"try:|except\b|elif |else:|print\(|super\()|^[\w.\[\]]+\s*[+\-*/]?=\s*(?:\S|\S.*[^.。])$|[{};(]$|^[)\]}]"
 )
+# A piece of HTML pasted into a note ("<ol><li>…</li>", "<br>") is markup around text, not a statement.
+_HTML_TAG = re.compile(r"</?(?:ol|ul|li|br|td|tr|th|table|div|span|p|font|center)\b[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
 
@@ -218,7 +220,7 @@ def split_units(n: int, text: str) -> list[Unit]:
     title = ""
 
     def add(text: str, kind: UnitKind, depth: int = 0) -> None:
-        if text and not _OWN_CITATION.search(text) and "![" not in text:
+        if text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text):
             units.append(Unit(n, len(units), text, kind, depth, title))
 
     for j, (block, text, indent) in enumerate(blocks):
