@@ -390,3 +390,17 @@ def test_a_why_question_prefers_the_sentence_that_gives_the_cause(monkeypatch):
     assert "使得" in extract_answer("为什么 output token 更贵？", sources, **ask).text
     monkeypatch.setattr(extractive, "CAUSE_BONUS", 0.0)
     assert "使得" not in extract_answer("为什么 output token 更贵？", sources, **ask).text
+
+
+def test_a_question_about_what_something_is_for_prefers_the_unit_that_says_what_it_does(monkeypatch):
+    import rag.answer.extractive as extractive
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("输入投影器由一个或多个线性层组成。\n\n输入投影器的参数量很小。\n\n"
+            "输入投影器用于将不同模态的编码特征投影到一个共同的特征空间。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "输入投影器", 1, 5, text))])
+    ask = dict(budget_chars=50)
+    assert "共同的特征空间" in extract_answer("输入投影器有什么作用？", sources, **ask).text
+    monkeypatch.setattr(extractive, "PURPOSE_BONUS", 0.0)
+    assert "共同的特征空间" not in extract_answer("输入投影器有什么作用？", sources, **ask).text
