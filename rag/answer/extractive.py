@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -39,12 +39,12 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
-from rag.answer.unit_lists import introducer, list_groups
+from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_purpose, asks_why, question_intent
+from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, cut_long, join_lines, split_units, unit_key
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
 
-Intent = Literal["list", "definition", "other"]
 # The cosine of each text to the question (the question's own vector).
 Similarity = Callable[[Sequence[str]], np.ndarray]
 
@@ -107,24 +107,6 @@ SHORT_ANSWER_SHARE = 0.7
 # only says the question back.
 REPEATS_QUESTION = 0.8
 
-_LIST_QUESTION = re.compile(
-    r"哪些|哪几|几种|几个|优缺点|优点|缺点|优势|劣势|步骤|流程|区别|不同|差异|对比|比较|方法有|策略|措施|特点|"
-    r"\bwhat are\b|\bsteps?\b|\bdifferences?\b|\bcompare\b|\bpros\b|\bcons\b|\badvantages?\b|"
-    r"\bdisadvantages?\b|\bways\b|\bmethods\b|\bstrategies\b|\bkinds\b|\btypes\b|\blist\b",
-    re.IGNORECASE,
-)
-_DEFINITION_QUESTION = re.compile(
-    r"是什么|什么是|是啥|指什么|的定义|的含义|什么意思|介绍一下|\bwhat is\b|\bwhat's\b|\bdefine\b|\bdefinition\b|"
-    r"\bmeaning of\b",
-    re.IGNORECASE,
-)
-_WHY_QUESTION = re.compile(r"为什么|为何|原因|凭什么|怎么会|\bwhy\b|\bwhat causes\b|\breason", re.IGNORECASE)
-_CAUSAL = re.compile(r"因为|由于|所以|因此|使得|导致|造成|原因|之所以|\bbecause\b|\bsince\b|\bdue to\b|\btherefore\b|"
-                     r"\bso that\b|\bcauses?\b", re.IGNORECASE)
-_PURPOSE_QUESTION = re.compile(r"作用|用途|功能|目的|干什么|做什么用|有什么用|\bwhat (?:is|are) \S+ (?:for|used)\b|\bpurpose\b|\brole\b", re.IGNORECASE)
-_PURPOSE = re.compile(r"用于|用来|为了|旨在|目的|作用是|可以|能够|\bused (?:to|for)\b|\bin order to\b|\ballows?\b|\bhelps?\b", re.IGNORECASE)
-_DEFINING = re.compile(r"是指|指的是|是一种|是一个|是一类|定义为|称为|即|\bis an?\b|\brefers to\b|\bis the\b|\bmeans\b",
-                       re.IGNORECASE)
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
 _CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why|which|when|where|who|is|are|does|do)\b)",
@@ -146,14 +128,6 @@ class ExtractiveAnswer:
     cited: list[int]  # passage numbers used, in order of first use
     units: list[Unit] = field(default_factory=list)
     intent: Intent = "other"
-
-
-def question_intent(question: str) -> Intent:
-    if _LIST_QUESTION.search(question):
-        return "list"
-    if _DEFINITION_QUESTION.search(question):
-        return "definition"
-    return "other"
 
 
 def question_parts(question: str) -> list[str]:
@@ -316,16 +290,16 @@ def extract_answer(
         best_in[u.n] = max(best_in.get(u.n, 0.0), float(match[i]))
     top_match = max(best_in.values())
     passage_gap = PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
-    asks_why = bool(_WHY_QUESTION.search(question))
-    asks_purpose = bool(_PURPOSE_QUESTION.search(question))
+    why = asks_why(question)
+    purpose = asks_purpose(question)
     for i, u in enumerate(scored):
         if intent == "list" and u.kind in ("item", "row"):
             score[i] += LIST_BONUS
         if u.order <= 1:
             score[i] += LEAD_BONUS
-        if asks_why and _CAUSAL.search(u.text):
+        if why and CAUSAL.search(u.text):
             score[i] += CAUSE_BONUS
-        if asks_purpose and _PURPOSE.search(u.text):
+        if purpose and PURPOSE.search(u.text):
             score[i] += PURPOSE_BONUS
 
     order = [int(i) for i in np.argsort(-(score + passage_gap), kind="stable")]
@@ -336,7 +310,7 @@ def extract_answer(
     if intent == "definition":
         # A sentence that defines something else ("GQA-G是指…" in a neighbouring passage) is no
         # definition of what is asked: it must reach the floor of the answer's own units.
-        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)
+        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and DEFINING.search(u.text)
                     and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
         if defining:
             first = max(defining, key=lambda i: score[i])
