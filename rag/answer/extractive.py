@@ -17,9 +17,14 @@ How a unit is chosen (no rule names a note, heading or question):
   parts, and the best unit for each part the passages cover is taken before the rest;
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
-  that defines the term first; a unit that only repeats the question is never taken;
-* the best units are taken until the budget is spent; the best one is shown first, the
-  others in reading order.
+  that defines the term first (a defining sentence that scores low defines something else); a
+  why-question favours a unit stating a cause, a what-for question one saying what the thing
+  does (``rag.answer.asking``); a unit that only repeats the question, or the passage's own
+  title, is never taken;
+* the best units are taken until the budget is spent; the best one is shown first (under
+  the lead of its list, its sibling items after it), the others in reading order; a list
+  item is shown under the line that introduces it, never across a heading
+  (``rag.answer.unit_lists``).
 
 Invariants, checked by bench/answer_quality.py and the tests: the answer, citation
 markers and list marks included, is at most ``budget_chars`` long; the text before every

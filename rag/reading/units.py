@@ -14,8 +14,10 @@ What is never a unit that states something (kind ``sentence``, ``item``, ``row``
   names the topic of the units under it (``Unit.title``);
 * a question: a sentence ending in "?"/"？" asks, it does not answer;
 * a label: a list item of a few words with no explanation ("原始模型", "Prompt-tuning:") is
-  kind ``label`` or ``lead``, shown only to introduce the units under it;
-* fenced code, images, table rules, and pieces that carry citation-like ``[3]`` marks.
+  kind ``label`` or ``lead``, shown only to introduce the units under it; so is an item
+  that names the nested list right under it ("AUC(Area Under the Curve)" above "定义:…");
+* fenced code, images, table rules, HTML pasted into a note ("<ol><li>…"), and pieces that
+  carry citation-like ``[3]`` marks.
 
 Invariant: ``Unit.text`` is, whitespace aside, a verbatim piece of the passage it came from,
 so a citation after it points at a passage that says it.
