@@ -291,3 +291,116 @@ def test_after_the_first_line_a_passage_whose_best_unit_matches_the_question_bet
     assert "裁剪可以防止训练发散。" in answer.text and "梯度太大时训练不稳定" not in answer.text, answer.text
     monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)  # rank alone: the first passage's next one
     assert "梯度太大时训练不稳定" in extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60).text
+
+
+def test_the_passage_s_own_title_repeated_as_its_first_line_is_never_an_answer_unit():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    title = "2、如何用一些业务指标衡量模型的效果,如何使用一些非模型的方法解决内容的识别问题;"
+    text = (f"{title}\n\n在衡量模型效果时,业务指标能够直观地反映模型在实际业务场景中的表现。\n\n"
+            "- 准确率:模型预测正确的样本数占总样本数的比例。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", title, 1, 5, text))])
+    answer = extract_answer("如何用业务指标衡量模型的效果？", sources, budget_chars=300)
+    assert "非模型的方法" not in answer.text, answer.text
+    assert "直观地反映模型" in answer.text, answer.text
+
+
+def test_the_best_list_item_is_shown_under_its_own_lead_and_no_item_under_another_item_s_lead():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 在输入序列的末尾添加可学习的提示。\n"
+            "- Prefix-tuning:\n- 前缀向量被附加到自回归过程中的隐藏状态，影响整个解码过程。\n"
+            "- 它改变了模型内部计算的初始状态。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "区别", 1, 6, text))])
+    answer = extract_answer("Prefix-tuning 的前缀向量影响什么？", sources, budget_chars=300)
+    lines = answer.text.splitlines()
+    assert lines[0] == "Prefix-tuning:" and "影响整个解码过程" in lines[1], answer.text
+    for i, line in enumerate(lines):  # each item sits under the lead that introduces it in the note
+        if "输入序列" in line:
+            assert "Prompt-tuning:" in lines[:i] and lines.index("Prompt-tuning:") > lines.index("Prefix-tuning:")
+            assert all("Prefix" not in ln and "前缀" not in ln and "内部计算" not in ln
+                       for ln in lines[lines.index("Prompt-tuning:"):i]), answer.text
+
+
+def test_a_definition_question_does_not_open_with_a_neighbouring_passage_s_definition_of_something_else():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    asked = ("Triplet Loss 是深度学习中的一种重要损失函数，用于度量学习。\n\n"
+             "Triplet Loss 通过最小化锚点与正样本的距离、最大化锚点与负样本的距离来学习嵌入。")
+    other = "GQA-G是指具有G组的grouped-query attention。\n\nMQA 让所有头共享同一份 Key 和 Value。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "triplet loss", 1, 3, asked)),
+                              Hit(2, 0.5, Chunk("b.txt", "GQA", 1, 3, other))])
+    answer = extract_answer("是否了解 triplet loss？它的功能是什么？", sources, budget_chars=300)
+    assert answer.intent == "definition"
+    assert answer.text.startswith("Triplet Loss"), answer.text
+
+
+def test_a_title_with_a_colon_is_still_a_title_but_a_numbered_point_made_after_a_colon_is_a_unit():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    title = "二，KV Cache：推理阶段的工程优化"
+    text = f"{title}\n\nKV Cache 缓存之前计算的键值对，避免重复计算。"
+    point = "2. **减少过拟合**：权重衰减是一种正则化技术，有助于减少过拟合；"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", title, 1, 3, text)),
+                              Hit(2, 0.9, Chunk("b.md", point, 1, 1, point))])
+    answer = extract_answer("KV Cache 推理阶段的工程优化和减少过拟合", sources, budget_chars=300)
+    assert "推理阶段的工程优化 [1]" not in answer.text, answer.text
+    assert "权重衰减是一种正则化技术" in answer.text, answer.text
+
+
+def test_a_list_item_under_a_later_heading_is_not_shown_under_the_lead_of_the_list_before_that_heading():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("2. 灵活性\n\nPrefix-tuning:\n- 更多地关注于模型内部状态的调整,而非直接修改输入序列。\n\n"
+            "3. 应用场景\n\n- Prompt-tuning由于其灵活性,更适合需要频繁更改输入提示的场景。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "区别", 1, 8, text))])
+    answer = extract_answer("Prompt-tuning 适合什么应用场景？", sources, budget_chars=90)
+    assert "频繁更改输入提示" in answer.text and "Prefix-tuning:" not in answer.text, answer.text
+
+
+def test_each_part_of_a_two_part_question_gets_its_two_best_units_before_one_part_takes_the_room():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    fusion = ("AdapterFusion 的思路是融合多个任务的适配器。\n\nAdapterFusion 用注意力学习融合权重。\n\n"
+              "AdapterFusion 只训练融合层。")
+    drop = "AdapterDrop 在训练时以一定的概率随机丢弃部分适配器层。\n\n推理时 AdapterDrop 可以去掉较低几层的适配器来提速。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "AdapterFusion", 1, 6, fusion)),
+                              Hit(2, 0.5, Chunk("a.md", "AdapterDrop", 7, 8, drop))])
+    answer = extract_answer("AdapterFusion 和 AdapterDrop 的思路有什么不同？", sources, budget_chars=140)
+    # Room for four units: two of each part, not three of the first passage's and one of the second.
+    assert "随机丢弃" in answer.text and "去掉较低几层" in answer.text, answer.text
+    assert "只训练融合层" not in answer.text, answer.text
+
+
+def test_a_why_question_prefers_the_sentence_that_gives_the_cause(monkeypatch):
+    import rag.answer.extractive as extractive
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("output token 的价格通常比 input token 高出几倍。\n\n解码阶段逐个生成 output token。\n\n"
+            "每个 output token 的生成仍需多次前向传播，使得 output token 的开销更大。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "价格", 1, 5, text))])
+    ask = dict(budget_chars=60)
+    assert "使得" in extract_answer("为什么 output token 更贵？", sources, **ask).text
+    monkeypatch.setattr(extractive, "CAUSE_BONUS", 0.0)
+    assert "使得" not in extract_answer("为什么 output token 更贵？", sources, **ask).text
+
+
+def test_a_question_about_what_something_is_for_prefers_the_unit_that_says_what_it_does(monkeypatch):
+    import rag.answer.extractive as extractive
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    text = ("输入投影器由一个或多个线性层组成。\n\n输入投影器的参数量很小。\n\n"
+            "输入投影器用于将不同模态的编码特征投影到一个共同的特征空间。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "输入投影器", 1, 5, text))])
+    ask = dict(budget_chars=50)
+    assert "共同的特征空间" in extract_answer("输入投影器有什么作用？", sources, **ask).text
+    monkeypatch.setattr(extractive, "PURPOSE_BONUS", 0.0)
+    assert "共同的特征空间" not in extract_answer("输入投影器有什么作用？", sources, **ask).text

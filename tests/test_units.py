@@ -91,3 +91,18 @@ def test_a_short_line_standing_alone_is_a_title_unless_it_states_something():
 def test_a_line_of_code_that_only_closes_brackets_is_not_an_answer_unit():
     text = "def f(x):\n    return g(\n        x,\n    )\n})"
     assert stating(text) == ["def f(x):", "return g("]
+
+
+def test_an_item_that_names_the_nested_list_under_it_is_a_label_not_an_answer_unit():
+    text = ("- AUC(Area Under the Curve)\n  - 定义:ROC曲线下的面积,用于衡量模型的整体性能。\n"
+            "  - 应用:AUC值越大,表示模型性能越好。\n- 训练时要先冻结主干网络\n")
+    kinds = {u.text: u.kind for u in split_units(1, text)}
+    assert kinds["AUC(Area Under the Curve)"] == "label"
+    assert kinds["定义:ROC曲线下的面积,用于衡量模型的整体性能。"] == "item"
+    assert kinds["训练时要先冻结主干网络"] == "item"  # no nested list under it: it says something
+
+
+def test_a_piece_of_html_pasted_into_a_note_is_markup_not_an_answer_unit():
+    text = ("| <ol><li>Improving the quality of life in cities.</li><li>The meeting of two presidents.</li></ol> |\n\n"
+            "GraphRAG 可以回答这些问题，因为知识图谱的结构告诉我们整个数据集的结构。")
+    assert stating(text) == ["GraphRAG 可以回答这些问题，因为知识图谱的结构告诉我们整个数据集的结构。"]

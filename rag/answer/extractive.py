@@ -17,9 +17,14 @@ How a unit is chosen (no rule names a note, heading or question):
   parts, and the best unit for each part the passages cover is taken before the rest;
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
-  that defines the term first; a unit that only repeats the question is never taken;
-* the best units are taken until the budget is spent; the best one is shown first, the
-  others in reading order.
+  that defines the term first (a defining sentence that scores low defines something else); a
+  why-question favours a unit stating a cause, a what-for question one saying what the thing
+  does (``rag.answer.asking``); a unit that only repeats the question, or the passage's own
+  title, is never taken;
+* the best units are taken until the budget is spent; the best one is shown first (under
+  the lead of its list, its sibling items after it), the others in reading order; a list
+  item is shown under the line that introduces it, never across a heading
+  (``rag.answer.unit_lists``).
 
 Invariants, checked by bench/answer_quality.py and the tests: the answer, citation
 markers and list marks included, is at most ``budget_chars`` long; the text before every
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -39,11 +44,12 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
-from rag.reading.units import STATING, Unit, cut_long, join_lines, split_units, unit_key
+from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_purpose, asks_why, question_intent
+from rag.answer.unit_lists import introducer
+from rag.reading.units import ITEM, STATING, Unit, cut_long, join_lines, split_units, unit_key
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
 
-Intent = Literal["list", "definition", "other"]
 # The cosine of each text to the question (the question's own vector).
 Similarity = Callable[[Sequence[str]], np.ndarray]
 
@@ -85,6 +91,18 @@ OUT_OF_FOCUS = 0.5
 FOCUS_PROBE_CHARS = 24
 # Bonus for the first sentences of a passage: notes state the point before the detail.
 LEAD_BONUS = 0.1
+# Units taken for each part of a two-part question, the parts in turn, before the rest. Chosen on
+# dev-md (1 / 2 / 3 / 4: 0.681 / 0.688 / 0.681 / 0.681), checked on dev (0.791 / 0.791 / 0.786 / 0.781).
+PART_PICKS = 2
+# Bonus, for a question asking why, for a unit that gives a cause (因为、由于、使得, "because").
+# Chosen on dev-md (0 / 0.1 / 0.2 / 0.25 / 0.3 / 0.5: 0.688 / 0.688 / 0.702 / 0.702 / 0.702 / 0.695),
+# checked on dev (0.791 / 0.791 / 0.791 / 0.791 / 0.791 / 0.781).
+CAUSE_BONUS = 0.25
+# The same for a question asking what something is for (作用、功能、有什么用, "purpose") and a unit
+# saying what it does (用于、为了、可以, "used to", "allows"). Chosen on dev (0.1 / 0.2 / 0.3 / 0.4 / 0.5 /
+# 0.6 / 0.75 / 1.0: 0.791 / 0.798 / 0.798 / 0.798 / 0.798 / 0.798 / 0.791 / 0.778), checked on
+# dev-md (0.710 up to 0.4, 0.724 from 0.5 on); 0.5 is on dev's plateau and md's best.
+PURPOSE_BONUS = 0.5
 # A unit is kept only when its score reaches this share of the best unit's...
 MIN_RELATIVE_SCORE = 0.45
 # ...or, while the answer is shorter than this share of the budget, this lower share.
@@ -94,19 +112,6 @@ SHORT_ANSWER_SHARE = 0.7
 # only says the question back.
 REPEATS_QUESTION = 0.8
 
-_LIST_QUESTION = re.compile(
-    r"哪些|哪几|几种|几个|优缺点|优点|缺点|优势|劣势|步骤|流程|区别|不同|差异|对比|比较|方法有|策略|措施|特点|"
-    r"\bwhat are\b|\bsteps?\b|\bdifferences?\b|\bcompare\b|\bpros\b|\bcons\b|\badvantages?\b|"
-    r"\bdisadvantages?\b|\bways\b|\bmethods\b|\bstrategies\b|\bkinds\b|\btypes\b|\blist\b",
-    re.IGNORECASE,
-)
-_DEFINITION_QUESTION = re.compile(
-    r"是什么|什么是|是啥|指什么|的定义|的含义|什么意思|介绍一下|\bwhat is\b|\bwhat's\b|\bdefine\b|\bdefinition\b|"
-    r"\bmeaning of\b",
-    re.IGNORECASE,
-)
-_DEFINING = re.compile(r"是指|指的是|是一种|是一个|是一类|定义为|称为|即|\bis an?\b|\brefers to\b|\bis the\b|\bmeans\b",
-                       re.IGNORECASE)
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
 _CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why|which|when|where|who|is|are|does|do)\b)",
@@ -128,14 +133,6 @@ class ExtractiveAnswer:
     cited: list[int]  # passage numbers used, in order of first use
     units: list[Unit] = field(default_factory=list)
     intent: Intent = "other"
-
-
-def question_intent(question: str) -> Intent:
-    if _LIST_QUESTION.search(question):
-        return "list"
-    if _DEFINITION_QUESTION.search(question):
-        return "definition"
-    return "other"
 
 
 def question_parts(question: str) -> list[str]:
@@ -185,6 +182,20 @@ def _repeats(unit: str, question_bigrams: set[str]) -> bool:
     return bool(own) and len(own & question_bigrams) >= REPEATS_QUESTION * len(own)
 
 
+def _title_key(heading: str) -> str:
+    return re.sub(r"\W+", "", ITEM.sub("", heading.rsplit(" > ", 1)[-1].strip(), count=1)).lower()
+
+
+def _is_title(u: Unit, titles: dict[int, str]) -> bool:
+    """The passage's own section title, repeated as its first line ("2、如何用一些业务指标衡量模型的效果,…;"):
+    it names the section, it says nothing ("二，KV Cache：推理阶段的工程优化" too). A numbered line that
+    states a point in clauses after a colon ("2. **减少过拟合**：权重衰减是一种正则化技术，…") stays a unit even where the chunker starts a section at it."""
+    if re.search(r"[:：][^:：]*[，,；;。！!]", u.text):  # a point made after the colon, in clauses
+        return False
+    own = re.sub(r"\W+", "", u.text).lower()
+    return bool(own) and own == titles.get(u.n)
+
+
 def _embedder_similarity(embedder: EmbedderLike, query: str) -> Similarity:
     """Meaning computed now, for callers without stored unit vectors (tests, old indexes)."""
     def similarity(texts: Sequence[str]) -> np.ndarray:
@@ -222,9 +233,10 @@ def extract_answer(
     asked = _bigrams(question)
     scored: list[Unit] = []
     seen: set[str] = set()  # the same sentence pasted into two notes is said once
+    titles = {s.n: _title_key(s.hit.heading) for s in sources[:PASSAGES_READ]}
     for u in candidates:
         key = unit_key(u.text)
-        if u.kind in STATING and key not in seen and not _repeats(u.text, asked):
+        if u.kind in STATING and key not in seen and not _repeats(u.text, asked) and not _is_title(u, titles):
             seen.add(key)
             scored.append(u)
     scored = scored[:MAX_CANDIDATES]
@@ -242,7 +254,7 @@ def extract_answer(
     # above "- 影响整个解码过程").
     at = {(u.n, u.order): u for u in candidates}
     for i, u in enumerate(scored):
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         if lead is not None:
             with_heading[i] = with_heading[i] | _terms(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
@@ -283,11 +295,17 @@ def extract_answer(
         best_in[u.n] = max(best_in.get(u.n, 0.0), float(match[i]))
     top_match = max(best_in.values())
     passage_gap = PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
+    why = asks_why(question)
+    purpose = asks_purpose(question)
     for i, u in enumerate(scored):
         if intent == "list" and u.kind in ("item", "row"):
             score[i] += LIST_BONUS
         if u.order <= 1:
             score[i] += LEAD_BONUS
+        if why and CAUSAL.search(u.text):
+            score[i] += CAUSE_BONUS
+        if purpose and PURPOSE.search(u.text):
+            score[i] += PURPOSE_BONUS
 
     order = [int(i) for i in np.argsort(-(score + passage_gap), kind="stable")]
     # The first line is the best unit by its own score: the passage gap only orders the rest
@@ -295,7 +313,10 @@ def extract_answer(
     # of the question's words than the note's introduction, yet it holds the answer).
     first = int(np.argmax(score))
     if intent == "definition":
-        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and _DEFINING.search(u.text)]
+        # A sentence that defines something else ("GQA-G是指…" in a neighbouring passage) is no
+        # definition of what is asked: it must reach the floor of the answer's own units.
+        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and DEFINING.search(u.text)
+                    and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
         if defining:
             first = max(defining, key=lambda i: score[i])
     picks = [first] + _part_picks(question, scored, with_heading, order, score)
@@ -304,12 +325,12 @@ def extract_answer(
 
     def cost(u: Unit) -> int:
         """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         return _shown_len(u) + (_shown_len(lead) if lead is not None and lead not in chosen else 0)
 
     def take(u: Unit) -> None:  # an item comes with the line introducing its list
         nonlocal used
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         if lead is not None and lead not in chosen:
             chosen.append(lead)
             used += _shown_len(lead)
@@ -333,15 +354,20 @@ def extract_answer(
             take(u)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
     for u in list(chosen):
-        lead = _introducer(u, at)
+        lead = introducer(u, at)
         if lead is not None and lead not in chosen and used + _shown_len(lead) <= budget_chars:
             chosen.append(lead)
             used += _shown_len(lead)
 
-    best = chosen[0]
-    lead = _introducer(best, at)
+    # The best unit first (not the lead a list item brings with it), under its lead; the other
+    # units under that lead follow it, so that none is shown under another item's lead.
+    best = next((u for u in chosen if u.kind in STATING), chosen[0])
+    lead = introducer(best, at)
     head = [lead, best] if lead in chosen else [best]
-    ordered = head + sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
+    rest = sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
+    if lead in chosen:
+        rest = [u for u in rest if introducer(u, at) is lead] + [u for u in rest if introducer(u, at) is not lead]
+    ordered = head + rest
     text = _render(ordered)
     while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
         ordered.pop()
@@ -355,7 +381,7 @@ def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order:
     best-scored unit holding a term of that part that no other part has (aspect words such
     as 思路、区别、作用 aside: they are asked of every part)."""
     parts = [_terms(p) for p in question_parts(question)]
-    picks: list[int] = []
+    ranked: list[list[int]] = []
     floor = SHORT_RELATIVE_SCORE * float(score.max())
     for k, own in enumerate(parts):
         # What tells a part from the others is the thing it names, not an aspect word the
@@ -364,27 +390,9 @@ def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order:
         distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k)) - ASPECT_WORDS
         if not distinct:
             continue
-        pick = next((i for i in order if distinct & terms[i] and score[i] >= floor), None)
-        if pick is not None:
-            picks.append(pick)
-    return picks
-
-
-def _introducer(u: Unit, at: dict[tuple[int, int], Unit]) -> Unit | None:
-    """The line that introduces list item or row ``u``: the lead ("缺点：") above its list,
-    or the label ("原始模型") of the list it is nested in."""
-    if u.kind not in ("item", "row"):
-        return None
-    before = at.get((u.n, u.order - 1))
-    while before is not None:
-        if before.kind == "lead" and before.depth <= u.depth:
-            return before
-        if before.kind == "label" and before.depth < u.depth:
-            return before
-        if before.kind not in ("item", "row", "label", "lead"):
-            return None
-        before = at.get((before.n, before.order - 1))
-    return None
+        ranked.append([i for i in order if distinct & terms[i] and score[i] >= floor][:PART_PICKS])
+    # Each part in turn: its best unit, then its second best, … (one part does not take the room).
+    return [r[k] for k in range(PART_PICKS) for r in ranked if k < len(r)]
 
 
 def _marker(u: Unit) -> int:

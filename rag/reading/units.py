@@ -14,8 +14,10 @@ What is never a unit that states something (kind ``sentence``, ``item``, ``row``
   names the topic of the units under it (``Unit.title``);
 * a question: a sentence ending in "?"/"？" asks, it does not answer;
 * a label: a list item of a few words with no explanation ("原始模型", "Prompt-tuning:") is
-  kind ``label`` or ``lead``, shown only to introduce the units under it;
-* fenced code, images, table rules, and pieces that carry citation-like ``[3]`` marks.
+  kind ``label`` or ``lead``, shown only to introduce the units under it; so is an item
+  that names the nested list right under it ("AUC(Area Under the Curve)" above "定义:…");
+* fenced code, images, table rules, HTML pasted into a note ("<ol><li>…"), and pieces that
+  carry citation-like ``[3]`` marks.
 
 Invariant: ``Unit.text`` is, whitespace aside, a verbatim piece of the passage it came from,
 so a citation after it points at a passage that says it.
@@ -73,6 +75,8 @@ _CODE_LINE = re.compile(
     r"^(?:def |class |import |from [\w.]+ import |return\b|@\w|if __name__|for \w+(?:, ?\w+)* in |while |with |"
     r"try:|except\b|elif |else:|print\(|super\()|^[\w.\[\]]+\s*[+\-*/]?=\s*(?:\S|\S.*[^.。])$|[{};(]$|^[)\]}]"
 )
+# A piece of HTML pasted into a note ("<ol><li>…</li>", "<br>") is markup around text, not a statement.
+_HTML_TAG = re.compile(r"</?(?:ol|ul|li|br|td|tr|th|table|div|span|p|font|center)\b[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
 
@@ -137,6 +141,14 @@ def _is_label(text: str) -> bool:
     """A few words and no clause: a name, not a statement."""
     words = len(HAN_BASIC_CHAR.findall(text)) / 2 + len(_LATIN_WORD.findall(text))
     return words <= LABEL_MAX_WORDS and not _LABEL_PUNCT.search(text.rstrip(":："))
+
+
+def _names_sublist(text: str, indent: int, after: list[tuple[str, str, int]]) -> bool:
+    """An item with a nested list right under it that makes no clause of its own
+    ("- AUC(Area Under the Curve)" above "- 定义:…", "- 应用:…") names what its sub-items say."""
+    nested = bool(after) and after[0][0] == "item" and after[0][2] > indent
+    return (nested and len(text) <= TITLE_MAX_CHARS and not _CLAIM_PUNCT.search(text)
+            and not text.endswith(_QUESTION_END))
 
 
 def starts_in_code(lines: list[str]) -> bool:
@@ -210,10 +222,10 @@ def split_units(n: int, text: str) -> list[Unit]:
     title = ""
 
     def add(text: str, kind: UnitKind, depth: int = 0) -> None:
-        if text and not _OWN_CITATION.search(text) and "![" not in text:
+        if text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text):
             units.append(Unit(n, len(units), text, kind, depth, title))
 
-    for block, text, indent in blocks:
+    for j, (block, text, indent) in enumerate(blocks):
         if block == "title":
             title = text
             continue
@@ -228,7 +240,7 @@ def split_units(n: int, text: str) -> list[Unit]:
         if block == "item" and text.endswith((":", "：")) and len(text) <= MAX_LEAD_CHARS:
             add(text, "lead", depth)  # "- Prompt-tuning:" introduces the items after it
             continue
-        if block == "item" and _is_label(text):
+        if block == "item" and (_is_label(text) or _names_sublist(text, indent, blocks[j + 1:j + 2])):
             add(text, "label", depth)  # "- 原始模型": a name without its point
             continue
         if block == "item" and len(text) <= MAX_UNIT_CHARS and not text.endswith(_QUESTION_END):
