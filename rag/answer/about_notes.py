@@ -12,7 +12,7 @@ from rag.answer.prompting import Language, number_sources
 from rag.reading.scope import Scope
 from rag.search.conversation import Message
 from rag.search.note_finder import NoteMatch, notes_list_text
-from rag.search.note_outline import OutlineItem, outline_text
+from rag.search.note_outline import NoteSection, OutlineItem, outline_text
 from rag.search.retrieval import Hit, RetrievalResult
 
 # A whole-note question that names no note ("这篇笔记讲了什么" at the start of a chat).
@@ -24,9 +24,16 @@ COMPOSED_MODES = ("which-notes", "note-summary")
 
 
 class NoteSearch(Protocol):
-    def find_notes(self, topic: str, scope: Scope | None = None) -> tuple[bool, list[NoteMatch]]: ...
+    """What answers about notes ask of the retriever (rag/search/retrieval.py implements it)."""
 
-    def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]: ...
+    def find_notes(self, topic: str, scope: Scope | None = None) -> tuple[bool, list[NoteMatch]]:
+        """(do the notes cover the topic, the notes that talk about it, best first)."""
+
+    def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]:
+        """(the note a whole-note question names, its outline in the note's order)."""
+
+    def note_sections(self, request: str) -> tuple[str | None, list[NoteSection]]:
+        """(the note a whole-note question names, its top-level sections with their passages)."""
 
 
 def prepare_notes_list(retriever: NoteSearch, question: str, topic: str, language: Language,

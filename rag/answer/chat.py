@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from rag.search.conversation import Message, is_followup, trim_history
-from rag.answer.about_notes import COMPOSED_MODES, prepare_notes_list, prepare_outline
+from rag.answer.about_notes import COMPOSED_MODES, NoteSearch, prepare_notes_list, prepare_outline
 from rag.answer.degeneration import RepetitionGuard
 from rag.core.errors import InputError
 from rag.answer.events import (Answer, ChatEvent, DoneEvent, EngineStatus, Mode, PreparedAnswer, SourcesEvent,
@@ -34,6 +34,7 @@ from rag.answer.prompting import (
     Language,
     Source,
     build_answer_prompt,
+    WINDOW_MARGIN,
     build_rewrite_prompt,
     cited_numbers,
     detect_language,
@@ -41,8 +42,8 @@ from rag.answer.prompting import (
     number_sources,
     parse_rewrite,
 )
-from rag.search.note_finder import NoteMatch, which_notes_topic
-from rag.search.note_outline import OutlineItem, summary_request
+from rag.search.note_finder import which_notes_topic
+from rag.search.note_outline import summary_request
 from rag.reading.scope import Scope
 from rag.search.retrieval import IndexStatus, RetrievalResult
 from rag.core.settings import Settings
@@ -65,26 +66,18 @@ log = logging.getLogger(__name__)
 
 # Rewriting a follow-up needs one short line, not an answer.
 REWRITE_MAX_TOKENS = 96
-# Tokens kept free between prompt and answer for the chat template's own markup.
-WINDOW_MARGIN = 16
 
 
 class QuestionError(InputError, ValueError):
     """The question cannot be answered as given; ``str(exc)`` is meant for the user."""
 
 
-class RetrieverLike(Protocol):
+class RetrieverLike(NoteSearch, Protocol):
     def retrieve(self, question: str, history: Sequence[Message] = (), k: int | None = None,
                  scope: Scope | None = None) -> RetrievalResult: ...
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
         """Cosines of answer units to the result's question (None: answers go by words alone)."""
-
-    def find_notes(self, topic: str, scope: Scope | None = None) -> tuple[bool, list[NoteMatch]]:
-        """(do the notes cover the topic, the notes that talk about it, best first)."""
-
-    def outline_note(self, request: str) -> tuple[str | None, list[OutlineItem]]:
-        """(the note a whole-note question names, its outline in the note's order)."""
 
     def status(self) -> IndexStatus: ...
 

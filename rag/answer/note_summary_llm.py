@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Iterator, Sequence
 
+from rag.answer.about_notes import NoteSearch
 from rag.answer.degeneration import RepetitionGuard
 from rag.answer.events import Answer, ChatEvent, DoneEvent, PreparedAnswer, TokenEvent
 from rag.answer.llm import ChatModel, LLMError, LLMUnavailable
-from rag.answer.prompting import (NOT_COVERED, Prompt, Source, build_answer_prompt, cited_numbers, number_sources,
-                                  validate_citations)
+from rag.answer.prompting import (NOT_COVERED, WINDOW_MARGIN, Prompt, Source, build_answer_prompt, cited_numbers,
+                                  number_sources, validate_citations)
 from rag.core.text import CITATION_RUN, Language
 from rag.reading.chunking import Chunk
 from rag.reading.units import cut_long
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 
 # A reply shorter than this (citations and spaces aside) says nothing about a section.
 MIN_REPLY_CHARS = 8
-# Tokens kept free between prompt and answer for the chat template's own markup (as chat.py).
-WINDOW_MARGIN = 16
 
 
 @dataclass(frozen=True)
@@ -267,15 +266,14 @@ def stream_summary(llm: ChatModel, temperature: float, prep: SummaryPrepared,
                            list(dict.fromkeys(invalid)), cancelled, relevant=True))
 
 
-def prepare_summary(retriever, llm: ChatModel, question: str, request: str, language: Language,
+def prepare_summary(retriever: NoteSearch, llm: ChatModel, question: str, request: str, language: Language,
                     history: list) -> SummaryPrepared | None:
     """The prepared answer and plan for an LLM summary of the note ``request`` names; None when
-    no note is named or found, or the retriever cannot give a note's sections (the extractive
-    outline then answers as before)."""
-    sections_of = getattr(retriever, "note_sections", None)
-    if sections_of is None or not request:
+    no note is named or found, or it has nothing to summarise (the extractive outline then
+    answers as before)."""
+    if not request:
         return None
-    source, sections = sections_of(request)
+    source, sections = retriever.note_sections(request)
     if source is None or not sections:
         return None
     plan = plan_summary(source, sections, language, llm)

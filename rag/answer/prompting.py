@@ -15,6 +15,9 @@ from rag.answer.llm.base import PromptMessage, estimate_tokens, messages_tokens
 from rag.search.retrieval import Hit
 from rag.core.text import CITATION, HAN_CHAR, Language, detect_language
 
+# Tokens kept free between prompt and answer for the chat template's own markup.
+WINDOW_MARGIN = 16
+
 
 # A passage shorter than this after cutting says too little to be worth a number.
 MIN_PASSAGE_CHARS = 120
