@@ -130,10 +130,14 @@ def _echoes(reply: str, instructions: Sequence[str]) -> bool:
     passage's label ("file › heading (lines a–b)")?"""
     if _LABEL_ECHO.search(reply):
         return True
-    squashed = re.sub(r"\s+", "", reply)
-    said = {squashed[i:i + ECHO_CHARS] for i in range(len(squashed) - ECHO_CHARS + 1)}
-    return any(re.sub(r"\s+", "", text)[i:i + ECHO_CHARS] in said
-               for text in instructions for i in range(len(re.sub(r"\s+", "", text)) - ECHO_CHARS + 1))
+    said = _windows(reply)
+    return any(not said.isdisjoint(_windows(text)) for text in instructions)
+
+
+def _windows(text: str) -> set[str]:
+    """Every run of ``ECHO_CHARS`` characters of ``text``, white space removed."""
+    squashed = re.sub(r"\s+", "", text)
+    return {squashed[i:i + ECHO_CHARS] for i in range(len(squashed) - ECHO_CHARS + 1)}
 
 
 def section_line(reply: str, numbers: dict[int, int], language: Language,
