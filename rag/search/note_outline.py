@@ -90,18 +90,27 @@ def outline(source: str, chunks: Sequence[Chunk], sections: Sequence[tuple[str, 
     A unit belongs to a section when it is quoted from a passage overlapping the section's
     lines and stands under the section's heading or one below it.
     """
-    mine = sorted((chunks[i] for i, c in enumerate(chunks) if c.source == source and i not in skip),
+    mine = _note_chunks(source, chunks, skip)
+    return [item for heading, first, last in sections
+            if (item := _section_item(mine, heading, first, last)) is not None]
+
+
+def _note_chunks(source: str, chunks: Sequence[Chunk], skip: set[int]) -> list[Chunk]:
+    """The passages of note ``source`` in line order, those in ``skip`` left out."""
+    return sorted((c for i, c in enumerate(chunks) if c.source == source and i not in skip),
                   key=lambda c: c.line_start)
-    items = []
-    for heading, first, last in sections:
-        units = [(u.text, c) for c in mine if c.line_start <= last and c.line_end >= first
-                 for u in split_units(0, c.text) if u.kind in STATING and _under(u.title, heading, c, first)]
-        if not units:
-            continue
-        informative = [(t, c) for t, c in units if len(t) >= MIN_INFORMATIVE_CHARS]
-        text, chunk = (informative or units)[0]
-        items.append(OutlineItem(ITEM.sub("", heading, count=1).strip(), text, chunk))
-    return items
+
+
+def _section_item(mine: Sequence[Chunk], heading: str, first: int, last: int) -> OutlineItem | None:
+    """The most informative unit of the section ``heading`` (lines ``first``-``last``) among the
+    note's passages ``mine``; None when the section states nothing."""
+    units = [(u.text, c) for c in mine if c.line_start <= last and c.line_end >= first
+             for u in split_units(0, c.text) if u.kind in STATING and _under(u.title, heading, c, first)]
+    if not units:
+        return None
+    informative = [(t, c) for t, c in units if len(t) >= MIN_INFORMATIVE_CHARS]
+    text, chunk = (informative or units)[0]
+    return OutlineItem(ITEM.sub("", heading, count=1).strip(), text, chunk)
 
 
 def _under(title: str, heading: str, chunk: Chunk, first: int) -> bool:
@@ -153,13 +162,11 @@ def note_sections(source: str, chunks: Sequence[Chunk], sections: Sequence[tuple
     """The top-level ``sections`` of note ``source`` (from ``structure.top_sections``) with the
     passages that overlap each (navigation and repeated footers, ``skip``, left out); a
     section with no passage and no extractive line is left out."""
-    mine = sorted((c for i, c in enumerate(chunks) if c.source == source and i not in skip),
-                  key=lambda c: c.line_start)
+    mine = _note_chunks(source, chunks, skip)
     out = []
     for heading, first, last in sections:
         passages = [c for c in mine if c.line_start <= last and c.line_end >= first]
-        items = outline(source, chunks, [(heading, first, last)], skip)
-        if passages or items:
-            out.append(NoteSection(ITEM.sub("", heading, count=1).strip(), first, last, passages,
-                                   items[0] if items else None))
+        item = _section_item(mine, heading, first, last)
+        if passages or item:
+            out.append(NoteSection(ITEM.sub("", heading, count=1).strip(), first, last, passages, item))
     return out
