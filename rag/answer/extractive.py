@@ -253,8 +253,13 @@ def extract_answer(
     # So is a list item about what the line introducing its list names ("- Prefix-tuning:"
     # above "- 影响整个解码过程").
     at = {(u.n, u.order): u for u in candidates}
+    leads = {key: introducer(u, at) for key, u in at.items()}
+
+    def lead_of(u: Unit) -> Unit | None:
+        return leads[(u.n, u.order)]
+
     for i, u in enumerate(scored):
-        lead = introducer(u, at)
+        lead = lead_of(u)
         if lead is not None:
             with_heading[i] = with_heading[i] | _terms(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
@@ -325,12 +330,12 @@ def extract_answer(
 
     def cost(u: Unit) -> int:
         """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
-        lead = introducer(u, at)
+        lead = lead_of(u)
         return _shown_len(u) + (_shown_len(lead) if lead is not None and lead not in chosen else 0)
 
     def take(u: Unit) -> None:  # an item comes with the line introducing its list
         nonlocal used
-        lead = introducer(u, at)
+        lead = lead_of(u)
         if lead is not None and lead not in chosen:
             chosen.append(lead)
             used += _shown_len(lead)
@@ -354,7 +359,7 @@ def extract_answer(
             take(u)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
     for u in list(chosen):
-        lead = introducer(u, at)
+        lead = lead_of(u)
         if lead is not None and lead not in chosen and used + _shown_len(lead) <= budget_chars:
             chosen.append(lead)
             used += _shown_len(lead)
@@ -362,11 +367,11 @@ def extract_answer(
     # The best unit first (not the lead a list item brings with it), under its lead; the other
     # units under that lead follow it, so that none is shown under another item's lead.
     best = next((u for u in chosen if u.kind in STATING), chosen[0])
-    lead = introducer(best, at)
+    lead = lead_of(best)
     head = [lead, best] if lead in chosen else [best]
     rest = sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
     if lead in chosen:
-        rest = [u for u in rest if introducer(u, at) is lead] + [u for u in rest if introducer(u, at) is not lead]
+        rest = [u for u in rest if lead_of(u) is lead] + [u for u in rest if lead_of(u) is not lead]
     ordered = head + rest
     text = _render(ordered)
     while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
