@@ -176,7 +176,7 @@ class Retriever:
         n_cand = min(max(s.candidates, k * 3), len(index.chunks))
         allowed = self._allowed(view, scope)
         signals, topic, own_top = self._candidates(query, index, n_cand, view.hubs, allowed)
-        fused = fuse(signals, s.fusion, s.rrf_k)
+        fused = fuse(signals, s.fusion, s.rrf_k, n_cand)
         unit = 1.0 / (s.rrf_k + 1) if s.fusion == "rrf" else 1.0  # what a first place is worth
         bonus = query.lean * s.topic_weight * (unit if s.fusion == "rrf" else SCORE_TOPIC_BONUS) if topic else 0.0
         if query.elliptical:
@@ -214,7 +214,7 @@ class Retriever:
         s = self.settings
         n_cand = min(max(s.candidates, NOTE_CANDIDATES), len(index.chunks))
         signals, _, own_top = self._candidates(query, index, n_cand, view.hubs, self._allowed(view, scope))
-        fused = fuse(signals, s.fusion, s.rrf_k)
+        fused = fuse(signals, s.fusion, s.rrf_k, n_cand)
         weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
         # A passage names the topic when its keyword terms hold every term of the topic.
         terms = set(tokenize(query.text)) - STOPWORDS
