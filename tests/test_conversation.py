@@ -23,3 +23,21 @@ def test_a_question_that_points_back_without_naming_its_subject_is_a_follow_up(q
 ])
 def test_a_pointer_followed_by_a_description_that_names_its_subject_is_a_complete_question(question):
     assert not is_followup(question)
+
+
+@pytest.mark.parametrize("question", [
+    "什么是过去式越狱？", "什么是量化", "蒸馏是什么？", "什么是归一化？", "解释一下过拟合", "为什么要量化？",
+    "量化有什么好处？",
+])
+def test_the_term_in_a_questions_subject_slot_names_its_subject_even_when_tagged_as_a_verb(question):
+    # jieba tags 量化 and 蒸馏 as verbs, 过去式越狱 as time + suffix + verb: names_subject alone
+    # read these as follow-ups, so after an unrelated exchange they searched the earlier topic.
+    assert not is_followup(question)
+
+
+@pytest.mark.parametrize("question", [
+    "优缺点是什么？", "整个过程是什么？", "到底是什么？", "具体是怎么做的？", "第二步是什么？", "最后是什么？",
+    "区别是什么？", "为什么？", "怎么做？",
+])
+def test_an_aspect_or_a_vague_word_in_the_subject_slot_still_refers_back(question):
+    assert is_followup(question)

@@ -69,6 +69,40 @@ def names_subject(text: str) -> bool:
     return False
 
 
+# The subject slot of a question's own grammar: "什么是X", "解释一下X", "为什么要X", "X是什么",
+# "X有哪些…", "X怎么…". Whatever fills it is what the question is about, even where the tagger
+# reads a term as a verb, a time word or a suffix ("过去式越狱" = 过去/t 式/k 越狱/v, "量化"/v,
+# "蒸馏"/v, "归一化"/l): names_subject alone took "什么是过去式越狱？" and "量化有什么好处？" for
+# follow-ups, so after an unrelated exchange they searched the earlier topic (dev-md m022: first
+# asked alone, third after another question).
+_SLOT_BEFORE = re.compile(r"^(?:请问|请)?\s*(?:什么是|什么叫做?|何为|何谓|解释一下|介绍一下|讲讲|讲一下|说说|说一下|"
+                          r"为什么要|为什么|为何|怎么|如何)(?P<slot>[^，,。？?！!；;]+)")
+_SLOT_AFTER = re.compile(r"^(?:请问|请)?\s*(?P<slot>[^，,。？?！!；;]+?)(?:是什么|是指什么|指的是什么|是啥|是指|"
+                         r"有什么|有哪些|有啥|是怎么|是如何|怎么|如何|为什么|为何)")
+# Tags of words that fill a slot without naming anything: pronouns, numbers and measure words
+# ("第二步"), time and place words ("最后", "之后"), distinguishing words ("整个"), adverbs
+# ("到底"), adjectives ("具体"), prepositions, conjunctions, particles.
+_NOT_NAMING_TAGS = ("r", "m", "q", "t", "f", "s", "b", "d", "a", "p", "c", "u", "y", "e", "o", "x", "z")
+
+
+def _slot_names_subject(text: str) -> bool:
+    """Does the subject slot of the question's grammar hold a word that names something?"""
+    from rag.index.bm25 import STOPWORDS
+    from jieba import posseg
+
+    for pattern in (_SLOT_BEFORE, _SLOT_AFTER):
+        match = pattern.match(text)
+        if match is None:
+            continue
+        for token in posseg.lcut(match.group("slot")):
+            word = token.word.strip()
+            if len(word) < 2 or word.lower() in STOPWORDS or word.lower() in _NOT_A_SUBJECT:
+                continue
+            if not token.flag.startswith(_NOT_NAMING_TAGS):
+                return True
+    return False
+
+
 def is_followup(question: str) -> bool:
     """Does the question refer back to earlier turns: "那…呢", a pronoun pointing at no
     subject the question itself named first ("它有哪些特点？", not "是否了解 triplet
@@ -83,7 +117,7 @@ def is_followup(question: str) -> bool:
         if names_subject(text[: pointer.end() - len(pointer.group(0))]):
             return False
         return not _describes(text, pointer)
-    return not names_subject(text)
+    return not (names_subject(text) or _slot_names_subject(text))
 
 
 def _describes(text: str, pointer: re.Match) -> bool:
