@@ -41,3 +41,17 @@ def test_the_term_in_a_questions_subject_slot_names_its_subject_even_when_tagged
 ])
 def test_an_aspect_or_a_vague_word_in_the_subject_slot_still_refers_back(question):
     assert is_followup(question)
+
+
+@pytest.mark.parametrize("question", [
+    "其实 LoRA 的秩怎么选？", "尤其是长文本时 KV cache 为什么占显存？", "彼此独立的两个 GPU 怎么同步梯度？",
+    "What is the difference between LoRA and AdaLoRA?",
+])
+def test_a_pointer_word_inside_a_longer_word_does_not_point_back(question):
+    assert not is_followup(question)
+
+
+@pytest.mark.parametrize("question", ["其作用是什么？", "此外还有吗？", "What is the difference between them?",
+                                      "What are its drawbacks?"])
+def test_a_pointer_word_of_its_own_still_points_back(question):
+    assert is_followup(question)

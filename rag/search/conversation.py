@@ -20,8 +20,10 @@ class Message:
 
 
 # Words that point back at something said earlier, and openers that continue a thread.
+# 其, 它 and 此 point back only as words of their own, not inside 其实, 尤其, 极其, 其它, 其他,
+# 彼此, 因此, 如此 ("其实 LoRA 的秩怎么选？" is a complete question).
 _ANAPHORA = re.compile(
-    r"它|其|这个|那个|这种|那种|这些|那些|这么|这样|那样|该方法|该模型|此|上述|前者|后者|两者|这部分|这段|里面|"
+    r"(?<!其)它|(?<![尤极与])其(?![实他它余次])|这个|那个|这种|那种|这些|那些|这么|这样|那样|该方法|该模型|(?<![因如彼从])此|上述|前者|后者|两者|这部分|这段|里面|"
     r"\b(it|its|they|them|their|this|that|these|those|the former|the latter)\b",
     re.IGNORECASE,
 )
@@ -40,7 +42,10 @@ _DESCRIPTION_END = re.compile(r"[，,。？?！!；;]")
 _NOT_A_SUBJECT = frozenset(
     "了解 知道 说 说说 讲 讲讲 介绍 请问 一下 是 有 吗 呢 为何 怎么样 哪 哪里 最后 之间 以后 之后 之前 然后 还要 "
     "优点 缺点 优缺点 特点 作用 功能 原理 区别 不同 思路 步骤 流程 方法 问题 局限 影响 好处 不足 应用 场景 用途 例子 "
-    "代码 细节 参数 定义 含义 意思 原因 结果 过程 部分 地方 事 东西 时候 情况 方面 一轮 other else about".split()
+    "代码 细节 参数 定义 含义 意思 原因 结果 过程 部分 地方 事 东西 时候 情况 方面 一轮 other else about "
+    "difference differences advantage advantages disadvantage disadvantages drawback drawbacks benefit benefits "
+    "pros cons purpose role idea principle method way step steps example examples problem problems reason "
+    "result results process detail details definition meaning effect between among versus vs compared".split()
 )
 
 
