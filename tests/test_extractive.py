@@ -404,3 +404,18 @@ def test_a_question_about_what_something_is_for_prefers_the_unit_that_says_what_
     assert "共同的特征空间" in extract_answer("输入投影器有什么作用？", sources, **ask).text
     monkeypatch.setattr(extractive, "PURPOSE_BONUS", 0.0)
     assert "共同的特征空间" not in extract_answer("输入投影器有什么作用？", sources, **ask).text
+
+
+def test_after_the_first_line_units_come_by_relevance_not_by_where_they_stand_in_the_note():
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    # A plain-text note read whole: a neighbouring question's sentence stands before the asked one.
+    text = ("多模态大模型可以处理文本和图像。\n\n"
+            "复读机问题是指模型反复生成同样的内容。\n\n"
+            "复读机问题的缓解方法是引入随机采样和重复惩罚。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "面试题", 1, 5, text))])
+    answer = extract_answer("复读机问题是什么，怎么缓解复读机问题？", sources, budget_chars=500).text
+    assert answer.index("复读机问题是指") < answer.index("缓解方法")
+    if "多模态" in answer:  # whatever else fits comes after what the question asks about
+        assert answer.index("缓解方法") < answer.index("多模态"), answer

@@ -111,6 +111,8 @@ SHORT_ANSWER_SHARE = 0.7
 # A unit whose characters are mostly (this share of its character pairs) in the question
 # only says the question back.
 REPEATS_QUESTION = 0.8
+# Lists nest a few levels at most; the walk up to a block's first lead stops there.
+MAX_LEAD_DEPTH = 8
 
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
@@ -369,7 +371,25 @@ def extract_answer(
     best = next((u for u in chosen if u.kind in STATING), chosen[0])
     lead = lead_of(best)
     head = [lead, best] if lead in chosen else [best]
-    rest = sorted((u for u in chosen if u not in head), key=lambda u: (u.n, u.order))
+    # Then relevance before reading order: each block (a list with the line introducing it, or
+    # a sentence) where its best unit ranks, in reading order inside the block; a neighbouring
+    # question of the same note read whole no longer opens the answer's second line because it
+    # comes first in the note.
+    position = {id(scored[i]): p for p, i in enumerate(order)}
+
+    def block(u: Unit) -> int:
+        for _ in range(MAX_LEAD_DEPTH):
+            above = lead_of(u)
+            if above is None:
+                break
+            u = above
+        return id(u)
+
+    block_rank: dict[int, int] = {}
+    for u in chosen:
+        b = block(u)
+        block_rank[b] = min(block_rank.get(b, len(order)), position.get(id(u), len(order)))
+    rest = sorted((u for u in chosen if u not in head), key=lambda u: (block_rank[block(u)], u.n, u.order))
     if lead in chosen:
         rest = [u for u in rest if lead_of(u) is lead] + [u for u in rest if lead_of(u) is not lead]
     ordered = head + rest
