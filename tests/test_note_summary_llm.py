@@ -197,3 +197,14 @@ def test_the_note_a_whole_note_question_names_is_kept_without_the_asking_words(q
     from rag.search.note_outline import summary_request
 
     assert summary_request(question) == request_
+
+
+def test_a_whole_note_question_about_no_note_searches_the_notes_once_with_an_llm(settings, embedder, monkeypatch):
+    retriever = Retriever.from_settings(settings, embedder)
+    searches = []
+    find_notes = retriever.find_notes
+    monkeypatch.setattr(retriever, "find_notes", lambda *a, **kw: searches.append(a) or find_notes(*a, **kw))
+    model = RepliesModel(["不该被调用 [1]。"])
+    answer = ChatEngine(settings, retriever, model).ask("总结一下《Zorbulon Quaxifier》这篇笔记")
+    # The LLM summary finds no note, and the extractive outline it falls back to does not search again.
+    assert len(searches) == 1 and not model.calls, (searches, answer.text)

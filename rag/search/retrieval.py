@@ -137,6 +137,9 @@ class Retriever:
         self._embedder = embedder
         self._reranker = reranker if reranker is not None else make_reranker(settings)
         self.served = ServedIndex(settings, lambda: self.embedder.identity)
+        # The last note a whole-note request named, per index version: the LLM summary and the
+        # outline it falls back to ask for the same request one after the other.
+        self._last_note: tuple[tuple[str, str], tuple] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> "Retriever":
@@ -237,6 +240,15 @@ class Retriever:
 
     def _note_structure(self, request: str) -> tuple[str | None, list[Chunk], list[tuple[str, int, int]], set[int]]:
         view = self._current_view()
+        key = (request, view.index.manifest.version)
+        last = self._last_note
+        if last is not None and last[0] == key:
+            return last[1]
+        found = self._find_note_structure(view, request)
+        self._last_note = (key, found)
+        return found
+
+    def _find_note_structure(self, view: IndexView, request: str):
         chunks = view.index.chunks
         source = note_by_name(request, chunks)
         if source is None and request.strip():
