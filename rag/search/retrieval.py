@@ -21,6 +21,7 @@ from rag.search.note_outline import NoteSection, OutlineItem, note_by_name, note
 from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
 from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
+from rag.search.unit_signal import NO_UNIT, best_unit_scores
 from rag.core.settings import Settings
 from rag.core.text import latin_share
 from rag.index.unit_vectors import MAX_EMBEDDED_WHEN_ASKED
@@ -340,6 +341,13 @@ class Retriever:
         signals.append(Signal(title_ids[0], title_scores[0], s.title_weight))
         kw_ids = np.array([i for i in np.argsort(-keyword)[:n] if keyword[i] > 0], dtype=np.int64)
         signals.append(Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
+        if s.unit_weight > 0 and index.units is not None:
+            pool = np.unique(np.concatenate([sig.ids[sig.ids >= 0] for sig in signals]))
+            best = best_unit_scores(index.units, query.own_vector, len(index.chunks), pool)
+            if allowed is not None:
+                best = np.where(allowed, best, NO_UNIT)
+            unit_ids = np.array([i for i in np.argsort(-best)[:n] if best[i] > NO_UNIT], dtype=np.int64)
+            signals.append(Signal(unit_ids, best[unit_ids], s.unit_weight))
         return signals, topic, own_top
 
     def is_relevant(self, question: str, top_dense: float, index: LoadedIndex) -> bool:
