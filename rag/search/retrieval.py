@@ -21,6 +21,7 @@ from rag.search.note_outline import NoteSection, OutlineItem, note_by_name, note
 from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
 from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
+from rag.search.windows import fit_budget, question_terms
 from rag.core.settings import Settings
 from rag.core.text import latin_share
 from rag.index.unit_vectors import MAX_EMBEDDED_WHEN_ASKED
@@ -40,6 +41,17 @@ class Hit:
     # The passage that matched, when the hit is read as a larger section around it ("" : the
     # whole hit matched). Not part of the JSON contract: answers use it to look there first.
     focus: str = ""
+    # What an answer with a character budget (the prompt's context_chars) reads of the hit, when
+    # not all of it: a long hit that, after the hits before it, would pass the budget is read as
+    # the stretch of it that matches the question (rag/search/windows.py), so the next hits are
+    # still read. None: read whole. Not part of the JSON contract; the hit itself stays whole for
+    # the extractive answer and for what is shown.
+    window: Chunk | None = None
+
+    @property
+    def reading(self) -> Chunk:
+        """The hit as a budgeted reader (the answer prompt) reads it: its window, else all of it."""
+        return self.window or self.chunk
 
     @property
     def source(self) -> str:
@@ -137,6 +149,7 @@ class Retriever:
         self._embedder = embedder
         self._reranker = reranker if reranker is not None else make_reranker(settings)
         self.served = ServedIndex(settings, lambda: self.embedder.identity)
+        self._notes_read: dict[tuple[str, int, int], list[str]] = {}  # oldest first
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> "Retriever":
@@ -189,11 +202,32 @@ class Retriever:
             order = self._reranker.rerank(query.text, [index.chunks[i].embedding_text() for i in head])
             ranked = [head[j] for j in order] + ranked[len(head):]
         selected = select_hits(ranked, view.sections, k, s.dedup_similarity, s.expand_budget_chars)
+        # Long later hits are read as the window that matches, so the next ones fit the budget.
+        read = fit_budget(selected, index.chunks, question_terms(query.text, query.context, index.bm25),
+                          s.context_chars, self._note_lines)
         hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk,
-                    focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "")
-                for r, (idx, chunk) in enumerate(selected)]
+                    focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "",
+                    window=window if window is not chunk else None)
+                for r, ((idx, chunk), window) in enumerate(zip(selected, read))]
         relevant = self.is_relevant(question, own_top, index)
         return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector)
+
+    def _note_lines(self, source: str) -> list[str] | None:
+        """The note's lines as the build read them (None: gone or unreadable since), for the
+        exact line span of a window (rag/search/windows.py); the last ``NOTES_KEPT`` read are
+        kept while their file is unchanged (a note is read again each time it is windowed
+        otherwise: ~4 ms a question on the sample notes)."""
+        path = self.settings.corpus_dir / source
+        try:
+            stat = path.stat()
+            key = (source, stat.st_mtime_ns, stat.st_size)
+            if key not in self._notes_read:
+                self._notes_read[key] = load_document(path, source, self.settings.max_file_bytes).lines
+                while len(self._notes_read) > NOTES_KEPT:
+                    self._notes_read.pop(next(iter(self._notes_read)))
+            return self._notes_read[key]
+        except (OSError, IngestError):
+            return None
 
     def _allowed(self, view: IndexView, scope: Scope | None) -> np.ndarray | None:
         """The passages a scope allows (None: all); raises ScopeEmpty when it allows none."""
@@ -350,6 +384,9 @@ class Retriever:
                 return False
         return True
 
+
+# Notes whose lines are kept for windows' line spans: a question windows at most a few hits.
+NOTES_KEPT = 8
 
 _LATIN_TERM = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{2,}")
 
