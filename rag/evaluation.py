@@ -63,15 +63,18 @@ def first_hit_rank(hits: Sequence[Hit], gold: Gold) -> int | None:
 def within_budget(hits: Sequence[Hit], gold: Gold, budget: int = CONTEXT_BUDGET) -> bool:
     """Is the gold among the passages an LLM would read, in rank order, within ``budget`` characters?
 
-    The last passage is cut to what is left of the budget, and its line span with it.
+    Each hit is read as the answer prompt reads it (``Hit.reading``: its window past the
+    budget, rag/search/windows.py); the last passage is cut to what is left of the budget,
+    and its line span with it.
     """
     used = 0
     for hit in hits:
-        text = hit.text[: budget - used]
-        line_end = hit.line_end
-        if len(text) < len(hit.text):
-            line_end = min(hit.line_end, hit.line_start + text.count("\n"))
-        if gold.matches(hit.source, hit.line_start, line_end, text):
+        read = hit.reading
+        text = read.text[: budget - used]
+        line_end = read.line_end
+        if len(text) < len(read.text):
+            line_end = min(read.line_end, read.line_start + text.count("\n"))
+        if gold.matches(read.source, read.line_start, line_end, text):
             return True
         used += len(text)
         if used >= budget:

@@ -12,6 +12,7 @@ from typing import Callable, Collection, Iterable, Sequence
 
 from rag.search.conversation import Message
 from rag.answer.llm.base import PromptMessage, estimate_tokens, messages_tokens
+from rag.reading.chunking import Chunk
 from rag.search.retrieval import Hit
 from rag.core.text import CITATION, HAN_CHAR, Language, detect_language
 
@@ -32,12 +33,21 @@ class Source:
 
     @property
     def label(self) -> str:
-        heading = self.hit.heading.replace(" > ", " › ")
-        where = f"{self.hit.source} › {heading}" if heading else self.hit.source
-        return f"{where} (lines {self.hit.line_start}–{self.hit.line_end})"
+        return _label(self.hit.chunk)
+
+    @property
+    def reading_label(self) -> str:
+        """The label of what the answer prompt reads of the hit (its window, when it has one)."""
+        return _label(self.hit.reading)
 
     def to_dict(self) -> dict:
         return {"n": self.n, "label": self.label, **self.hit.to_dict()}
+
+
+def _label(chunk: Chunk) -> str:
+    heading = chunk.heading.replace(" > ", " › ")
+    where = f"{chunk.source} › {heading}" if heading else chunk.source
+    return f"{where} (lines {chunk.line_start}–{chunk.line_end})"
 
 
 def number_sources(hits: Iterable[Hit]) -> list[Source]:
@@ -107,14 +117,14 @@ def _passages_block(sources: Sequence[Source], char_budget: int) -> tuple[list[S
         if shown and remaining < MIN_PASSAGE_CHARS:
             truncated = True
             break
-        text = source.hit.text.strip()
+        text = source.hit.reading.text.strip()  # a long hit past the budget: its window
         if len(text) > remaining:
             text = _cut(text, max(remaining, MIN_PASSAGE_CHARS))
             truncated = True
         # Renumbered densely so that a passage left out never leaves a gap in the citations.
         numbered = Source(len(shown) + 1, source.hit)
         shown.append(numbered)
-        blocks.append(f"[{numbered.n}] {numbered.label}\n{text}")
+        blocks.append(f"[{numbered.n}] {numbered.reading_label}\n{text}")
         used += len(text)
     return shown, blocks, used, truncated
 

@@ -11,8 +11,6 @@ import numpy as np
 from rag.index.bm25 import STOPWORDS, tokenize
 from rag.reading.chunking import Chunk
 from rag.reading.structure import top_sections
-from rag.reading.ingest import IngestError
-from rag.reading.loaders import load_document
 from rag.search.conversation import Message, followup_context, is_followup
 from rag.index.embedders.factory import Embedder, make_embedder
 from rag.index.hubness import dehub
@@ -22,6 +20,8 @@ from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
 from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
 from rag.search.unit_signal import NO_UNIT, best_unit_scores
+from rag.search.windows import fit_budget, question_terms
+from rag.search.note_lines import NoteLines
 from rag.core.settings import Settings
 from rag.core.text import latin_share
 from rag.index.unit_vectors import MAX_EMBEDDED_WHEN_ASKED
@@ -41,6 +41,17 @@ class Hit:
     # The passage that matched, when the hit is read as a larger section around it ("" : the
     # whole hit matched). Not part of the JSON contract: answers use it to look there first.
     focus: str = ""
+    # What an answer with a character budget (the prompt's context_chars) reads of the hit, when
+    # not all of it: a long hit that, after the hits before it, would pass the budget is read as
+    # the stretch of it that matches the question (rag/search/windows.py), so the next hits are
+    # still read. None: read whole. Not part of the JSON contract; the hit itself stays whole for
+    # the extractive answer and for what is shown.
+    window: Chunk | None = None
+
+    @property
+    def reading(self) -> Chunk:
+        """The hit as a budgeted reader (the answer prompt) reads it: its window, else all of it."""
+        return self.window or self.chunk
 
     @property
     def source(self) -> str:
@@ -138,9 +149,9 @@ class Retriever:
         self._embedder = embedder
         self._reranker = reranker if reranker is not None else make_reranker(settings)
         self.served = ServedIndex(settings, lambda: self.embedder.identity)
-        # The last note a whole-note request named, per index version: the LLM summary and the
-        # outline it falls back to ask for the same request one after the other.
+        # The last whole-note request's note per version: the LLM summary, then the outline, ask.
         self._last_note: tuple[tuple[str, str], tuple] | None = None
+        self._notes = NoteLines(settings.corpus_dir, settings.max_file_bytes)
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> "Retriever":
@@ -193,9 +204,13 @@ class Retriever:
             order = self._reranker.rerank(query.text, [index.chunks[i].embedding_text() for i in head])
             ranked = [head[j] for j in order] + ranked[len(head):]
         selected = select_hits(ranked, view.sections, k, s.dedup_similarity, s.expand_budget_chars)
+        # Long later hits are read as the window that matches, so the next ones fit the budget.
+        read = fit_budget(selected, index.chunks, question_terms(query.text, query.context, index.bm25),
+                          s.context_chars, self._notes.lines)
         hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk,
-                    focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "")
-                for r, (idx, chunk) in enumerate(selected)]
+                    focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "",
+                    window=window if window is not chunk else None)
+                for r, ((idx, chunk), window) in enumerate(zip(selected, read))]
         relevant = self.is_relevant(question, own_top, index)
         return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector)
 
@@ -258,11 +273,10 @@ class Retriever:
         if source is None:
             return None, [], [], set()
         skip = {int(i) for i in np.flatnonzero(view.boilerplate)}
-        try:  # the note's own structure, read the way the build read it
-            lines = load_document(self.settings.corpus_dir / source, source, self.settings.max_file_bytes).lines
-            sections = top_sections(lines)
-        except (OSError, IngestError):  # gone or unreadable since the build: the note as one section
-            sections = [("", 1, max(c.line_end for c in chunks if c.source == source))]
+        lines = self._notes.lines(source)  # the note's own structure, read the way the build read it
+        # Gone or unreadable since the build: the note as one section.
+        sections = top_sections(lines) if lines is not None else \
+            [("", 1, max(c.line_end for c in chunks if c.source == source))]
         return source, chunks, sections, skip
 
     def unit_similarity(self, result: RetrievalResult) -> Callable[[Sequence[str]], np.ndarray] | None:
