@@ -76,6 +76,13 @@ RANK_WEIGHT = 1.0
 # 0.5 / 0.75 / 1.0 / 1.25 / 2.0 gave dev 0.766 / 0.780 / 0.780 / 0.790 / 0.770 (md 0.633 /
 # 0.633 / 0.640 / 0.640 / 0.648) with bench/answer_quality.py.
 FOLLOWUP_SEMANTIC_WEIGHT = 1.25
+# Meaning counts at least this much, however well the words match: where some unit holds every
+# word of the question, several usually do (a heading's words count for all units under it), and
+# meaning is what tells them apart. 0.05 / 0.1 / 0.15 / 0.2 / 0.25 / 0.3 / 0.5 gave dev 0.808 (0.798
+# without) up to 0.2, then 0.808 / 0.808 / 0.796; dev-md 0.724 (0.724 without) up to 0.2, then
+# 0.713 / 0.715 / 0.704 (bench/answer_quality.py, round 4 of bench/README.md); 0.1 is inside both
+# plateaus.
+SEMANTIC_FLOOR = 0.1
 # Meaning counts within this cosine of the best unit: e5 puts every sentence of a
 # retrieved passage at 0.75-0.9 to the question, so only the top of that range tells.
 SEMANTIC_SPAN = 0.1
@@ -280,6 +287,7 @@ def extract_answer(
         own_lexical = max(((1 - HEADING_SHARE) * _lexical(own, t) + HEADING_SHARE * _lexical(own, h)
                            for t, h in zip(unit_terms, with_heading)), default=0.0)
         semantic_weight = FOLLOWUP_SEMANTIC_WEIGHT * (1.0 - own_lexical)
+    semantic_weight = max(semantic_weight, SEMANTIC_FLOOR)
     # The passage retrieval ranked first, and any other piece of the same section, come first.
     top = sources[0].hit
     same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}
