@@ -44,7 +44,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
-from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_purpose, asks_why, question_intent
+from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, cut_long, join_lines, split_units, unit_key
 
@@ -110,6 +110,12 @@ CAUSE_BONUS = 0.25
 # 0.6 / 0.75 / 1.0: 0.791 / 0.798 / 0.798 / 0.798 / 0.798 / 0.798 / 0.791 / 0.778), checked on
 # dev-md (0.710 up to 0.4, 0.724 from 0.5 on); 0.5 is on dev's plateau and md's best.
 PURPOSE_BONUS = 0.5
+# A line of code answers only a question about code: for any other, it ranks this much lower (as
+# much as the rank weight, a passage's worth). An English follow-up's vector found lines such as
+# "TransformerBlock(" nearest ("Why does that happen in the first place?" was answered with 13 of
+# them). 0.25 / 0.5 / 0.75 / 1.0 / 1.5 / 2.0 / 5.0 gave dev 0.808 / 0.808 / 0.828 from 0.75 on (0.808
+# without), dev-md 0.724 at all (bench/answer_quality.py, round 4 of bench/README.md).
+CODE_PENALTY = 1.0
 # A unit is kept only when its score reaches this share of the best unit's...
 MIN_RELATIVE_SCORE = 0.45
 # ...or, while the answer is shorter than this share of the budget, this lower share.
@@ -310,7 +316,10 @@ def extract_answer(
     passage_gap = PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
     why = asks_why(question)
     purpose = asks_purpose(question)
+    code_asked = asks_code(f"{question} {context}")
     for i, u in enumerate(scored):
+        if u.kind == "code" and not code_asked:
+            score[i] -= CODE_PENALTY
         if intent == "list" and u.kind in ("item", "row"):
             score[i] += LIST_BONUS
         if u.order <= 1:
