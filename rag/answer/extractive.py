@@ -19,8 +19,8 @@ How a unit is chosen (no rule names a note, heading or question):
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
   why-question favours a unit stating a cause, a what-for question one saying what the thing
-  does (``rag.answer.asking``); a unit that only repeats the question, or the passage's own
-  title, is never taken;
+  does, and a line of code ranks low unless the question is about code (``rag.answer.asking``); a
+  unit that only repeats the question, or the passage's own title, is never taken;
 * the best units are taken until the budget is spent; the best one is shown first (under
   the lead of its list, its sibling items after it), the others in reading order; a list
   item is shown under the line that introduces it, never across a heading
