@@ -19,8 +19,8 @@ How a unit is chosen (no rule names a note, heading or question):
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
   why-question favours a unit stating a cause, a what-for question one saying what the thing
-  does (``rag.answer.asking``); a unit that only repeats the question, or the passage's own
-  title, is never taken;
+  does, and a line of code ranks low unless the question is about code (``rag.answer.asking``); a
+  unit that only repeats the question, or the passage's own title, is never taken;
 * the best units are taken until the budget is spent; the best one is shown first (under
   the lead of its list, its sibling items after it), the others in reading order; a list
   item is shown under the line that introduces it, never across a heading
@@ -44,9 +44,10 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
-from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_purpose, asks_why, question_intent
+from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
 from rag.answer.unit_lists import introducer
-from rag.reading.units import ITEM, STATING, Unit, cut_long, join_lines, split_units, unit_key
+from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
+from rag.answer.rendering import fit_unit, render_units, shown_len
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
 
@@ -76,6 +77,13 @@ RANK_WEIGHT = 1.0
 # 0.5 / 0.75 / 1.0 / 1.25 / 2.0 gave dev 0.766 / 0.780 / 0.780 / 0.790 / 0.770 (md 0.633 /
 # 0.633 / 0.640 / 0.640 / 0.648) with bench/answer_quality.py.
 FOLLOWUP_SEMANTIC_WEIGHT = 1.25
+# Meaning counts at least this much, however well the words match: where some unit holds every
+# word of the question, several usually do (a heading's words count for all units under it), and
+# meaning is what tells them apart. 0.05 / 0.1 / 0.15 / 0.2 / 0.25 / 0.3 / 0.5 gave dev 0.808 (0.798
+# without) up to 0.2, then 0.808 / 0.808 / 0.796; dev-md 0.724 (0.724 without) up to 0.2, then
+# 0.713 / 0.715 / 0.704 (bench/answer_quality.py, round 4 of bench/README.md); 0.1 is inside both
+# plateaus.
+SEMANTIC_FLOOR = 0.1
 # Meaning counts within this cosine of the best unit: e5 puts every sentence of a
 # retrieved passage at 0.75-0.9 to the question, so only the top of that range tells.
 SEMANTIC_SPAN = 0.1
@@ -103,6 +111,12 @@ CAUSE_BONUS = 0.25
 # 0.6 / 0.75 / 1.0: 0.791 / 0.798 / 0.798 / 0.798 / 0.798 / 0.798 / 0.791 / 0.778), checked on
 # dev-md (0.710 up to 0.4, 0.724 from 0.5 on); 0.5 is on dev's plateau and md's best.
 PURPOSE_BONUS = 0.5
+# A line of code answers only a question about code: for any other, it ranks this much lower (as
+# much as the rank weight, a passage's worth). An English follow-up's vector found lines such as
+# "TransformerBlock(" nearest ("Why does that happen in the first place?" was answered with 13 of
+# them). 0.25 / 0.5 / 0.75 / 1.0 / 1.5 / 2.0 / 5.0 gave dev 0.808 / 0.808 / 0.828 from 0.75 on (0.808
+# without), dev-md 0.724 at all (bench/answer_quality.py, round 4 of bench/README.md).
+CODE_PENALTY = 1.0
 # A unit is kept only when its score reaches this share of the best unit's...
 MIN_RELATIVE_SCORE = 0.45
 # ...or, while the answer is shorter than this share of the budget, this lower share.
@@ -282,6 +296,7 @@ def extract_answer(
         own_lexical = max(((1 - HEADING_SHARE) * _lexical(own, t) + HEADING_SHARE * _lexical(own, h)
                            for t, h in zip(unit_terms, with_heading)), default=0.0)
         semantic_weight = FOLLOWUP_SEMANTIC_WEIGHT * (1.0 - own_lexical)
+    semantic_weight = max(semantic_weight, SEMANTIC_FLOOR)
     # The passage retrieval ranked first, and any other piece of the same section, come first.
     top = sources[0].hit
     same_section = {s.n for s in sources if s.hit.source == top.source and s.hit.heading == top.heading}
@@ -304,7 +319,10 @@ def extract_answer(
     passage_gap = PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
     why = asks_why(question)
     purpose = asks_purpose(question)
+    code_asked = asks_code(f"{question} {context}")
     for i, u in enumerate(scored):
+        if u.kind == "code" and not code_asked:
+            score[i] -= CODE_PENALTY
         if intent == "list" and u.kind in ("item", "row"):
             score[i] += LIST_BONUS
         if u.order <= 1:
@@ -333,24 +351,24 @@ def extract_answer(
     def cost(u: Unit) -> int:
         """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
         lead = lead_of(u)
-        return _shown_len(u) + (_shown_len(lead) if lead is not None and lead not in chosen else 0)
+        return shown_len(u) + (shown_len(lead) if lead is not None and lead not in chosen else 0)
 
     def take(u: Unit) -> None:  # an item comes with the line introducing its list
         nonlocal used
         lead = lead_of(u)
         if lead is not None and lead not in chosen:
             chosen.append(lead)
-            used += _shown_len(lead)
+            used += shown_len(lead)
         chosen.append(u)
-        used += _shown_len(u)
+        used += shown_len(u)
 
     for i in dict.fromkeys(picks):
         u = scored[i]
         if used + cost(u) <= budget_chars:
             take(u)
         elif not chosen:  # the best unit alone is too long: its first clauses
-            chosen.append(_fit(u, budget_chars))
-            used += _shown_len(chosen[-1])
+            chosen.append(fit_unit(u, budget_chars))
+            used += shown_len(chosen[-1])
     # Then the best units above the floor; a short answer reaches a little lower.
     for share, up_to in ((MIN_RELATIVE_SCORE, budget_chars), (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)):
         floor = share * float(score.max())
@@ -362,9 +380,9 @@ def extract_answer(
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
     for u in list(chosen):
         lead = lead_of(u)
-        if lead is not None and lead not in chosen and used + _shown_len(lead) <= budget_chars:
+        if lead is not None and lead not in chosen and used + shown_len(lead) <= budget_chars:
             chosen.append(lead)
-            used += _shown_len(lead)
+            used += shown_len(lead)
 
     # The best unit first (not the lead a list item brings with it), under its lead; the other
     # units under that lead follow it, so that none is shown under another item's lead.
@@ -393,10 +411,10 @@ def extract_answer(
     if lead in chosen:
         rest = [u for u in rest if lead_of(u) is lead] + [u for u in rest if lead_of(u) is not lead]
     ordered = head + rest
-    text = _render(ordered)
+    text = render_units(ordered)
     while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
         ordered.pop()
-        text = _render(ordered)
+        text = render_units(ordered)
     return ExtractiveAnswer(text, list(dict.fromkeys(u.n for u in ordered)), ordered, intent)
 
 
@@ -418,67 +436,3 @@ def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order:
         ranked.append([i for i in order if distinct & terms[i] and score[i] >= floor][:PART_PICKS])
     # Each part in turn: its best unit, then its second best, … (one part does not take the room).
     return [r[k] for k in range(PART_PICKS) for r in ranked if k < len(r)]
-
-
-def _marker(u: Unit) -> int:
-    return len(f" [{u.n}]") if u.kind != "lead" and u.kind != "label" else 0
-
-
-def _shown_len(u: Unit) -> int:
-    """Characters ``u`` takes in the answer: its text, its citation and its list mark."""
-    if u.kind in ("item", "row", "label"):
-        return len(u.text) + 3 + 2 * u.depth + _marker(u)  # "- ", nesting and the line break
-    if u.kind == "code":
-        return len(u.text) + 3 + _marker(u)  # backticks and the line break
-    return len(u.text) + 1 + _marker(u)
-
-
-def _fit(u: Unit, budget_chars: int) -> Unit:
-    """``u`` cut at a clause end so that it fits ``budget_chars`` with its marks."""
-    room = budget_chars - (_shown_len(u) - len(u.text))
-    return Unit(u.n, u.order, cut_long(u.text, max(room, 1)), u.kind, u.depth, u.title)
-
-
-def _render(units: Sequence[Unit]) -> str:
-    """Sentences of one passage run on as a paragraph; items and rows are list lines."""
-    lines: list[str] = []
-    paragraph: list[str] = []
-    last_n = None
-    depths: dict[int, int] = {}  # depth of the last item shown, per passage
-    rows = {(u.n, u.order - 1) for u in units if u.kind == "row"}
-
-    def at_table_header(u: Unit) -> bool:
-        return (u.n, u.order) in rows and "|" in u.text
-
-    def close() -> None:
-        if paragraph:
-            text = paragraph[0]
-            for sentence in paragraph[1:]:
-                text = join_lines(text, sentence)
-            lines.append(text)
-            paragraph.clear()
-
-    for u in units:
-        if u.n != last_n:
-            close()
-        last_n = u.n
-        if u.kind in ("item", "row"):
-            close()
-            # Nesting is kept only under a shown parent: an orphan sub-item becomes top level.
-            depth = min(u.depth, depths.get(u.n, -1) + 1)
-            depths[u.n] = depth
-            lines.append(f"{'  ' * depth}- {u.text} [{u.n}]")
-        elif u.kind == "lead":
-            close()
-            lines.append(f"{'  ' * u.depth}- {u.text}" if at_table_header(u) or u.depth else u.text)
-        elif u.kind == "label":  # the name of the nested list below it, shown as its parent item
-            close()
-            depths[u.n] = u.depth
-            lines.append(f"{'  ' * u.depth}- {u.text}")
-        elif u.kind == "code":
-            close()
-            lines.append(f"`{u.text}` [{u.n}]")
-        else:
-            paragraph.append(f"{u.text} [{u.n}]")
-    close()
-    return "\n".join(lines)

@@ -75,6 +75,9 @@ _CODE_LINE = re.compile(
     r"^(?:def |class |import |from [\w.]+ import |return\b|@\w|if __name__|for \w+(?:, ?\w+)* in |while |with |"
     r"try:|except\b|elif |else:|print\(|super\()|^[\w.\[\]]+\s*[+\-*/]?=\s*(?:\S|\S.*[^.。])$|[{};(]$|^[)\]}]"
 )
+# An argument list or call continued on the next line ("self, embed_size, heads,",
+# "nn.Linear(embed_size, 4 * embed_size),"): identifiers and operators up to a trailing comma.
+_CODE_CONTINUED = re.compile(r"^(?=.*(?:\w_\w|\w\())[\w.\[\]\s,*+\-/=()'\"]+,$")
 # A piece of HTML pasted into a note ("<ol><li>…</li>", "<br>") is markup around text, not a statement.
 _HTML_TAG = re.compile(r"</?(?:ol|ul|li|br|td|tr|th|table|div|span|p|font|center)\b[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
@@ -199,7 +202,7 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
         if line.startswith("|"):
             blocks.append(("row", line.strip("|").strip(), 0))
             continue
-        if not HAN_BASIC_CHAR.search(line) and _CODE_LINE.search(line):
+        if not HAN_BASIC_CHAR.search(line) and (_CODE_LINE.search(line) or _CODE_CONTINUED.match(line)):
             blocks.append(("code", line, 0))
             continue
         marker = ITEM.match(line)

@@ -1,0 +1,31 @@
+"""Round 4 of the extractive answer (bench/README.md): what tells units apart when words cannot."""
+from __future__ import annotations
+
+import numpy as np
+
+import rag.answer.extractive as extractive
+from rag.answer.extractive import extract_answer
+from rag.answer.prompting import number_sources
+from rag.reading.chunking import Chunk
+from rag.search.retrieval import Hit
+
+_TEXT = ("这一节整理自论文原文。下面分几点说明。"
+         "MAM Adapter 的特点是结构和普通适配器一样。"
+         "MAM Adapter 的特点是掩码预测让表示更加鲁棒。")
+
+
+def _similarity(texts):  # the question's vector is nearest the sentence about robust representations
+    return np.array([0.9 if "鲁棒" in t else 0.8 for t in texts])
+
+
+def test_meaning_tells_apart_units_that_all_hold_every_word_of_the_question():
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "MAM Adapter", 1, 3, _TEXT))])
+    answer = extract_answer("MAM Adapter 的特点是什么？", sources, budget_chars=32, similarity=_similarity)
+    assert "鲁棒" in answer.text and "普通适配器" not in answer.text, answer.text
+
+
+def test_without_the_floor_on_meaning_such_units_are_taken_in_reading_order(monkeypatch):
+    monkeypatch.setattr(extractive, "SEMANTIC_FLOOR", 0.0)  # words alone: a tie, the first one wins
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "MAM Adapter", 1, 3, _TEXT))])
+    answer = extract_answer("MAM Adapter 的特点是什么？", sources, budget_chars=32, similarity=_similarity)
+    assert "普通适配器" in answer.text and "鲁棒" not in answer.text, answer.text
