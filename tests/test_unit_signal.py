@@ -18,6 +18,10 @@ LONG_NOTE = ("# 训练显存\n\n"
 OTHER = "# 推理\n\n推理服务关注首字延迟和吞吐量。批处理可以提高吞吐量。量化可以降低推理成本。\n"
 
 
+def _chunk(i: int) -> Chunk:
+    return Chunk(f"{i}.md", "", 1, 1, f"第{i}段。")
+
+
 def _units(rows: list[list[float]], owners: list[tuple[int, int]]) -> UnitVectors:
     vectors = np.array(rows, dtype=np.float16)
     return UnitVectors({str(i): i for i in range(len(rows))}, vectors, np.array(owners, dtype=np.int32))
@@ -25,14 +29,14 @@ def _units(rows: list[list[float]], owners: list[tuple[int, int]]) -> UnitVector
 
 def test_a_passage_scores_its_best_units_cosine_and_one_without_units_scores_below_all():
     units = _units([[1, 0], [0, 1], [0.6, 0.8]], [(0, 0), (0, 1), (2, 2)])
-    best = best_unit_scores(units, np.array([0.0, 1.0]), n_passages=3)
+    best = best_unit_scores(units, np.array([0.0, 1.0]), [_chunk(i) for i in range(3)])
     assert np.allclose(best, [1.0, NO_UNIT, 0.8], atol=1e-3)
 
 
 def test_past_the_limit_only_the_other_signals_candidates_are_scored(monkeypatch):
     units = _units([[1, 0], [0, 1], [0.6, 0.8]], [(0, 0), (1, 1), (2, 2)])
     monkeypatch.setattr(unit_signal, "SEARCH_ALL_UP_TO", 2)
-    best = best_unit_scores(units, np.array([0.0, 1.0]), n_passages=3, pool=np.array([0, 2]))
+    best = best_unit_scores(units, np.array([0.0, 1.0]), [_chunk(i) for i in range(3)], pool=np.array([0, 2]))
     assert best[1] == NO_UNIT and np.isclose(best[2], 0.8, atol=1e-3)
 
 
@@ -45,7 +49,7 @@ def test_owners_pair_each_passage_with_its_own_units_in_passage_order():
     assert owners.tolist() == [[0, 0], [0, 1], [1, 1]]  # the shared sentence is one row, owned twice
 
 
-def test_the_build_stores_the_owners_and_an_index_without_them_gets_them_when_loaded(tmp_path, embedder):
+def test_the_build_stores_the_owners_and_an_index_without_them_gets_them_when_first_scored(tmp_path, embedder):
     settings = indexed_notes(tmp_path, {"显存.md": LONG_NOTE, "推理.md": OTHER}, embedder,
                              unit_vectors=True)
     retriever = Retriever.from_settings(settings, embedder)
@@ -54,9 +58,11 @@ def test_the_build_stores_the_owners_and_an_index_without_them_gets_them_when_lo
     assert len(stored) and stored[:, 0].max() == len(loaded.chunks) - 1
     version = next(p for p in (settings.index_dir / "versions").iterdir() if (p / UNIT_OWNERS).exists())
     assert (version / UNIT_OWNERS).is_file()
+    (version / UNIT_OWNERS).unlink()
     fresh = UnitVectors.load(version)
-    fresh.owners = None
-    assert unit_owners(loaded.chunks, fresh.keys).tolist() == stored.tolist()
+    assert fresh.owners is None
+    best_unit_scores(fresh, np.ones(fresh.vectors.shape[1], dtype=np.float32), loaded.chunks)
+    assert fresh.owners.tolist() == stored.tolist()
 
 
 def test_a_question_paraphrasing_one_sentence_of_a_long_passage_scores_that_passage_best(tmp_path, embedder):
@@ -64,7 +70,7 @@ def test_a_question_paraphrasing_one_sentence_of_a_long_passage_scores_that_pass
                              unit_vectors=True)
     loaded = Retriever.from_settings(settings, embedder)._refresh()
     question = "一张卡里到底要塞下哪几类东西？"
-    best = best_unit_scores(loaded.units, embedder.embed_queries([question])[0], len(loaded.chunks))
+    best = best_unit_scores(loaded.units, embedder.embed_queries([question])[0], loaded.chunks)
     assert loaded.chunks[int(np.argmax(best))].source == "显存.md"
 
 

@@ -175,13 +175,13 @@ class Settings(BaseSettings):
     hub_weight: Annotated[float, Field(ge=0)] = 0.5
     # Weight of the best-unit signal in rank fusion (rag/search/unit_signal.py): passages ranked
     # by the question's cosine to their best sentence, item or row, from the unit vectors the
-    # build stores. On dev-md.jsonl (rag eval) MRR 0.815 -> 0.825 at 0.35, 0.832 at 0.5 and
-    # 0.833 at 0.65 (0.807 at 1.0); past 0.35 recall@3000ch falls 0.929 -> 0.914 (item 7's
-    # reading budget: a gold section past its hit's window) and the extractive answers on
-    # dev.jsonl 0.801 -> 0.784 (bench/answer_quality.py), so 0.35. Checked on dev.jsonl: MRR
-    # 0.918 -> 0.917, recall@3000ch 1.000 unchanged. 0 turns it off; a version without unit
-    # vectors has none.
-    unit_weight: Annotated[float, Field(ge=0)] = 0.35
+    # build stores. Off by default: a unit is embedded without its heading, so the note's
+    # introduction ("Mixed precision training keeps activations in fp16…") outranks the section
+    # that answers "What are the drawbacks of mixed precision training?" (its sentences do not
+    # repeat the subject; tests/test_chat.py), and dev.jsonl's extractive answers fall 0.828 ->
+    # 0.801 at 0.35. What it buys (rag eval): dev-md MRR 0.815 -> 0.825 at 0.35, 0.832 at 0.5;
+    # check sets over LLMForEverybody MRR +0.04-0.06 (bench/README.md, round 6).
+    unit_weight: Annotated[float, Field(ge=0)] = 0.0
     # Navigation (link lists) and text repeated across notes count this share in the ranking.
     boilerplate_weight: Share = 0.3
     # A sentence-transformers CrossEncoder (name or path) to rerank the first candidates; none by default.

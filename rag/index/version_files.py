@@ -19,7 +19,7 @@ import numpy as np
 
 from rag.core.errors import IndexUnavailable, RagError
 from rag.index.bm25 import BM25Index
-from rag.index.unit_vectors import UnitVectors, unit_owners
+from rag.index.unit_vectors import UnitVectors
 from rag.index.vectors import VectorIndex, load_vector_index
 from rag.reading.chunking import Chunk
 
@@ -226,10 +226,8 @@ def read_version(folder: Path, version: str, manifest: Manifest, settings: "Sett
         if not (len(hub_sims) == len(hub_ids) == n):
             raise IndexDamaged(f"index version {version} is damaged: its hub scores disagree on the number of "
                                "passages", version)
-    units = UnitVectors.load(folder)
-    if units is not None and units.owners is None:  # built before owners were stored
-        units.owners = unit_owners(chunks, units.keys)
-    if units is not None and len(units.owners) and int(units.owners[:, 0].max()) >= n:
+    units = UnitVectors.load(folder)  # owners None when built before they were stored
+    if units is not None and units.owners is not None and len(units.owners) and int(units.owners[:, 0].max()) >= n:
         raise IndexDamaged(f"index version {version} is damaged: its unit owners name a passage past the {n} "
                            "it holds", version)
     return LoadedIndex(manifest, chunks, tokens, vectors, dense, bm25, title_vectors, title_dense,

@@ -357,7 +357,7 @@ class Retriever:
         signals.append(Signal(kw_ids, keyword[kw_ids], s.keyword_weight))
         if s.unit_weight > 0 and index.units is not None:
             pool = np.unique(np.concatenate([sig.ids[sig.ids >= 0] for sig in signals]))
-            best = best_unit_scores(index.units, query.own_vector, len(index.chunks), pool)
+            best = best_unit_scores(index.units, query.own_vector, index.chunks, pool)
             if allowed is not None:
                 best = np.where(allowed, best, NO_UNIT)
             unit_ids = np.array([i for i in np.argsort(-best)[:n] if best[i] > NO_UNIT], dtype=np.int64)
