@@ -1,0 +1,75 @@
+"""Two-part questions: the things a question asks, and the units that answer each of them.
+
+A question can ask two things: two clauses ("X 是什么，有什么作用？", "为什么…？怎么…？"), or one
+question about two things ("A 和 B 的区别", "优点和缺点分别是什么", "A vs B"). The extractive answer
+(rag/answer/extractive.py) takes the best units of each part the passages cover before the rest, the
+parts in turn, so that one part does not take the whole budget.
+
+A part is told from the others by the words only it has: the thing it names ("AdapterDrop"), or,
+where the parts name the same thing, the aspect it asks about ("缺点" in "它有什么缺点"). Words that
+only ask ("分别", "哪里") tell nothing. No rule names a note, heading or question.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.reading.units import Unit
+from rag.search.conversation import ASPECT_WORDS
+
+__all__ = ["ASKING_WORDS", "part_picks", "part_terms", "question_parts"]
+
+# Where a question asking two things divides: between clauses, or between the two things
+# it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
+_CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why|which|when|where|who|is|are|does|do)\b)",
+                      re.IGNORECASE)
+_BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
+_MIN_PART_CHARS = 2
+_MAX_PARTS = 4
+# Words that ask without naming a thing or an aspect of it (the keyword tokenizer keeps them):
+# "分别是什么", "用在哪里", "又怎么办".
+ASKING_WORDS = frozenset("分别 各自 哪里 哪儿 怎么办 怎么样 通常 应该 指 respectively each".split())
+
+
+def question_parts(question: str) -> list[str]:
+    """The things a question asks about, when it asks about more than one; else [].
+
+    "数据并行和模型并行的主要区别是什么？" → ["数据并行", "模型并行的主要区别是什么"];
+    "triplet loss 是什么，有什么作用？" → ["triplet loss 是什么", "有什么作用"]. A part only
+    has to carry the words that tell it from the others: the question's shared words
+    ("区别") still count for every unit.
+    """
+    parts = [p.strip() for p in _CLAUSES.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
+    if len(parts) < 2:
+        parts = [p.strip() for p in _BETWEEN_THINGS.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
+    return parts[:_MAX_PARTS] if len(parts) >= 2 else []
+
+
+def part_terms(question: str, terms_of: Callable[[str], set[str]]) -> list[set[str]]:
+    """For each part of ``question``, the words that tell it from the other parts ([] for a
+    question that asks one thing; a part with no such word is left out).
+
+    What tells two things apart is the thing each names, not an aspect word the parts share in
+    meaning ("AdapterFusion 和 AdapterDrop 的思路有什么不同": "思路" is asked of both, though only the
+    second part holds it). Where a part names no thing of its own, the aspect it asks about is
+    what tells it ("朴素模型并行是怎么切分的，它有什么缺点": "缺点")."""
+    parts = [terms_of(p) for p in question_parts(question)]
+    found: list[set[str]] = []
+    for k, own in enumerate(parts):
+        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k)) - ASPECT_WORDS
+        if distinct:
+            found.append(distinct)
+    return found
+
+
+def part_picks(question: str, scored: Sequence[Unit], terms: Sequence[set[str]], order: Sequence[int],
+               score: np.ndarray, *, terms_of: Callable[[str], set[str]], floor: float, per_part: int) -> list[int]:
+    """For a question that asks two things, the best ``per_part`` units of each part the units cover:
+    the best-scored units (``order``) at or above ``floor`` holding a word that tells that part from
+    the others (``terms``: each unit's words, with its heading's and its list lead's). Each part in
+    turn: its best unit, then its second best, … (one part does not take the room)."""
+    ranked = [[i for i in order if distinct & terms[i] and score[i] >= floor][:per_part]
+              for distinct in part_terms(question, terms_of)]
+    return [r[k] for k in range(per_part) for r in ranked if k < len(r)]
