@@ -6,8 +6,7 @@ question about two things ("A 和 B 的区别", "优点和缺点分别是什么"
 parts in turn, so that one part does not take the whole budget.
 
 A part is told from the others by the words only it has: the thing it names ("AdapterDrop"), or,
-where the parts name the same thing, the aspect it asks about ("缺点" in "它有什么缺点"). Words that
-only ask ("分别", "哪里") tell nothing. No rule names a note, heading or question.
+where a part names no thing of its own, the aspect it asks about ("缺点" in "它有什么缺点"). No rule names a note, heading or question.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ import numpy as np
 from rag.reading.units import Unit
 from rag.search.conversation import ASPECT_WORDS
 
-__all__ = ["ASKING_WORDS", "part_picks", "part_terms", "question_parts"]
+__all__ = ["part_picks", "part_terms", "question_parts"]
 
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
@@ -28,9 +27,6 @@ _CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why
 _BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
 _MIN_PART_CHARS = 2
 _MAX_PARTS = 4
-# Words that ask without naming a thing or an aspect of it (the keyword tokenizer keeps them):
-# "分别是什么", "用在哪里", "又怎么办".
-ASKING_WORDS = frozenset("分别 各自 哪里 哪儿 怎么办 怎么样 通常 应该 指 respectively each".split())
 
 
 def question_parts(question: str) -> list[str]:
@@ -58,9 +54,10 @@ def part_terms(question: str, terms_of: Callable[[str], set[str]]) -> list[set[s
     parts = [terms_of(p) for p in question_parts(question)]
     found: list[set[str]] = []
     for k, own in enumerate(parts):
-        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k)) - ASPECT_WORDS
+        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k))
+        things = distinct - ASPECT_WORDS
         if distinct:
-            found.append(distinct)
+            found.append(things or distinct)
     return found
 
 
