@@ -251,10 +251,12 @@ def extract_answer(
     def lead_of(u: Unit) -> Unit | None:
         return leads[(u.n, u.order)]
 
+    said = list(unit_terms)  # the unit's own words and its list lead's, not its heading's
     for i, u in enumerate(scored):
         lead = lead_of(u)
         if lead is not None:
             with_heading[i] = with_heading[i] | _terms(lead.text)
+            said[i] = said[i] | _terms(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
                         for t, h in zip(unit_terms, with_heading)])
     if similarity is None and embedder is not None:
@@ -321,7 +323,7 @@ def extract_answer(
                     and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
         if defining:
             first = max(defining, key=lambda i: score[i])
-    picks = [first] + part_picks(question, scored, with_heading, order, score, terms_of=_terms,
+    picks = [first] + part_picks(question, scored, with_heading, said, order, score, terms_of=_terms,
                                  floor=SHORT_RELATIVE_SCORE * float(score.max()), per_part=PART_PICKS)
     chosen: list[Unit] = []
     used = 0

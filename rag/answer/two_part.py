@@ -61,12 +61,20 @@ def part_terms(question: str, terms_of: Callable[[str], set[str]]) -> list[set[s
     return found
 
 
-def part_picks(question: str, scored: Sequence[Unit], terms: Sequence[set[str]], order: Sequence[int],
-               score: np.ndarray, *, terms_of: Callable[[str], set[str]], floor: float, per_part: int) -> list[int]:
+def part_picks(question: str, scored: Sequence[Unit], terms: Sequence[set[str]], said: Sequence[set[str]],
+               order: Sequence[int], score: np.ndarray, *, terms_of: Callable[[str], set[str]], floor: float,
+               per_part: int) -> list[int]:
     """For a question that asks two things, the best ``per_part`` units of each part the units cover:
     the best-scored units (``order``) at or above ``floor`` holding a word that tells that part from
-    the others (``terms``: each unit's words, with its heading's and its list lead's). Each part in
-    turn: its best unit, then its second best, … (one part does not take the room)."""
-    ranked = [[i for i in order if distinct & terms[i] and score[i] >= floor][:per_part]
-              for distinct in part_terms(question, terms_of)]
+    the others (``terms``: each unit's words, with its heading's and its list lead's; those saying it
+    in their own words or their lead's, ``said``, first). Each part in turn: its best unit, then its
+    second best, … (one part does not take the room)."""
+    ranked = []
+    for distinct in part_terms(question, terms_of):
+        holding = [i for i in order if distinct & terms[i] and score[i] >= floor]
+        # A unit that says the part's word itself (or under a list lead that does) before one that
+        # only sits under a heading saying it: a note's heading that repeats a two-part question
+        # ("是否了解triple loss,以及它的功能是什么") puts "功能" over every unit of the section.
+        holding = [i for i in holding if distinct & said[i]] + [i for i in holding if not distinct & said[i]]
+        ranked.append(holding[:per_part])
     return [r[k] for k in range(per_part) for r in ranked if k < len(r)]
