@@ -27,6 +27,9 @@ _CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why
 _BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
 _MIN_PART_CHARS = 2
 _MAX_PARTS = 4
+# A sentence that opens by pointing back ("它只需要更新一小部分参数…", "This means …") goes on with the
+# sentence before it.
+_POINTS_BACK = re.compile(r"^\s*(?:它|其|这|该|此|(?i:it|this|these|they)\b)")
 
 
 def question_parts(question: str) -> list[str]:
@@ -77,4 +80,19 @@ def part_picks(question: str, scored: Sequence[Unit], terms: Sequence[set[str]],
         # ("是否了解triple loss,以及它的功能是什么") puts "功能" over every unit of the section.
         holding = [i for i in holding if distinct & said[i]] + [i for i in holding if not distinct & said[i]]
         ranked.append(holding[:per_part])
-    return [r[k] for k in range(per_part) for r in ranked if k < len(r)]
+    # A part's sentence comes with the next one when that one points back: "Prefix Tuning的一个关键
+    #优势是它的参数效率。" says what the advantage is only with "它只需要更新一小部分参数…".
+    return with_continuations([r[k] for k in range(per_part) for r in ranked if k < len(r)], scored)
+
+
+def with_continuations(picks: Sequence[int], scored: Sequence[Unit]) -> list[int]:
+    """``picks``, each sentence followed by the next one of its passage when that one points back."""
+    at = {(u.n, u.order): i for i, u in enumerate(scored)}
+    out: list[int] = []
+    for i in picks:
+        out.append(i)
+        u = scored[i]
+        j = at.get((u.n, u.order + 1))
+        if u.kind == "sentence" and j is not None and scored[j].kind == "sentence" and _POINTS_BACK.match(scored[j].text):
+            out.append(j)
+    return out
