@@ -28,8 +28,8 @@ _BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus
 _MIN_PART_CHARS = 2
 _MAX_PARTS = 4
 # A sentence that opens by pointing back ("它只需要更新一小部分参数…", "This means …") goes on with the
-# sentence before it.
-_POINTS_BACK = re.compile(r"^\s*(?:它|其|这|该|此|(?i:it|this|these|they)\b)")
+# sentence before it (其 only as a word of its own: not 其实、其他、其中、其次).
+_POINTS_BACK = re.compile(r"^\s*(?:它|其(?![实他中次])|这|该|此|(?i:it|this|these|they)\b)")
 
 
 def question_parts(question: str) -> list[str]:
