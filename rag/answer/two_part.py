@@ -18,7 +18,7 @@ import numpy as np
 from rag.reading.units import Unit
 from rag.search.conversation import ASPECT_WORDS
 
-__all__ = ["part_picks", "part_terms", "question_parts"]
+__all__ = ["part_picks", "part_terms", "question_parts", "side_by_side", "with_continuations"]
 
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
@@ -27,6 +27,11 @@ _CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why
 _BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
 _MIN_PART_CHARS = 2
 _MAX_PARTS = 4
+# A question that sets the things it names side by side ("A 和 B 有什么区别", "TTFT 和 TPOT 分别指什么",
+# "How do A and B differ"): each thing is answered by what is said of it alone. Not one that asks
+# how they relate ("批处理大小、GPU 显存和速度之间是什么关系"): there a unit naming several answers.
+_SIDE_BY_SIDE = re.compile(r"区别|不同|差异|异同|对比|比较|相比|分别|各自|\bvs\.?|\bversus\b|\bdiffer|\bcompar|"
+                           r"\bcontrast|\brespectively\b", re.IGNORECASE)
 # A sentence that opens by pointing back ("它只需要更新一小部分参数…", "This means …") goes on with the
 # sentence before it (其 only as a word of its own: not 其实、其他、其中、其次).
 _POINTS_BACK = re.compile(r"^\s*(?:它|其(?![实他中次])|这|该|此|(?i:it|this|these|they)\b)")
@@ -40,10 +45,22 @@ def question_parts(question: str) -> list[str]:
     has to carry the words that tell it from the others: the question's shared words
     ("区别") still count for every unit.
     """
+    return _split(question)[0]
+
+
+def _split(question: str) -> tuple[list[str], bool]:
+    """The parts, and whether they divide between the things the question names (not its clauses)."""
     parts = [p.strip() for p in _CLAUSES.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
-    if len(parts) < 2:
+    things = len(parts) < 2
+    if things:
         parts = [p.strip() for p in _BETWEEN_THINGS.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
-    return parts[:_MAX_PARTS] if len(parts) >= 2 else []
+    return (parts[:_MAX_PARTS], things) if len(parts) >= 2 else ([], False)
+
+
+def side_by_side(question: str) -> bool:
+    """Does ``question`` name things and ask what each is, or how they differ ("A 和 B 的区别")?"""
+    parts, things = _split(question)
+    return things and bool(_SIDE_BY_SIDE.search(question))
 
 
 def part_terms(question: str, terms_of: Callable[[str], set[str]]) -> list[set[str]]:
@@ -70,16 +87,27 @@ def part_picks(question: str, scored: Sequence[Unit], terms: Sequence[set[str]],
     """For a question that asks two things, the best ``per_part`` units of each part the units cover:
     the best-scored units (``order``) at or above ``floor`` holding a word that tells that part from
     the others (``terms``: each unit's words, with its heading's and its list lead's; those saying it
-    in their own words or their lead's, ``said``, first). Each part in turn: its best unit, then its
-    second best, … (one part does not take the room)."""
+    in their own words or their lead's, ``said``, first; for things set side by side, those naming
+    no other part's thing before them). Each part in turn: its best unit, then its second best, …
+    (one part does not take the room)."""
     ranked = []
-    for distinct in part_terms(question, terms_of):
+    parts = part_terms(question, terms_of)
+    alone = side_by_side(question)
+    for k, distinct in enumerate(parts):
+        others = set().union(*(p for j, p in enumerate(parts) if j != k))
+
+        def tier(i: int) -> int:
+            # A unit that says the part's word itself (or under a list lead that does) before one
+            # that only sits under a heading saying it: a note's heading that repeats a two-part
+            # question ("是否了解triple loss,以及它的功能是什么") puts "功能" over every unit of the
+            # section. For things set side by side, what is said of this thing alone comes first:
+            # "TPOT 指的是第二个token开始的吐出速度", not the formula naming TTFT and TPOT together.
+            if not distinct & said[i]:
+                return 2
+            return 1 if alone and others & said[i] else 0
+
         holding = [i for i in order if distinct & terms[i] and score[i] >= floor]
-        # A unit that says the part's word itself (or under a list lead that does) before one that
-        # only sits under a heading saying it: a note's heading that repeats a two-part question
-        # ("是否了解triple loss,以及它的功能是什么") puts "功能" over every unit of the section.
-        holding = [i for i in holding if distinct & said[i]] + [i for i in holding if not distinct & said[i]]
-        ranked.append(holding[:per_part])
+        ranked.append(sorted(holding, key=tier)[:per_part])  # stable: by score inside a tier
     # A part's sentence comes with the next one when that one points back: "Prefix Tuning的一个关键
     #优势是它的参数效率。" says what the advantage is only with "它只需要更新一小部分参数…".
     return with_continuations([r[k] for k in range(per_part) for r in ranked if k < len(r)], scored)
