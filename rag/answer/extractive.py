@@ -14,7 +14,9 @@ How a unit is chosen (no rule names a note, heading or question):
   other pieces of its section, first; inside a hit read as a whole section, the passage
   that matched first);
 * a question that asks two things ("A 和 B 的区别", "X 是什么，有什么作用") is cut into its
-  parts, and the best unit for each part the passages cover is taken before the rest;
+  parts, and the best units for each part the passages cover are taken before the rest, the
+  parts in turn (``rag.answer.two_part``: a part's own words before a heading's, a thing set side
+  by side with another by what is said of it alone, a sentence with the next one that points back);
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
