@@ -93,22 +93,18 @@ def part_picks(question: str, scored: Sequence[Unit], terms: Sequence[set[str]],
     ranked = []
     parts = part_terms(question, terms_of)
     alone = side_by_side(question)
-    # The words the question asks of every part, or that no part tells apart ("思路" in "A 和 B 的思路
-    # 有什么不同", the subject a clause describes before "具体是怎么设计的"): of two units that say a
-    # part's word, the one that also holds one of these is about what is asked.
-    shared = terms_of(question) - set().union(*parts)
     for k, distinct in enumerate(parts):
         others = set().union(*(p for j, p in enumerate(parts) if j != k))
 
-        def tier(i: int) -> tuple[int, bool]:
+        def tier(i: int) -> int:
             # A unit that says the part's word itself (or under a list lead that does) before one
             # that only sits under a heading saying it: a note's heading that repeats a two-part
             # question ("是否了解triple loss,以及它的功能是什么") puts "功能" over every unit of the
             # section. For things set side by side, what is said of this thing alone comes first:
             # "TPOT 指的是第二个token开始的吐出速度", not the formula naming TTFT and TPOT together.
             if not distinct & said[i]:
-                return 2, not shared & terms[i]
-            return (1 if alone and others & said[i] else 0), not shared & terms[i]
+                return 2
+            return 1 if alone and others & said[i] else 0
 
         holding = [i for i in order if distinct & terms[i] and score[i] >= floor]
         ranked.append(sorted(holding, key=tier)[:per_part])  # stable: by score inside a tier
