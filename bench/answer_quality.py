@@ -168,15 +168,18 @@ def main() -> int:
     ap.add_argument("--set", nargs=2, action="append", metavar=("QUESTIONS", "INDEX"), required=True)
     ap.add_argument("--show", type=int, default=0, help="print the first N answers")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="set a constant of rag/answer/extractive.py for this run (e.g. SEMANTIC_WEIGHT=1.0)")
+                    help="set a constant of rag/answer/extractive.py or rag/answer/two_part.py for this run "
+                         "(e.g. SEMANTIC_WEIGHT=1.0)")
     args = ap.parse_args()
     import rag.answer.extractive as extractive
+    import rag.answer.two_part as two_part
 
     for pair in args.param:
         name, value = pair.split("=", 1)
-        if not hasattr(extractive, name):
-            ap.error(f"rag/answer/extractive.py has no {name}")
-        setattr(extractive, name, type(getattr(extractive, name))(json.loads(value)))
+        module = next((m for m in (extractive, two_part) if hasattr(m, name)), None)
+        if module is None:
+            ap.error(f"neither rag/answer/extractive.py nor rag/answer/two_part.py has {name}")
+        setattr(module, name, type(getattr(module, name))(json.loads(value)))
     settings = Settings()
     for questions, index in args.set:
         result = run_set(Path(questions), Path(index), settings, show=args.show)

@@ -14,7 +14,9 @@ How a unit is chosen (no rule names a note, heading or question):
   other pieces of its section, first; inside a hit read as a whole section, the passage
   that matched first);
 * a question that asks two things ("A 和 B 的区别", "X 是什么，有什么作用") is cut into its
-  parts, and the best unit for each part the passages cover is taken before the rest;
+  parts, and the best units for each part the passages cover are taken before the rest, the
+  parts in turn (``rag.answer.two_part``: a part's own words before a heading's, a thing set side
+  by side with another by what is said of it alone, a sentence with the next one that points back);
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
@@ -41,10 +43,10 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from rag.index.bm25 import STOPWORDS, tokenize
-from rag.search.conversation import ASPECT_WORDS
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
+from rag.answer.two_part import part_picks, question_parts
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
 from rag.answer.rendering import fit_unit, render_units, shown_len
@@ -128,15 +130,6 @@ REPEATS_QUESTION = 0.8
 # Lists nest a few levels at most; the walk up to a block's first lead stops there.
 MAX_LEAD_DEPTH = 8
 
-# Where a question asking two things divides: between clauses, or between the two things
-# it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
-_CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why|which|when|where|who|is|are|does|do)\b)",
-                      re.IGNORECASE)
-_BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
-_MIN_PART_CHARS = 2
-_MAX_PARTS = 4
-
-
 class EmbedderLike(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -149,20 +142,6 @@ class ExtractiveAnswer:
     cited: list[int]  # passage numbers used, in order of first use
     units: list[Unit] = field(default_factory=list)
     intent: Intent = "other"
-
-
-def question_parts(question: str) -> list[str]:
-    """The things a question asks about, when it asks about more than one; else [].
-
-    "数据并行和模型并行的主要区别是什么？" → ["数据并行", "模型并行的主要区别是什么"];
-    "triplet loss 是什么，有什么作用？" → ["triplet loss 是什么", "有什么作用"]. A part only
-    has to carry the words that tell it from the others: the question's shared words
-    ("区别") still count for every unit.
-    """
-    parts = [p.strip() for p in _CLAUSES.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
-    if len(parts) < 2:
-        parts = [p.strip() for p in _BETWEEN_THINGS.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
-    return parts[:_MAX_PARTS] if len(parts) >= 2 else []
 
 
 def _terms(text: str) -> set[str]:
@@ -274,10 +253,12 @@ def extract_answer(
     def lead_of(u: Unit) -> Unit | None:
         return leads[(u.n, u.order)]
 
+    said = list(unit_terms)  # the unit's own words and its list lead's, not its heading's
     for i, u in enumerate(scored):
         lead = lead_of(u)
         if lead is not None:
             with_heading[i] = with_heading[i] | _terms(lead.text)
+            said[i] = said[i] | _terms(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
                         for t, h in zip(unit_terms, with_heading)])
     if similarity is None and embedder is not None:
@@ -344,7 +325,8 @@ def extract_answer(
                     and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
         if defining:
             first = max(defining, key=lambda i: score[i])
-    picks = [first] + _part_picks(question, scored, with_heading, order, score)
+    picks = [first] + part_picks(question, scored, with_heading, said, order, score, terms_of=_terms,
+                                 floor=SHORT_RELATIVE_SCORE * float(score.max()), per_part=PART_PICKS)
     chosen: list[Unit] = []
     used = 0
 
@@ -416,23 +398,3 @@ def extract_answer(
         ordered.pop()
         text = render_units(ordered)
     return ExtractiveAnswer(text, list(dict.fromkeys(u.n for u in ordered)), ordered, intent)
-
-
-def _part_picks(question: str, scored: list[Unit], terms: list[set[str]], order: list[int],
-                score: np.ndarray) -> list[int]:
-    """For a question that asks two things, the best unit of each part the units cover: the
-    best-scored unit holding a term of that part that no other part has (aspect words such
-    as 思路、区别、作用 aside: they are asked of every part)."""
-    parts = [_terms(p) for p in question_parts(question)]
-    ranked: list[list[int]] = []
-    floor = SHORT_RELATIVE_SCORE * float(score.max())
-    for k, own in enumerate(parts):
-        # What tells a part from the others is the thing it names, not an aspect word the
-        # parts share in meaning ("AdapterFusion 和 AdapterDrop 的思路有什么不同": "思路" is
-        # asked of both, though only the second part holds it).
-        distinct = own - set().union(*(p for j, p in enumerate(parts) if j != k)) - ASPECT_WORDS
-        if not distinct:
-            continue
-        ranked.append([i for i in order if distinct & terms[i] and score[i] >= floor][:PART_PICKS])
-    # Each part in turn: its best unit, then its second best, … (one part does not take the room).
-    return [r[k] for k in range(PART_PICKS) for r in ranked if k < len(r)]
