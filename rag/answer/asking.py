@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from rag.search.code_passages import asks_code
+
 __all__ = ["CAUSAL", "DEFINING", "PURPOSE", "Intent", "asks_code", "asks_purpose", "asks_why", "question_intent"]
 
 Intent = Literal["list", "definition", "other"]
@@ -34,13 +36,6 @@ _PURPOSE_QUESTION = re.compile(r"作用|用途|功能|目的|干什么|做什么
                                r"\bpurpose\b|\brole\b", re.IGNORECASE)
 PURPOSE = re.compile(r"用于|用来|为了|旨在|目的|作用是|可以|能够|\bused (?:to|for)\b|\bin order to\b|\ballows?\b|"
                      r"\bhelps?\b", re.IGNORECASE)
-# Words that ask about code, and identifiers as code spells them (snake_case, CamelCase, a call).
-# Generous on purpose: a question wrongly read as about code is answered as before round 4 (lines
-# of code ranked like any unit); one wrongly read as not about code loses its code.
-_CODE_QUESTION = re.compile(r"代码|源码|构造函数|函数签名|怎么写|写法|实现|示例|例子|程序|编程|语法|接口|命令|脚本|"
-                            r"(?i:\bcode\b|\bforward\b|\bclass\b|\bdef\b|\bfunction\b|\bmethod\b|\bimplement\w*|"
-                            r"\bwrite\b|\bexample\b|\bsnippet\b|\bsyntax\b|\bscript\b|\bcommand\b|\bapi\b|\bsql\b)|"
-                            r"\b[a-z]+_[a-z_]+\b|\b[A-Z][a-z]+[A-Z][a-z]+\w*\b|\w\.\w+\(")
 DEFINING = re.compile(r"是指|指的是|是一种|是一个|是一类|定义为|称为|即|\bis an?\b|\brefers to\b|\bis the\b|\bmeans\b",
                       re.IGNORECASE)
 
@@ -59,9 +54,3 @@ def asks_why(question: str) -> bool:
 
 def asks_purpose(question: str) -> bool:
     return bool(_PURPOSE_QUESTION.search(question))
-
-
-def asks_code(question: str) -> bool:
-    """Does ``question`` (with a follow-up's earlier question) ask about code? Model names spelt in
-    CamelCase ("AdapterDrop") count too: such a question is answered as before, lines of code included."""
-    return bool(_CODE_QUESTION.search(question))

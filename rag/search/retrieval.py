@@ -20,6 +20,7 @@ from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
 from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
 from rag.search.unit_signal import NO_UNIT, best_unit_scores
+from rag.search.code_passages import asks_code
 from rag.search.windows import fit_budget, question_terms
 from rag.search.note_lines import NoteLines
 from rag.core.settings import Settings
@@ -197,6 +198,7 @@ class Retriever:
         if query.elliptical:
             follow_topic(fused, topic, index.chunks, bonus)
         weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
+        weigh_boilerplate(fused, view.code_heavy, 1.0 if asks_code(f"{query.text} {query.context}") else s.code_weight)
         best = sum(sig.weight for sig in signals) * unit + bonus  # first everywhere, on topic: 1.0
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
         if self._reranker is not None:
@@ -216,9 +218,7 @@ class Retriever:
 
     def _allowed(self, view: IndexView, scope: Scope | None) -> np.ndarray | None:
         """The passages a scope allows (None: all); raises ScopeEmpty when it allows none."""
-        if not scope:
-            return None
-        return scope_mask(scope, view.sources, view.index.manifest.files)
+        return scope_mask(scope, view.sources, view.index.manifest.files) if scope else None
 
     def find_notes(self, topic: str, limit: int = NOTES_LISTED,
                    scope: Scope | None = None) -> tuple[bool, list[NoteMatch]]:
