@@ -29,7 +29,7 @@ def passage(source: str, lines: list[str], start: int = 1) -> Chunk:
 
 
 def terms_of(question: str, passages: list[Chunk]) -> dict[str, float]:
-    return question_terms(question, "", BM25Index.build([tokenize(p.text) for p in passages]))
+    return question_terms(question, "", BM25Index.build([tokenize(p.text) for p in passages]), 0.5)
 
 
 def hits_of(selected: list[tuple[int, Chunk]], read: list[Chunk]) -> list[Hit]:

@@ -60,6 +60,11 @@ def tokenize(text: str) -> list[str]:
     return [t for t in tokens if t not in STOPWORDS]
 
 
+def _idf(n_docs: int, df):
+    """BM25's inverse document frequency of a term found in ``df`` of ``n_docs`` passages."""
+    return np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+
+
 class BM25Index:
     """Precomputed BM25 weights in a sparse chunk-by-term matrix: a query is a column sum."""
 
@@ -83,12 +88,19 @@ class BM25Index:
         cols_a = np.asarray(cols, dtype=np.int64)
         tf_a = np.asarray(tfs, dtype=np.float32)
         df = np.bincount(cols_a, minlength=len(vocab)).astype(np.float32)
-        idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+        idf = _idf(n_docs, df)
         avgdl = float(lengths.mean()) if len(docs) else 1.0
         norm = k1 * (1 - b + b * lengths[rows_a] / max(avgdl, 1e-6)) if len(rows_a) else np.zeros(0)
         data = idf[cols_a] * tf_a * (k1 + 1) / (tf_a + norm)
         weights = sparse.csc_matrix((data, (rows_a, cols_a)), shape=(len(docs), len(vocab)), dtype=np.float32)
         return cls(vocab, weights)
+
+    def idf(self, term: str) -> float:
+        """The term's inverse document frequency, as the weights were built with (0 passages: unknown)."""
+        col = self.vocab.get(term)
+        indptr = self.weights.indptr  # column-compressed: a term's passages lie between two pointers
+        df = 0 if col is None else int(indptr[col + 1] - indptr[col])
+        return float(_idf(max(self.weights.shape[0], 1), df))
 
     def scores(self, query_tokens: Iterable[str]) -> np.ndarray:
         cols = [self.vocab[t] for t in dict.fromkeys(query_tokens) if t in self.vocab]

@@ -207,8 +207,8 @@ class Retriever:
             ranked = [head[j] for j in order] + ranked[len(head):]
         selected = select_hits(ranked, view.sections, k, s.dedup_similarity, s.expand_budget_chars)
         # Long later hits are read as the window that matches, so the next ones fit the budget.
-        read = fit_budget(selected, index.chunks, question_terms(query.text, query.context, index.bm25),
-                          s.context_chars, self._notes.lines)
+        terms = question_terms(query.text, query.context, index.bm25, CONTEXT_KEYWORD_SHARE)
+        read = fit_budget(selected, index.chunks, terms, s.context_chars, self._notes.lines)
         hits = [Hit(rank=r + 1, score=min(1.0, fused[idx] / best), chunk=chunk,
                     focus=index.chunks[idx].text if chunk.text != index.chunks[idx].text else "",
                     window=window if window is not chunk else None)

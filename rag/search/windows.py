@@ -14,7 +14,6 @@ notes) and by lying in the passage that retrieval matched inside a section read 
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import replace
 from typing import Callable, Sequence
@@ -40,9 +39,6 @@ WINDOW_CHARS = 800
 # alone pick a stretch a paraphrased question's gold is not in); 0.5, 1 and 2: 0.929; 1, the
 # middle. dev: 0: 0.960; 0.5, 1 and 2: 1.000.
 FOCUS_WEIGHT = 1.0
-# A follow-up's earlier turns count this share of its own words in choosing the window, the
-# share their keyword scores count in retrieval (CONTEXT_KEYWORD_SHARE, rag/search/retrieval.py).
-CONTEXT_TERM_SHARE = 0.5
 # Of a line, this many characters (whitespace aside) tell whether it lies in the matched passage.
 PROBE_CHARS = 20
 
@@ -53,21 +49,14 @@ _LATIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 LineScore = Callable[[Sequence[str]], np.ndarray]
 
 
-def question_terms(question: str, context: str, bm25: BM25Index) -> dict[str, float]:
+def question_terms(question: str, context: str, bm25: BM25Index, context_share: float) -> dict[str, float]:
     """The question's keyword terms weighted by their inverse document frequency in the notes;
-    the earlier turns' terms (a follow-up's ``context``) count ``CONTEXT_TERM_SHARE`` as much."""
-    n_docs = max(bm25.weights.shape[0], 1)
-    indptr = bm25.weights.indptr  # column-compressed: a term's passages lie between two pointers
-
-    def idf(term: str) -> float:
-        col = bm25.vocab.get(term)
-        df = 0 if col is None else int(indptr[col + 1] - indptr[col])
-        return math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-
+    the earlier turns' terms (a follow-up's ``context``) count ``context_share`` as much (the
+    share their keyword scores count in retrieval, ``CONTEXT_KEYWORD_SHARE``)."""
     weights: dict[str, float] = {}
-    for share, text in ((CONTEXT_TERM_SHARE, context), (1.0, question)):
+    for share, text in ((context_share, context), (1.0, question)):
         for term in set(tokenize(text)) if text else ():
-            weights[term] = max(weights.get(term, 0.0), share * idf(term))
+            weights[term] = max(weights.get(term, 0.0), share * bm25.idf(term))
     return weights
 
 
