@@ -16,15 +16,16 @@ Invariants:
   and answers embed the few units they need when asked, up to ``MAX_EMBEDDED_WHEN_ASKED``;
 - ``owners`` (``unit_owners.npy``) pairs every passage with the rows of its units, sorted by
   passage position in the version's chunks.jsonl, for retrieval's best-unit signal
-  (rag/search/unit_signal.py); a version built before it gets them computed when loaded.
+  (rag/search/unit_signal.py); a version built before it gets them when the signal first
+  scores it.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -57,16 +58,16 @@ class UnitVectors:
     vectors: np.ndarray  # (n, dim) float16: half the disk and memory, cosines within 1e-3
     # (m, 2) int32 rows of (passage position, unit row), sorted by passage; None when not known.
     owners: np.ndarray | None = None
+    _float32: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def float32(self) -> np.ndarray:
         """The rows as float32, converted once (retrieval's best-unit signal scores them all)."""
-        cached = self.__dict__.get("_float32")
-        if cached is None:
-            cached = self.__dict__["_float32"] = self.vectors.astype(np.float32)
-        return cached
+        if self._float32 is None:
+            self._float32 = self.vectors.astype(np.float32)
+        return self._float32
 
     def lookup(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
         """(float32 vectors of ``texts``, zero rows where unknown; indexes of the unknown ones)."""
@@ -115,28 +116,41 @@ class UnitVectors:
         return cls({k: i for i, k in enumerate(order)}, vectors, owners)
 
 
-def chunk_unit_texts(chunks: Iterable[Chunk]) -> dict[str, str]:
-    """{unit key: text} of every stating unit of ``chunks``, in first-seen order."""
-    texts: dict[str, str] = {}
-    for chunk in chunks:
+def _stating_units(chunks: Iterable[Chunk]) -> Iterator[tuple[int, str, str]]:
+    """(passage position, unit key, unit text) of every stating unit of ``chunks``, in order."""
+    for position, chunk in enumerate(chunks):
         for unit in split_units(0, chunk.text):
             if unit.kind in STATING:
-                texts.setdefault(unit_key(unit.text), unit.text)
+                yield position, unit_key(unit.text), unit.text
+
+
+def _texts(units: Iterable[tuple[int, str, str]]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for _, key, text in units:
+        texts.setdefault(key, text)
     return texts
+
+
+def chunk_unit_texts(chunks: Iterable[Chunk]) -> dict[str, str]:
+    """{unit key: text} of every stating unit of ``chunks``, in first-seen order."""
+    return _texts(_stating_units(chunks))
+
+
+def _owner_array(pairs: Iterable[tuple[int, int]]) -> np.ndarray:
+    return np.array(list(pairs), dtype=np.int32).reshape(-1, 2)
 
 
 def unit_owners(chunks: Sequence[Chunk], keys: dict[str, int]) -> np.ndarray:
     """(passage position, unit row) of every stating unit of ``chunks`` that ``keys`` holds,
     sorted by passage: 0.09 s for 1,000 passages, so the build stores it."""
-    pairs = [(position, row) for position, chunk in enumerate(chunks) for unit in split_units(0, chunk.text)
-             if unit.kind in STATING and (row := keys.get(unit_key(unit.text))) is not None]
-    return np.array(pairs, dtype=np.int32).reshape(-1, 2)
+    return _owner_array((position, keys[key]) for position, key, _ in _stating_units(chunks) if key in keys)
 
 
 def build_unit_vectors(chunks: Sequence[Chunk], embedder: PassageEmbedder, previous: UnitVectors | None,
                        batch: int, progress: Callable[[str, int, int], None]) -> tuple[UnitVectors, int]:
     """Vectors of every unit of ``chunks``, reusing ``previous``'s; (the vectors, units embedded)."""
-    texts = chunk_unit_texts(chunks)
+    units = list(_stating_units(chunks))  # one walk: the texts to embed and whose they are
+    texts = _texts(units)
     keys = list(texts)
     vectors = np.zeros((len(keys), embedder.dim), dtype=np.float16)
     missing = []
@@ -155,4 +169,4 @@ def build_unit_vectors(chunks: Sequence[Chunk], embedder: PassageEmbedder, previ
         vectors[ids] = embedder.embed_passages([texts[keys[i]] for i in ids]).astype(np.float16)
     progress("embedding answer units", len(missing), len(missing))
     rows = {k: i for i, k in enumerate(keys)}
-    return UnitVectors(rows, vectors, unit_owners(chunks, rows)), len(missing)
+    return UnitVectors(rows, vectors, _owner_array((position, rows[key]) for position, key, _ in units)), len(missing)

@@ -44,7 +44,7 @@ def best_unit_scores(units: UnitVectors, query: np.ndarray, chunks: Sequence[Chu
     if units.owners is None:
         units.owners = unit_owners(chunks, units.keys)
     owners = units.owners
-    if owners is None or not len(owners) or not len(units.vectors):
+    if not len(owners) or not len(units.vectors):
         return best
     q = np.asarray(query, dtype=np.float32)
     if len(units.vectors) <= SEARCH_ALL_UP_TO or pool is None:
