@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,20 @@ _NOT_A_SUBJECT = frozenset(
 ASPECT_WORDS = _NOT_A_SUBJECT
 
 
+def _content_words(text: str) -> Iterator[tuple[str, str]]:
+    """(word, jieba part-of-speech tag) of ``text``'s words of two characters or more that are
+    neither function words (the keyword index's stopwords) nor aspects (``_NOT_A_SUBJECT``)."""
+    from rag.index.bm25 import STOPWORDS, tokenize
+
+    tokenize("")  # jieba loaded once, quietly, the way the keyword index loads it
+    from jieba import posseg
+
+    for token in posseg.lcut(text):
+        word = token.word.strip()
+        if len(word) >= 2 and word.lower() not in STOPWORDS and word.lower() not in _NOT_A_SUBJECT:
+            yield word, token.flag
+
+
 def names_subject(text: str) -> bool:
     """Does ``text`` name what it is about (a noun or a term), not only ask or point?
 
@@ -60,18 +74,8 @@ def names_subject(text: str) -> bool:
     words count unless they are function words ("why does"). Generic nouns ("问题", "过程")
     and aspects ("优缺点", "作用") name no subject.
     """
-    from rag.index.bm25 import STOPWORDS, tokenize
-
-    tokenize("")  # jieba loaded once, quietly, the way the keyword index loads it
-    from jieba import posseg
-
-    for token in posseg.lcut(text):
-        word, flag = token.word.strip(), token.flag
-        if len(word) < 2 or word.lower() in STOPWORDS or word.lower() in _NOT_A_SUBJECT:
-            continue
-        if flag.startswith("n") or flag == "vn" or (flag == "eng" and word.isascii()):
-            return True
-    return False
+    return any(flag.startswith("n") or flag == "vn" or (flag == "eng" and word.isascii())
+               for word, flag in _content_words(text))
 
 
 # The subject slot of a question's own grammar: "什么是X", "解释一下X", "为什么要X", "X是什么",
@@ -92,19 +96,11 @@ _NOT_NAMING_TAGS = ("r", "m", "q", "t", "f", "s", "b", "d", "a", "p", "c", "u", 
 
 def _slot_names_subject(text: str) -> bool:
     """Does the subject slot of the question's grammar hold a word that names something?"""
-    from rag.index.bm25 import STOPWORDS
-    from jieba import posseg
-
     for pattern in (_SLOT_BEFORE, _SLOT_AFTER):
         match = pattern.match(text)
-        if match is None:
-            continue
-        for token in posseg.lcut(match.group("slot")):
-            word = token.word.strip()
-            if len(word) < 2 or word.lower() in STOPWORDS or word.lower() in _NOT_A_SUBJECT:
-                continue
-            if not token.flag.startswith(_NOT_NAMING_TAGS):
-                return True
+        if match is not None and any(not flag.startswith(_NOT_NAMING_TAGS)
+                                     for _, flag in _content_words(match.group("slot"))):
+            return True
     return False
 
 
