@@ -2,9 +2,9 @@
 
 ``fuse`` combines the rankings of the signals (dense passage vectors, heading vectors,
 BM25); ``follow_topic`` lifts passages on the earlier turns' subject for a follow-up;
-``weigh_boilerplate`` lowers navigation and repeated template text; ``select_hits`` turns
-the ranking into the hits shown: sections read whole while they fit, neighbours joined,
-near-duplicates left out. rag/search/retrieval.py runs them in that order.
+``weigh_marked`` lowers navigation and repeated template text (and code for a question not
+about code); ``select_hits`` turns the ranking into the hits shown: sections read whole while
+they fit, neighbours joined, near-duplicates left out. rag/search/retrieval.py runs them in that order.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rag.reading.chunking import Chunk
 from rag.reading.sections import SectionMap
 from rag.core.text import containment, shingles
 
-__all__ = ["Signal", "fuse", "follow_topic", "weigh_boilerplate", "select_hits", "same_topic"]
+__all__ = ["Signal", "fuse", "follow_topic", "weigh_marked", "select_hits", "same_topic"]
 
 
 @dataclass
@@ -74,8 +74,9 @@ def follow_topic(fused: dict[int, float], topic: list[int], chunks: list[Chunk],
             fused[idx] += bonus
 
 
-def weigh_boilerplate(fused: dict[int, float], mask: np.ndarray, weight: float) -> None:
-    """Navigation and repeated template text count ``weight`` of what they would."""
+def weigh_marked(fused: dict[int, float], mask: np.ndarray, weight: float) -> None:
+    """The passages ``mask`` marks count ``weight`` of what they would: navigation and repeated
+    template text, and code for a question not about code (rag/search/code_passages.py)."""
     for idx in fused:
         if mask[idx]:
             fused[idx] *= weight

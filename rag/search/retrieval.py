@@ -18,7 +18,7 @@ from rag.search.note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, ran
 from rag.search.note_outline import NoteSection, OutlineItem, note_by_name, note_sections, outline
 from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
-from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_boilerplate
+from rag.search.ranking import Signal, follow_topic, fuse, select_hits, weigh_marked
 from rag.search.unit_signal import NO_UNIT, best_unit_scores
 from rag.search.code_passages import asks_code
 from rag.search.windows import fit_budget, question_terms
@@ -197,8 +197,8 @@ class Retriever:
         bonus = query.lean * s.topic_weight * (unit if s.fusion == "rrf" else SCORE_TOPIC_BONUS) if topic else 0.0
         if query.elliptical:
             follow_topic(fused, topic, index.chunks, bonus)
-        weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
-        weigh_boilerplate(fused, view.code_heavy, 1.0 if asks_code(f"{query.text} {query.context}") else s.code_weight)
+        weigh_marked(fused, view.boilerplate, s.boilerplate_weight)
+        weigh_marked(fused, view.code_heavy, 1.0 if asks_code(f"{query.text} {query.context}") else s.code_weight)
         best = sum(sig.weight for sig in signals) * unit + bonus  # first everywhere, on topic: 1.0
         ranked = sorted(fused, key=fused.__getitem__, reverse=True)
         if self._reranker is not None:
@@ -234,7 +234,7 @@ class Retriever:
         n_cand = min(max(s.candidates, NOTE_CANDIDATES), len(index.chunks))
         signals, _, own_top = self._candidates(query, index, n_cand, view.hubs, self._allowed(view, scope))
         fused = fuse(signals, s.fusion, s.rrf_k, n_cand)
-        weigh_boilerplate(fused, view.boilerplate, s.boilerplate_weight)
+        weigh_marked(fused, view.boilerplate, s.boilerplate_weight)
         # A passage names the topic when its keyword terms hold every term of the topic.
         terms = set(tokenize(query.text)) - STOPWORDS
         names = {i for i in fused if terms and terms <= set(index.tokens[i])}
