@@ -42,6 +42,7 @@ from rag.answer.prompting import (
     number_sources,
     parse_rewrite,
 )
+from rag.search.glossary import english_glosses
 from rag.search.note_finder import which_notes_topic
 from rag.search.note_outline import summary_request
 from rag.reading.scope import Scope
@@ -255,6 +256,7 @@ class ChatEngine:
             budget_chars=self.settings.extractive_budget_chars,
             similarity=self.retriever.unit_similarity(prep.retrieval),
             context=context,
+            glosses=english_glosses(prep.standalone_question or prep.question, self.settings.glossary),
         )
         if extracted.text:
             return extracted.text

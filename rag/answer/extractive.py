@@ -10,7 +10,8 @@ How a unit is chosen (no rule names a note, heading or question):
 * each unit is scored by what it shares with the question (the keyword tokens of
   ``rag.index.bm25.tokenize``, with and without its heading's words), by meaning (its cosine to
   the question's vector, from the unit vectors the index build stored, so English
-  questions find Chinese sentences), and by its passage's rank (the first passage, and
+  questions find Chinese sentences; an English question's words also count in Chinese, through
+  ``rag.search.glossary``), and by its passage's rank (the first passage, and
   other pieces of its section, first; inside a hit read as a whole section, the passage
   that matched first);
 * a question that asks two things ("A 和 B 的区别", "X 是什么，有什么作用") is cut into its
@@ -38,13 +39,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
-from rag.core.text import HAN_BASIC_CHAR
+from rag.core.text import HAN_BASIC_CHAR, has_han
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
 from rag.answer.two_part import part_picks, question_parts
 from rag.answer.unit_lists import introducer
@@ -213,6 +214,7 @@ def extract_answer(
     similarity: Similarity | None = None,
     embedder: EmbedderLike | None = None,
     context: str = "",
+    glosses: Mapping[str, frozenset[str]] | None = None,
 ) -> ExtractiveAnswer:
     """The best units of ``sources`` for ``question`` within ``budget_chars`` characters.
 
@@ -220,7 +222,15 @@ def extract_answer(
     question for scoring, so "那它的缺点呢？" is scored as a question about the earlier subject.
     ``similarity`` gives each unit's cosine to the question (stored unit vectors); without
     it, ``embedder`` computes them now; without either, meaning does not count.
+    ``glosses`` gives Chinese words for the question's English words (``rag.search.glossary``):
+    a unit that holds one of them counts as holding the English word.
     """
+    def terms_of(text: str) -> set[str]:
+        found = _terms(text)
+        if glosses and has_han(text):
+            found |= {word for word, chinese in glosses.items() if any(c in text for c in chinese)}
+        return found
+
     intent = question_intent(question)
     candidates: list[Unit] = []
     for source in sources[:PASSAGES_READ]:
@@ -242,9 +252,9 @@ def extract_answer(
     # A unit is about what its section's heading says: "掩码机制:…" under "MAM Adapter 思路"
     # answers a question about MAM Adapter's idea without naming it.
     own_heading = {s.n: s.hit.heading.rsplit(" > ", 1)[-1] for s in sources[:PASSAGES_READ]}
-    heading_terms = {n: _terms(h) for n, h in own_heading.items()}
-    unit_terms = [_terms(u.text) for u in scored]
-    with_heading = [t | (_terms(u.title) if u.title else heading_terms[u.n]) for u, t in zip(scored, unit_terms)]
+    heading_terms = {n: terms_of(h) for n, h in own_heading.items()}
+    unit_terms = [terms_of(u.text) for u in scored]
+    with_heading = [t | (terms_of(u.title) if u.title else heading_terms[u.n]) for u, t in zip(scored, unit_terms)]
     # So is a list item about what the line introducing its list names ("- Prefix-tuning:"
     # above "- 影响整个解码过程").
     at = {(u.n, u.order): u for u in candidates}
@@ -257,8 +267,8 @@ def extract_answer(
     for i, u in enumerate(scored):
         lead = lead_of(u)
         if lead is not None:
-            with_heading[i] = with_heading[i] | _terms(lead.text)
-            said[i] = said[i] | _terms(lead.text)
+            with_heading[i] = with_heading[i] | terms_of(lead.text)
+            said[i] = said[i] | terms_of(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
                         for t, h in zip(unit_terms, with_heading)])
     if similarity is None and embedder is not None:
@@ -325,7 +335,7 @@ def extract_answer(
                     and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
         if defining:
             first = max(defining, key=lambda i: score[i])
-    picks = [first] + part_picks(question, scored, with_heading, said, order, score, terms_of=_terms,
+    picks = [first] + part_picks(question, scored, with_heading, said, order, score, terms_of=terms_of,
                                  floor=SHORT_RELATIVE_SCORE * float(score.max()), per_part=PART_PICKS)
     chosen: list[Unit] = []
     used = 0

