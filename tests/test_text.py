@@ -80,11 +80,9 @@ def test_prompting_uses_the_one_language_rule(question):
     assert T.detect_language(question) == detect_language(question)
 
 
-def test_the_sentence_split_agrees_with_the_chunker():
-    from rag.reading.chunking import _SENTENCE_SPLIT
-
-    text = "第一句。第二句！Is it? Yes. Next one here；最后"
-    assert [s for s in _SENTENCE_SPLIT.split(text) if s] == T.split_sentences(text)
+def test_a_sentence_end_inside_quotes_does_not_end_the_sentence():
+    text = "诸如“数据中的前 5 个主题是什么？”之类的查询表现不佳。下一句。"
+    assert T.split_sentences(text) == ["诸如“数据中的前 5 个主题是什么？”之类的查询表现不佳。", "下一句。"]
 
 
 def test_the_citation_run_agrees_with_prompting():

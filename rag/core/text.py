@@ -73,7 +73,9 @@ def latin_share(text: str) -> float:
 SENTENCE_END_CHARS = "。！？!?；;"
 # Zero-width split points: after a sentence end, and after an English full stop that is
 # followed by a capital (the space stays with the next sentence, so "".join() is lossless).
-SENTENCE_SPLIT = re.compile(rf"(?<=[{SENTENCE_END_CHARS}])|(?<=\.)(?=\s+[A-Z])")
+# Not before a closing quote: in 诸如“数据中的前 5 个主题是什么？”之类的查询表现不佳 the question
+# mark ends the quoted words, not the sentence (it was cut into "…是什么？" and "”之类的查询…").
+SENTENCE_SPLIT = re.compile(rf"(?<=[{SENTENCE_END_CHARS}])(?![”」』’])|(?<=\.)(?=\s+[A-Z])")
 # A line that ends like a running sentence or clause, not like a title.
 CLAUSE_END = re.compile(r"[。；;，,：:]\s*$")
 

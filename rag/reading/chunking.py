@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from rag.core.text import SENTENCE_SPLIT
 from rag.reading.ingest import Document
 from rag.reading.structure import Block, Section, note_sections
 
@@ -65,8 +66,6 @@ class Chunk:
 
 _TOPLEVEL_DEF = re.compile(r"^(class|def|async\s+def|function)\s+\w+|^#\s*\S|^@\w+")
 _METHOD_DEF = re.compile(r"^\s{2,8}(def|async\s+def)\s+\w+|^\s{2,8}@\w+")
-# Zero-width: the space after an English full stop stays in the text (it starts the next sentence).
-_SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?；;])|(?<=\.)(?=\s+[A-Z])")
 
 
 # --- packing blocks into chunks -------------------------------------------------------
@@ -114,7 +113,7 @@ def _definition_units(block: Block, boundary: re.Pattern) -> list[Block]:
 
 def _split_long_line(line: str, max_chars: int) -> list[str]:
     pieces, current = [], ""
-    for sentence in _SENTENCE_SPLIT.split(line):
+    for sentence in SENTENCE_SPLIT.split(line):
         if not sentence:
             continue
         while len(sentence) > max_chars:  # no sentence boundary at all: cut hard
