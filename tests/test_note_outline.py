@@ -32,6 +32,9 @@ OTHER = "# 混合精度\n\n混合精度训练用 FP16 存储激活和梯度，�
     ("总结一下《QLoRA 笔记》这篇笔记", "QLoRA 笔记"), ("summarize my note on QLoRA", "QLoRA"),
     ("这篇笔记讲了什么？", ""), ("帮我概括《混合精度》", "混合精度"),
     ("QLoRA 的要点是什么？", None), ("总结一下LoRA的优缺点", None),
+    # a summary word inside quotes is what the question talks about, not what it asks
+    ("那篇讲缩放规律的笔记里，说明“靠观察归纳出来的规律未必可靠”的寓言是什么？", None),
+    ("帮我总结“QLoRA”这篇笔记", "QLoRA"),
 ])
 def test_a_whole_note_question_is_told_apart_and_the_note_it_names_kept(question, request_):
     assert summary_request(question) == request_

@@ -35,6 +35,7 @@ _ASK = re.compile(
     r"\bsummari[sz]e\b|\bsum up\b|\boutline of\b|\boverview of\b|\bwhat does my note\b",
     re.IGNORECASE,
 )
+_SPOKEN_QUOTE = re.compile(r"“[^”]*”|「[^」]*」|\"[^\"]*\"")
 _QUOTED = re.compile(r"《([^》]+)》|「([^」]+)」|“([^”]+)”|\"([^\"]+)\"")
 _FRAME = re.compile(
     r"(?:帮我|请|给我)?(?:总结|概括|概述|归纳|梳理)(?:一下)?|讲了什么|讲的是什么|写了什么|的?主要内容|的?大纲|的?要点|"
@@ -48,8 +49,10 @@ _EDGE = re.compile(r"^(?:的|了|一下|\s)+|(?:的|了|吗|呢|\s|\.)+$")
 
 def summary_request(question: str) -> str | None:
     """The name or topic of the note a whole-note question asks about ("" when it names none);
-    None for any other question."""
-    if not _ASK.search(question):
+    None for any other question. Words quoted with “…”, 「…」 or "…" are what the question talks
+    about, not what it asks: "那篇笔记里，说明“靠观察归纳出来的规律未必可靠”的寓言是什么？" asks
+    for a fable, not a summary (归纳 in the quote had made it one)."""
+    if not _ASK.search(_SPOKEN_QUOTE.sub("", question)):
         return None
     quoted = _QUOTED.search(question)
     if quoted:
