@@ -106,3 +106,9 @@ def test_a_piece_of_html_pasted_into_a_note_is_markup_not_an_answer_unit():
     text = ("| <ol><li>Improving the quality of life in cities.</li><li>The meeting of two presidents.</li></ol> |\n\n"
             "GraphRAG 可以回答这些问题，因为知识图谱的结构告诉我们整个数据集的结构。")
     assert stating(text) == ["GraphRAG 可以回答这些问题，因为知识图谱的结构告诉我们整个数据集的结构。"]
+
+
+def test_a_question_mark_inside_quotes_does_not_cut_the_sentence_that_goes_on_after_it():
+    text = "诸如“数据中的前 5 个主题是什么？”之类的查询表现不佳，因为它依赖向量搜索。他说：“好。” 然后走了。"
+    assert [u.text for u in split_units(1, text)] == [
+        "诸如“数据中的前 5 个主题是什么？”之类的查询表现不佳，因为它依赖向量搜索。", "他说：“好。”"]

@@ -66,8 +66,11 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 # A unit must not carry "[3]" of its own: it would read as one of our citations.
 _OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
-# Sentence ends; not "；"/";", which join the parts of one statement ("…penalised; b = 0.75 is…").
-_SENTENCE = re.compile(r".+?(?:[。！？!?]+[”’\"')）]*|\.(?=\s|$)|$)", re.S)
+# Sentence ends; not "；"/";", which join the parts of one statement ("…penalised; b = 0.75 is…"),
+# and not an end inside quotes that the sentence goes on after: 诸如“前 5 个主题是什么？”之类的查询表现不佳。
+# is one sentence (cut after the quote, its first half read as a question and was dropped).
+_SENTENCE = re.compile(r".+?(?:[。！？!?]+(?![”’\"')）])|[。！？!?]+[”’\"')）]+(?=[\s。！？!?，,；;：:]|$)|\.(?=\s|$)|$)",
+                       re.S)
 _CLAUSE_END = re.compile(r"[，,；;：:、]")
 # A line of code pasted into a note without a fence (common in .txt notes): a statement,
 # not prose. Such lines are kept one by one, never run together into a "paragraph".
