@@ -31,6 +31,18 @@ def test_a_question_sentence_inside_a_paragraph_is_never_an_answer_unit():
     assert stating("为什么要这样做？因为梯度会下溢。") == ["因为梯度会下溢。"]
 
 
+def test_what_a_rhetorical_question_states_before_it_asks_is_an_answer_unit():
+    text = ("如果想进一步降低KV缓存的占用，从数量上思考已经不行了，那就势必得从KV本身思考，有没有可能每个缓存的KV都比之前小？\n\n"
+            "但这有一个问题，缓存的意义就是减少计算。")
+    assert stating(text) == ["如果想进一步降低KV缓存的占用，从数量上思考已经不行了，那就势必得从KV本身思考",
+                             "但这有一个问题，缓存的意义就是减少计算。"]
+
+
+def test_a_question_that_asks_from_its_first_clause_or_is_short_states_nothing():
+    assert stating("为什么有了MHA，还需要MQA，又为什么还要GQA，它们有什么区别？\n\n两者都减少缓存。") == ["两者都减少缓存。"]
+    assert stating("如果让你开发一个智能客服，你会怎么设计？\n\n先理清需求。") == ["先理清需求。"]
+
+
 def test_label_only_items_introduce_the_items_under_them_and_are_never_answer_units():
     text = ("LoRA的思路可以分为以下几个步骤:\n\n  • 原始模型\n  • 参数矩阵分解:LoRA通过对模型参数矩阵进行低秩分解。\n"
             "  • 重构模型\n\n- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 保持关键特征\n  - 低秩矩阵保留了主要的方向。")

@@ -12,7 +12,9 @@ What is never a unit that states something (kind ``sentence``, ``item``, ``row``
 * a heading: Markdown headings, and every line the chunker reads as a heading of plain-text
   notes (numbered questions such as "5.2.2 适配器微调思路?", short title lines); a heading
   names the topic of the units under it (``Unit.title``);
-* a question: a sentence ending in "?"/"？" asks, it does not answer;
+* a question: a sentence ending in "?"/"？" asks, it does not answer; what a rhetorical one
+  states before it asks ("…，那就势必得从KV本身思考，有没有可能…？") is a sentence
+  (``rag.reading.rhetorical``);
 * a label: a list item of a few words with no explanation ("原始模型", "Prompt-tuning:") is
   kind ``label`` or ``lead``, shown only to introduce the units under it; so is an item
   that names the nested list right under it ("AUC(Area Under the Curve)" above "定义:…");
@@ -29,6 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from rag.reading.rhetorical import stated_part
 from rag.reading.structure import heading_lines
 from rag.core.text import FENCE, HAN_BASIC_CHAR
 
@@ -130,8 +133,8 @@ def _title_line(lines: list[str], i: int) -> bool:
     bullet = line[:1] in "-*+•·▪●○◦"  # a bullet alone is a list item; a number alone ("2. 应用") a heading
     if not alone or bullet or line.startswith("|"):
         return False
-    if line.endswith(_QUESTION_END):  # a question alone on its line heads the answer below it
-        return len(line) <= MAX_LEAD_CHARS
+    if line.endswith(_QUESTION_END):  # a question alone on its line heads the answer below it,
+        return len(line) <= MAX_LEAD_CHARS and not stated_part(line)  # unless it states before it asks
     return len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS) and not _states(line)
 
 
@@ -255,8 +258,10 @@ def split_units(n: int, text: str) -> list[Unit]:
         kind: UnitKind = "item" if block == "item" else "sentence"  # a long item: its sentences, as items
         for m in _SENTENCE.finditer(text):
             sentence = m.group(0).strip()
-            if sentence.endswith(_QUESTION_END):
-                continue  # a question asks; it answers nothing
+            if sentence.endswith(_QUESTION_END):  # a question asks; it answers nothing...
+                sentence = stated_part(sentence)  # ...but what it states before it asks does
+                if not sentence:
+                    continue
             if sentence.endswith((":", "：")) and len(sentence) <= MAX_LEAD_CHARS:
                 add(sentence, "lead", depth)
             elif len(sentence) >= MIN_UNIT_CHARS:
