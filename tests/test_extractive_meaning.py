@@ -29,3 +29,25 @@ def test_without_the_floor_on_meaning_such_units_are_taken_in_reading_order(monk
     sources = number_sources([Hit(1, 1.0, Chunk("a.md", "MAM Adapter", 1, 3, _TEXT))])
     answer = extract_answer("MAM Adapter 的特点是什么？", sources, budget_chars=32, similarity=_similarity)
     assert "普通适配器" in answer.text and "鲁棒" not in answer.text, answer.text
+
+
+_FABLE = ("火鸡与农场主理论是罗素提出的火鸡问题，讲农场里的火鸡把每天喂食当成定律。"
+          "它提醒我们，靠有限观察归纳出来的定律可能在某一天被打破。")
+
+
+def _fable_similarity(texts):  # the question's vector is a little nearer the sentence that points back
+    return np.array([0.9 if t.startswith("它") else 0.88 for t in texts])
+
+
+def test_an_answer_does_not_open_with_a_sentence_pointing_back_when_one_standing_alone_is_nearly_as_good():
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "火鸡与农场主理论", 1, 2, _FABLE))])
+    answer = extract_answer("What does the fable warn us about?", sources, budget_chars=200, similarity=_fable_similarity)
+    assert answer.text.startswith("火鸡与农场主理论是"), answer.text
+    assert "它提醒我们" in answer.text  # still in the answer, after it
+
+
+def test_without_that_rule_the_sentence_pointing_back_opens_it(monkeypatch):
+    monkeypatch.setattr(extractive, "FIRST_LINE_SHARE", 0.0)
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "火鸡与农场主理论", 1, 2, _FABLE))])
+    answer = extract_answer("What does the fable warn us about?", sources, budget_chars=200, similarity=_fable_similarity)
+    assert answer.text.startswith("它提醒我们"), answer.text

@@ -18,7 +18,7 @@ import numpy as np
 from rag.reading.units import Unit
 from rag.search.conversation import ASPECT_WORDS
 
-__all__ = ["part_picks", "part_terms", "question_parts", "side_by_side", "with_continuations"]
+__all__ = ["part_picks", "part_terms", "points_back", "question_parts", "side_by_side", "with_continuations"]
 
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
@@ -35,6 +35,11 @@ _SIDE_BY_SIDE = re.compile(r"区别|不同|差异|异同|对比|比较|相比|�
 # A sentence that opens by pointing back ("它只需要更新一小部分参数…", "This means …") goes on with the
 # sentence before it (其 only as a word of its own: not 其实、其他、其中、其次).
 _POINTS_BACK = re.compile(r"^\s*(?:它|其(?![实他中次])|这|该|此|(?i:it|this|these|they)\b)")
+
+
+def points_back(text: str) -> bool:
+    """Does ``text`` open by pointing at what came before it ("它…", "这种方法…", "This…")?"""
+    return _POINTS_BACK.match(text) is not None
 
 
 def question_parts(question: str) -> list[str]:
@@ -121,6 +126,6 @@ def with_continuations(picks: Sequence[int], scored: Sequence[Unit]) -> list[int
         out.append(i)
         u = scored[i]
         j = at.get((u.n, u.order + 1))
-        if u.kind == "sentence" and j is not None and scored[j].kind == "sentence" and _POINTS_BACK.match(scored[j].text):
+        if u.kind == "sentence" and j is not None and scored[j].kind == "sentence" and points_back(scored[j].text):
             out.append(j)
     return out
