@@ -11,10 +11,12 @@ import pytest
 from rag.answer.chat import ChatEngine
 from rag.search.conversation import Message
 from rag.answer.degeneration import NO_PROGRESS_DELTAS, REPEATS_TO_STOP, SHINGLE_CHARS, RepetitionGuard
+import rag.answer.extractive as extractive
 from rag.answer.extractive import extract_answer, question_intent, split_units
 from rag.index.builder import build_index
 from rag.answer.prompting import number_sources
-from rag.search.retrieval import Retriever
+from rag.reading.chunking import Chunk
+from rag.search.retrieval import Hit, Retriever
 from tests.conftest import REPO_ROOT, make_settings
 
 REAL_NOTE = "大模型算法面试题(八).txt"
@@ -137,8 +139,6 @@ def test_question_intent(question, intent):
 
 
 def test_a_definition_question_gets_the_defining_sentence_first(embedder):
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     text = ("Training in fp16 needs care. Loss scaling is a technique that multiplies the loss by a large factor "
             "before the backward pass. The factor is divided out before the optimizer step.")
@@ -229,8 +229,6 @@ def test_no_answer_is_longer_than_the_budget_citation_markers_included(notes_eng
 
 
 def test_a_two_part_question_takes_a_unit_for_the_second_thing_not_for_an_aspect_word_both_parts_share():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     fusion = ("AdapterFusion的思路是为每个任务添加适配器层，并把不同任务的表示融合起来。\n\n"
               "- 适配器融合：AdapterFusion把各任务适配器层的输出加权平均，得到综合的表示。\n"
@@ -245,8 +243,6 @@ def test_a_two_part_question_takes_a_unit_for_the_second_thing_not_for_an_aspect
 
 
 def test_a_list_item_is_about_what_the_line_introducing_its_list_names():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     text = ("- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 通过在输入之前添加可学习的提示向量来引导模型。\n"
             "- Prefix-tuning:\n- 前缀向量被附加到自回归过程中的隐藏状态，影响整个解码过程。\n"
@@ -261,8 +257,6 @@ def test_a_follow_up_is_answered_by_what_its_own_words_mean_not_by_the_earlier_s
     import numpy as np
 
     import rag.answer.extractive as extractive
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     text = ("Sigmoid 激活函数把任意实数压缩到 (0,1) 区间，Sigmoid 激活函数的输出可以当作概率。\n\n"
             "输入很大或很小的时候梯度接近 0，深层网络里容易梯度消失。")
@@ -279,8 +273,6 @@ def test_a_follow_up_is_answered_by_what_its_own_words_mean_not_by_the_earlier_s
 
 def test_after_the_first_line_a_passage_whose_best_unit_matches_the_question_better_is_read_first(monkeypatch):
     import rag.answer.extractive as extractive
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     first = "训练时梯度可能很大。梯度太大时训练不稳定。模型部署需要考虑硬件成本。"
     second = "梯度裁剪把梯度的范数限制在阈值以内。裁剪可以防止训练发散。"
@@ -294,8 +286,6 @@ def test_after_the_first_line_a_passage_whose_best_unit_matches_the_question_bet
 
 
 def test_the_passage_s_own_title_repeated_as_its_first_line_is_never_an_answer_unit():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     title = "2、如何用一些业务指标衡量模型的效果,如何使用一些非模型的方法解决内容的识别问题;"
     text = (f"{title}\n\n在衡量模型效果时,业务指标能够直观地反映模型在实际业务场景中的表现。\n\n"
@@ -307,8 +297,6 @@ def test_the_passage_s_own_title_repeated_as_its_first_line_is_never_an_answer_u
 
 
 def test_the_best_list_item_is_shown_under_its_own_lead_and_no_item_under_another_item_s_lead():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     text = ("- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- 在输入序列的末尾添加可学习的提示。\n"
             "- Prefix-tuning:\n- 前缀向量被附加到自回归过程中的隐藏状态，影响整个解码过程。\n"
@@ -325,8 +313,6 @@ def test_the_best_list_item_is_shown_under_its_own_lead_and_no_item_under_anothe
 
 
 def test_a_definition_question_does_not_open_with_a_neighbouring_passage_s_definition_of_something_else():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     asked = ("Triplet Loss 是深度学习中的一种重要损失函数，用于度量学习。\n\n"
              "Triplet Loss 通过最小化锚点与正样本的距离、最大化锚点与负样本的距离来学习嵌入。")
@@ -339,8 +325,6 @@ def test_a_definition_question_does_not_open_with_a_neighbouring_passage_s_defin
 
 
 def test_a_title_with_a_colon_is_still_a_title_but_a_numbered_point_made_after_a_colon_is_a_unit():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     title = "二，KV Cache：推理阶段的工程优化"
     text = f"{title}\n\nKV Cache 缓存之前计算的键值对，避免重复计算。"
@@ -353,8 +337,6 @@ def test_a_title_with_a_colon_is_still_a_title_but_a_numbered_point_made_after_a
 
 
 def test_a_list_item_under_a_later_heading_is_not_shown_under_the_lead_of_the_list_before_that_heading():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     text = ("2. 灵活性\n\nPrefix-tuning:\n- 更多地关注于模型内部状态的调整,而非直接修改输入序列。\n\n"
             "3. 应用场景\n\n- Prompt-tuning由于其灵活性,更适合需要频繁更改输入提示的场景。")
@@ -364,8 +346,6 @@ def test_a_list_item_under_a_later_heading_is_not_shown_under_the_lead_of_the_li
 
 
 def test_each_part_of_a_two_part_question_gets_its_two_best_units_before_one_part_takes_the_room():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     fusion = ("AdapterFusion 的思路是融合多个任务的适配器。\n\nAdapterFusion 用注意力学习融合权重。\n\n"
               "AdapterFusion 只训练融合层。")
@@ -380,8 +360,6 @@ def test_each_part_of_a_two_part_question_gets_its_two_best_units_before_one_par
 
 def test_a_why_question_prefers_the_sentence_that_gives_the_cause(monkeypatch):
     import rag.answer.extractive as extractive
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     text = ("output token 的价格通常比 input token 高出几倍。\n\n解码阶段逐个生成 output token。\n\n"
             "每个 output token 的生成仍需多次前向传播，使得 output token 的开销更大。")
@@ -394,8 +372,6 @@ def test_a_why_question_prefers_the_sentence_that_gives_the_cause(monkeypatch):
 
 def test_a_question_about_what_something_is_for_prefers_the_unit_that_says_what_it_does(monkeypatch):
     import rag.answer.extractive as extractive
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     text = ("输入投影器由一个或多个线性层组成。\n\n输入投影器的参数量很小。\n\n"
             "输入投影器用于将不同模态的编码特征投影到一个共同的特征空间。")
@@ -407,8 +383,6 @@ def test_a_question_about_what_something_is_for_prefers_the_unit_that_says_what_
 
 
 def test_after_the_first_line_units_come_by_relevance_not_by_where_they_stand_in_the_note():
-    from rag.reading.chunking import Chunk
-    from rag.search.retrieval import Hit
 
     # A plain-text note read whole: a neighbouring question's sentence stands before the asked one.
     text = ("多模态大模型可以处理文本和图像。\n\n"
@@ -419,3 +393,15 @@ def test_after_the_first_line_units_come_by_relevance_not_by_where_they_stand_in
     assert answer.index("复读机问题是指") < answer.index("缓解方法")
     if "多模态" in answer:  # whatever else fits comes after what the question asks about
         assert answer.index("缓解方法") < answer.index("多模态"), answer
+
+
+_TWO_QUESTIONS = ("2. 什么是 LLMs 复读机问题?\n\nLLMs 复读机问题是指模型在生成文本时重复之前已经生成的内容。\n\n"
+                  "3. llama 输入句子长度理论上可以无限长吗?\n\n理论上,如果硬件资源足够,模型可以处理非常长的输入句子。")
+
+
+def test_the_answer_to_a_neighbouring_numbered_question_does_not_fill_the_answer(monkeypatch):
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "面试题", 1, 7, _TWO_QUESTIONS))])
+    answer = extract_answer("什么是 LLMs 复读机问题？", sources, budget_chars=500)
+    assert "重复之前已经生成的内容" in answer.text and "硬件资源" not in answer.text, answer.text
+    monkeypatch.setattr(extractive, "NEIGHBOUR_PENALTY", 0.0)  # without the rule it fills the room left
+    assert "硬件资源" in extract_answer("什么是 LLMs 复读机问题？", sources, budget_chars=500).text
