@@ -26,11 +26,11 @@ How a unit is chosen (no rule names a note, heading or question):
   why-question favours a unit stating a cause, a what-for question one saying what the thing
   does, and a line of code ranks low unless the question is about code (``rag.answer.asking``); a
   unit that only repeats the question, or the passage's own title, is never taken;
-* the best units are taken until the budget is spent; the best one is shown first (one that
-  opens by pointing back, "它…", gives way to one standing alone that scores nearly as well; under
-  the lead of its list, its sibling items after it), then each block (a list with its lead, or
-  a sentence) where its best unit ranks, in reading order inside the block; a list
-  item is shown under the line that introduces it, never across a heading
+* the best units are taken until the budget is spent (``rag.answer.selection``); the best one
+  is shown first (one that opens by pointing back, "它…", gives way to one standing alone that
+  scores nearly as well; under the lead of its list, its sibling items after it), then each
+  block (a list with its lead, or a sentence) where its best unit ranks, in reading order inside
+  the block; a list item is shown under the line that introduces it, never across a heading
   (``rag.answer.unit_lists``).
 
 Invariants, checked by bench/answer_quality.py and the tests: the answer, citation
@@ -54,7 +54,8 @@ from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks
 from rag.answer.two_part import part_picks, points_back, question_parts
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
-from rag.answer.rendering import fit_unit, render_units, shown_len
+from rag.answer.rendering import render_units
+from rag.answer.selection import Scored, arrange, take_within_budget
 
 __all__ = ["ExtractiveAnswer", "Unit", "extract_answer", "question_intent", "question_parts", "split_units"]
 
@@ -132,8 +133,6 @@ SHORT_ANSWER_SHARE = 0.7
 # A unit whose characters are mostly (this share of its character pairs) in the question
 # only says the question back.
 REPEATS_QUESTION = 0.8
-# Lists nest a few levels at most; the walk up to a block's first lead stops there.
-MAX_LEAD_DEPTH = 8
 # A passage of plain-text notes holds several numbered questions ("2. 什么是 LLMs 复读机问题?",
 # "3. llama 输入句子长度理论上可以无限长吗?"). When one of them matches the question (this weighted
 # share of its terms, ``TITLE_MATCH``), the units under another that shares none of its terms rank
@@ -219,6 +218,46 @@ def _neighbours(scored: Sequence[Unit], q_terms: dict[str, float], terms_of: Cal
     return [i for i, u in enumerate(scored) if u.n in asked_in and u.title and match[(u.n, u.title)] == 0.0]
 
 
+def _candidates(question: str, sources: Sequence[Source]) -> tuple[list[Unit], list[Unit]]:
+    """(every unit of the passages read, the ones to score): stating units, each sentence once
+    (the same sentence pasted into two notes is said once), none that only says the question
+    back or repeats its passage's title; at most ``MAX_CANDIDATES``."""
+    candidates: list[Unit] = []
+    for source in sources[:PASSAGES_READ]:
+        candidates += split_units(source.n, source.hit.text)
+    asked = _bigrams(question)
+    scored: list[Unit] = []
+    seen: set[str] = set()
+    titles = {s.n: _title_key(s.hit.heading) for s in sources[:PASSAGES_READ]}
+    for u in candidates:
+        key = unit_key(u.text)
+        if u.kind in STATING and key not in seen and not _repeats(u.text, asked) and not _is_title(u, titles):
+            seen.add(key)
+            scored.append(u)
+    return candidates, scored[:MAX_CANDIDATES]
+
+
+def _first_unit(scored: Sequence[Unit], score: np.ndarray, intent: Intent) -> int:
+    """The unit the answer opens with: the best by its own score (the passage gap only orders the
+    rest: the section retrieval ranked first, under the asked heading "Drawbacks", may share fewer
+    of the question's words than the note's introduction, yet it holds the answer)."""
+    first = int(np.argmax(score))
+    if intent == "definition":
+        # A sentence that defines something else ("GQA-G是指…" in a neighbouring passage) is no
+        # definition of what is asked: it must reach the floor of the answer's own units.
+        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and DEFINING.search(u.text)
+                    and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
+        if defining:
+            first = max(defining, key=lambda i: score[i])
+    elif FIRST_LINE_SHARE and points_back(scored[first].text):
+        # "它提醒我们，…" opens an answer pointing at nothing: a unit that stands on its own comes
+        # first when it scores nearly as well.
+        standing = [i for i, u in enumerate(scored) if not points_back(u.text) and score[i] >= FIRST_LINE_SHARE * score[first]]
+        if standing:
+            first = max(standing, key=lambda i: score[i])
+    return first
+
+
 def _embedder_similarity(embedder: EmbedderLike, query: str) -> Similarity:
     """Meaning computed now, for callers without stored unit vectors (tests, old indexes)."""
     def similarity(texts: Sequence[str]) -> np.ndarray:
@@ -259,19 +298,7 @@ def extract_answer(
         return found
 
     intent = question_intent(question)
-    candidates: list[Unit] = []
-    for source in sources[:PASSAGES_READ]:
-        candidates += split_units(source.n, source.hit.text)
-    asked = _bigrams(question)
-    scored: list[Unit] = []
-    seen: set[str] = set()  # the same sentence pasted into two notes is said once
-    titles = {s.n: _title_key(s.hit.heading) for s in sources[:PASSAGES_READ]}
-    for u in candidates:
-        key = unit_key(u.text)
-        if u.kind in STATING and key not in seen and not _repeats(u.text, asked) and not _is_title(u, titles):
-            seen.add(key)
-            scored.append(u)
-    scored = scored[:MAX_CANDIDATES]
+    candidates, scored = _candidates(question, sources)
     if not scored:
         return ExtractiveAnswer("", [], [], intent)
 
@@ -353,91 +380,14 @@ def extract_answer(
             score[i] += PURPOSE_BONUS
 
     order = [int(i) for i in np.argsort(-(score + passage_gap), kind="stable")]
-    # The first line is the best unit by its own score: the passage gap only orders the rest
-    # (the section retrieval ranked first, under the asked heading "Drawbacks", may share fewer
-    # of the question's words than the note's introduction, yet it holds the answer).
-    first = int(np.argmax(score))
-    if intent == "definition":
-        # A sentence that defines something else ("GQA-G是指…" in a neighbouring passage) is no
-        # definition of what is asked: it must reach the floor of the answer's own units.
-        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and DEFINING.search(u.text)
-                    and score[i] >= MIN_RELATIVE_SCORE * float(score.max())]
-        if defining:
-            first = max(defining, key=lambda i: score[i])
-    elif FIRST_LINE_SHARE and points_back(scored[first].text):
-        # "它提醒我们，…" opens an answer pointing at nothing: a unit that stands on its own comes
-        # first when it scores nearly as well.
-        standing = [i for i, u in enumerate(scored) if not points_back(u.text) and score[i] >= FIRST_LINE_SHARE * score[first]]
-        if standing:
-            first = max(standing, key=lambda i: score[i])
+    first = _first_unit(scored, score, intent)
     picks = [first] + part_picks(question, scored, with_heading, said, order, score, terms_of=terms_of,
                                  floor=SHORT_RELATIVE_SCORE * float(score.max()), per_part=PART_PICKS)
-    chosen: list[Unit] = []
-    used = 0
-
-    def cost(u: Unit) -> int:
-        """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
-        lead = lead_of(u)
-        return shown_len(u) + (shown_len(lead) if lead is not None and lead not in chosen else 0)
-
-    def take(u: Unit) -> None:  # an item comes with the line introducing its list
-        nonlocal used
-        lead = lead_of(u)
-        if lead is not None and lead not in chosen:
-            chosen.append(lead)
-            used += shown_len(lead)
-        chosen.append(u)
-        used += shown_len(u)
-
-    for i in dict.fromkeys(picks):
-        u = scored[i]
-        if used + cost(u) <= budget_chars:
-            take(u)
-        elif not chosen:  # the best unit alone is too long: its first clauses
-            chosen.append(fit_unit(u, budget_chars))
-            used += shown_len(chosen[-1])
     # Then the best units above the floor; a short answer reaches a little lower.
-    for share, up_to in ((MIN_RELATIVE_SCORE, budget_chars), (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)):
-        floor = share * float(score.max())
-        for i in order:
-            u = scored[i]
-            if u in chosen or score[i] < floor or used >= up_to or used + cost(u) > budget_chars:
-                continue
-            take(u)
-    # A list item shown without the line that introduces it ("缺点：") loses its meaning.
-    for u in list(chosen):
-        lead = lead_of(u)
-        if lead is not None and lead not in chosen and used + shown_len(lead) <= budget_chars:
-            chosen.append(lead)
-            used += shown_len(lead)
-
-    # The best unit first (not the lead a list item brings with it), under its lead; the other
-    # units under that lead follow it, so that none is shown under another item's lead.
-    best = next((u for u in chosen if u.kind in STATING), chosen[0])
-    lead = lead_of(best)
-    head = [lead, best] if lead in chosen else [best]
-    # Then relevance before reading order: each block (a list with the line introducing it, or
-    # a sentence) where its best unit ranks, in reading order inside the block; a neighbouring
-    # question of the same note read whole no longer opens the answer's second line because it
-    # comes first in the note.
-    position = {id(scored[i]): p for p, i in enumerate(order)}
-
-    def block(u: Unit) -> int:
-        for _ in range(MAX_LEAD_DEPTH):
-            above = lead_of(u)
-            if above is None:
-                break
-            u = above
-        return id(u)
-
-    block_rank: dict[int, int] = {}
-    for u in chosen:
-        b = block(u)
-        block_rank[b] = min(block_rank.get(b, len(order)), position.get(id(u), len(order)))
-    rest = sorted((u for u in chosen if u not in head), key=lambda u: (block_rank[block(u)], u.n, u.order))
-    if lead in chosen:
-        rest = [u for u in rest if lead_of(u) is lead] + [u for u in rest if lead_of(u) is not lead]
-    ordered = head + rest
+    ranked = Scored(scored, score, order, lead_of)
+    chosen = take_within_budget(ranked, picks, budget_chars, ((MIN_RELATIVE_SCORE, budget_chars),
+                                                              (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)))
+    ordered = arrange(chosen, ranked)
     text = render_units(ordered)
     while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
         ordered.pop()

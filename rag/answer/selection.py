@@ -1,0 +1,113 @@
+"""The extractive answer's last two steps: which scored units fit the budget, and their order.
+
+``rag.answer.extractive`` scores every candidate unit; this module takes them from there:
+
+* ``take_within_budget``: the picked units first (the best unit, then each part's best for a
+  two-part question), then the best units above ``floor_share`` of the best score, then, while
+  the answer is short, a little lower; every list item comes with the line introducing its
+  list; nothing passes ``budget_chars`` (the best unit alone cut at a clause end if it must);
+* ``arrange``: the best unit first, under its lead, its sibling items after it; then each
+  block (a list with the line introducing it, or a sentence) where its best unit ranks, in
+  reading order inside the block (relevance before reading order: a neighbouring question of
+  a note read whole no longer comes second because it comes first in the note).
+
+Invariant: ``arrange`` returns the units ``take_within_budget`` chose, reordered; the caller
+renders them and drops the last ones while joins and marks pass the budget.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.answer.rendering import fit_unit, shown_len
+from rag.reading.units import STATING, Unit
+
+__all__ = ["Scored", "arrange", "take_within_budget"]
+
+# Lists nest a few levels at most; the walk up to a block's first lead stops there.
+MAX_LEAD_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Candidate units with their scores, best first by ``order``, and their list leads."""
+
+    units: Sequence[Unit]
+    score: np.ndarray  # the unit's own score
+    order: list[int]  # indexes into units, best first (passage gap included)
+    lead_of: Callable[[Unit], Unit | None]  # the line introducing a list item's list
+
+
+def take_within_budget(scored: Scored, picks: Sequence[int], budget_chars: int,
+                       floors: Sequence[tuple[float, float]]) -> list[Unit]:
+    """The units shown, in the order taken: ``picks`` first, then for each (share of the best
+    score, characters the answer may reach) in ``floors`` the best units above that share."""
+    chosen: list[Unit] = []
+    used = 0
+    lead_of = scored.lead_of
+
+    def cost(u: Unit) -> int:
+        """Characters ``u`` adds, with the line introducing its list when that is not shown yet."""
+        lead = lead_of(u)
+        return shown_len(u) + (shown_len(lead) if lead is not None and lead not in chosen else 0)
+
+    def take(u: Unit) -> None:  # an item comes with the line introducing its list
+        nonlocal used
+        lead = lead_of(u)
+        if lead is not None and lead not in chosen:
+            chosen.append(lead)
+            used += shown_len(lead)
+        chosen.append(u)
+        used += shown_len(u)
+
+    for i in dict.fromkeys(picks):
+        u = scored.units[i]
+        if used + cost(u) <= budget_chars:
+            take(u)
+        elif not chosen:  # the best unit alone is too long: its first clauses
+            chosen.append(fit_unit(u, budget_chars))
+            used += shown_len(chosen[-1])
+    best_score = float(scored.score.max())
+    for share, up_to in floors:
+        for i in scored.order:
+            u = scored.units[i]
+            if u in chosen or scored.score[i] < share * best_score or used >= up_to or used + cost(u) > budget_chars:
+                continue
+            take(u)
+    # A list item shown without the line that introduces it ("缺点：") loses its meaning.
+    for u in list(chosen):
+        lead = lead_of(u)
+        if lead is not None and lead not in chosen and used + shown_len(lead) <= budget_chars:
+            chosen.append(lead)
+            used += shown_len(lead)
+    return chosen
+
+
+def arrange(chosen: Sequence[Unit], scored: Scored) -> list[Unit]:
+    """``chosen`` in the order shown: the best unit (not the lead a list item brings with it)
+    under its lead, the other units under that lead after it, then the blocks by relevance."""
+    lead_of = scored.lead_of
+    best = next((u for u in chosen if u.kind in STATING), chosen[0])
+    lead = lead_of(best)
+    head = [lead, best] if lead in chosen else [best]
+    position = {id(scored.units[i]): p for p, i in enumerate(scored.order)}
+    last = len(scored.order)
+
+    def block(u: Unit) -> int:
+        for _ in range(MAX_LEAD_DEPTH):
+            above = lead_of(u)
+            if above is None:
+                break
+            u = above
+        return id(u)
+
+    block_rank: dict[int, int] = {}
+    for u in chosen:
+        b = block(u)
+        block_rank[b] = min(block_rank.get(b, last), position.get(id(u), last))
+    rest = sorted((u for u in chosen if u not in head), key=lambda u: (block_rank[block(u)], u.n, u.order))
+    if lead in chosen:
+        rest = [u for u in rest if lead_of(u) is lead] + [u for u in rest if lead_of(u) is not lead]
+    return head + rest
