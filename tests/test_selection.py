@@ -1,0 +1,43 @@
+"""Which scored units fit the budget, and the order they are shown in (rag/answer/selection.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from rag.answer.rendering import render_units
+from rag.answer.selection import Scored, arrange, take_within_budget
+from rag.answer.unit_lists import introducer
+from rag.reading.units import STATING, split_units
+
+_TEXT = ("LoRA 在模型旁路加入两个低秩矩阵，只训练它们。\n\n"
+         "优点：\n\n- 显存占用小，单卡即可微调大模型\n- 推理时可以把权重合并回原模型\n\n"
+         "秩越大，可训练参数越多，效果通常更接近全量微调。")
+
+
+def _scored(scores: list[float]) -> tuple[Scored, list]:
+    units = split_units(1, _TEXT)
+    at = {(u.n, u.order): u for u in units}
+    stating = [u for u in units if u.kind in STATING]
+    score = np.array(scores)
+    order = [int(i) for i in np.argsort(-score, kind="stable")]
+    return Scored(stating, score, order, lambda u: introducer(u, at)), stating
+
+
+def test_a_list_item_is_taken_with_the_line_introducing_its_list_and_shown_under_it():
+    scored, stating = _scored([0.2, 1.0, 0.1, 0.1])  # the first item is the best unit
+    chosen = take_within_budget(scored, [1], 500, ((0.45, 500),))
+    shown = arrange(chosen, scored)
+    assert [u.text for u in shown[:2]] == ["优点：", stating[1].text]
+
+
+def test_nothing_is_taken_past_the_budget_and_a_best_unit_too_long_alone_is_cut():
+    scored, stating = _scored([1.0, 0.9, 0.9, 0.9])
+    chosen = take_within_budget(scored, [0], 40, ((0.0, 40),))
+    assert len(render_units(arrange(chosen, scored))) <= 40 + 8  # markers: the caller drops the last to fit
+    tiny = take_within_budget(scored, [0], 12, ((0.0, 12),))
+    assert len(tiny) == 1 and tiny[0].text != stating[0].text and stating[0].text.startswith(tiny[0].text[:6])
+
+
+def test_units_below_the_floor_are_left_out():
+    scored, stating = _scored([1.0, 0.1, 0.1, 0.2])
+    chosen = take_within_budget(scored, [0], 500, ((0.45, 500),))
+    assert [u.text for u in chosen] == [stating[0].text]
