@@ -36,6 +36,12 @@ def test_a_chinese_question_gets_no_glosses_its_english_terms_are_the_notes_own(
     assert english_glosses("Can LoRA weights be merged into the base model?")["weights"]
 
 
+def test_a_word_written_like_a_name_means_itself_and_is_not_glossed():
+    glosses = english_glosses("Which notes mention WEIGHT, and why keep FP32 weights?")
+    assert "weight" not in glosses and "fp32" not in glosses
+    assert "权重" in glosses["weights"]
+
+
 def test_none_turns_the_glossary_off():
     assert english_glosses("Can LoRA weights be merged into the base model?", "none") == {}
 

@@ -53,6 +53,12 @@ def test_a_topic_no_note_names_is_matched_by_meaning(engine):
     assert answer.mode == "which-notes" and answer.notes[0].source == "RLHF.md", answer.text
 
 
+def test_an_english_topic_names_the_notes_that_say_it_in_chinese(engine):
+    answer = engine.ask("Which notes mention quantization?")  # 量化 is in QLoRA.md only
+    assert answer.mode == "which-notes"
+    assert [m.source for m in answer.notes] == ["微调/QLoRA.md"], answer.text
+
+
 def test_rag_ask_json_lists_the_notes(engine):
     settings = engine.settings
     res = rag_cli("ask", "Which notes mention QLoRA?", "--json", "--backend", "none", "--corpus",

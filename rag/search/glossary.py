@@ -59,6 +59,13 @@ _HAN = re.compile(r"[\u4e00-\u9fff]+")
 TECH_TERMS = Path(__file__).with_name("data") / "tech_terms.u8"
 TECH_TERM_MAX_CHARS = 8
 _ENGLISH_WORD = re.compile(r"[a-z][a-z\-]*[a-z]")
+_NAME_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9\-]*")
+
+
+def _is_name(word: str) -> bool:
+    return sum(c.isupper() for c in word) >= 2 or any(c.isdigit() for c in word)
+
+
 # Sense prefixes that are cross-references or grammar, not meanings.
 _NOT_A_MEANING = ("CL:", "abbr", "variant", "see ", "old variant", "surname", "also written", "used in")
 
@@ -123,7 +130,10 @@ class Glossary:
         """The Chinese words for each English word of ``text`` the glossary knows, keyed as
         ``rag.index.bm25.tokenize`` writes the word (lower case; a hyphenated word also whole).
         A word of a known phrase (two or three words) also gets the phrase's words ("square root"
-        -> 平方根 for "square" and for "root"); a function word ("of", "why") gets nothing."""
+        -> 平方根 for "square" and for "root"); a function word ("of", "why") gets nothing, and so
+        does a word written like a name ("WEIGHT", "GPU", "FP32": two capitals or a digit), which
+        means itself ("哪些笔记提到了 WEIGHT？" asks for that word, not for 权重)."""
+        text = _NAME_LIKE.sub(lambda m: " " if _is_name(m.group(0)) else m.group(0), text)
         found: dict[str, set[str]] = {}
         for compound in _ENGLISH_WORD.findall(text.lower()):
             words = compound.split("-")

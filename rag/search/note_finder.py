@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
 
 from rag.reading.chunking import Chunk
 from rag.core.text import Language
 
-__all__ = ["NoteMatch", "which_notes_topic", "rank_notes", "notes_list_text", "NOTES_LISTED", "NOTE_CANDIDATES"]
+__all__ = ["NoteMatch", "which_notes_topic", "naming_passages", "rank_notes", "notes_list_text", "NOTES_LISTED",
+           "NOTE_CANDIDATES"]
 
 # Notes listed at most: a list longer than a screen is a search result, not an answer.
 NOTES_LISTED = 10
@@ -74,6 +76,20 @@ def which_notes_topic(question: str) -> str | None:
         return None
     topic = _EDGE.sub("", re.sub(r"\s+", " ", _FRAME.sub(" ", question)).strip())
     return topic or None
+
+
+def naming_passages(candidates: Iterable[int], chunks: Sequence[Chunk], tokens: Sequence[Sequence[str]],
+                    terms: set[str], glosses: Mapping[str, frozenset[str]]) -> set[int]:
+    """The candidates that name the topic: their keyword terms hold every term of it, an English
+    term also in Chinese (``glosses``, rag/search/glossary.py: "quantization" named as 量化)."""
+    if not terms:
+        return set()
+
+    def names(i: int) -> bool:
+        own = set(tokens[i])
+        return all(t in own or any(z in chunks[i].text for z in glosses.get(t, ())) for t in terms)
+
+    return {i for i in candidates if names(i)}
 
 
 def rank_notes(fused: dict[int, float], chunks: list[Chunk], names: set[int],

@@ -15,7 +15,7 @@ from rag.search.conversation import Message, followup_context, is_followup
 from rag.index.embedders.factory import Embedder, make_embedder
 from rag.index.hubness import dehub
 from rag.search.glossary import english_glosses
-from rag.search.note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, rank_notes
+from rag.search.note_finder import NOTE_CANDIDATES, NOTES_LISTED, NoteMatch, naming_passages, rank_notes
 from rag.search.note_outline import NoteSection, OutlineItem, note_by_name, note_sections, outline
 from rag.search.rerankers import Reranker, make_reranker
 from rag.reading.scope import Scope, scope_mask, search_within
@@ -244,8 +244,7 @@ class Retriever:
         fused = fuse(signals, s.fusion, s.rrf_k, n_cand)
         weigh_marked(fused, view.boilerplate, s.boilerplate_weight)
         # A passage names the topic when its keyword terms hold every term of the topic.
-        terms = set(tokenize(query.text)) - STOPWORDS
-        names = {i for i in fused if terms and terms <= set(index.tokens[i])}
+        names = naming_passages(fused, index.chunks, index.tokens, set(tokenize(query.text)) - STOPWORDS, query.glosses)
         # Notes that name the topic cover it, whatever the dense similarity says.
         relevant = bool(names) or self.is_relevant(query.text, own_top, index)
         return relevant, rank_notes(fused, index.chunks, names, limit)
