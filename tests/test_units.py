@@ -124,3 +124,9 @@ def test_a_question_mark_inside_quotes_does_not_cut_the_sentence_that_goes_on_af
     text = "诸如“数据中的前 5 个主题是什么？”之类的查询表现不佳，因为它依赖向量搜索。他说：“好。” 然后走了。"
     assert [u.text for u in split_units(1, text)] == [
         "诸如“数据中的前 5 个主题是什么？”之类的查询表现不佳，因为它依赖向量搜索。", "他说：“好。”"]
+
+
+def test_an_item_that_only_names_a_thing_and_its_english_name_is_a_label():
+    units = split_units(1, "参数高效微调的方法分为几类。\n\n- 重新参数化方法(Reparameterization Methods)\n\n"
+                           "- 召回率(Recall)\n\n- 原理:把权重矩阵分解成两个较小的矩阵,只训练它们。")
+    assert [u.kind for u in units] == ["sentence", "label", "label", "item"], [(u.kind, u.text) for u in units]
