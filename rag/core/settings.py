@@ -149,7 +149,12 @@ class Settings(BaseSettings):
     # Calibrated on bench/data/dev.jsonl with `rag eval` (see bench/README.md).
     relevance_threshold: float = 0.84
     relevance_sure_threshold: float = 0.92
-    relevance_english_offset: float = 0.04
+    # English questions over Chinese notes score lower dense similarity. 0.04 was chosen on
+    # dev.jsonl's four English questions; with the 20 English questions of the development sets
+    # (dev, dev-md, dev_sample_hard) the lowest answerable one scores 0.793 (dh-29, declined at
+    # 0.04), and 0.05 admits it while bench/data/english_not_in_notes.jsonl (12 uncovered English
+    # questions, 0.806-0.840) is declined as before (4 of 12, by the unknown-name vote).
+    relevance_english_offset: float = 0.05
     topic_weight: float = 1.0
     title_weight: float = 0.25
     dedup_similarity: Share = 0.9
