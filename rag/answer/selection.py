@@ -3,8 +3,9 @@
 ``rag.answer.extractive`` scores every candidate unit; this module takes them from there:
 
 * ``take_within_budget``: the picked units first (the best unit, then each part's best for a
-  two-part question), then the best units above ``floor_share`` of the best score, then, while
-  the answer is short, a little lower; every list item comes with the line introducing its
+  two-part question), then, for each of ``floors``, the best units above its share of the best
+  score while the answer is shorter than its length (the extractive answer gives two: the answer's
+  floor, then a lower one while the answer is short); every list item comes with the line introducing its
   list; nothing passes ``budget_chars`` (the best unit alone cut at a clause end if it must);
 * ``arrange``: the best unit first, under its lead, its sibling items after it; then each
   block (a list with the line introducing it, or a sentence) where its best unit ranks, in

@@ -68,6 +68,14 @@ def latin_share(text: str) -> float:
     return latin / (latin + cjk) if latin + cjk else 0.0
 
 
+def written_like_name(word: str) -> bool:
+    """Is a Latin word written like a name (two capitals or a digit: "HNSW", "ALiBi", "GPT-3",
+    "FP32"), not like a word of a sentence? Such a word means itself: it is looked up as written,
+    never translated (rag/search/glossary.py), and one the notes never mention tells that an
+    English question is not theirs (rag/search/retrieval.py)."""
+    return sum(c.isupper() for c in word) >= 2 or any(c.isdigit() for c in word)
+
+
 # --- sentences --------------------------------------------------------------------------
 # Ends of a sentence in Chinese and English text (full-width and ASCII).
 SENTENCE_END_CHARS = "。！？!?；;"

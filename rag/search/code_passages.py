@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rag.core.text import FENCE
 from rag.reading.chunking import Chunk
 from rag.reading.units import STATING, split_units
 
@@ -29,7 +30,6 @@ _CODE_QUESTION = re.compile(r"代码|源码|构造函数|函数签名|怎么写|
 # A passage is code when this share of its answer units' characters is code lines: a class or a
 # function with a comment or two, not prose with a snippet.
 CODE_HEAVY_SHARE = 0.6
-_FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def asks_code(question: str) -> bool:
@@ -42,7 +42,7 @@ def _fenced_chars(text: str) -> int:
     """Characters of the lines inside fenced code blocks (```, ~~~), which are not answer units."""
     inside, chars = False, 0
     for line in text.split("\n"):
-        if _FENCE.match(line):
+        if FENCE.match(line):
             inside = not inside
         elif inside:
             chars += len(line.strip())

@@ -25,7 +25,7 @@ from rag.search.code_passages import asks_code
 from rag.search.windows import fit_budget, question_terms
 from rag.search.note_lines import NoteLines
 from rag.core.settings import Settings
-from rag.core.text import latin_share
+from rag.core.text import latin_share, written_like_name
 from rag.index.unit_vectors import MAX_EMBEDDED_WHEN_ASKED
 from rag.index.version_files import IndexNotFound, LoadedIndex
 from rag.search.served_index import IndexMismatch, IndexStatus, IndexView, ServedIndex
@@ -108,14 +108,14 @@ ELLIPTICAL_LEAN = 1.0
 OWN_QUESTION_WEIGHT = 1.5
 # Keyword scores of the earlier turns count this share of the lean.
 CONTEXT_KEYWORD_SHARE = 0.5
-# The subject of the earlier turns: the passages within this cosine of the best match,
-# and the keyword matches above this share of the best keyword score.
 # Weight of an English question's words found in Chinese (rag/search/glossary.py) against the
 # words themselves in the keyword ranking: each English word counts once, by its best Chinese
 # word. Chosen on dev-md.jsonl's English questions (rag eval MRR 0.900 without, 0.850 / 0.900 /
 # 1.000 / 0.950 / 0.883 at 0.25 / 0.5 / 1 / 1.5 / 2), dev.jsonl's four at 1.000 throughout;
 # checked on bench/data/check_english.jsonl (bench/README.md, issue 15 round 9).
 GLOSS_SHARE = 1.0
+# The subject of the earlier turns: the passages within this cosine of the best match,
+# and the keyword matches above this share of the best keyword score.
 TOPIC_PASSAGES = 3
 TOPIC_DENSE_MARGIN = 0.02
 TOPIC_KEYWORD_SHARE = 0.5
@@ -394,7 +394,7 @@ class Retriever:
 
 
 _LATIN_TERM = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{2,}")
-# A word of an English question written like a name: two capitals or a digit ("HNSW", "ALiBi",
+# A word of an English question written like a name (``written_like_name``: "HNSW", "ALiBi",
 # "RMSNorm", "GPT-3"), not a sentence's first word. English questions over Chinese notes pass the
 # dense bar whether the notes cover them or not (12 questions on topics absent from both
 # corpora: 0.806-0.840; 53 answerable: 0.793-0.886), so a name the notes never mention is the
@@ -404,7 +404,7 @@ _NAMED = re.compile(r"[A-Za-z][A-Za-z0-9\-]{2,}")
 
 def _named_terms(question: str) -> list[str]:
     """The words of an English question written like names, as written (camelCase parts kept)."""
-    return [w for w in _NAMED.findall(question) if sum(c.isupper() for c in w) >= 2 or any(c.isdigit() for c in w)]
+    return [w for w in _NAMED.findall(question) if written_like_name(w)]
 
 
 

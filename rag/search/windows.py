@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.core.text import HAN_BASIC
+from rag.core.text import HAN_BASIC_CHAR
 from rag.index.bm25 import BM25Index, tokenize
 from rag.reading.chunking import Chunk
 
@@ -43,7 +43,6 @@ FOCUS_WEIGHT = 1.0
 PROBE_CHARS = 20
 
 _SPACE = re.compile(r"\s+")
-_HAN = re.compile(f"[{HAN_BASIC}]")
 _LATIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 LineScore = Callable[[Sequence[str]], np.ndarray]
@@ -67,7 +66,7 @@ def line_scorer(weights: dict[str, float], focus: str = "") -> LineScore:
     of many short lines (code) gains no more from it than one long paragraph."""
     squashed_focus = _SPACE.sub("", focus)
 
-    han = {t: w for t, w in weights.items() if _HAN.search(t)}
+    han = {t: w for t, w in weights.items() if HAN_BASIC_CHAR.search(t)}
     latin = {t: w for t, w in weights.items() if t not in han}
 
     def holds(line: str) -> float:
