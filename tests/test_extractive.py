@@ -405,3 +405,52 @@ def test_the_answer_to_a_neighbouring_numbered_question_does_not_fill_the_answer
     assert "重复之前已经生成的内容" in answer.text and "硬件资源" not in answer.text, answer.text
     monkeypatch.setattr(extractive, "NEIGHBOUR_PENALTY", 0.0)  # without the rule it fills the room left
     assert "硬件资源" in extract_answer("什么是 LLMs 复读机问题？", sources, budget_chars=500).text
+
+
+def test_a_template_line_many_notes_repeat_is_never_an_answer_unit():
+    footer = "欢迎关注我的GitHub和微信公众号，来不及解释了，快上船！"
+    text = f"Adam 为每个参数维护自己的学习率，适应参数的更新需求。\n\n{footer}"
+    sources = number_sources([Hit(1, 1.0, Chunk("adam.md", "Adam", 1, 3, text))])
+    assert footer in extract_answer("Adam 的学习率是怎么来的？", sources, budget_chars=300).text
+    answer = extract_answer("Adam 的学习率是怎么来的？", sources, budget_chars=300, template_lines={squash(footer)})
+    assert footer not in answer.text and "维护自己的学习率" in answer.text, answer.text
+
+
+def test_the_line_that_names_the_note_is_never_an_answer_unit():
+    name = "每天3分钟，彻底弄懂神经网络的优化器（九）Adam"
+    text = f"{name}\n\nAdam 为每个参数维护自己的学习率，适应参数的更新需求。"
+    sources = number_sources([Hit(1, 1.0, Chunk("01-预训练/神经网络的优化器（九）Adam.md", "", 1, 3, text))])
+    answer = extract_answer("Adam 优化器有什么特点？", sources, budget_chars=300)
+    assert "彻底弄懂" not in answer.text and "维护自己的学习率" in answer.text, answer.text
+
+
+def test_the_points_under_the_asked_numbered_question_are_not_its_neighbours():
+    # "1. 操作位置与方式" is a point of the question above it, not a neighbouring question.
+    text = ("2、Prompt-tuning与Prefix-tuning区别是什么\n\n两者都只调整少量参数。\n\n1. 操作位置与方式\n\n"
+            "- Prompt-tuning:\n- 主要关注于输入序列的修改。\n- Prefix-tuning:\n- 前缀向量影响整个解码过程。\n\n"
+            "3、大模型的幻觉是什么\n\n- 生成与事实不符的内容。")
+    units = split_units(1, text)
+    point = next(u for u in units if u.text.startswith("主要关注"))
+    assert point.title == "操作位置与方式" and "Prompt-tuning与Prefix-tuning区别" in point.outer
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "面试题", 1, 12, text))])
+    answer = extract_answer("Prompt-tuning与Prefix-tuning的区别是什么？", sources, budget_chars=500)
+    # Ranked as the neighbouring question's answer would be, the points came after the intro.
+    assert cited_sentences(answer.text)[0][0] == "主要关注于输入序列的修改。", answer.text
+    assert "与事实不符" not in answer.text, answer.text
+
+
+def test_a_blog_footer_three_notes_end_with_never_reaches_an_answer(tmp_path, embedder):
+    footer = "欢迎关注我的GitHub和微信公众号，来不及解释了，快上船！"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, body in [("adam.md", "Adam 为每个参数维护自己的学习率，适应参数的更新需求。"),
+                       ("sgd.md", "SGD 每一步沿负梯度方向更新参数。"),
+                       ("lora.md", "LoRA 只训练两个低秩矩阵。")]:
+        (corpus / name).write_text(f"# {name[:-3]}\n\n{body}\n\n## 参考\n\n{footer}\n", encoding="utf-8")
+    settings = make_settings(corpus, tmp_path / "index", llm_backend="none")
+    build_index(settings, embedder)
+    engine = ChatEngine(settings, Retriever.from_settings(settings, embedder), None)
+    prep = engine.prepare("Adam 的学习率是怎么来的？", [])
+    assert squash(footer) in prep.retrieval.template_lines
+    answer = engine.extractive_text(prep)
+    assert footer not in answer and "维护自己的学习率" in answer, answer

@@ -251,14 +251,11 @@ class ChatEngine:
         context = ""
         if prep.history and is_followup(prep.question):
             context = next((m.content for m in reversed(prep.history) if m.role == "user"), "")
+        asked = prep.standalone_question or prep.question
         extracted = extract_answer(
-            prep.standalone_question or prep.question,
-            prep.sources,
-            budget_chars=self.settings.extractive_budget_chars,
-            similarity=self.retriever.unit_similarity(prep.retrieval),
-            context=context,
-            glosses=english_glosses(prep.standalone_question or prep.question, self.settings.glossary),
-        )
+            asked, prep.sources, budget_chars=self.settings.extractive_budget_chars,
+            similarity=self.retriever.unit_similarity(prep.retrieval), context=context,
+            template_lines=prep.retrieval.template_lines, glosses=english_glosses(asked, self.settings.glossary))
         if extracted.text:
             return extracted.text
         # Nothing but code, images or headings in the passages: point at the best one.

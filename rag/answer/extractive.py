@@ -42,8 +42,9 @@ at a passage that says what it follows.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Collection, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -145,6 +146,11 @@ TITLE_MATCH = 0.7
 # at least this share of it. dev-md answers opening so: 11 of 70 without, 6 at 0.9 and 0.8, 5 at 0.7
 # (the rest are leads of the best item: "它通常涉及到以下几个方面："); coverage unchanged on every set.
 FIRST_LINE_SHARE = 0.9
+# A line holding the note's file name (at least this long) and at most this many characters more
+# names the note ("每天3分钟，彻底弄懂" + the name: 10 more in the LLMForEverybody notes); a
+# shorter file name ("LoRA") is too common a word to tell a name line by.
+NOTE_NAME_MIN_CHARS = 6
+NOTE_NAME_EXTRA_CHARS = 12
 
 class EmbedderLike(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -197,6 +203,15 @@ def _title_key(heading: str) -> str:
     return re.sub(r"\W+", "", ITEM.sub("", heading.rsplit(" > ", 1)[-1].strip(), count=1)).lower()
 
 
+def _names_note(u: Unit, names: dict[int, str]) -> bool:
+    """The note's own name line ("每天3分钟，彻底弄懂神经网络的优化器（九）Adam" atop
+    "神经网络的优化器（九）Adam.md"): its file name with a few words around it, no sentence end."""
+    name = names.get(u.n, "")
+    own = re.sub(r"\s+", "", u.text).lower()
+    return (len(name) >= NOTE_NAME_MIN_CHARS and name in own and len(own) <= len(name) + NOTE_NAME_EXTRA_CHARS
+            and not own.endswith(("。", ".", "！", "!", "；", ";")))
+
+
 def _is_title(u: Unit, titles: dict[int, str]) -> bool:
     """The passage's own section title, repeated as its first line ("2、如何用一些业务指标衡量模型的效果,…;"):
     it names the section, it says nothing ("二，KV Cache：推理阶段的工程优化" too). A numbered line that
@@ -215,13 +230,16 @@ def _neighbours(scored: Sequence[Unit], q_terms: dict[str, float], terms_of: Cal
         if u.title and (u.n, u.title) not in match:
             match[(u.n, u.title)] = _lexical(q_terms, terms_of(u.title))
     asked_in = {n for (n, _), m in match.items() if m >= TITLE_MATCH}
-    return [i for i, u in enumerate(scored) if u.n in asked_in and u.title and match[(u.n, u.title)] == 0.0]
+    # A point of the asked question ("1. 操作位置与方式" under it) is no neighbour.
+    return [i for i, u in enumerate(scored) if u.n in asked_in and u.title and match[(u.n, u.title)] == 0.0
+            and _lexical(q_terms, terms_of(u.outer)) < TITLE_MATCH]
 
 
-def _candidates(question: str, sources: Sequence[Source]) -> tuple[list[Unit], list[Unit]]:
+def _candidates(question: str, sources: Sequence[Source], template: str = "") -> tuple[list[Unit], list[Unit]]:
     """(every unit of the passages read, the ones to score): stating units, each sentence once
     (the same sentence pasted into two notes is said once), none that only says the question
-    back or repeats its passage's title; at most ``MAX_CANDIDATES``."""
+    back, repeats its passage's title or is part of a template line many notes repeat (``template``:
+    those lines, whitespace removed, one per line); at most ``MAX_CANDIDATES``."""
     candidates: list[Unit] = []
     for source in sources[:PASSAGES_READ]:
         candidates += split_units(source.n, source.hit.text)
@@ -229,9 +247,12 @@ def _candidates(question: str, sources: Sequence[Source]) -> tuple[list[Unit], l
     scored: list[Unit] = []
     seen: set[str] = set()
     titles = {s.n: _title_key(s.hit.heading) for s in sources[:PASSAGES_READ]}
+    names = {s.n: re.sub(r"\s+", "", PurePosixPath(s.hit.source).stem).lower() for s in sources[:PASSAGES_READ]}
     for u in candidates:
         key = unit_key(u.text)
-        if u.kind in STATING and key not in seen and not _repeats(u.text, asked) and not _is_title(u, titles):
+        if (u.kind in STATING and key not in seen and not _repeats(u.text, asked) and not _is_title(u, titles)
+                and not _names_note(u, names)
+                and not (template and re.sub(r"\s+", "", u.text) in template)):
             seen.add(key)
             scored.append(u)
     return candidates, scored[:MAX_CANDIDATES]
@@ -281,6 +302,7 @@ def extract_answer(
     embedder: EmbedderLike | None = None,
     context: str = "",
     glosses: Mapping[str, frozenset[str]] | None = None,
+    template_lines: Collection[str] = (),
 ) -> ExtractiveAnswer:
     """The best units of ``sources`` for ``question`` within ``budget_chars`` characters.
 
@@ -289,7 +311,8 @@ def extract_answer(
     ``similarity`` gives each unit's cosine to the question (stored unit vectors); without
     it, ``embedder`` computes them now; without either, meaning does not count.
     ``glosses`` gives Chinese words for the question's English words (``rag.search.glossary``):
-    a unit that holds one of them counts as holding the English word.
+    a unit that holds one of them counts as holding the English word. ``template_lines`` (the
+    index's lines many notes repeat, whitespace removed: a blog footer) are never part of an answer.
     """
     def terms_of(text: str) -> set[str]:
         found = _terms(text)
@@ -298,7 +321,7 @@ def extract_answer(
         return found
 
     intent = question_intent(question)
-    candidates, scored = _candidates(question, sources)
+    candidates, scored = _candidates(question, sources, "\n".join(template_lines))
     if not scored:
         return ExtractiveAnswer("", [], [], intent)
 
@@ -308,7 +331,8 @@ def extract_answer(
     own_heading = {s.n: s.hit.heading.rsplit(" > ", 1)[-1] for s in sources[:PASSAGES_READ]}
     heading_terms = {n: terms_of(h) for n, h in own_heading.items()}
     unit_terms = [terms_of(u.text) for u in scored]
-    with_heading = [t | (terms_of(u.title) if u.title else heading_terms[u.n]) for u, t in zip(scored, unit_terms)]
+    with_heading = [t | (terms_of(f"{u.outer} {u.title}") if u.title else heading_terms[u.n])
+                    for u, t in zip(scored, unit_terms)]
     # So is a list item about what the line introducing its list names ("- Prefix-tuning:"
     # above "- 影响整个解码过程").
     at = {(u.n, u.order): u for u in candidates}

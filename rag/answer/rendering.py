@@ -28,7 +28,7 @@ def shown_len(u: Unit) -> int:
 def fit_unit(u: Unit, budget_chars: int) -> Unit:
     """``u`` cut at a clause end so that it fits ``budget_chars`` with its marks."""
     room = budget_chars - (shown_len(u) - len(u.text))
-    return Unit(u.n, u.order, cut_long(u.text, max(room, 1)), u.kind, u.depth, u.title)
+    return Unit(u.n, u.order, cut_long(u.text, max(room, 1)), u.kind, u.depth, u.title, u.outer)
 
 
 def render_units(units: Sequence[Unit]) -> str:

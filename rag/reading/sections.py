@@ -107,8 +107,10 @@ class SectionMap:
                        text="\n\n".join(m.text for m in members), content_hash=digest)
 
 
-def boilerplate_mask(chunks: list[Chunk]) -> np.ndarray:
-    """True for passages that are mostly links or lines repeated across many notes."""
+def template_lines(chunks: list[Chunk]) -> frozenset[str]:
+    """The template lines of the notes (a blog footer "欢迎关注我的GitHub和微信公众号…", a series'
+    "本系列收纳各种大模型面试题及答案。"), whitespace removed: lines of at least 4 characters that
+    ``TEMPLATE_MIN_SHARE`` of the notes, and at least ``TEMPLATE_MIN_NOTES``, hold word for word."""
     notes_with_line: dict[str, set[str]] = defaultdict(set)
     for chunk in chunks:
         for line in chunk.text.split("\n"):
@@ -117,6 +119,12 @@ def boilerplate_mask(chunks: list[Chunk]) -> np.ndarray:
                 notes_with_line[key].add(chunk.source)
     n_notes = len({c.source for c in chunks})
     template = max(TEMPLATE_MIN_NOTES, TEMPLATE_MIN_SHARE * n_notes)
+    return frozenset(key for key, notes in notes_with_line.items() if len(notes) >= template)
+
+
+def boilerplate_mask(chunks: list[Chunk], template: frozenset[str] | None = None) -> np.ndarray:
+    """True for passages that are mostly links or template lines (``template``, computed when not given)."""
+    template = template_lines(chunks) if template is None else template
     mask = np.zeros(len(chunks), dtype=bool)
     for i, chunk in enumerate(chunks):
         total = noise = 0
@@ -126,7 +134,7 @@ def boilerplate_mask(chunks: list[Chunk]) -> np.ndarray:
             if not key:
                 continue
             total += len(key)
-            if len(notes_with_line.get(_SQUASH.sub("", raw), ())) >= template:
+            if _SQUASH.sub("", raw) in template:
                 noise += len(key)
             else:
                 noise += sum(len(_SQUASH.sub("", m.group(0))) for m in _LINK.finditer(line))

@@ -195,7 +195,14 @@ def _group_sections(sections: list[Section], depth: int, inner: str | None) -> l
 def heading_lines(text: str) -> set[int]:
     """0-based indexes of the lines of ``text`` that the chunker reads as headings (Markdown,
     numbered questions, short title lines): what answers must never quote as a claim."""
-    return {s.heading_line for s in note_sections(tuple(text.split("\n"))) if s.heading_line is not None}
+    return set(heading_paths(text))
+
+
+def heading_paths(text: str) -> dict[int, list[str]]:
+    """Each heading line of ``text`` (0-based, as ``heading_lines``) with its heading path inside
+    ``text``, outermost first: "1. 操作位置与方式" under "2、Prompt-tuning与Prefix-tuning区别" is
+    ["2、Prompt-tuning与Prefix-tuning区别", "1. 操作位置与方式"]."""
+    return {s.heading_line: s.heading for s in note_sections(tuple(text.split("\n"))) if s.heading_line is not None}
 
 
 # Blockquotes, tables, images, HTML and formulas are content, never a plain-text heading.

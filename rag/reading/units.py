@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rag.reading.rhetorical import stated_part
-from rag.reading.structure import heading_lines
+from rag.reading.structure import heading_paths
 from rag.core.text import FENCE, HAN_BASIC_CHAR
 
 __all__ = ["Unit", "UnitKind", "split_units", "unit_key", "STATING", "cut_long", "join_lines"]
@@ -103,6 +103,9 @@ class Unit:
     kind: UnitKind
     depth: int = 0  # nesting of a list item (0: top level), kept when it is shown
     title: str = ""  # the heading line above it inside the passage ("" : the passage's own)
+    # The headings that ``title`` sits under inside the passage, outermost first, " > "-joined:
+    # "1. 操作位置与方式" is one point of the question "2、Prompt-tuning与Prefix-tuning区别" above it.
+    outer: str = ""
 
 
 def unit_key(text: str) -> str:
@@ -185,13 +188,15 @@ def starts_in_code(lines: list[str]) -> bool:
     return bool(before) and code * 2 >= len(before)
 
 
-def _blocks(text: str) -> list[tuple[str, str, int]]:
+def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
-    its indented continuation lines), "row", "title"; code, table rules and images left out."""
+    its indented continuation lines), "row", "title"; code, table rules and images left out.
+    With them, for each title block (by its place), the headings it sits under (``Unit.outer``)."""
     blocks: list[tuple[str, str, int]] = []
+    outers: dict[int, str] = {}
     lines = text.split("\n")
     in_code = starts_in_code(lines)
-    headings = heading_lines(text)
+    headings = heading_paths(text)
     for i, raw in enumerate(lines):
         if FENCE.match(raw):
             in_code = not in_code
@@ -203,6 +208,7 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
         in_list = i > 0 and ITEM.match(lines[i - 1].strip()) is not None  # "2. …" right under "- …"
         if not in_code and line and ((i in headings and not _states(line) and not in_list) or _HEADING.match(raw)
                                      or _title_line(lines, i)):
+            outers[len(blocks)] = " > ".join(headings.get(i, [])[:-1])
             blocks.append(("title", ITEM.sub("", line.lstrip("#").strip(), count=1), 0))  # never a unit
             continue
         if in_code or not line or _TABLE_RULE.match(line) or _IMAGE.fullmatch(line):
@@ -225,23 +231,24 @@ def _blocks(text: str) -> list[tuple[str, str, int]]:
             blocks[-1] = (kind, join_lines(before, line), at)
         else:
             blocks.append(("para", line, 0))
-    return [b for b in blocks if b[0] != "break" and b[1]]
+    kept = [j for j, b in enumerate(blocks) if b[0] != "break" and b[1]]
+    return [blocks[j] for j in kept], {k: outers[j] for k, j in enumerate(kept) if j in outers}
 
 
 def split_units(n: int, text: str) -> list[Unit]:
     """Passage ``text`` as units in reading order (see the module docstring for what is left out)."""
     units: list[Unit] = []
-    blocks = _blocks(text)
+    blocks, outers = _blocks(text)
     indents = sorted({at for kind, _, at in blocks if kind == "item"})
-    title = ""
+    title = outer = ""
 
     def add(text: str, kind: UnitKind, depth: int = 0) -> None:
         if text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text):
-            units.append(Unit(n, len(units), text, kind, depth, title))
+            units.append(Unit(n, len(units), text, kind, depth, title, outer))
 
     for j, (block, text, indent) in enumerate(blocks):
         if block == "title":
-            title = text
+            title, outer = text, outers.get(j, "")
             continue
         if block in ("row", "code"):
             if re.search(r"\w", text):  # not a bracket closing a call or a block (")", "})")

@@ -97,6 +97,8 @@ class RetrievalResult:
     # found (with the earlier turns, for a follow-up) against what is asked now. Not in the
     # JSON contract.
     query_vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # The index's template lines (a blog footer many notes repeat): never part of an answer.
+    template_lines: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 
 # --- follow-ups (chosen on bench/data/dev.jsonl's follow-up questions) -----------------
@@ -222,7 +224,7 @@ class Retriever:
                     window=window if window is not chunk else None)
                 for r, ((idx, chunk), window) in enumerate(zip(selected, read))]
         relevant = self.is_relevant(question, own_top, index)
-        return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector)
+        return RetrievalResult(question, query.search_text, relevant, hits, query.question_vector, view.template_lines)
 
     def _allowed(self, view: IndexView, scope: Scope | None) -> np.ndarray | None:
         """The passages a scope allows (None: all); raises ScopeEmpty when it allows none."""

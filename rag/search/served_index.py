@@ -18,7 +18,7 @@ from rag.core.settings import Settings
 from rag.index.hubness import loaded_hub_scores
 from rag.index.store import IndexStore
 from rag.index.version_files import IndexNotFound, LoadedIndex
-from rag.reading.sections import SectionMap, boilerplate_mask
+from rag.reading.sections import SectionMap, boilerplate_mask, template_lines
 from rag.search.code_passages import code_heavy_mask
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class IndexView:
     index: LoadedIndex
     sections: SectionMap
     boilerplate: np.ndarray  # True: navigation or text repeated across notes
+    template_lines: frozenset[str]  # lines many notes repeat word for word (rag/reading/sections.py)
     hubs: np.ndarray  # each passage's mean similarity to its nearest others (rag/index/hubness.py)
     sources: list[str]  # each passage's note, in passage order: what a scope is matched against
     # True: mostly lines of code (rag/search/code_passages.py); 0.1 s per 1,000 passages at load.
@@ -97,8 +98,9 @@ class ServedIndex:
                     f"the index was built with {loaded.manifest.embedder} but the configured embedder is "
                     f"{self._identity()}: run `rag index` to rebuild"
                 )
+            template = template_lines(loaded.chunks)
             view = IndexView(loaded, SectionMap(loaded.chunks, self.settings.expand_max_chars),
-                              boilerplate_mask(loaded.chunks),
+                              boilerplate_mask(loaded.chunks, template), template,
                               loaded_hub_scores(loaded) if self.settings.hub_weight else np.zeros(0),
                               [c.source for c in loaded.chunks], code_heavy_mask(loaded.chunks))
             self._seen_current = version
