@@ -130,3 +130,18 @@ def test_an_item_that_only_names_a_thing_and_its_english_name_is_a_label():
     units = split_units(1, "参数高效微调的方法分为几类。\n\n- 重新参数化方法(Reparameterization Methods)\n\n"
                            "- 召回率(Recall)\n\n- 原理:把权重矩阵分解成两个较小的矩阵,只训练它们。")
     assert [u.kind for u in units] == ["sentence", "label", "label", "item"], [(u.kind, u.text) for u in units]
+
+
+def test_a_name_on_a_line_of_its_own_is_a_label_even_outside_a_list():
+    units = split_units(1, "3. 重新参数化方法\nAdaLoRA\n- 原理:AdaLoRA 是 LoRA 的升级版,自适应地调整秩。\n\n"
+                           "优点\n- 减少内存占用:FP16 的位宽是 FP32 的一半。")
+    assert [u.text for u in units if u.kind in STATING] == ["原理:AdaLoRA 是 LoRA 的升级版,自适应地调整秩。",
+                                                           "减少内存占用:FP16 的位宽是 FP32 的一半。"]
+    assert [u.text for u in units if u.kind == "label"][-2:] == ["AdaLoRA", "优点"]
+
+
+def test_a_unit_knows_the_headings_above_its_own_inside_the_passage():
+    units = split_units(1, "2、Prompt-tuning与Prefix-tuning区别是什么\n\n1. 操作位置与方式\n\n"
+                           "Prompt-tuning 主要关注于输入序列的修改。")
+    point = units[-1]
+    assert (point.title, point.outer) == ("操作位置与方式", "2、Prompt-tuning与Prefix-tuning区别是什么")

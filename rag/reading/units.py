@@ -267,6 +267,9 @@ def split_units(n: int, text: str) -> list[Unit]:
         if block == "item" and len(text) <= MAX_UNIT_CHARS and not text.endswith(_QUESTION_END):
             add(text, "item", depth)
             continue
+        if block == "para" and _is_label(text) and not text.endswith(_SENTENCE_END_CHARS):
+            add(text, "label")  # "AdaLoRA", "b. 软提示(Soft Prompts)" on a line of their own: a name
+            continue
         kind: UnitKind = "item" if block == "item" else "sentence"  # a long item: its sentences, as items
         for m in _SENTENCE.finditer(text):
             sentence = m.group(0).strip()
