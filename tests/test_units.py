@@ -145,3 +145,12 @@ def test_a_unit_knows_the_headings_above_its_own_inside_the_passage():
                            "Prompt-tuning 主要关注于输入序列的修改。")
     point = units[-1]
     assert (point.title, point.outer) == ("操作位置与方式", "2、Prompt-tuning与Prefix-tuning区别是什么")
+
+
+def test_a_link_line_or_an_aside_left_from_the_sentence_before_says_nothing():
+    text = ("为了实现这一目标，***我们需要确保参与归一化的数据点在本质上是可比的。***(记住这句话就可以了)\n\n"
+            "GitHub: LLMForEverybody: https://github.com/luhengshiwo/LLMForEverybody\n\n"
+            "- [DeepSpeed](https://deepspeed.readthedocs.io/en/latest/)\n\n"
+            "详见 vLLM 的文档，它说明了每个参数的作用。")
+    assert stating(text) == ["为了实现这一目标，***我们需要确保参与归一化的数据点在本质上是可比的。",
+                             "详见 vLLM 的文档，它说明了每个参数的作用。"]

@@ -90,6 +90,11 @@ _CODE_CONTINUED = re.compile(r"^(?=.*(?:\w_\w|\w\())[\w.\[\]\s,*+\-/=()'\"]+,$")
 # A piece of HTML pasted into a note ("<ol><li>…</li>", "<br>") is markup around text, not a statement.
 _HTML_TAG = re.compile(r"</?(?:ol|ul|li|br|td|tr|th|table|div|span|p|font|center)\b[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+# A unit that is mostly links points somewhere else; it says nothing itself.
+LINK_SHARE = 0.5
+_LINK = re.compile(r"\[[^\]]*\]\([^)]*\)|https?://\S+")
+_EMPHASIS = re.compile(r"[*_~`]+")
+_ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
 
 
@@ -150,6 +155,15 @@ def _states(line: str) -> bool:
     such a numbered line, but its words are an answer, not a heading."""
     body = ITEM.sub("", line, count=1).rstrip(":：?？ ")
     return bool(_CLAIM_PUNCT.search(body))
+
+
+def _says_nothing(text: str) -> bool:
+    """A link line ("GitHub: LLMForEverybody: https://github.com/…": links are ``LINK_SHARE`` of it or
+    more) or an aside left over from the sentence before it ("***(记住这句话就可以了)"): emphasis marks
+    aside, all of it in brackets."""
+    plain = _EMPHASIS.sub("", text).strip()
+    links = sum(len(m.group(0)) for m in _LINK.finditer(plain))
+    return bool(plain) and (links >= LINK_SHARE * len(plain) or _ASIDE.fullmatch(plain) is not None)
 
 
 def _is_label(text: str) -> bool:
@@ -243,7 +257,8 @@ def split_units(n: int, text: str) -> list[Unit]:
     title = outer = ""
 
     def add(text: str, kind: UnitKind, depth: int = 0) -> None:
-        if text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text):
+        if (text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text)
+                and not _says_nothing(text)):
             units.append(Unit(n, len(units), text, kind, depth, title, outer))
 
     for j, (block, text, indent) in enumerate(blocks):
