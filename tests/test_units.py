@@ -154,3 +154,8 @@ def test_a_link_line_or_an_aside_left_from_the_sentence_before_says_nothing():
             "详见 vLLM 的文档，它说明了每个参数的作用。")
     assert stating(text) == ["为了实现这一目标，***我们需要确保参与归一化的数据点在本质上是可比的。",
                              "详见 vLLM 的文档，它说明了每个参数的作用。"]
+
+
+def test_the_period_of_an_initial_does_not_end_a_sentence():
+    assert stating("这一结论来自 Awni Hannun 和 Andrew Y. Ng 的论文。它说明了数据规模的作用。") == [
+        "这一结论来自 Awni Hannun 和 Andrew Y. Ng 的论文。", "它说明了数据规模的作用。"]

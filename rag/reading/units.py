@@ -74,8 +74,9 @@ _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
 # Sentence ends; not "；"/";", which join the parts of one statement ("…penalised; b = 0.75 is…"),
 # and not an end inside quotes that the sentence goes on after: 诸如“前 5 个主题是什么？”之类的查询表现不佳。
-# is one sentence (cut after the quote, its first half read as a question and was dropped).
-_SENTENCE = re.compile(r".+?(?:[。！？!?]+(?![”’\"')）])|[。！？!?]+[”’\"')）]+(?=[\s。！？!?，,；;：:]|$)|\.(?=\s|$)|$)",
+# is one sentence (cut after the quote, its first half read as a question and was dropped). Nor the
+# period of an initial ("Andrew Y. Ng"): "Hannun和Andrew Y." is no sentence.
+_SENTENCE = re.compile(r".+?(?:[。！？!?]+(?![”’\"')）])|[。！？!?]+[”’\"')）]+(?=[\s。！？!?，,；;：:]|$)|(?<!\b[A-Z])\.(?=\s|$)|$)",
                        re.S)
 _CLAUSE_END = re.compile(r"[，,；;：:、]")
 # A line of code pasted into a note without a fence (common in .txt notes): a statement,
