@@ -6,9 +6,10 @@ import re
 
 import pytest
 
+import rag.answer.extractive as extractive
 from rag.answer.extractive import _terms, extract_answer
 from rag.answer.prompting import number_sources
-from rag.answer.two_part import part_terms, question_parts, side_by_side
+from rag.answer.two_part import comparison_terms, part_terms, question_parts, side_by_side
 from rag.reading.chunking import Chunk
 from rag.search.retrieval import Hit
 
@@ -117,3 +118,18 @@ def test_a_two_part_answer_stays_within_the_budget_and_every_citation_points_at_
     passages = {s.n: squash(s.hit.text) for s in given}
     for piece, n in cited(answer.text):
         assert squash(piece) in passages[n], (piece, n)
+
+
+def test_the_word_asking_for_the_comparison_says_what_is_wanted_not_what_it_is_about(monkeypatch):
+    asked = "AdapterFusion 和 AdapterDrop 的思路有什么不同？"
+    assert comparison_terms(asked, _terms(asked)) == {"不同"}
+    assert comparison_terms("不同任务的适配器怎么融合？", _terms("不同任务的适配器怎么融合？")) == set()
+    # "适应不同任务" shares the comparison word only: the unit stating AdapterDrop's idea comes first.
+    text = ("AdapterDrop 特点\n\n- 鲁棒性:AdapterDrop 使模型能够适应不同任务的变化和不确定性。\n\n"
+            "AdapterDrop 思路\n\n- 随机丢弃:AdapterDrop 在训练中以一定的概率随机丢弃适配器层。\n\n"
+            "AdapterFusion 思路\n\n- 适配器融合:AdapterFusion 把不同任务适配器层的输出融合成一个表示。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "Adapter", 1, 9, text))])
+    answer = extract_answer(asked, sources, budget_chars=90).text
+    assert "以一定的概率随机丢弃" in answer and "适应不同任务" not in answer, answer
+    monkeypatch.setattr(extractive, "comparison_terms", lambda question, terms: set())
+    assert "适应不同任务" in extract_answer(asked, sources, budget_chars=90).text  # counted, it took AdapterDrop's place

@@ -19,7 +19,8 @@ How a unit is chosen (no rule names a note, heading or question):
 * a question that asks two things ("A 和 B 的区别", "X 是什么，有什么作用") is cut into its
   parts, and the best units for each part the passages cover are taken before the rest, the
   parts in turn (``rag.answer.two_part``: a part's own words before a heading's, a thing set side
-  by side with another by what is said of it alone, a sentence with the next one that points back);
+  by side with another by what is said of it alone, a sentence with the next one that points back;
+  the word asking for the comparison, "区别", "不同", counts for no unit);
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
@@ -52,7 +53,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR, has_han
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
-from rag.answer.two_part import part_picks, points_back, question_parts
+from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
 from rag.answer.rendering import render_units
@@ -326,6 +327,8 @@ def extract_answer(
         return ExtractiveAnswer("", [], [], intent)
 
     q_terms = _term_weights(question, context)
+    for word in comparison_terms(question, q_terms):
+        del q_terms[word]
     # A unit is about what its section's heading says: "掩码机制:…" under "MAM Adapter 思路"
     # answers a question about MAM Adapter's idea without naming it.
     own_heading = {s.n: s.hit.heading.rsplit(" > ", 1)[-1] for s in sources[:PASSAGES_READ]}

@@ -11,14 +11,15 @@ where a part names no thing of its own, the aspect it asks about ("缺点" in "�
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from rag.reading.units import Unit
 from rag.search.conversation import ASPECT_WORDS
 
-__all__ = ["part_picks", "part_terms", "points_back", "question_parts", "side_by_side", "with_continuations"]
+__all__ = ["comparison_terms", "part_picks", "part_terms", "points_back", "question_parts", "side_by_side",
+           "with_continuations"]
 
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
@@ -66,6 +67,13 @@ def side_by_side(question: str) -> bool:
     """Does ``question`` name things and ask what each is, or how they differ ("A 和 B 的区别")?"""
     parts, things = _split(question)
     return things and bool(_SIDE_BY_SIDE.search(question))
+
+
+def comparison_terms(question: str, terms: Iterable[str]) -> set[str]:
+    """Of ``terms`` (the question's), the words asking to set its things side by side ("区别", "不同",
+    "differ"), for a question that does: they say what kind of answer is wanted, not what it is
+    about ("AdapterFusion 和 AdapterDrop 的思路有什么不同": a unit saying "适应不同任务" is no closer)."""
+    return {t for t in terms if _SIDE_BY_SIDE.fullmatch(t)} if side_by_side(question) else set()
 
 
 def part_terms(question: str, terms_of: Callable[[str], set[str]]) -> list[set[str]]:
