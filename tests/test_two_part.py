@@ -133,3 +133,16 @@ def test_the_word_asking_for_the_comparison_says_what_is_wanted_not_what_it_is_a
     assert "以一定的概率随机丢弃" in answer and "适应不同任务" not in answer, answer
     monkeypatch.setattr(extractive, "comparison_terms", lambda question, terms: set())
     assert "适应不同任务" in extract_answer(asked, sources, budget_chars=90).text  # counted, it took AdapterDrop's place
+
+
+def test_things_set_side_by_side_count_as_said_by_the_items_under_a_lead_naming_them(monkeypatch):
+    # "- 根据随机丢弃的适配器层进行微调" says it of AdapterDrop, whose name is in the line introducing it.
+    text = ("AdapterDrop 思路\n\nAdapterDrop 的思路可以概括如下:\n- 训练:根据随机丢弃的适配器层进行微调。\n\n"
+            "其他\n\n- 计算量:AdapterDrop 可以减少计算量。\n\n"
+            "AdapterFusion 思路\n\n- 融合:AdapterFusion 把各任务适配器层的输出加权融合。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "Adapter", 1, 9, text))])
+    asked = "AdapterFusion 和 AdapterDrop 的区别是什么？"
+    answer = extract_answer(asked, sources, budget_chars=110).text
+    assert "根据随机丢弃的适配器层进行微调" in answer and "减少计算量" not in answer, answer
+    monkeypatch.setattr(extractive, "side_by_side", lambda question: False)
+    assert "减少计算量" in extract_answer(asked, sources, budget_chars=110).text  # the item naming it won

@@ -20,7 +20,8 @@ How a unit is chosen (no rule names a note, heading or question):
   parts, and the best units for each part the passages cover are taken before the rest, the
   parts in turn (``rag.answer.two_part``: a part's own words before a heading's, a thing set side
   by side with another by what is said of it alone, a sentence with the next one that points back;
-  the word asking for the comparison, "区别", "不同", counts for no unit);
+  the word asking for the comparison, "区别", "不同", counts for no unit, and an item under a line
+  naming one of the things, "Prompt-tuning:", says that thing's name itself);
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
@@ -53,7 +54,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR, has_han
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
-from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts
+from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts, side_by_side
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
 from rag.answer.rendering import render_units
@@ -351,7 +352,7 @@ def extract_answer(
             with_heading[i] = with_heading[i] | terms_of(lead.text)
             said[i] = said[i] | terms_of(lead.text)
     lexical = np.array([(1 - HEADING_SHARE) * _lexical(q_terms, t) + HEADING_SHARE * _lexical(q_terms, h)
-                        for t, h in zip(unit_terms, with_heading)])
+                        for t, h in zip(said if side_by_side(question) else unit_terms, with_heading)])
     if similarity is None and embedder is not None:
         similarity = _embedder_similarity(embedder, f"{question} {context}".strip())
     # Meaning: only the top of the cosine range tells (every sentence of a retrieved passage
