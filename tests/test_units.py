@@ -133,11 +133,11 @@ def test_an_item_that_only_names_a_thing_and_its_english_name_is_a_label():
 
 
 def test_a_name_on_a_line_of_its_own_is_a_label_even_outside_a_list():
-    units = split_units(1, "3. 重新参数化方法\nAdaLoRA\n- 原理:AdaLoRA 是 LoRA 的升级版,自适应地调整秩。\n\n"
+    units = split_units(1, "3. 重新参数化方法\nb. AdaLoRA\n- 原理:AdaLoRA 是 LoRA 的升级版,自适应地调整秩。\n\n"
                            "优点\n- 减少内存占用:FP16 的位宽是 FP32 的一半。")
     assert [u.text for u in units if u.kind in STATING] == ["原理:AdaLoRA 是 LoRA 的升级版,自适应地调整秩。",
                                                            "减少内存占用:FP16 的位宽是 FP32 的一半。"]
-    assert [u.text for u in units if u.kind == "label"][-2:] == ["AdaLoRA", "优点"]
+    assert [u.text for u in units if u.kind == "label"][-2:] == ["b. AdaLoRA", "优点"]
 
 
 def test_a_unit_knows_the_headings_above_its_own_inside_the_passage():
@@ -159,3 +159,12 @@ def test_a_link_line_or_an_aside_left_from_the_sentence_before_says_nothing():
 def test_the_period_of_an_initial_does_not_end_a_sentence():
     assert stating("这一结论来自 Awni Hannun 和 Andrew Y. Ng 的论文。它说明了数据规模的作用。") == [
         "这一结论来自 Awni Hannun 和 Andrew Y. Ng 的论文。", "它说明了数据规模的作用。"]
+
+
+def test_a_section_numbered_in_chinese_numerals_or_a_dotted_number_is_a_heading_commas_or_not():
+    text = ("MQA 让所有 query 共享一组 KV。\n\n四，MLA：山穷水尽疑无路，柳暗花明又一村\n\nMLA 把 KV 压缩成低秩的潜在向量。\n\n"
+            "3.2 对于需要很长对话的对话应用程序，总结或过滤以前的对话分段\n\n可以在后台异步总结之前的对话。")
+    units = split_units(1, text)
+    assert [u.text for u in units if u.kind in STATING] == ["MQA 让所有 query 共享一组 KV。", "MLA 把 KV 压缩成低秩的潜在向量。",
+                                                           "可以在后台异步总结之前的对话。"]
+    assert units[1].title == "四，MLA：山穷水尽疑无路，柳暗花明又一村"

@@ -61,6 +61,8 @@ TITLE_MAX_CHARS = 40
 _SENTENCE_END_CHARS = tuple("。.！!？?；;：:，,")
 _QUESTION_END = ("?", "？")
 _CLAIM_PUNCT = re.compile(r"[。；;，,！!：:]")
+_LETTERED = re.compile(r"^[a-zA-Z][.)]\s+")  # "b. AdaLoRA": a point lettered, not numbered
+_CN_SECTION = re.compile(r"^(?:[一二三四五六七八九十]{1,3}[、，,.．]|\d{1,2}(?:\.\d{1,2})+\s)")
 _LABEL_PUNCT = re.compile(r"[。.，,；;！!？?、（）()=]")
 # A Chinese name and its English one in brackets: 18 such items in both corpora, every one a
 # label or the lead of a list ("1. 准确率(Accuracy)", "b. 软提示(Soft Prompts)").
@@ -147,7 +149,12 @@ def _title_line(lines: list[str], i: int) -> bool:
         return False
     if line.endswith(_QUESTION_END):  # a question alone on its line heads the answer below it,
         return len(line) <= MAX_LEAD_CHARS and not stated_part(line)  # unless it states before it asks
-    return len(line) <= TITLE_MAX_CHARS and not line.endswith(_SENTENCE_END_CHARS) and not _states(line)
+    if len(line) > TITLE_MAX_CHARS or line.endswith(_SENTENCE_END_CHARS):
+        return False
+    # "四，MLA：山穷水尽疑无路，柳暗花明又一村", "3.2 对于需要很长对话的对话应用程序，总结或过滤以前的对话分段":
+    # a section numbered in Chinese numerals or with a dotted number heads what follows, commas or
+    # not (a Markdown heading whose "##" the loader took off).
+    return _CN_SECTION.match(line) is not None or not _states(line)
 
 
 def _states(line: str) -> bool:
@@ -283,7 +290,7 @@ def split_units(n: int, text: str) -> list[Unit]:
         if block == "item" and len(text) <= MAX_UNIT_CHARS and not text.endswith(_QUESTION_END):
             add(text, "item", depth)
             continue
-        if block == "para" and _is_label(text) and not text.endswith(_SENTENCE_END_CHARS):
+        if block == "para" and _is_label(_LETTERED.sub("", text, count=1)) and not text.endswith(_SENTENCE_END_CHARS):
             add(text, "label")  # "AdaLoRA", "b. 软提示(Soft Prompts)" on a line of their own: a name
             continue
         kind: UnitKind = "item" if block == "item" else "sentence"  # a long item: its sentences, as items
