@@ -16,7 +16,9 @@ the figures can be re-run after retrieval or chunking change. Per set, one table
 * **citation precision**: the share of ``[n]`` whose passage contains the sentence it
   follows (the text since the previous citation or line start, without the list mark or
   the backticks around a line of code);
-* **time**: the extractive step on top of retrieval, p50 and p95 (ms).
+* **time**: the extractive step on top of retrieval, p50 and p95 (ms);
+* **headings cited as claims**: citations whose sentence is a line the index reads as a heading
+  (any level of a passage's heading path); a heading names a topic, it says nothing.
 
 Rows: the extractive answer; (a) the old retrieval-only answer (passages quoted under
 their numbers) cut to the extractive answer's length; (b) the first 500 characters of
@@ -83,6 +85,16 @@ def citation_checks(text: str, passages: dict[int, str]) -> tuple[int, int]:
     return good, total
 
 
+def cited_headings(text: str, headings: set[str]) -> int:
+    """Citations whose sentence is a heading of the notes: a heading names a topic, it says nothing."""
+    count, last = 0, 0
+    for m in _CITE.finditer(text):
+        segment = re.sub(r"^[-*]\s+", "", text[last : m.start()].rsplit("\n", 1)[-1].strip())
+        last = m.end()
+        count += squash(segment) in headings
+    return count
+
+
 def answer_body(text: str) -> str:
     """Answer text without citations: what the length counts."""
     return _CITE.sub("", text).strip()
@@ -103,6 +115,9 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
     times: list[float] = []
     kinds: dict[str, list[float]] = {}
     engine.prepare("warm up the embedder and the tokenizer")
+    # Every heading of the notes, as the index knows them (each level of each passage's path).
+    headings = {squash(h) for c in retriever.served.view().index.chunks for h in c.heading.split(" > ") if squash(h)}
+    headings_cited = 0
     for item in items:
         phrases = gold_phrases(item)
         if not phrases or item.get("kind") == "unanswerable":
@@ -128,6 +143,7 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
             full_lengths[k].append(len(text))
             if k == "extractive":
                 good, total = citation_checks(text, passages)
+                headings_cited += cited_headings(text, headings)
                 cites[k][0] += good
                 cites[k][1] += total
         kinds.setdefault(item.get("kind", "?"), []).append(
@@ -137,7 +153,7 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
             print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f} "
                   f"(top passage: {rows['(b) top passage 500'][-1]:.2f}) missed: {missed}\n{texts['extractive']}\n")
     return {"rows": rows, "lengths": lengths, "full_lengths": full_lengths, "cites": cites, "times": times,
-            "kinds": kinds}
+            "kinds": kinds, "headings_cited": headings_cited}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -160,6 +176,7 @@ def format_table(name: str, r: dict) -> str:
     out.append("coverage by kind, extractive / top 3 passages whole: " + ", ".join(
         f"{kind} {statistics.mean(e for e, _ in v):.2f} / {statistics.mean(w for _, w in v):.2f} (n={len(v)})"
         for kind, v in sorted(r["kinds"].items())))
+    out.append(f"headings cited as claims: {r['headings_cited']} of {r['cites']['extractive'][1]} citations")
     return "\n".join(out)
 
 
