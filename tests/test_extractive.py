@@ -454,3 +454,14 @@ def test_a_blog_footer_three_notes_end_with_never_reaches_an_answer(tmp_path, em
     assert squash(footer) in prep.retrieval.template_lines
     answer = engine.extractive_text(prep)
     assert footer not in answer and "维护自己的学习率" in answer, answer
+
+
+def test_a_follow_up_asking_about_that_kind_is_answered_by_what_names_the_kind_not_by_the_pointer(monkeypatch):
+    text = ("2. 选择性方法\n\n原理:选择性方法从预训练模型中选择一部分参数进行微调,这一类方法只改少量参数。\n"
+            "3. 重新参数化方法(Reparameterization Methods)\n- 原理:把预训练模型的参数矩阵分解成两个较小的矩阵。")
+    sources = number_sources([Hit(1, 1.0, Chunk("a.txt", "PEFT", 1, 5, text))])
+    answer = extract_answer("那重新参数化那一类呢？", sources, budget_chars=60, context="参数高效微调里的选择性方法是什么？")
+    assert "分解成两个较小的矩阵" in answer.text, answer.text
+    monkeypatch.setattr(extractive, "POINTER_WORDS", frozenset())
+    answer = extract_answer("那重新参数化那一类呢？", sources, budget_chars=60, context="参数高效微调里的选择性方法是什么？")
+    assert "这一类方法" in answer.text  # "一类" counted as a word of the question

@@ -168,3 +168,12 @@ def test_a_section_numbered_in_chinese_numerals_or_a_dotted_number_is_a_heading_
     assert [u.text for u in units if u.kind in STATING] == ["MQA 让所有 query 共享一组 KV。", "MLA 把 KV 压缩成低秩的潜在向量。",
                                                            "可以在后台异步总结之前的对话。"]
     assert units[1].title == "四，MLA：山穷水尽疑无路，柳暗花明又一村"
+
+
+def test_a_name_numbered_next_after_a_numbered_title_is_the_next_title_even_right_under_a_list():
+    text = ("2. 选择性方法\n\n原理:只微调一部分参数。\n- 应用:如 BitFit,只改偏置项。\n"
+            "3. 重新参数化方法(Reparameterization Methods)\na. 低秩分解\n- 原理:把权重矩阵分解成两个较小的矩阵。")
+    units = split_units(1, text)
+    point = next(u for u in units if u.text.startswith("原理:把权重"))
+    assert point.title == "重新参数化方法(Reparameterization Methods)"
+    assert "重新参数化方法(Reparameterization Methods)" not in [u.text for u in units]

@@ -62,6 +62,7 @@ _SENTENCE_END_CHARS = tuple("。.！!？?；;：:，,")
 _QUESTION_END = ("?", "？")
 _CLAIM_PUNCT = re.compile(r"[。；;，,！!：:]")
 _LETTERED = re.compile(r"^[a-zA-Z][.)]\s+")  # "b. AdaLoRA": a point lettered, not numbered
+_NUMBERED_LINE = re.compile(r"^(\d{1,2})[.、．]\s*(?=\S)")
 _CN_SECTION = re.compile(r"^(?:[一二三四五六七八九十]{1,3}[、，,.．]|\d{1,2}(?:\.\d{1,2})+\s)")
 _LABEL_PUNCT = re.compile(r"[。.，,；;！!？?、（）()=]")
 # A Chinese name and its English one in brackets: 18 such items in both corpora, every one a
@@ -219,6 +220,7 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     lines = text.split("\n")
     in_code = starts_in_code(lines)
     headings = heading_paths(text)
+    next_number = ""  # the number a title numbered like the last one would carry ("3" after "2. 选择性方法")
     for i, raw in enumerate(lines):
         if FENCE.match(raw):
             in_code = not in_code
@@ -228,8 +230,14 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
             blocks[-1] = ("header", blocks[-1][1], 0)  # the row above a table's rule names its columns
             continue
         in_list = i > 0 and ITEM.match(lines[i - 1].strip()) is not None  # "2. …" right under "- …"
+        numbered = _NUMBERED_LINE.match(line)
+        # "3. 重新参数化方法(Reparameterization Methods)" right under the list ending section 2 is the
+        # next section's title: a name numbered next after a numbered title.
+        next_title = (numbered is not None and numbered.group(1) == next_number
+                      and _is_label(line[numbered.end():].strip()))
         if not in_code and line and ((i in headings and not _states(line) and not in_list) or _HEADING.match(raw)
-                                     or _title_line(lines, i)):
+                                     or _title_line(lines, i) or next_title):
+            next_number = str(int(numbered.group(1)) + 1) if numbered else ""
             outers[len(blocks)] = " > ".join(headings.get(i, [])[:-1])
             blocks.append(("title", ITEM.sub("", line.lstrip("#").strip(), count=1), 0))  # never a unit
             continue
