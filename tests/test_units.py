@@ -177,3 +177,14 @@ def test_a_name_numbered_next_after_a_numbered_title_is_the_next_title_even_righ
     point = next(u for u in units if u.text.startswith("原理:把权重"))
     assert point.title == "重新参数化方法(Reparameterization Methods)"
     assert "重新参数化方法(Reparameterization Methods)" not in [u.text for u in units]
+
+
+def test_an_item_that_states_something_before_its_lead_is_that_statement_then_the_lead():
+    units = split_units(1, "1. 主位宽 Q4表示主量化位宽为4-bit，即权重大部分以4位存储。常见的位宽包括：\n\n- Q2（2-bit）、Q3（3-bit）")
+    assert [(u.kind, u.text) for u in units] == [("item", "主位宽 Q4表示主量化位宽为4-bit，即权重大部分以4位存储。"),
+                                                 ("lead", "常见的位宽包括："), ("item", "Q2（2-bit）、Q3（3-bit）")]
+
+
+def test_a_period_between_chinese_characters_ends_a_sentence_and_emphasis_alone_says_nothing():
+    assert stating("在 S4 中参数是常数.但是，Mamba 会让这些参数根据输入而变化.\n\n***成功！***") == [
+        "在 S4 中参数是常数.", "但是，Mamba 会让这些参数根据输入而变化."]

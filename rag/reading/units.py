@@ -63,6 +63,7 @@ _QUESTION_END = ("?", "？")
 _CLAIM_PUNCT = re.compile(r"[。；;，,！!：:]")
 _LETTERED = re.compile(r"^[a-zA-Z][.)]\s+")  # "b. AdaLoRA": a point lettered, not numbered
 _NUMBERED_LINE = re.compile(r"^(\d{1,2})[.、．]\s*(?=\S)")
+_STATED_BEFORE_LEAD = re.compile(r"(.+[。！!])\s*([^。！!]+[:：])$")
 _CN_SECTION = re.compile(r"^(?:[一二三四五六七八九十]{1,3}[、，,.．]|\d{1,2}(?:\.\d{1,2})+\s)")
 _LABEL_PUNCT = re.compile(r"[。.，,；;！!？?、（）()=]")
 # A Chinese name and its English one in brackets: 18 such items in both corpora, every one a
@@ -78,8 +79,9 @@ _OWN_CITATION = re.compile(r"[\[【]\s*\d{1,3}\s*[\]】]")
 # Sentence ends; not "；"/";", which join the parts of one statement ("…penalised; b = 0.75 is…"),
 # and not an end inside quotes that the sentence goes on after: 诸如“前 5 个主题是什么？”之类的查询表现不佳。
 # is one sentence (cut after the quote, its first half read as a question and was dropped). Nor the
-# period of an initial ("Andrew Y. Ng"): "Hannun和Andrew Y." is no sentence.
-_SENTENCE = re.compile(r".+?(?:[。！？!?]+(?![”’\"')）])|[。！？!?]+[”’\"')）]+(?=[\s。！？!?，,；;：:]|$)|(?<!\b[A-Z])\.(?=\s|$)|$)",
+# period of an initial ("Andrew Y. Ng"): "Hannun和Andrew Y." is no sentence. A period between two
+# Chinese characters ends a sentence (translated notes: "…是常数.但是，Mamba 会让这些参数…").
+_SENTENCE = re.compile(r".+?(?:[。！？!?]+(?![”’\"')）])|[。！？!?]+[”’\"')）]+(?=[\s。！？!?，,；;：:]|$)|(?<!\b[A-Z])\.(?=\s|$)|(?<=[\u4e00-\u9fff])\.(?=[\u4e00-\u9fff])|$)",
                        re.S)
 _CLAUSE_END = re.compile(r"[，,；;：:、]")
 # A line of code pasted into a note without a fence (common in .txt notes): a statement,
@@ -290,7 +292,14 @@ def split_units(n: int, text: str) -> list[Unit]:
             continue
         depth = indents.index(indent) if block == "item" else 0
         if block == "item" and text.endswith((":", "：")) and len(text) <= MAX_LEAD_CHARS:
-            add(text, "lead", depth)  # "- Prompt-tuning:" introduces the items after it
+            # "- Prompt-tuning:" introduces the items after it; an item that says something first
+            # ("Q4表示主量化位宽为4-bit，即…存储。常见的位宽包括：") is that statement, then the lead.
+            said = _STATED_BEFORE_LEAD.match(text)
+            if said and len(said.group(1)) >= MIN_UNIT_CHARS:
+                add(said.group(1), "item", depth)
+                add(said.group(2), "lead", depth)
+            else:
+                add(text, "lead", depth)
             continue
         if block == "item" and (_is_label(text) or _names_sublist(text, indent, blocks[j + 1:j + 2])):
             add(text, "label", depth)  # "- 原始模型": a name without its point
@@ -310,6 +319,6 @@ def split_units(n: int, text: str) -> list[Unit]:
                     continue
             if sentence.endswith((":", "：")) and len(sentence) <= MAX_LEAD_CHARS:
                 add(sentence, "lead", depth)
-            elif len(sentence) >= MIN_UNIT_CHARS:
+            elif len(_EMPHASIS.sub("", sentence)) >= MIN_UNIT_CHARS:  # not "***成功！***"
                 add(cut_long(sentence, MAX_UNIT_CHARS), kind, depth)
     return units
