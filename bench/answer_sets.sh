@@ -18,4 +18,4 @@ exec "${PYTHON:-.venv/bin/python}" bench/answer_quality.py \
   --set bench/data/dev_two_part_md.jsonl "$md" --set bench/data/dev_sample_hard.jsonl "$seed" \
   --set "$split/check_english_sample.jsonl" "$seed" --set "$split/check_english_md.jsonl" "$md" \
   --set "$split/check_two_part_sample.jsonl" "$seed" --set "$split/check_two_part_md.jsonl" "$md" \
-  --set bench/data/check_md_blind.jsonl "$md" "${@:3}"
+  --set bench/data/dev_md_hard.jsonl "$md" --set bench/data/check_md_blind.jsonl "$md" "${@:3}"
