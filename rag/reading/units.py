@@ -18,8 +18,12 @@ What is never a unit that states something (kind ``sentence``, ``item``, ``row``
 * a label: a list item of a few words with no explanation ("原始模型", "Prompt-tuning:") is
   kind ``label`` or ``lead``, shown only to introduce the units under it; so is an item
   that names the nested list right under it ("AUC(Area Under the Curve)" above "定义:…");
-* fenced code, images, table rules, HTML pasted into a note ("<ol><li>…"), and pieces that
-  carry citation-like ``[3]`` marks.
+* a name on a line of its own ("AdaLoRA", "b. 软提示(Soft Prompts)", "优点" above its items) is a
+  label too; a section numbered in Chinese numerals or with a dotted number ("四，MLA：…", "3.2 …")
+  and a name numbered next after a numbered title are headings, commas or not;
+* fenced code, images, table rules, HTML pasted into a note ("<ol><li>…"), pieces that
+  carry citation-like ``[3]`` marks, link lines and asides left over from the sentence before
+  ("***(记住这句话就可以了)").
 
 Invariant: ``Unit.text`` is, whitespace aside, a verbatim piece of the passage it came from,
 so a citation after it points at a passage that says it.
