@@ -324,11 +324,17 @@ def extract_answer(
     a unit that holds one of them counts as holding the English word. ``template_lines`` (the
     index's lines many notes repeat, whitespace removed: a blog footer) are never part of an answer.
     """
+    known: dict[str, set[str]] = {}
+
     def terms_of(text: str) -> set[str]:
-        found = _terms(text)
-        if glosses and has_han(text):
-            found |= {word for word, chinese in glosses.items() if any(c in text for c in chinese)}
-        return found
+        """``text``'s terms, once per call: a title, the headings above it and a list's lead are
+        read for every unit under them. The sets are shared, so no caller changes one."""
+        if text not in known:
+            found = _terms(text)
+            if glosses and has_han(text):
+                found |= {word for word, chinese in glosses.items() if any(c in text for c in chinese)}
+            known[text] = found
+        return known[text]
 
     intent = question_intent(question)
     candidates, scored = _candidates(question, sources, "\n".join(template_lines))
