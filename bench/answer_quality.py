@@ -68,18 +68,23 @@ def coverage(text: str, phrases: list[str]) -> float:
     return sum(squash(p) in body for p in phrases) / len(phrases) if phrases else 0.0
 
 
+def cited(text: str) -> list[tuple[str, int]]:
+    """(the sentence before each ``[n]``, n): the text since the previous citation or line start,
+    without the list mark."""
+    out, last = [], 0
+    for m in _CITE.finditer(text):
+        segment = text[last : m.start()].rsplit("\n", 1)[-1].strip()
+        last = m.end()
+        out.append((re.sub(r"^[-*]\s+", "", segment), int(m.group(1))))
+    return out
+
+
 def citation_checks(text: str, passages: dict[int, str]) -> tuple[int, int]:
     """(citations whose passage contains the sentence before them, citations)."""
     good = total = 0
-    last = 0
-    for m in _CITE.finditer(text):
-        segment = text[last : m.start()]
-        last = m.end()
-        segment = segment.rsplit("\n", 1)[-1].strip()
-        segment = re.sub(r"^[-*]\s+", "", segment)
+    for segment, n in cited(text):
         segment = re.sub(r"^`(.*)`$", r"\1", segment.strip())  # a line of code is shown as `code`
         total += 1
-        n = int(m.group(1))
         if segment and n in passages and squash(segment) in squash(passages[n]):
             good += 1
     return good, total
@@ -87,12 +92,7 @@ def citation_checks(text: str, passages: dict[int, str]) -> tuple[int, int]:
 
 def cited_headings(text: str, headings: set[str]) -> int:
     """Citations whose sentence is a heading of the notes: a heading names a topic, it says nothing."""
-    count, last = 0, 0
-    for m in _CITE.finditer(text):
-        segment = re.sub(r"^[-*]\s+", "", text[last : m.start()].rsplit("\n", 1)[-1].strip())
-        last = m.end()
-        count += squash(segment) in headings
-    return count
+    return sum(squash(segment) in headings for segment, _ in cited(text))
 
 
 def answer_body(text: str) -> str:
