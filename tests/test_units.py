@@ -188,3 +188,15 @@ def test_an_item_that_states_something_before_its_lead_is_that_statement_then_th
 def test_a_period_between_chinese_characters_ends_a_sentence_and_emphasis_alone_says_nothing():
     assert stating("在 S4 中参数是常数.但是，Mamba 会让这些参数根据输入而变化.\n\n***成功！***") == [
         "在 S4 中参数是常数.", "但是，Mamba 会让这些参数根据输入而变化."]
+
+
+def test_a_paragraph_opening_with_a_bold_term_and_a_colon_is_a_list_entry():
+    text = ("向量数据库需要将文档分割成块。\n\n**均等大小的块**：最简单的方法是将文档分割成大小大致均等的块。"
+            "这会导致相似的内容被分割成多个块。\n\n**按原子元素分块**：通过识别原子元素来分块。\n\n"
+            "**注意**这一段没有冒号，是普通的一句话。")
+    kinds = {u.text: u.kind for u in split_units(1, text)}
+    assert kinds["**均等大小的块**：最简单的方法是将文档分割成大小大致均等的块。"] == "item"
+    assert kinds["这会导致相似的内容被分割成多个块。"] == "item"
+    assert kinds["**按原子元素分块**：通过识别原子元素来分块。"] == "item"
+    assert kinds["向量数据库需要将文档分割成块。"] == "sentence"
+    assert kinds["**注意**这一段没有冒号，是普通的一句话。"] == "sentence"

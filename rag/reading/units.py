@@ -105,6 +105,10 @@ LINK_SHARE = 0.5
 _LINK = re.compile(r"\[[^\]]*\]\([^)]*\)|https?://\S+")
 _EMPHASIS = re.compile(r"[*_~`]+")
 _ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
+# A paragraph that opens with a term in bold and a colon ("**均等大小的块**：最简单的方法是…") is an
+# entry of a list written as paragraphs: its sentences are items, as a list item's are. dev-md
+# 0.764 -> 0.769 (m011: "有哪些方法" now finds the methods), every other set unchanged (round 11).
+_BOLD_TERM = re.compile(r"^\*\*[^*]{1,30}\*\*\s*[:：]\s*\S")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
 
 
@@ -314,7 +318,8 @@ def split_units(n: int, text: str) -> list[Unit]:
         if block == "para" and _is_label(_LETTERED.sub("", text, count=1)) and not text.endswith(_SENTENCE_END_CHARS):
             add(text, "label")  # "AdaLoRA", "b. 软提示(Soft Prompts)" on a line of their own: a name
             continue
-        kind: UnitKind = "item" if block == "item" else "sentence"  # a long item: its sentences, as items
+        # A long item, or a bold term's paragraph: its sentences, as items.
+        kind: UnitKind = "item" if block == "item" or _BOLD_TERM.match(text) else "sentence"
         for m in _SENTENCE.finditer(text):
             sentence = m.group(0).strip()
             if sentence.endswith(_QUESTION_END):  # a question asks; it answers nothing...
