@@ -41,3 +41,28 @@ def test_units_below_the_floor_are_left_out():
     scored, stating = _scored([1.0, 0.1, 0.1, 0.2])
     chosen = take_within_budget(scored, [0], 500, ((0.45, 500),))
     assert [u.text for u in chosen] == [stating[0].text]
+
+
+def _scored_text(text: str, scores: list[float]) -> tuple[Scored, list]:
+    units = split_units(1, text)
+    at = {(u.n, u.order): u for u in units}
+    stating = [u for u in units if u.kind in STATING]
+    order = [int(i) for i in np.argsort(-np.array(scores), kind="stable")]
+    return Scored(stating, np.array(scores), order, lambda u: introducer(u, at)), stating
+
+
+def test_a_sentence_the_answer_already_says_with_a_word_or_two_more_or_less_is_said_once():
+    text = ("注意：当ZeRO-DP与PP结合时，它通常只启用ZeRO第1阶段。\n\n当ZeRO-DP与PP结合时，它通常只启用ZeRO第1阶段。\n\n"
+            "ZeRO第2阶段还会切分梯度，通信量随之增加。")
+    scored, stating = _scored_text(text, [1.0, 0.9, 0.8])
+    shown = [u.text for u in take_within_budget(scored, [0], 500, ((0.45, 500),))]
+    assert shown == [stating[0].text, stating[2].text]
+
+
+def test_a_sentence_that_a_shown_list_lead_repeats_is_left_for_the_list():
+    text = ("对于企业级数据，我们需要关注以下两个阶段：加载与处理，分块\n\n## 难点\n\n对于企业级数据，我们需要关注以下两个阶段：\n\n"
+            "- 加载与处理：数据的格式和结构各不相同，需要高效地加载。\n- 分块：将数据分割成多个部分，以便模型理解。")
+    scored, stating = _scored_text(text, [1.0, 0.9, 0.8])
+    shown = [u.text for u in take_within_budget(scored, [0], 500, ((0.45, 500),))]
+    assert "对于企业级数据，我们需要关注以下两个阶段：加载与处理，分块" not in shown
+    assert shown.count("对于企业级数据，我们需要关注以下两个阶段：") == 1 and stating[1].text in shown and stating[2].text in shown

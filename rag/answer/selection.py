@@ -17,6 +17,7 @@ renders them and drops the last ones while joins and marks pass the budget.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -29,6 +30,8 @@ __all__ = ["Scored", "arrange", "take_within_budget"]
 
 # Lists nest a few levels at most; the walk up to a block's first lead stops there.
 MAX_LEAD_DEPTH = 8
+# Shorter texts are compared for repeats only whole (a short phrase inside a sentence is no repeat).
+SAID_AGAIN_CHARS = 15
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ def take_within_budget(scored: Scored, picks: Sequence[int], budget_chars: int,
 
     for i in dict.fromkeys(picks):
         u = scored.units[i]
+        if said_again(u, chosen):
+            continue
         if used + cost(u) <= budget_chars:
             take(u)
         elif not chosen:  # the best unit alone is too long: its first clauses
@@ -74,7 +79,8 @@ def take_within_budget(scored: Scored, picks: Sequence[int], budget_chars: int,
     for share, up_to in floors:
         for i in scored.order:
             u = scored.units[i]
-            if u in chosen or scored.score[i] < share * best_score or used >= up_to or used + cost(u) > budget_chars:
+            if (u in chosen or scored.score[i] < share * best_score or used >= up_to or used + cost(u) > budget_chars
+                    or said_again(u, chosen)):
                 continue
             take(u)
     # A list item shown without the line that introduces it ("缺点：") loses its meaning.
@@ -83,7 +89,26 @@ def take_within_budget(scored: Scored, picks: Sequence[int], budget_chars: int,
         if lead is not None and lead not in chosen and used + shown_len(lead) <= budget_chars:
             chosen.append(lead)
             used += shown_len(lead)
-    return chosen
+    # A sentence that a list's lead repeats ("…关注以下两个阶段：Load & Process，Split/Chunking" where
+    # the lead "…关注以下两个阶段：" shows the two items) says nothing the list does not.
+    leads = [u for u in chosen if u.kind not in STATING]
+    return [u for u in chosen if u.kind not in STATING or not said_again(u, leads)]
+
+
+def _said(text: str) -> str:
+    """What a unit says, for comparing: its word characters only (marks, links' brackets, spaces aside)."""
+    return re.sub(r"\W+", "", text).lower()
+
+
+def said_again(u: Unit, shown: Sequence[Unit]) -> bool:
+    """Does a unit of ``shown`` say ``u`` already, or ``u`` all of it (one holds the other, both at
+    least ``SAID_AGAIN_CHARS`` long)? Notes repeat a sentence with a word or two more ("注意：当ZeRO-DP与PP
+    结合时，…" and "当ZeRO-DP与PP结合时，…"); the answer says it once."""
+    own = _said(u.text)
+    if len(own) < SAID_AGAIN_CHARS:
+        return False
+    return any(v is not u and len(other) >= SAID_AGAIN_CHARS and (own in other or other in own)
+               for v in shown for other in (_said(v.text),))
 
 
 def arrange(chosen: Sequence[Unit], scored: Scored) -> list[Unit]:
