@@ -465,3 +465,14 @@ def test_a_follow_up_asking_about_that_kind_is_answered_by_what_names_the_kind_n
     monkeypatch.setattr(extractive, "POINTER_WORDS", frozenset())
     answer = extract_answer("那重新参数化那一类呢？", sources, budget_chars=60, context="参数高效微调里的选择性方法是什么？")
     assert "这一类方法" in answer.text  # "一类" counted as a word of the question
+
+
+def test_a_follow_up_asking_about_the_other_kind_is_answered_about_the_one_the_notes_set_beside_the_earlier():
+    text = ("位置编码通常分为两种类型：绝对位置编码和相对位置编码。\n\n"
+            "绝对位置编码为序列中的每个位置生成一个固定的位置向量，直接加到词嵌入上。\n\n"
+            "相对位置编码不为每个位置分配固定向量，而是在计算注意力时考虑元素之间的相对距离。\n\n"
+            "位置编码让模型能够区分输入序列中词的顺序。")
+    sources = number_sources([Hit(1, 1.0, Chunk("pe.md", "位置编码", 1, 7, text))])
+    answer = extract_answer("那另一类呢？", sources, budget_chars=60, context="绝对位置编码是怎么做的？")
+    assert answer.text.startswith("相对位置编码不为每个位置分配固定向量"), answer.text
+    assert "绝对位置编码为序列中" not in answer.text

@@ -22,6 +22,9 @@ How a unit is chosen (no rule names a note, heading or question):
   by side with another by what is said of it alone, a sentence with the next one that points back;
   the word asking for the comparison, "区别", "不同", counts for no unit, and an item under a line
   naming one of the things, "Prompt-tuning:", says that thing's name itself);
+* a follow-up asking about "the other one" ("那另一类呢？") is scored as a question about the thing
+  the passages set beside the earlier one ("绝对位置编码和相对位置编码"), and units naming the earlier
+  thing rank low (``rag.answer.siblings``);
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
@@ -54,6 +57,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR, has_han
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
+from rag.answer.siblings import asks_other, other_thing, strip_other
 from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts, side_by_side
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
@@ -341,7 +345,16 @@ def extract_answer(
     if not scored:
         return ExtractiveAnswer("", [], [], intent)
 
-    q_terms = _term_weights(question, context)
+    follow_up = bool(context)
+    asked, not_asked = question, set()
+    if context and asks_other(question):
+        # "那另一类呢？" after "绝对位置编码是怎么做的？": the thing the passages set beside the earlier
+        # one (相对位置编码) is what is asked; the earlier thing's words no longer count.
+        thing, earlier = other_thing(context, [u.text for u in candidates] + [s.hit.heading for s in sources[:PASSAGES_READ]])
+        if thing:
+            asked, context = f"{strip_other(question)} {thing}", ""
+            not_asked = terms_of(earlier) - terms_of(thing)
+    q_terms = _term_weights(asked, context)
     for word in comparison_terms(question, q_terms):
         del q_terms[word]
     # A unit is about what its section's heading says: "掩码机制:…" under "MAM Adapter 思路"
@@ -390,7 +403,7 @@ def extract_answer(
     # Inside a hit read as a whole section, the passage that matched comes first. Not for a
     # follow-up: what matched there is the earlier turns' subject, not what is asked about it.
     focus = {s.n: re.sub(r"\s+", "", s.hit.focus) for s in sources[:PASSAGES_READ]
-             if getattr(s.hit, "focus", "") and not context}
+             if getattr(s.hit, "focus", "") and not follow_up}
     in_focus = [u.n not in focus or re.sub(r"\s+", "", u.text)[:FOCUS_PROBE_CHARS] in focus[u.n] for u in scored]
     rank = np.array([(1.0 if u.n in same_section else 1.0 / u.n) * (1.0 if inside else OUT_OF_FOCUS)
                      for u, inside in zip(scored, in_focus)])
@@ -406,6 +419,9 @@ def extract_answer(
     passage_gap = PASSAGE_MATCH_WEIGHT * np.array([best_in[u.n] - top_match for u in scored])
     for i in _neighbours(scored, q_terms, terms_of):
         score[i] -= NEIGHBOUR_PENALTY
+    for i, t in enumerate(unit_terms):
+        if t & not_asked:
+            score[i] -= NEIGHBOUR_PENALTY  # the earlier thing, not the one beside it that is asked
     why = asks_why(question)
     purpose = asks_purpose(question)
     code_asked = asks_code(f"{question} {context}")

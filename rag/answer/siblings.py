@@ -1,0 +1,82 @@
+"""Follow-ups that name a thing by its place beside the earlier one: "那另一类呢？".
+
+After "绝对位置编码是怎么做的？", "那另一类呢？" asks about 相对位置编码, a name the follow-up never
+says. The notes say which thing stands beside the earlier one where they set the two side by
+side: "位置编码通常分为两种类型：绝对位置编码和相对位置编码。". ``other_thing`` reads such a pairing
+from the passages: one side of "和/与/及/或/以及" (or "and"/"or") that the earlier question
+names, the other side the thing asked about. The extractive answer (rag/answer/extractive.py)
+then scores units by that name, as if the follow-up had said it.
+
+Invariant: the name returned is a verbatim piece of one of the texts given, and the earlier
+question does not hold it; "" when no pairing names the earlier thing (the follow-up is then
+answered as before). No rule names a note, heading or question.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+__all__ = ["asks_other", "other_thing", "strip_other"]
+
+# "另一类", "另一种", "另外一个", "其他那种", "the other one", "another kind".
+_OTHER = re.compile(r"另(?:一|外(?:一|的)?)(?:类|种|个|部分|半|边|方面|方法|方式)|其他(?:的|那)?(?:类|种)|"
+                    r"\bthe other (?:one|kind|type|approach|method)\b|\banother (?:one|kind|type)\b", re.IGNORECASE)
+# Two things set side by side, each a run of name characters between punctuation.
+_SIDE = r"[\w\-+.\u4e00-\u9fff]"
+_PAIR = re.compile(rf"({_SIDE}{{2,16}}?)\s*(?:和|与|及|或|以及|\band\b|\bor\b)\s*({_SIDE}{{2,16}})(?=[\s，,。.；;：:、）)]|$)")
+# The two names share their head ("绝对位置编码" / "相对位置编码", "MQA" / "GQA" share none): at least
+# this many characters of the shorter one end both, or both are short Latin names.
+_MIN_SHARED_TAIL = 2
+
+
+def asks_other(question: str) -> bool:
+    """Does the follow-up ask about the thing beside the earlier one ("那另一类呢？")?"""
+    return _OTHER.search(question) is not None
+
+
+def strip_other(question: str) -> str:
+    """The follow-up without the words pointing at the other thing ("那另一类呢？" -> "那呢？")."""
+    return _OTHER.sub(" ", question)
+
+
+def _longest(text: str, said: str, from_end: bool) -> str:
+    """The longest suffix (``from_end``) or prefix of ``text``, at least two characters, that ``said`` holds."""
+    for size in range(len(text), 1, -1):
+        piece = text[-size:] if from_end else text[:size]
+        if piece.lower() in said:
+            return piece
+    return ""
+
+
+def _beside(named: str, side: str, left: bool) -> str:
+    """The name on ``side`` (the left of the pairing when ``left``) that matches ``named``'s form: it
+    ends with ``named``'s head (its last characters that ``side`` also holds), "绝对位置编码" ->
+    "相对位置编码"; a short Latin name beside another ("MQA" and "GQA") is that whole side."""
+    if _latin_name(named) and _latin_name(side):
+        return side
+    for size in range(len(named) - 1, _MIN_SHARED_TAIL - 1, -1):
+        head = named[-size:]
+        at = side.rfind(head) if left else side.find(head)
+        if at >= 0:
+            end = at + len(head)
+            return side[max(0, end - len(named)):end] if left else side[:end]
+    return ""
+
+
+def _latin_name(text: str) -> bool:
+    return re.fullmatch(r"[A-Za-z][\w\-+.]{1,15}", text) is not None
+
+
+def other_thing(earlier: str, texts: Iterable[str]) -> tuple[str, str]:
+    """(the name set side by side with one the earlier question names, that name), from the first
+    of ``texts`` that pairs them; ("", "") when none does."""
+    said = re.sub(r"\s+", "", earlier).lower()
+    for text in texts:
+        for m in _PAIR.finditer(text):
+            left, right = m.group(1), m.group(2)
+            for named, other in ((_longest(left, said, True), lambda n: _beside(n, right, False)),
+                                 (_longest(right, said, False), lambda n: _beside(n, left, True))):
+                thing = other(named) if named else ""
+                if len(thing) >= 2 and thing.lower() not in said:
+                    return thing, named
+    return "", ""

@@ -1,0 +1,32 @@
+"""Follow-ups that name a thing by its place beside the earlier one (rag/answer/siblings.py)."""
+from __future__ import annotations
+
+import pytest
+
+from rag.answer.siblings import asks_other, other_thing, strip_other
+
+
+@pytest.mark.parametrize("question, other", [("那另一类呢？", True), ("另外一种方法呢？", True),
+                                             ("What about the other one?", True), ("那它的缺点呢？", False),
+                                             ("另一方面，LoRA 为什么省显存？", True)])
+def test_a_follow_up_asking_about_the_other_thing_is_told_by_its_words(question, other):
+    assert asks_other(question) is other
+
+
+@pytest.mark.parametrize("earlier, text, thing", [
+    ("绝对位置编码是怎么做的？", "位置编码通常分为两种类型：绝对位置编码和相对位置编码。", "相对位置编码"),
+    ("绝对位置编码是怎么做的？", "常用的有相对位置编码与绝对位置编码两种", "相对位置编码"),
+    ("MQA 是什么？", "业界先后发明了MQA和GQA。", "GQA"),
+    ("数据并行是什么？", "我们比较数据并行与模型并行的区别", "模型并行"),
+])
+def test_the_other_thing_is_the_name_the_notes_set_beside_the_earlier_one(earlier, text, thing):
+    found, named = other_thing(earlier, ["这句话没有并列的两个名字。", text])
+    assert found == thing and named and named in earlier.replace(" ", "")
+
+
+def test_no_pairing_that_names_the_earlier_thing_gives_nothing():
+    assert other_thing("绝对位置编码是怎么做的？", ["注意力和前馈网络交替堆叠。", "LoRA 与 AdaLoRA"]) == ("", "")
+
+
+def test_the_words_pointing_at_the_other_thing_are_no_words_of_the_question():
+    assert "另一" not in strip_other("那另一类呢？")
