@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.siblings import asks_other, other_thing, strip_other
+from rag.answer.siblings import asks_other, named_at, other_thing, strip_other
 
 
 @pytest.mark.parametrize("question, other", [("那另一类呢？", True), ("另外一种方法呢？", True),
@@ -30,3 +30,14 @@ def test_no_pairing_that_names_the_earlier_thing_gives_nothing():
 
 def test_the_words_pointing_at_the_other_thing_are_no_words_of_the_question():
     assert "另一" not in strip_other("那另一类呢？")
+
+
+def test_the_units_under_a_line_naming_the_thing_alone_are_found_and_no_others():
+    from rag.reading.units import STATING, split_units
+    text = ("绝对位置编码：\n\n为每个位置生成一个固定向量。\n\n相对位置编码：\n\n这种编码方式侧重于元素之间的距离信息。"
+            "通过加入位置偏置项感知相对位置。\n\n相对位置编码的关键特点包括：\n\n- 动态计算：根据实际相对位置生成编码。")
+    units = split_units(1, text)
+    at = {(u.n, u.order): u for u in units}
+    stating = [u for u in units if u.kind in STATING]
+    under = [stating[i].text for i in named_at(stating, at, "相对位置编码")]
+    assert under == ["这种编码方式侧重于元素之间的距离信息。", "通过加入位置偏置项感知相对位置。"]

@@ -57,7 +57,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR, has_han
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
-from rag.answer.siblings import asks_other, other_thing, strip_other
+from rag.answer.siblings import asks_other, named_at, other_thing, strip_other
 from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts, side_by_side
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
@@ -346,13 +346,13 @@ def extract_answer(
         return ExtractiveAnswer("", [], [], intent)
 
     follow_up = bool(context)
-    asked, not_asked = question, set()
+    asked, not_asked, asked_thing = question, set(), ""
     if context and asks_other(question):
         # "那另一类呢？" after "绝对位置编码是怎么做的？": the thing the passages set beside the earlier
         # one (相对位置编码) is what is asked; the earlier thing's words no longer count.
         thing, earlier = other_thing(context, [u.text for u in candidates] + [s.hit.heading for s in sources[:PASSAGES_READ]])
         if thing:
-            asked, context = f"{strip_other(question)} {thing}", ""
+            asked, context, asked_thing = f"{strip_other(question)} {thing}", "", thing
             not_asked = terms_of(earlier) - terms_of(thing)
     q_terms = _term_weights(asked, context)
     for word in comparison_terms(question, q_terms):
@@ -422,6 +422,11 @@ def extract_answer(
     for i, t in enumerate(unit_terms):
         if t & not_asked:
             score[i] -= NEIGHBOUR_PENALTY  # the earlier thing, not the one beside it that is asked
+    if not_asked:
+        # Where the notes name the thing asked, on a line of its own ("相对位置编码：") or as the heading,
+        # the units under it say what it is.
+        for i in named_at(scored, at, asked_thing):
+            score[i] += NEIGHBOUR_PENALTY
     why = asks_why(question)
     purpose = asks_purpose(question)
     code_asked = asks_code(f"{question} {context}")

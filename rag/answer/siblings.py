@@ -14,9 +14,11 @@ answered as before). No rule names a note, heading or question.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
-__all__ = ["asks_other", "other_thing", "strip_other"]
+from rag.reading.units import STATING, Unit
+
+__all__ = ["asks_other", "named_at", "other_thing", "strip_other"]
 
 # "另一类", "另一种", "另外一个", "其他那种", "the other one", "another kind".
 _OTHER = re.compile(r"另(?:一|外(?:一|的)?)(?:类|种|个|部分|半|边|方面|方法|方式)|其他(?:的|那)?(?:类|种)|"
@@ -32,6 +34,26 @@ _MIN_SHARED_TAIL = 2
 def asks_other(question: str) -> bool:
     """Does the follow-up ask about the thing beside the earlier one ("那另一类呢？")?"""
     return _OTHER.search(question) is not None
+
+
+def _name(text: str) -> str:
+    return re.sub(r"\W+", "", text).lower()
+
+
+def named_at(units: Sequence[Unit], at: Mapping[tuple[int, int], Unit], thing: str) -> list[int]:
+    """Indexes of ``units`` that stand under a line naming ``thing`` alone ("相对位置编码：" above its
+    paragraph, or the heading "相对位置编码"): the units before them up to that line say something too."""
+    name = _name(thing)
+    found = []
+    for i, u in enumerate(units):
+        j = u.order - 1
+        while (u.n, j) in at and at[(u.n, j)].kind in STATING and at[(u.n, j)].title == u.title:
+            j -= 1
+        above = at.get((u.n, j))
+        if _name(u.title) == name or (above is not None and above.kind in ("lead", "label") and above.title == u.title
+                                      and _name(above.text) == name):
+            found.append(i)
+    return found
 
 
 def strip_other(question: str) -> str:
