@@ -38,6 +38,13 @@ def test_what_a_rhetorical_question_states_before_it_asks_is_an_answer_unit():
                              "但这有一个问题，缓存的意义就是减少计算。"]
 
 
+def test_a_question_that_asserts_by_denying_the_opposite_is_an_answer_unit_whole():
+    text = ("那如果我把一个K或者V矩阵拆成两个小矩阵的乘积，缓存的时候显存占用不就变小了吗？\n\n"
+            "这边，不就是原来的query矩阵乘上了一个旋转矩阵吗？\n\n那么，显存占用会变小吗？")
+    assert stating(text) == ["那如果我把一个K或者V矩阵拆成两个小矩阵的乘积，缓存的时候显存占用不就变小了吗？",
+                             "这边，不就是原来的query矩阵乘上了一个旋转矩阵吗？"]
+
+
 def test_a_question_that_asks_from_its_first_clause_or_is_short_states_nothing():
     assert stating("为什么有了MHA，还需要MQA，又为什么还要GQA，它们有什么区别？\n\n两者都减少缓存。") == ["两者都减少缓存。"]
     assert stating("如果让你开发一个智能客服，你会怎么设计？\n\n先理清需求。") == ["先理清需求。"]

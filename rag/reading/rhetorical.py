@@ -1,6 +1,7 @@
 """The statement a rhetorical question makes before it asks.
 
-Notes often reason in questions: "如果想进一步降低KV缓存的占用，从数量上思考已经不行了，那就势必得从KV
+Notes often reason in questions (and a question that asserts by denying the opposite, "…不就变小了吗？",
+states all of it): "如果想进一步降低KV缓存的占用，从数量上思考已经不行了，那就势必得从KV
 本身思考，有没有可能每个缓存的KV都比之前小？" ends in a question mark, yet its clauses before the last
 state the point. ``stated_part`` gives those clauses (verbatim, up to the last clause break) when
 none of them asks; a question that asks from its first words ("为什么有了MHA，还需要MQA？") gives
@@ -21,6 +22,10 @@ _ASKING = re.compile(
     r"\b(?:why|how|what|which|who|whom|whose|where|when|whether|is|are|do|does|did|can|could|should|would|will)\b",
     re.IGNORECASE,
 )
+# A question that asserts by denying the opposite ("不就…吗？", "岂不…吗？", "难道不…吗？") asks nothing: its
+# last clause is the point ("那如果我把一个K/或者V矩阵拆成两个小矩阵的乘积，缓存的时候显存占用不就变小了吗？").
+# 5 such sentences in both corpora; dev-md 0.774 -> 0.781 (m070), every other set unchanged.
+_ASSERTS = re.compile(r"(?:不就|不也|不正|岂不|难道不)[^，,；;。！!？?]*[吗么][？?]\s*$")
 # Clause breaks inside a sentence; not ":", which links hold ("https://…?id=1").
 _CLAUSE_BREAK = re.compile(r"[，,；;：]")
 # The statement holds at least this many clauses: a clause or two before a question are its
@@ -33,7 +38,10 @@ MIN_STATED_CHARS = 12
 
 
 def stated_part(sentence: str) -> str:
-    """The clauses of question ``sentence`` before its asking clause, when they only state; else ""."""
+    """The clauses of question ``sentence`` before its asking clause, when they only state; else "".
+    A question that asserts by denying the opposite ("…缓存的时候显存占用不就变小了吗？") states all of it."""
+    if _ASSERTS.search(sentence):
+        return sentence.strip()
     breaks = [m.start() for m in _CLAUSE_BREAK.finditer(sentence)]
     if len(breaks) < MIN_CLAUSES:
         return ""

@@ -12,7 +12,8 @@ What is never a unit that states something (kind ``sentence``, ``item``, ``row``
 * a heading: Markdown headings, and every line the chunker reads as a heading of plain-text
   notes (numbered questions such as "5.2.2 适配器微调思路?", short title lines); a heading
   names the topic of the units under it (``Unit.title``);
-* a question: a sentence ending in "?"/"？" asks, it does not answer; what a rhetorical one
+* a question: a sentence ending in "?"/"？" asks, it does not answer (one that asserts by
+  denying the opposite, "…显存占用不就变小了吗？", is a sentence whole); what a rhetorical one
   states before it asks ("…，那就势必得从KV本身思考，有没有可能…？") is a sentence
   (``rag.reading.rhetorical``);
 * a label: a list item of a few words with no explanation ("原始模型", "Prompt-tuning:") is
