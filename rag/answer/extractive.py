@@ -57,6 +57,7 @@ from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR, has_han
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
+from rag.answer.aspects import aspect_glosses
 from rag.answer.siblings import asks_other, named_at, other_thing, strip_other
 from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts, side_by_side
 from rag.answer.unit_lists import introducer
@@ -334,6 +335,8 @@ def extract_answer(
     index's lines many notes repeat, whitespace removed: a blog footer) are never part of an answer.
     """
     known: dict[str, set[str]] = {}
+    # An aspect the question names counts in the words notes say it with ("办法" under "解决方案：").
+    glosses = {**aspect_glosses(_terms(question)), **(glosses or {})}
 
     def terms_of(text: str) -> set[str]:
         """``text``'s terms, once per call: a title, the headings above it and a list's lead are
