@@ -281,8 +281,24 @@ def test_after_the_first_line_a_passage_whose_best_unit_matches_the_question_bet
     # Room for three sentences: after the best one, the passage that answers gives the others.
     answer = extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60)
     assert "裁剪可以防止训练发散。" in answer.text and "梯度太大时训练不稳定" not in answer.text, answer.text
-    monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)  # rank alone: the first passage's next one
+    monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)
+    monkeypatch.setattr(extractive, "COVER_MARGIN", 1.0)  # rank alone: the first passage's next one
     assert "梯度太大时训练不稳定" in extract_answer("梯度裁剪是做什么的？", sources, budget_chars=60).text
+
+
+def test_a_later_passage_holding_clearly_more_of_the_question_s_words_ranks_as_the_first(monkeypatch):
+    import rag.answer.extractive as extractive
+
+    first = "Top-p 采样按累计概率截断候选词。模型偶尔会从长尾里抽到不合适的词。温度负责把分布拉平或拉尖。"
+    second = "模型输出的JSON格式偶尔不对，会让后面的工作流失败。一个好的办法是在给出结果前做格式校验。校验失败就重试一次。"
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "Top-p", 1, 3, first)),
+                              Hit(2, 0.8, Chunk("b.md", "结构化输出", 1, 3, second))])
+    monkeypatch.setattr(extractive, "PASSAGE_MATCH_WEIGHT", 0.0)  # the passages' rank alone
+    answer = extract_answer("模型输出JSON格式偶尔不对，让工作流失败，有什么办法？", sources, budget_chars=80)
+    assert "格式校验" in answer.text and "温度负责" not in answer.text, answer.text
+    monkeypatch.setattr(extractive, "COVER_MARGIN", 1.0)
+    answer = extract_answer("模型输出JSON格式偶尔不对，让工作流失败，有什么办法？", sources, budget_chars=80)
+    assert "温度负责" in answer.text or "长尾" in answer.text, answer.text
 
 
 def test_the_passage_s_own_title_repeated_as_its_first_line_is_never_an_answer_unit():
