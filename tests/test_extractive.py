@@ -394,6 +394,7 @@ def test_a_question_about_what_something_is_for_prefers_the_unit_that_says_what_
     sources = number_sources([Hit(1, 1.0, Chunk("a.md", "输入投影器", 1, 5, text))])
     ask = dict(budget_chars=50)
     assert "共同的特征空间" in extract_answer("输入投影器有什么作用？", sources, **ask).text
+    assert "共同的特征空间" in extract_answer("输入投影器当初是为了解决什么问题提出来的？", sources, **ask).text
     monkeypatch.setattr(extractive, "PURPOSE_BONUS", 0.0)
     assert "共同的特征空间" not in extract_answer("输入投影器有什么作用？", sources, **ask).text
 
