@@ -493,3 +493,11 @@ def test_a_follow_up_asking_about_the_other_kind_is_answered_about_the_one_the_n
     answer = extract_answer("那另一类呢？", sources, budget_chars=60, context="绝对位置编码是怎么做的？")
     assert answer.text.startswith("相对位置编码不为每个位置分配固定向量"), answer.text
     assert "绝对位置编码为序列中" not in answer.text
+
+
+def test_a_follow_up_asking_about_the_next_step_is_answered_from_the_step_numbered_next():
+    text = ("RLHF 分三步。\n\n第一步：SFT\n\n用人工写的示范数据做监督微调。\n\n第二步：训练奖励模型\n\n"
+            "人工对多个回答排序，训练一个打分模型。\n\n第三步：PPO\n\n用奖励模型的分数作为奖励，以 PPO 优化策略模型。")
+    sources = number_sources([Hit(1, 1.0, Chunk("rlhf.md", "RLHF", 1, 13, text))])
+    answer = extract_answer("那下一步呢？", sources, budget_chars=40, context="RLHF 的第二步是什么？")
+    assert answer.text.startswith("用奖励模型的分数作为奖励"), answer.text

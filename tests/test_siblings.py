@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.siblings import asks_other, named_at, other_thing, strip_other
+from rag.answer.siblings import asks_other, named_at, next_thing, other_thing, step_asked, strip_pointers
 
 
 @pytest.mark.parametrize("question, other", [("那另一类呢？", True), ("另外一种方法呢？", True),
@@ -29,7 +29,7 @@ def test_no_pairing_that_names_the_earlier_thing_gives_nothing():
 
 
 def test_the_words_pointing_at_the_other_thing_are_no_words_of_the_question():
-    assert "另一" not in strip_other("那另一类呢？")
+    assert "另一" not in strip_pointers("那另一类呢？")
 
 
 def test_the_units_under_a_line_naming_the_thing_alone_are_found_and_no_others():
@@ -41,3 +41,20 @@ def test_the_units_under_a_line_naming_the_thing_alone_are_found_and_no_others()
     stating = [u for u in units if u.kind in STATING]
     under = [stating[i].text for i in named_at(stating, at, "相对位置编码")]
     assert under == ["这种编码方式侧重于元素之间的距离信息。", "通过加入位置偏置项感知相对位置。"]
+
+
+@pytest.mark.parametrize("question, step", [("那再往上一个层级呢？", 1), ("那下一步呢？", 1), ("上一个阶段呢？", -1),
+                                            ("那再往下一个层级呢？", -1), ("What about the next one?", 1),
+                                            ("那它的缺点呢？", 0)])
+def test_a_follow_up_asking_about_the_next_or_the_one_before_is_told_by_its_words(question, step):
+    assert step_asked(question) == step
+
+
+def test_the_next_thing_is_the_name_numbered_after_the_one_the_earlier_question_names():
+    names = ["智能体的4个层级", "level 1 - 简单处理器", "level 2 - 路由", "level 3 - 使用工具"]
+    assert next_thing("智能体的 level 2“路由”是什么意思？", 1, names) == ("level 3 - 使用工具", "level 2 - 路由")
+    assert next_thing("智能体的 level 2“路由”是什么意思？", -1, names) == ("level 1 - 简单处理器", "level 2 - 路由")
+    steps = ["第一步：SFT", "第二步：训练奖励模型", "第三步：PPO"]
+    assert next_thing("RLHF 的第二步是什么？", 1, steps) == ("第三步：PPO", "第二步：训练奖励模型")
+    assert next_thing("RLHF 的第三步是什么？", 1, steps) == ("", "")  # nothing numbered four
+    assert next_thing("LoRA 是什么？", 1, steps) == ("", "")  # the earlier question numbers nothing

@@ -59,7 +59,7 @@ from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR, has_han
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
 from rag.answer.aspects import aspect_glosses
-from rag.answer.siblings import asks_other, named_at, other_thing, strip_other
+from rag.answer.siblings import named_at, strip_pointers, thing_asked
 from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts, side_by_side
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
@@ -364,12 +364,15 @@ def extract_answer(
 
     follow_up = bool(context)
     asked, not_asked, asked_thing = question, set(), ""
-    if context and asks_other(question):
-        # "那另一类呢？" after "绝对位置编码是怎么做的？": the thing the passages set beside the earlier
-        # one (相对位置编码) is what is asked; the earlier thing's words no longer count.
-        thing, earlier = other_thing(context, [u.text for u in candidates] + [s.hit.heading for s in sources[:PASSAGES_READ]])
+    if context:
+        # "那另一类呢？" after "绝对位置编码是怎么做的？" asks about the thing the passages set beside the
+        # earlier one (相对位置编码), "那再往上一个层级呢？" after "level 2" about "level 3 - …": that name
+        # is what is asked; the earlier thing's words no longer count.
+        names = [s.hit.heading for s in sources[:PASSAGES_READ]] + [u.title for u in candidates if u.title] + [
+            u.text for u in candidates if u.kind in ("lead", "label")]
+        thing, earlier = thing_asked(question, context, [u.text for u in candidates] + names, names)
         if thing:
-            asked, context, asked_thing = f"{strip_other(question)} {thing}", "", thing
+            asked, context, asked_thing = f"{strip_pointers(question)} {thing}", "", thing
             not_asked = terms_of(earlier) - terms_of(thing)
     q_terms = _term_weights(asked, context)
     for word in comparison_terms(question, q_terms):
@@ -442,7 +445,7 @@ def extract_answer(
     for i, t in enumerate(unit_terms):
         if t & not_asked:
             score[i] -= NEIGHBOUR_PENALTY  # the earlier thing, not the one beside it that is asked
-    if not_asked:
+    if asked_thing:
         # Where the notes name the thing asked, on a line of its own ("相对位置编码：") or as the heading,
         # the units under it say what it is.
         for i in named_at(scored, at, asked_thing):

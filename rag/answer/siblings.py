@@ -1,11 +1,12 @@
-"""Follow-ups that name a thing by its place beside the earlier one: "那另一类呢？".
+"""Follow-ups that name a thing by its place beside the earlier one: "那另一类呢？", "那下一步呢？".
 
 After "绝对位置编码是怎么做的？", "那另一类呢？" asks about 相对位置编码, a name the follow-up never
 says. The notes say which thing stands beside the earlier one where they set the two side by
 side: "位置编码通常分为两种类型：绝对位置编码和相对位置编码。". ``other_thing`` reads such a pairing
 from the passages: one side of "和/与/及/或/以及" (or "and"/"or") that the earlier question
 names, the other side the thing asked about. The extractive answer (rag/answer/extractive.py)
-then scores units by that name, as if the follow-up had said it.
+then scores units by that name, as if the follow-up had said it. "那再往上一个层级呢？" after "智能体的
+level 2“路由”是什么意思？" asks about the name numbered next, "level 3 - 使用工具" (``next_thing``).
 
 Invariant: the name returned is a verbatim piece of one of the texts given, and the earlier
 question does not hold it; "" when no pairing names the earlier thing (the follow-up is then
@@ -18,7 +19,7 @@ from typing import Iterable, Mapping, Sequence
 
 from rag.reading.units import STATING, Unit
 
-__all__ = ["asks_other", "named_at", "other_thing", "strip_other"]
+__all__ = ["asks_other", "named_at", "next_thing", "other_thing", "step_asked", "strip_pointers", "thing_asked"]
 
 # "另一类", "另一种", "另外一个", "其他那种", "the other one", "another kind".
 _OTHER = re.compile(r"另(?:一|外(?:一|的)?)(?:类|种|个|部分|半|边|方面|方法|方式)|其他(?:的|那)?(?:类|种)|"
@@ -29,6 +30,52 @@ _PAIR = re.compile(rf"({_SIDE}{{2,16}}?)\s*(?:和|与|及|或|以及|\band\b|\bo
 # The two names share their head ("绝对位置编码" / "相对位置编码", "MQA" / "GQA" share none): at least
 # this many characters of the shorter one end both, or both are short Latin names.
 _MIN_SHARED_TAIL = 2
+
+
+# A follow-up naming the next or the one before by its place: "那再往上一个层级呢？", "那下一步呢？",
+# "上一个阶段呢？". "往上一个" is up (next), though it holds "上一个" (the one before); checked first.
+_STEPS = ((re.compile(r"往上|更高一"), 1), (re.compile(r"往下|更低一"), -1),
+          (re.compile(r"下一|后一|\bnext\b|\bthe one after\b", re.IGNORECASE), 1),
+          (re.compile(r"上一|前一|\bprevious\b|\bthe one before\b", re.IGNORECASE), -1))
+# A numbered name: "level 2", "Stage 3", "第二步", "GPT-3", "2. 路由" (its words before and after the number).
+_CN_NUMBERS = "一二三四五六七八九十"
+_NUMBERED = re.compile(rf"(?:(?P<pre>[A-Za-z]+[\s\-]?|第)(?P<num>\d{{1,2}}|[{_CN_NUMBERS}])|"
+                       rf"(?P<lone>\d{{1,2}}|[{_CN_NUMBERS}])(?=[.、．]))(?P<post>步|阶段|层|级|代|版|期)?")
+
+
+def step_asked(question: str) -> int:
+    """+1 when the follow-up asks about the next one ("那再往上一个层级呢？"), -1 the one before, else 0."""
+    for pattern, step in _STEPS:
+        if pattern.search(question):
+            return step
+    return 0
+
+
+def _numbered(text: str) -> tuple[str, int, str] | None:
+    """(the words before the number, the number, the word after it) of ``text``'s first numbered name."""
+    m = _NUMBERED.search(text)
+    if not m:
+        return None
+    digits = m.group("num") or m.group("lone")
+    number = int(digits) if digits.isdigit() else _CN_NUMBERS.index(digits) + 1
+    return (m.group("pre") or "").strip(" -").lower(), number, m.group("post") or ""
+
+
+def next_thing(earlier: str, step: int, names: Iterable[str]) -> tuple[str, str]:
+    """(the name numbered ``step`` after the one the earlier question names, that one), among
+    ``names`` (the passages' headings and the lines naming what follows them): "level 3 - 使用工具"
+    after "智能体的 level 2“路由”是什么意思？". ("", "") when the earlier question names no numbered
+    thing or no name carries the number asked."""
+    asked = _numbered(earlier)
+    if asked is None or not step:
+        return "", ""
+    pre, number, post = asked
+    found: dict[int, str] = {}
+    for name in names:
+        own = _numbered(name)
+        if own is not None and own[0] == pre and own[2] == post and own[1] in (number, number + step):
+            found.setdefault(own[1], name)
+    return (found[number + step], found.get(number, "")) if number + step in found else ("", "")
 
 
 def asks_other(question: str) -> bool:
@@ -56,9 +103,22 @@ def named_at(units: Sequence[Unit], at: Mapping[tuple[int, int], Unit], thing: s
     return found
 
 
-def strip_other(question: str) -> str:
-    """The follow-up without the words pointing at the other thing ("那另一类呢？" -> "那呢？")."""
-    return _OTHER.sub(" ", question)
+def strip_pointers(question: str) -> str:
+    """The follow-up without the words pointing at the other or the next thing ("那另一类呢？" -> "那呢？")."""
+    question = _OTHER.sub(" ", question)
+    for pattern, _ in _STEPS:
+        question = pattern.sub(" ", question)
+    return question
+
+
+def thing_asked(question: str, earlier: str, texts: Sequence[str], names: Sequence[str]) -> tuple[str, str]:
+    """(the thing a follow-up names by its place, the earlier thing it stands beside), or ("", ""):
+    the other one (``other_thing`` over ``texts``, the passages' units and headings) or the next or
+    the one before (``next_thing`` over ``names``, their headings and the lines naming what follows)."""
+    if asks_other(question):
+        return other_thing(earlier, texts)
+    step = step_asked(question)
+    return next_thing(earlier, step, names) if step else ("", "")
 
 
 def _longest(text: str, said: str, from_end: bool) -> str:
