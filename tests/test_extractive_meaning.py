@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import rag.answer.extractive as extractive
 from rag.answer.extractive import extract_answer
@@ -51,3 +52,16 @@ def test_without_that_rule_the_sentence_pointing_back_opens_it(monkeypatch):
     sources = number_sources([Hit(1, 1.0, Chunk("a.md", "火鸡与农场主理论", 1, 2, _FABLE))])
     answer = extract_answer("What does the fable warn us about?", sources, budget_chars=200, similarity=_fable_similarity)
     assert answer.text.startswith("它提醒我们"), answer.text
+
+
+@pytest.mark.parametrize("opener", ["因此，靠有限观察归纳出来的定律可能在某一天被打破。",
+                                    "我们看看罗素是怎么解这个问题的。"])
+def test_an_answer_does_not_open_with_a_sentence_going_on_from_the_one_before_or_announcing_the_next(opener):
+    text = "火鸡与农场主理论是罗素提出的火鸡问题，讲农场里的火鸡把每天喂食当成定律。" + opener
+    sources = number_sources([Hit(1, 1.0, Chunk("a.md", "火鸡与农场主理论", 1, 2, text))])
+    answer = extract_answer("What does the fable warn us about?", sources, budget_chars=200, similarity=_fable_similarity2)
+    assert answer.text.startswith("火鸡与农场主理论是"), answer.text
+
+
+def _fable_similarity2(texts):  # the question's vector is a little nearer the second sentence
+    return np.array([0.88 if t.startswith("火鸡") else 0.9 for t in texts])

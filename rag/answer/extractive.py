@@ -287,6 +287,16 @@ def _candidates(question: str, sources: Sequence[Source], template: str = "") ->
     return candidates, scored[:MAX_CANDIDATES]
 
 
+# A sentence that goes on from the one before ("因此,…", "但是…") or announces what comes next ("我们看看
+# deepseek v2中是怎么解这个问题的。") says nothing standing first.
+_CONTINUES = re.compile(r"^\s*(?:因此|所以|于是|而且|此外|另外|同时|也就是说|换句话说|"
+                        r"(?:我们|下面|接下来|让我们)(?:再|就|来)?(?:看看|看一下|来看|介绍|讨论|聊聊))")
+
+
+def _leans_on_before(text: str) -> bool:
+    return points_back(text) or _CONTINUES.match(text) is not None
+
+
 def _first_unit(scored: Sequence[Unit], score: np.ndarray, intent: Intent) -> int:
     """The unit the answer opens with: the best by its own score (the passage gap only orders the
     rest: the section retrieval ranked first, under the asked heading "Drawbacks", may share fewer
@@ -299,10 +309,11 @@ def _first_unit(scored: Sequence[Unit], score: np.ndarray, intent: Intent) -> in
                     and score[i] >= DEFINING_SHARE * float(score.max())]
         if defining:
             first = max(defining, key=lambda i: score[i])
-    elif FIRST_LINE_SHARE and points_back(scored[first].text):
-        # "它提醒我们，…" opens an answer pointing at nothing: a unit that stands on its own comes
-        # first when it scores nearly as well.
-        standing = [i for i, u in enumerate(scored) if not points_back(u.text) and score[i] >= FIRST_LINE_SHARE * score[first]]
+    elif FIRST_LINE_SHARE and _leans_on_before(scored[first].text):
+        # "它提醒我们，…", "因此,可以…", "我们看看…是怎么解这个问题的。" open an answer pointing at
+        # nothing: a unit that stands on its own comes first when it scores nearly as well.
+        standing = [i for i, u in enumerate(scored) if not _leans_on_before(u.text)
+                    and score[i] >= FIRST_LINE_SHARE * score[first]]
         if standing:
             first = max(standing, key=lambda i: score[i])
     return first
