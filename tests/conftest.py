@@ -57,6 +57,17 @@ def simple_pdf(pages: list[list[str]]) -> bytes:
     return out + f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
 
 
+def answer_over(text: str, question: str, heading: str = "", **options):
+    """The extractive answer to ``question`` from one passage holding ``text`` (no index, no embedder)."""
+    from rag.answer.extractive import extract_answer
+    from rag.answer.prompting import number_sources
+    from rag.reading.chunking import Chunk
+    from rag.search.retrieval import Hit
+
+    sources = number_sources([Hit(1, 1.0, Chunk("note.md", heading, 1, text.count("\n") + 1, text))])
+    return extract_answer(question, sources, **options)
+
+
 def make_settings(corpus: Path, index: Path, **overrides) -> Settings:
     """Settings for a test's notes and index. Answer-unit vectors are off unless a test asks
     for them (``unit_vectors=True``): they nearly double a build's embedding, and only the

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 from rag.answer.aspects import aspect_glosses
-from rag.answer.extractive import extract_answer
-from rag.answer.prompting import number_sources
-from rag.reading.chunking import Chunk
-from rag.search.retrieval import Hit
+from tests.conftest import answer_over
 
 
 def test_an_aspect_word_is_glossed_with_its_group_and_other_words_are_not():
@@ -19,6 +16,5 @@ def test_a_question_asking_for_a_way_out_is_answered_from_the_solutions_the_note
             "这些情况都有可能让工作流失败。\n\n"
             "解决方案：\n\n- reflection：在模型输出前检查输出的结构，确保其符合预期的JSON Schema。\n"
             "- Hard code校验：在模型输出后校验结构，不符合就重试。")
-    sources = number_sources([Hit(1, 1.0, Chunk("out.md", "结构化输出", 1, 8, text))])
-    answer = extract_answer("模型输出格式不对时有什么兜底的办法？", sources, budget_chars=90)
+    answer = answer_over(text, "模型输出格式不对时有什么兜底的办法？", "结构化输出", budget_chars=90)
     assert answer.text.startswith("解决方案：\n- reflection"), answer.text

@@ -17,7 +17,7 @@ from rag.index.builder import build_index
 from rag.answer.prompting import number_sources
 from rag.reading.chunking import Chunk
 from rag.search.retrieval import Hit, Retriever
-from tests.conftest import REPO_ROOT, make_settings
+from tests.conftest import REPO_ROOT, answer_over, make_settings
 
 REAL_NOTE = "大模型算法面试题(八).txt"
 DEV_SET = REPO_ROOT / "bench" / "data" / "dev.jsonl"
@@ -489,8 +489,7 @@ def test_a_follow_up_asking_about_the_other_kind_is_answered_about_the_one_the_n
             "绝对位置编码为序列中的每个位置生成一个固定的位置向量，直接加到词嵌入上。\n\n"
             "相对位置编码不为每个位置分配固定向量，而是在计算注意力时考虑元素之间的相对距离。\n\n"
             "位置编码让模型能够区分输入序列中词的顺序。")
-    sources = number_sources([Hit(1, 1.0, Chunk("pe.md", "位置编码", 1, 7, text))])
-    answer = extract_answer("那另一类呢？", sources, budget_chars=60, context="绝对位置编码是怎么做的？")
+    answer = answer_over(text, "那另一类呢？", "位置编码", budget_chars=60, context="绝对位置编码是怎么做的？")
     assert answer.text.startswith("相对位置编码不为每个位置分配固定向量"), answer.text
     assert "绝对位置编码为序列中" not in answer.text
 
@@ -498,6 +497,5 @@ def test_a_follow_up_asking_about_the_other_kind_is_answered_about_the_one_the_n
 def test_a_follow_up_asking_about_the_next_step_is_answered_from_the_step_numbered_next():
     text = ("RLHF 分三步。\n\n第一步：SFT\n\n用人工写的示范数据做监督微调。\n\n第二步：训练奖励模型\n\n"
             "人工对多个回答排序，训练一个打分模型。\n\n第三步：PPO\n\n用奖励模型的分数作为奖励，以 PPO 优化策略模型。")
-    sources = number_sources([Hit(1, 1.0, Chunk("rlhf.md", "RLHF", 1, 13, text))])
-    answer = extract_answer("那下一步呢？", sources, budget_chars=40, context="RLHF 的第二步是什么？")
+    answer = answer_over(text, "那下一步呢？", "RLHF", budget_chars=40, context="RLHF 的第二步是什么？")
     assert answer.text.startswith("用奖励模型的分数作为奖励"), answer.text
