@@ -66,3 +66,16 @@ def test_a_sentence_that_a_shown_list_lead_repeats_is_left_for_the_list():
     shown = [u.text for u in take_within_budget(scored, [0], 500, ((0.45, 500),))]
     assert "对于企业级数据，我们需要关注以下两个阶段：加载与处理，分块" not in shown
     assert shown.count("对于企业级数据，我们需要关注以下两个阶段：") == 1 and stating[1].text in shown and stating[2].text in shown
+
+
+def test_an_item_shown_after_another_lead_s_list_is_not_shown_as_one_of_its_items():
+    text = ("Prefix-tuning:\n\n- 前缀向量附加到自回归过程的隐藏状态。\n\n## 应用场景\n\n"
+            "- Prompt-tuning由于其灵活性,更适合频繁更改提示的场景。")
+    units = split_units(1, text)
+    at = {(u.n, u.order): u for u in units}
+    lead_of = lambda u: introducer(u, at)  # noqa: E731
+    lead, mine, other = units[0], units[1], units[2]
+    assert lead.kind == "lead" and lead_of(mine) is lead and lead_of(other) is None
+    shown = render_units([lead, mine, other], lead_of)
+    assert shown.splitlines() == ["Prefix-tuning:", f"- {mine.text} [1]", f"{other.text} [1]"]
+    assert render_units([lead, mine, other]).splitlines()[-1] == f"- {other.text} [1]"  # without leads known

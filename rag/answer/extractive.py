@@ -485,8 +485,8 @@ def extract_answer(
     chosen = take_within_budget(ranked, picks, budget_chars, ((MIN_RELATIVE_SCORE, budget_chars),
                                                               (SHORT_RELATIVE_SCORE, SHORT_ANSWER_SHARE * budget_chars)))
     ordered = arrange(chosen, ranked)
-    text = render_units(ordered)
+    text = render_units(ordered, lead_of)
     while len(text) > budget_chars and len(ordered) > 1:  # joins and marks can add a few characters
         ordered.pop()
-        text = render_units(ordered)
+        text = render_units(ordered, lead_of)
     return ExtractiveAnswer(text, list(dict.fromkeys(u.n for u in ordered)), ordered, intent)

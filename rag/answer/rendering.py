@@ -5,11 +5,14 @@ extractive answer (rag/answer/extractive.py) never renders past it.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rag.reading.units import Unit, cut_long, join_lines
 
 __all__ = ["shown_len", "fit_unit", "render_units"]
+
+# Lists nest a few levels at most: the walk up from an item to its list's lead stops there.
+MAX_LIST_DEPTH = 8
 
 
 def _marker(u: Unit) -> int:
@@ -31,9 +34,13 @@ def fit_unit(u: Unit, budget_chars: int) -> Unit:
     return Unit(u.n, u.order, cut_long(u.text, max(room, 1)), u.kind, u.depth, u.title, u.outer)
 
 
-def render_units(units: Sequence[Unit]) -> str:
-    """Sentences of one passage run on as a paragraph; items and rows are list lines."""
+def render_units(units: Sequence[Unit], lead_of: Callable[[Unit], Unit | None] | None = None) -> str:
+    """Sentences of one passage run on as a paragraph; items and rows are list lines. With
+    ``lead_of``, an item shown right after another lead's list, but not under that lead ("Prompt-tuning
+    由于其灵活性…" after "Prefix-tuning:" and its items), is shown as a line of its own, not as one more
+    item of a list it does not belong to."""
     lines: list[str] = []
+    lead_shown: Unit | None = None  # the lead whose list the last lines are
     paragraph: list[str] = []
     last_n = None
     depths: dict[int, int] = {}  # depth of the last item shown, per passage
@@ -56,21 +63,41 @@ def render_units(units: Sequence[Unit]) -> str:
         last_n = u.n
         if u.kind in ("item", "row"):
             close()
+            if lead_of is not None and lead_shown is not None and u.kind == "item" and not under(u, lead_shown, lead_of):
+                lead_shown = None
+                lines.append(f"{u.text} [{u.n}]")  # out of the list above: it is not one of its items
+                continue
             # Nesting is kept only under a shown parent: an orphan sub-item becomes top level.
             depth = min(u.depth, depths.get(u.n, -1) + 1)
             depths[u.n] = depth
             lines.append(f"{'  ' * depth}- {u.text} [{u.n}]")
         elif u.kind == "lead":
             close()
+            lead_shown = u
             lines.append(f"{'  ' * u.depth}- {u.text}" if at_table_header(u) or u.depth else u.text)
         elif u.kind == "label":  # the name of the nested list below it, shown as its parent item
             close()
+            lead_shown = u  # the items below it are its list's
             depths[u.n] = u.depth
             lines.append(f"{'  ' * u.depth}- {u.text}")
         elif u.kind == "code":
             close()
+            lead_shown = None  # a line of code ends the list above
             lines.append(f"`{u.text}` [{u.n}]")
         else:
+            lead_shown = None  # so does a sentence
             paragraph.append(f"{u.text} [{u.n}]")
     close()
     return "\n".join(lines)
+
+
+def under(u: Unit, lead: Unit, lead_of: Callable[[Unit], Unit | None]) -> bool:
+    """Is ``u`` in the list ``lead`` introduces, directly or under one of its nested labels?"""
+    for _ in range(MAX_LIST_DEPTH):
+        above = lead_of(u)
+        if above is None:
+            return False
+        if above is lead:
+            return True
+        u = above
+    return False
