@@ -5,7 +5,7 @@ import numpy as np
 
 from rag.answer.rendering import render_units
 from rag.answer.selection import Scored, arrange, take_within_budget
-from rag.answer.unit_lists import introducer
+from rag.answer.unit_lists import introducer, leads_above
 from rag.reading.units import STATING, split_units
 
 _TEXT = ("LoRA 在模型旁路加入两个低秩矩阵，只训练它们。\n\n"
@@ -79,3 +79,13 @@ def test_an_item_shown_after_another_lead_s_list_is_not_shown_as_one_of_its_item
     shown = render_units([lead, mine, other], lead_of)
     assert shown.splitlines() == ["Prefix-tuning:", f"- {mine.text} [1]", f"{other.text} [1]"]
     assert render_units([lead, mine, other]).splitlines()[-1] == f"- {other.text} [1]"  # without leads known
+
+
+def test_the_lines_above_an_item_are_the_label_or_lead_that_introduces_it_and_none_above_a_lead():
+    units = split_units(1, "缺点：\n\n- 推理慢\n  - 每步都要重新计算注意力。\n- 显存占用大,长序列尤其明显。")
+    at = {(u.n, u.order): u for u in units}
+    lead, label, nested, plain = units
+    assert [lead.kind, label.kind, nested.kind, plain.kind] == ["lead", "label", "item", "item"]
+    assert leads_above(nested, lambda u: introducer(u, at)) == [label]
+    assert leads_above(plain, lambda u: introducer(u, at)) == [lead]
+    assert leads_above(lead, lambda u: introducer(u, at)) == []

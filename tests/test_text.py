@@ -106,3 +106,8 @@ def test_the_sample_notes_have_no_compatibility_ideographs(tmp_path):
     assert notes
     for note in notes:
         assert not re.search("[\uf900-\ufaff]", note.read_text(encoding="utf-8")), note.name
+
+
+def test_word_chars_tell_two_texts_the_same_whatever_their_marks_and_spaces():
+    assert T.word_chars("**相对位置编码**：") == T.word_chars("相对位置编码") == "相对位置编码"
+    assert T.word_chars("[Load & Process](x), Split/Chunking") == "loadprocessxsplitchunking"

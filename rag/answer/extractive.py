@@ -24,8 +24,9 @@ How a unit is chosen (no rule names a note, heading or question):
   the word asking for the comparison, "区别", "不同", counts for no unit, and an item under a line
   naming one of the things, "Prompt-tuning:", says that thing's name itself);
 * a follow-up asking about "the other one" ("那另一类呢？") is scored as a question about the thing
-  the passages set beside the earlier one ("绝对位置编码和相对位置编码"), and units naming the earlier
-  thing rank low (``rag.answer.siblings``);
+  the passages set beside the earlier one ("绝对位置编码和相对位置编码"), one asking about the next
+  ("那下一步呢？") as a question about the name numbered next; units naming the earlier thing rank
+  low, units under a line naming the asked one high (``rag.answer.siblings``);
 * a question that asks for a list (有哪些、优缺点、步骤、区别, "what are", "steps") favours
   list items and table rows; a definition question (是什么, "what is") puts the sentence
   that defines the term first (a defining sentence that scores low defines something else); a
@@ -56,7 +57,7 @@ import numpy as np
 
 from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
-from rag.core.text import HAN_BASIC_CHAR, has_han
+from rag.core.text import HAN_BASIC_CHAR, has_han, word_chars
 from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
 from rag.answer.aspects import aspect_glosses
 from rag.answer.siblings import named_at, strip_pointers, thing_asked
@@ -163,6 +164,10 @@ REPEATS_QUESTION = 0.8
 # 0.757, 0.3: 0.750, check English 0.750 -> 0.681); what changes is what fills the answer's end.
 NEIGHBOUR_PENALTY = 1.0
 TITLE_MATCH = 0.7
+# A follow-up asking about a thing by its place ("那另一类呢？", "那下一步呢？"): units naming the earlier
+# thing rank this much lower, units under a line naming the asked one this much higher; as much as a
+# neighbouring question's, the one weight tried (m067, dm-26; bench/README.md round 11).
+SIBLING_WEIGHT = NEIGHBOUR_PENALTY
 # The first line may not open by pointing back ("它提醒我们，…") when a unit that stands alone scores
 # at least this share of it. dev-md answers opening so: 11 of 70 without, 6 at 0.9 and 0.8, 5 at 0.7
 # (the rest are leads of the best item: "它通常涉及到以下几个方面："); coverage unchanged on every set.
@@ -229,7 +234,7 @@ def _repeats(unit: str, question_bigrams: set[str]) -> bool:
 
 
 def _title_key(heading: str) -> str:
-    return re.sub(r"\W+", "", ITEM.sub("", heading.rsplit(" > ", 1)[-1].strip(), count=1)).lower()
+    return word_chars(ITEM.sub("", heading.rsplit(" > ", 1)[-1].strip(), count=1))
 
 
 def _names_note(u: Unit, names: dict[int, str]) -> bool:
@@ -247,7 +252,7 @@ def _is_title(u: Unit, titles: dict[int, str]) -> bool:
     states a point in clauses after a colon ("2. **减少过拟合**：权重衰减是一种正则化技术，…") stays a unit even where the chunker starts a section at it."""
     if re.search(r"[:：][^:：]*[，,；;。！!]", u.text):  # a point made after the colon, in clauses
         return False
-    own = re.sub(r"\W+", "", u.text).lower()
+    own = word_chars(u.text)
     return bool(own) and own == titles.get(u.n)
 
 
@@ -455,12 +460,12 @@ def extract_answer(
         score[i] -= NEIGHBOUR_PENALTY
     for i, t in enumerate(unit_terms):
         if t & not_asked:
-            score[i] -= NEIGHBOUR_PENALTY  # the earlier thing, not the one beside it that is asked
+            score[i] -= SIBLING_WEIGHT  # the earlier thing, not the one beside it that is asked
     if asked_thing:
         # Where the notes name the thing asked, on a line of its own ("相对位置编码：") or as the heading,
         # the units under it say what it is.
         for i in named_at(scored, at, asked_thing):
-            score[i] += NEIGHBOUR_PENALTY
+            score[i] += SIBLING_WEIGHT
     why = asks_why(question)
     purpose = asks_purpose(question)
     code_asked = asks_code(f"{question} {context}")

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from rag.answer.unit_lists import leads_above
 from rag.reading.units import Unit, cut_long, join_lines
 
 __all__ = ["shown_len", "fit_unit", "render_units"]
-
-# Lists nest a few levels at most: the walk up from an item to its list's lead stops there.
-MAX_LIST_DEPTH = 8
 
 
 def _marker(u: Unit) -> int:
@@ -63,7 +61,8 @@ def render_units(units: Sequence[Unit], lead_of: Callable[[Unit], Unit | None] |
         last_n = u.n
         if u.kind in ("item", "row"):
             close()
-            if lead_of is not None and lead_shown is not None and u.kind == "item" and not under(u, lead_shown, lead_of):
+            if (lead_of is not None and lead_shown is not None and u.kind == "item"
+                    and not any(above is lead_shown for above in leads_above(u, lead_of))):
                 lead_shown = None
                 lines.append(f"{u.text} [{u.n}]")  # out of the list above: it is not one of its items
                 continue
@@ -89,15 +88,3 @@ def render_units(units: Sequence[Unit], lead_of: Callable[[Unit], Unit | None] |
             paragraph.append(f"{u.text} [{u.n}]")
     close()
     return "\n".join(lines)
-
-
-def under(u: Unit, lead: Unit, lead_of: Callable[[Unit], Unit | None]) -> bool:
-    """Is ``u`` in the list ``lead`` introduces, directly or under one of its nested labels?"""
-    for _ in range(MAX_LIST_DEPTH):
-        above = lead_of(u)
-        if above is None:
-            return False
-        if above is lead:
-            return True
-        u = above
-    return False

@@ -17,19 +17,18 @@ renders them and drops the last ones while joins and marks pass the budget.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 from rag.answer.rendering import fit_unit, shown_len
+from rag.core.text import word_chars
+from rag.answer.unit_lists import leads_above
 from rag.reading.units import STATING, Unit
 
 __all__ = ["Scored", "arrange", "take_within_budget"]
 
-# Lists nest a few levels at most; the walk up to a block's first lead stops there.
-MAX_LEAD_DEPTH = 8
 # Shorter texts are compared for repeats only whole (a short phrase inside a sentence is no repeat).
 SAID_AGAIN_CHARS = 15
 
@@ -95,20 +94,15 @@ def take_within_budget(scored: Scored, picks: Sequence[int], budget_chars: int,
     return [u for u in chosen if u.kind not in STATING or not said_again(u, leads)]
 
 
-def _said(text: str) -> str:
-    """What a unit says, for comparing: its word characters only (marks, links' brackets, spaces aside)."""
-    return re.sub(r"\W+", "", text).lower()
-
-
 def said_again(u: Unit, shown: Sequence[Unit]) -> bool:
     """Does a unit of ``shown`` say ``u`` already, or ``u`` all of it (one holds the other, both at
     least ``SAID_AGAIN_CHARS`` long)? Notes repeat a sentence with a word or two more ("注意：当ZeRO-DP与PP
     结合时，…" and "当ZeRO-DP与PP结合时，…"); the answer says it once."""
-    own = _said(u.text)
+    own = word_chars(u.text)
     if len(own) < SAID_AGAIN_CHARS:
         return False
     return any(v is not u and len(other) >= SAID_AGAIN_CHARS and (own in other or other in own)
-               for v in shown for other in (_said(v.text),))
+               for v in shown for other in (word_chars(v.text),))
 
 
 def arrange(chosen: Sequence[Unit], scored: Scored) -> list[Unit]:
@@ -121,13 +115,8 @@ def arrange(chosen: Sequence[Unit], scored: Scored) -> list[Unit]:
     position = {id(scored.units[i]): p for p, i in enumerate(scored.order)}
     last = len(scored.order)
 
-    def block(u: Unit) -> int:
-        for _ in range(MAX_LEAD_DEPTH):
-            above = lead_of(u)
-            if above is None:
-                break
-            u = above
-        return id(u)
+    def block(u: Unit) -> int:  # the block a unit is shown in: its list's first lead, or itself
+        return id((leads_above(u, lead_of) or [u])[-1])
 
     block_rank: dict[int, int] = {}
     for u in chosen:

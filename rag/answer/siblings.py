@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, Sequence
 
+from rag.core.text import word_chars
 from rag.reading.units import STATING, Unit
 
 __all__ = ["asks_other", "named_at", "next_thing", "other_thing", "step_asked", "strip_pointers", "thing_asked"]
@@ -83,22 +84,18 @@ def asks_other(question: str) -> bool:
     return _OTHER.search(question) is not None
 
 
-def _name(text: str) -> str:
-    return re.sub(r"\W+", "", text).lower()
-
-
 def named_at(units: Sequence[Unit], at: Mapping[tuple[int, int], Unit], thing: str) -> list[int]:
     """Indexes of ``units`` that stand under a line naming ``thing`` alone ("相对位置编码：" above its
     paragraph, or the heading "相对位置编码"): the units before them up to that line say something too."""
-    name = _name(thing)
+    name = word_chars(thing)
     found = []
     for i, u in enumerate(units):
         j = u.order - 1
         while (u.n, j) in at and at[(u.n, j)].kind in STATING and at[(u.n, j)].title == u.title:
             j -= 1
         above = at.get((u.n, j))
-        if _name(u.title) == name or (above is not None and above.kind in ("lead", "label") and above.title == u.title
-                                      and _name(above.text) == name):
+        if word_chars(u.title) == name or (above is not None and above.kind in ("lead", "label")
+                                           and above.title == u.title and word_chars(above.text) == name):
             found.append(i)
     return found
 

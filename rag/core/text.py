@@ -39,6 +39,15 @@ def count_han(text: str) -> int:
     return len(HAN_CHAR.findall(text))
 
 
+_NOT_WORD = re.compile(r"\W+")
+
+
+def word_chars(text: str) -> str:
+    """``text``'s word characters only, lowercased: how two pieces of text are told the same
+    whatever their marks, links' brackets and spaces ("**相对位置编码**：" is "相对位置编码")."""
+    return _NOT_WORD.sub("", text).lower()
+
+
 def has_han(text: str) -> bool:
     return HAN_CHAR.search(text) is not None
 
