@@ -46,6 +46,15 @@ def test_a_question_divides_between_its_clauses_or_between_the_things_it_names()
     assert question_parts("LoRA 为什么能减少显存？") == []
 
 
+def test_a_clause_that_asks_nothing_sets_the_scene_for_the_next_one_instead_of_being_a_part():
+    assert question_parts("跟 AI 聊天聊得太久，前面的内容塞不进去了，一般有什么办法让它还能接着聊？") == []
+    assert question_parts("做企业级 RAG 时，为什么文档很麻烦？为什么常转成 Json？") == [
+        "做企业级 RAG 时 为什么文档很麻烦", "为什么常转成 Json"]
+    assert question_parts("In Mamba, what does selectivity mean, and why does S4 lack it?") == [
+        "In Mamba what does selectivity mean", "why does S4 lack it"]
+    assert question_parts("Can LLaMA take arbitrarily long input sentences, at least in theory?") == []
+
+
 def test_a_part_that_names_no_thing_of_its_own_is_told_by_the_aspect_it_asks():
     parts = part_terms("朴素模型并行是怎么切分模型的，它有什么缺点？", _terms)
     assert len(parts) == 2 and parts[1] == {"缺点"}, parts

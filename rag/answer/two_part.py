@@ -25,6 +25,12 @@ __all__ = ["comparison_terms", "part_picks", "part_terms", "points_back", "quest
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
 _CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why|which|when|where|who|is|are|does|do)\b)",
                       re.IGNORECASE)
+# A clause asks something when it holds a question word; one that asks nothing ("做企业级 RAG 时", "NVIDIA
+# 有张卡不拼训练速度") sets the scene for the next clause that asks and is part of it: "跟 AI 聊天聊得太久，
+# 前面的内容塞不进去了，一般有什么办法让它还能接着聊？" asks one thing.
+_ASKS = re.compile(r"什么|哪|为何|怎|如何|吗|呢|多少|多大|几|是否|有没有|能否|可否|区别|不同|是不是|么|"
+                   r"\b(?:what|how|why|which|when|where|who|whom|whose|is|are|was|were|does|do|did|can|could|"
+                   r"should|would|will)\b", re.IGNORECASE)
 _BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
 _MIN_PART_CHARS = 2
 _MAX_PARTS = 4
@@ -57,10 +63,29 @@ def question_parts(question: str) -> list[str]:
 def _split(question: str) -> tuple[list[str], bool]:
     """The parts, and whether they divide between the things the question names (not its clauses)."""
     parts = [p.strip() for p in _CLAUSES.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
+    if len(parts) >= 2:
+        parts = _asking(parts)
+        if len(parts) < 2:  # clauses that ask one thing: no two-part question, nor two things named
+            return [], False
     things = len(parts) < 2
     if things:
         parts = [p.strip() for p in _BETWEEN_THINGS.split(question) if len(p.strip()) >= _MIN_PART_CHARS]
     return (parts[:_MAX_PARTS], things) if len(parts) >= 2 else ([], False)
+
+
+def _asking(clauses: Sequence[str]) -> list[str]:
+    """The clauses that ask, each with the clauses before it that ask nothing (the last ones,
+    asking nothing, go with the clause before them)."""
+    asking: list[str] = []
+    scene: list[str] = []
+    for clause in clauses:
+        scene.append(clause)
+        if _ASKS.search(clause):
+            asking.append(" ".join(scene))
+            scene = []
+    if scene and asking:
+        asking[-1] = " ".join([asking[-1], *scene])
+    return asking or [" ".join(scene)]
 
 
 def side_by_side(question: str) -> bool:
