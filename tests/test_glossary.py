@@ -31,6 +31,12 @@ def test_a_phrase_gives_its_chinese_words_to_each_of_its_words():
     assert "微调" in hyphenated["fine-tuning"]  # tokenize keeps the hyphenated word whole too
 
 
+def test_a_plural_loses_es_only_after_a_hissing_sound_so_notes_is_not_not():
+    glosses = load_glossary("packaged").chinese_for("What do my notes say about the boxes?")
+    assert "不是" not in glosses.get("notes", ()) and "笔记" in glosses["notes"]  # "notes" is no "not"
+    assert "箱子" in glosses["boxes"]
+
+
 def test_a_chinese_question_gets_no_glosses_its_english_terms_are_the_notes_own():
     assert english_glosses("LoRA 的权重可以合并到原模型吗？") == {}
     assert english_glosses("Can LoRA weights be merged into the base model?")["weights"]

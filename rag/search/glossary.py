@@ -93,7 +93,7 @@ def _forms(word: str) -> set[str]:
     forms = {word}
     if word.endswith("ies"):
         forms.add(word[:-3] + "y")
-    if word.endswith("es"):
+    if word.endswith(("ses", "xes", "zes", "ches", "shes")):  # "boxes", not "notes" (-> "not") or "rates" (-> "rat")
         forms.add(word[:-2])
     if word.endswith("s") and not word.endswith("ss"):
         forms.add(word[:-1])
