@@ -37,6 +37,12 @@ def test_a_plural_loses_es_only_after_a_hissing_sound_so_notes_is_not_not():
     assert "箱子" in glosses["boxes"]
 
 
+def test_the_fields_words_come_before_the_general_dictionarys_for_a_sense_both_give():
+    glosses = load_glossary("packaged").chinese_for("How is the model trained?")
+    assert glosses["trained"] == {"训练"}  # not also 火车 (a train) or 列车
+    assert glosses["model"] == {"模型"}  # not also 模特 (a fashion model)
+
+
 def test_a_chinese_question_gets_no_glosses_its_english_terms_are_the_notes_own():
     assert english_glosses("LoRA 的权重可以合并到原模型吗？") == {}
     assert english_glosses("Can LoRA weights be merged into the base model?")["weights"]

@@ -113,11 +113,15 @@ class Glossary:
     @classmethod
     def from_cedict(cls, *paths: Path, longest: Sequence[int] = ()) -> "Glossary":
         """The senses of CC-CEDICT-format files, merged; ``longest`` gives each file's longest
-        Chinese word kept (``MAX_CHINESE_CHARS`` by default)."""
+        Chinese word kept (``MAX_CHINESE_CHARS`` by default). A sense an earlier file gives is that
+        file's alone: the field's words come first ("training" is 训练, not also 火车 or 列车)."""
         table: dict[str, set[str]] = {}
         for i, path in enumerate(paths):
             limit = longest[i] if i < len(longest) else MAX_CHINESE_CHARS
-            _read_senses(path, limit, table)
+            found: dict[str, set[str]] = {}
+            _read_senses(path, limit, found)
+            for key, words in found.items():
+                table.setdefault(key, words)
         return cls({k: tuple(sorted(v)) for k, v in table.items()})
 
     def chinese_for(self, text: str) -> dict[str, frozenset[str]]:
