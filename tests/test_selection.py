@@ -89,3 +89,16 @@ def test_the_lines_above_an_item_are_the_label_or_lead_that_introduces_it_and_no
     assert leads_above(nested, lambda u: introducer(u, at)) == [label]
     assert leads_above(plain, lambda u: introducer(u, at)) == [lead]
     assert leads_above(lead, lambda u: introducer(u, at)) == []
+
+
+def test_a_sentence_that_points_back_is_shown_right_after_the_sentence_it_points_at():
+    text = ("AdapterFusion 为每个任务加适配器层。这种方法实现了任务之间的信息共享。\n\n"
+            "AdapterDrop 在训练中随机丢弃适配器层。这种方法减少了计算量。")
+    # The second sentences score higher than the first ones they point back at, and the two
+    # things interleave by score: shown by score alone, "这种方法" would point at the wrong thing.
+    scored, stating = _scored_text(text, [0.9, 0.5, 1.0, 0.6])
+    shown = [u.text for u in arrange(take_within_budget(scored, [2], 500, ((0.0, 500),)), scored)]
+    assert shown == [stating[2].text, stating[3].text, stating[0].text, stating[1].text], shown
+    scored, stating = _scored_text(text, [1.0, 0.5, 0.9, 0.6])
+    shown = [u.text for u in arrange(take_within_budget(scored, [0], 500, ((0.0, 500),)), scored)]
+    assert shown == [stating[0].text, stating[1].text, stating[2].text, stating[3].text], shown

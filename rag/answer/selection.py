@@ -10,7 +10,9 @@
 * ``arrange``: the best unit first, under its lead, its sibling items after it; then each
   block (a list with the line introducing it, or a sentence) where its best unit ranks, in
   reading order inside the block (relevance before reading order: a neighbouring question of
-  a note read whole no longer comes second because it comes first in the note).
+  a note read whole no longer comes second because it comes first in the note); a sentence that
+  points back ("这种方法…", "它…") is shown right after the sentence before it in its passage when that
+  one is shown too, so it points at what it means.
 
 Invariant: ``arrange`` returns the units ``take_within_budget`` chose, reordered; the caller
 renders them and drops the last ones while joins and marks pass the budget.
@@ -23,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.answer.rendering import fit_unit, shown_len
+from rag.answer.two_part import points_back
 from rag.core.text import word_chars
 from rag.answer.unit_lists import leads_above
 from rag.reading.units import STATING, Unit
@@ -115,13 +118,28 @@ def arrange(chosen: Sequence[Unit], scored: Scored) -> list[Unit]:
     position = {id(scored.units[i]): p for p, i in enumerate(scored.order)}
     last = len(scored.order)
 
+    # A sentence that points back ("这种方法可以…") is shown right after the sentence before it when that
+    # one is shown: elsewhere it points at whatever happens to precede it.
+    at = {(u.n, u.order): u for u in chosen}
+
+    def antecedent(u: Unit) -> Unit:
+        while u.kind == "sentence" and points_back(u.text):
+            before = at.get((u.n, u.order - 1))
+            if before is None or before.kind != "sentence":
+                break
+            u = before
+        return u
+
     def block(u: Unit) -> int:  # the block a unit is shown in: its list's first lead, or itself
+        u = antecedent(u)
         return id((leads_above(u, lead_of) or [u])[-1])
 
     block_rank: dict[int, int] = {}
     for u in chosen:
         b = block(u)
         block_rank[b] = min(block_rank.get(b, last), position.get(id(u), last))
+    # The best unit's own continuation ("它直接影响…" after "批处理大小是指…") comes right after it.
+    head += sorted((u for u in chosen if u not in head and antecedent(u) is best), key=lambda u: u.order)
     rest = sorted((u for u in chosen if u not in head), key=lambda u: (block_rank[block(u)], u.n, u.order))
     if lead in chosen:
         rest = [u for u in rest if lead_of(u) is lead] + [u for u in rest if lead_of(u) is not lead]
