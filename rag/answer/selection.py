@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.answer.rendering import fit_unit, shown_len
-from rag.answer.two_part import points_back
+from rag.answer.two_part import goes_on_from
 from rag.core.text import word_chars
 from rag.answer.unit_lists import leads_above
 from rag.reading.units import STATING, Unit
@@ -123,11 +123,9 @@ def arrange(chosen: Sequence[Unit], scored: Scored) -> list[Unit]:
     at = {(u.n, u.order): u for u in chosen}
 
     def antecedent(u: Unit) -> Unit:
-        while u.kind == "sentence" and points_back(u.text):
-            before = at.get((u.n, u.order - 1))
-            if before is None or before.kind != "sentence":
-                break
-            u = before
+        before = at.get((u.n, u.order - 1))
+        while before is not None and goes_on_from(u, before):
+            u, before = before, at.get((before.n, before.order - 1))
         return u
 
     def block(u: Unit) -> int:  # the block a unit is shown in: its list's first lead, or itself

@@ -15,22 +15,22 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from rag.reading.rhetorical import ASKING
 from rag.reading.units import Unit
 from rag.search.conversation import ASPECT_WORDS
 
-__all__ = ["comparison_terms", "part_picks", "part_terms", "points_back", "question_parts", "side_by_side",
-           "with_continuations"]
+__all__ = ["comparison_terms", "goes_on_from", "part_picks", "part_terms", "points_back", "question_parts",
+           "side_by_side", "with_continuations"]
 
 # Where a question asking two things divides: between clauses, or between the two things
 # it names ("A 和 B 的区别", "A vs B"). Parts shorter than two characters are not parts.
 _CLAUSES = re.compile(r"[，,；;？?！!]+|\s+(?:and|also)\s+(?=(?:what|how|why|which|when|where|who|is|are|does|do)\b)",
                       re.IGNORECASE)
-# A clause asks something when it holds a question word; one that asks nothing ("做企业级 RAG 时", "NVIDIA
-# 有张卡不拼训练速度") sets the scene for the next clause that asks and is part of it: "跟 AI 聊天聊得太久，
-# 前面的内容塞不进去了，一般有什么办法让它还能接着聊？" asks one thing.
-_ASKS = re.compile(r"什么|哪|为何|怎|如何|吗|呢|多少|多大|几|是否|有没有|能否|可否|区别|不同|是不是|么|"
-                   r"\b(?:what|how|why|which|when|where|who|whom|whose|is|are|was|were|does|do|did|can|could|"
-                   r"should|would|will)\b", re.IGNORECASE)
+# A clause asks something when it holds a word that asks (``rhetorical.ASKING``, or one naming what a
+# comparison asks for: "和Y的区别？"); one that asks nothing ("做企业级 RAG 时", "NVIDIA 有张卡不拼训练速度")
+# sets the scene for the next clause that asks and is part of it: "跟 AI 聊天聊得太久，前面的内容塞不进去了，
+# 一般有什么办法让它还能接着聊？" asks one thing.
+_ASKS = re.compile(rf"{ASKING.pattern}|区别|不同|多大|几|怎|\b(?:was|were)\b", re.IGNORECASE)
 _BETWEEN_THINGS = re.compile(r"和|与|跟|以及|及|、|\s+(?:and|vs\.?|versus)\s+|\s*/\s*", re.IGNORECASE)
 _MIN_PART_CHARS = 2
 _MAX_PARTS = 4
@@ -159,6 +159,13 @@ def with_continuations(picks: Sequence[int], scored: Sequence[Unit]) -> list[int
         out.append(i)
         u = scored[i]
         j = at.get((u.n, u.order + 1))
-        if u.kind == "sentence" and j is not None and scored[j].kind == "sentence" and points_back(scored[j].text):
+        if j is not None and goes_on_from(scored[j], u):
             out.append(j)
     return out
+
+
+def goes_on_from(unit: Unit, before: Unit) -> bool:
+    """Is ``unit`` the sentence right after sentence ``before`` in its passage, pointing back at it
+    ("Prefix Tuning的一个关键优势是它的参数效率。" then "它只需要更新一小部分参数…")?"""
+    return (unit.kind == before.kind == "sentence" and unit.n == before.n and unit.order == before.order + 1
+            and points_back(unit.text))

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 
-# Words that ask: a clause holding one is part of the question, not a statement before it.
-_ASKING = re.compile(
+# Words that ask: a clause holding one is part of the question, not a statement before it
+# (rag/answer/two_part.py reads the clauses of a user's question with them too).
+ASKING = re.compile(
     r"什么|为何|怎么|怎样|如何|哪|吗|呢|么|是否|能否|可否|是不是|有没有|难道|多少|几[个种类次]|"
     r"\b(?:why|how|what|which|who|whom|whose|where|when|whether|is|are|do|does|did|can|could|should|would|will)\b",
     re.IGNORECASE,
@@ -46,6 +47,6 @@ def stated_part(sentence: str) -> str:
     if len(breaks) < MIN_CLAUSES:
         return ""
     head = sentence[: breaks[-1]].strip()
-    if len(head) < MIN_STATED_CHARS or _ASKING.search(head):
+    if len(head) < MIN_STATED_CHARS or ASKING.search(head):
         return ""
     return head
