@@ -171,6 +171,15 @@ def test_chinese_question_gets_a_chinese_extractive_answer(notes, retriever):
     assert "下溢成零" in answer.text and "[1]" in answer.text
 
 
+def test_a_follow_up_naming_a_place_in_an_earlier_list_is_answered_about_the_thing_there(notes, retriever):
+    history = [Message("user", "Which training topics do the notes cover?"),
+               Message("assistant", "Three: mixed precision training, BM25 keyword ranking and loss scaling.")]
+    answer = ChatEngine(notes, retriever, None).ask("What about the second one?", history)
+    assert answer.standalone_question == "What about BM25 keyword ranking?"
+    assert answer.sources[0].hit.source == "training/bm25.md"
+    assert "inverse document frequency" in answer.text
+
+
 @pytest.mark.parametrize(
     "question, start",
     [("How do I bake sourdough bread?", "Your notes don't cover this."), ("怎么做酸面包？", "你的笔记中没有涉及这个问题。")],

@@ -34,7 +34,7 @@ class Answer:
     mode: Mode
     notice: str | None = None  # why the answer is not what was asked for (LLM down, …)
     search_query: str = ""
-    standalone_question: str | None = None  # the LLM's rewrite of a follow-up, when one was used
+    standalone_question: str | None = None  # the follow-up rewritten whole: by the LLM, or a place in an earlier list named (rag/search/ordinals.py)
     invalid_citations: list[int] = field(default_factory=list)  # invented numbers removed from the text
     cancelled: bool = False
     relevant: bool = True  # the notes cover the question (retrieval's decision)
