@@ -34,7 +34,8 @@ class Answer:
     mode: Mode
     notice: str | None = None  # why the answer is not what was asked for (LLM down, …)
     search_query: str = ""
-    standalone_question: str | None = None  # the follow-up rewritten whole: by the LLM, or a place in an earlier list named (rag/search/ordinals.py)
+    # The follow-up rewritten whole: by the LLM, or with the name a place in an earlier list points at.
+    standalone_question: str | None = None
     invalid_citations: list[int] = field(default_factory=list)  # invented numbers removed from the text
     cancelled: bool = False
     relevant: bool = True  # the notes cover the question (retrieval's decision)
