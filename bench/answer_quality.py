@@ -24,6 +24,11 @@ Rows: the extractive answer; (a) the old retrieval-only answer (passages quoted 
 their numbers) cut to the extractive answer's length; (b) the first 500 characters of
 the top passage; and, for reference only (no length limit), the first three passages
 whole: what any answer built from them could cover at most.
+
+With ``--topic-switch`` each question asked without history is asked after an unrelated exchange
+(``rag.evaluation.topic_switch_variant``: another question of the set and its gold phrases as the
+answer; follow-ups are left out), and one more row gives the same questions' answers asked alone:
+a complete question on a new topic should be answered as if asked alone.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from rag.search.conversation import Message  # noqa: E402
 from rag.answer.prompting import retrieval_only_text  # noqa: E402
 from rag.search.retrieval import Retriever  # noqa: E402
 from rag.core.settings import Settings  # noqa: E402
+from rag.evaluation import topic_switch_variant  # noqa: E402
 
 TOP_PASSAGE_CHARS = 500
 _CITE = re.compile(r"\[(\d{1,3})\]")
@@ -100,15 +106,19 @@ def answer_body(text: str) -> str:
     return _CITE.sub("", text).strip()
 
 
-def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) -> dict:
+def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0, topic_switch: bool = False) -> dict:
     settings = settings.model_copy(update={"index_dir": index, "llm_backend": "none"})
     print(f"{questions.name}: budget {settings.extractive_budget_chars} chars, unit vectors "
           f"{settings.unit_vectors}", file=sys.stderr)
     retriever = Retriever.from_settings(settings, CachedEmbedder(make_embedder(settings)))
     engine = ChatEngine(settings, retriever, None)
     items = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if topic_switch:
+        items = topic_switch_variant(items)
     rows = {"extractive": [], "(a) retrieval-only cut": [], "(b) top passage 500": [],
             "(ref) top 3 passages whole": []}
+    if topic_switch:
+        rows["extractive, asked alone"] = []
     lengths = {k: [] for k in rows}
     full_lengths = {k: [0] for k in rows}  # characters shown, citation markers and list marks included
     cites = {k: [0, 0] for k in rows}
@@ -136,14 +146,18 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0) 
             whole = "\n".join(s.hit.text for s in prep.sources[:3])
             texts = {"extractive": answer, "(a) retrieval-only cut": old[:length], "(b) top passage 500": top,
                      "(ref) top 3 passages whole": whole}
+        if topic_switch:
+            alone = engine.prepare(item["question"])
+            texts["extractive, asked alone"] = "" if alone.mode == "not-in-notes" else engine.extractive_text(alone)
+            passages_alone = {s.n: s.hit.text for s in alone.sources}
         passages = {s.n: s.hit.text for s in prep.sources}
         for k, text in texts.items():
             rows[k].append(coverage(text, phrases))
             lengths[k].append(len(answer_body(text)))
             full_lengths[k].append(len(text))
-            if k == "extractive":
-                good, total = citation_checks(text, passages)
-                headings_cited += cited_headings(text, headings)
+            if k.startswith("extractive"):
+                good, total = citation_checks(text, passages if k == "extractive" else passages_alone)
+                headings_cited += cited_headings(text, headings) if k == "extractive" else 0
                 cites[k][0] += good
                 cites[k][1] += total
         kinds.setdefault(item.get("kind", "?"), []).append(
@@ -184,6 +198,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--set", nargs=2, action="append", metavar=("QUESTIONS", "INDEX"), required=True)
     ap.add_argument("--show", type=int, default=0, help="print the first N answers")
+    ap.add_argument("--topic-switch", action="store_true",
+                    help="ask each question after an unrelated exchange, beside the same question asked alone")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="set a constant of rag/answer/extractive.py or rag/answer/two_part.py for this run "
                          "(e.g. SEMANTIC_WEIGHT=1.0)")
@@ -199,7 +215,7 @@ def main() -> int:
         setattr(module, name, type(getattr(module, name))(json.loads(value)))
     settings = Settings()
     for questions, index in args.set:
-        result = run_set(Path(questions), Path(index), settings, show=args.show)
+        result = run_set(Path(questions), Path(index), settings, show=args.show, topic_switch=args.topic_switch)
         print(format_table(Path(questions).name, result))
         print()
     return 0

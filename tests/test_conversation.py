@@ -20,6 +20,7 @@ def test_a_question_that_points_back_without_naming_its_subject_is_a_follow_up(q
     "这段注意力代码的 forward 里，是怎么把输入拆成多个头的？",
     "k、M、G、T、P 这些单位前缀分别代表多少？",
     "是否了解 triplet loss？它的功能是什么？",
+    "有没有这样一组向量：矩阵作用上去之后它们只是被拉长或缩短，方向一点不变？",
 ])
 def test_a_pointer_followed_by_a_description_that_names_its_subject_is_a_complete_question(question):
     assert not is_followup(question)
@@ -55,3 +56,20 @@ def test_a_pointer_word_inside_a_longer_word_does_not_point_back(question):
                                       "What are its drawbacks?"])
 def test_a_pointer_word_of_its_own_still_points_back(question):
     assert is_followup(question)
+
+
+@pytest.mark.parametrize("question, follow_up", [
+    ("除了 PagedAttention，vLLM 还有哪些关键特性？", False), ("除了这部分，构造函数里还建了哪些层？", True),
+    ("除了这个，还有别的吗？", True),
+])
+def test_besides_a_named_thing_a_question_naming_its_subject_is_complete(question, follow_up):
+    assert is_followup(question) is follow_up
+
+
+@pytest.mark.parametrize("question, follow_up", [
+    ("Why is it worth studying scaling laws for AI models?", False),
+    ("Is it possible to run a 70B model on one GPU?", False), ("Why is it slow?", True),
+    ("Is it useful?", True), ("Is it worth it?", True),
+])
+def test_an_it_that_points_at_nothing_is_no_pointer(question, follow_up):
+    assert is_followup(question) is follow_up

@@ -27,8 +27,17 @@ _ANAPHORA = re.compile(
     r"\b(it|its|they|them|their|this|that|these|those|the former|the latter)\b",
     re.IGNORECASE,
 )
-_CONTINUATION = re.compile(r"^\s*(那(?![个篇种些段])|那么|还有|另外|以及|而|和|除了|其中|and\b|but\b|what about|how about|also\b)",
+_CONTINUATION = re.compile(r"^\s*(那(?![个篇种些段])|那么|还有|另外|以及|而|和|其中|and\b|but\b|what about|how about|also\b)",
                            re.IGNORECASE)
+# "除了 X，…" sets the question beside X: a follow-up when X points back ("除了这部分，还建了哪些层？") or
+# nothing in the question names a subject, a complete question when one does ("除了 PagedAttention，vLLM
+# 还有哪些关键特性？"), like any other question.
+_BESIDES = re.compile(r"^\s*除了")
+# "it" that points at nothing, its subject said after it: "Why is it worth studying scaling laws?",
+# "It is possible to …", "is it true that …" ("Is it useful?" points back).
+_DUMMY_IT = re.compile(r"\b(?:(?:is|was|isn't|wasn't)\s+it|it\s+(?:is|was|'s))\s+(?:not\s+)?(?:worth|possible|"
+                       r"necessary|true|better|important|hard|difficult|easy|common|useful|enough|a good idea)"
+                       r"\s+(?:to|that|for|\w+ing)\b", re.IGNORECASE)
 # A pointer used as a determiner ("那个…的方法", "这段…代码", "那篇讲…的笔记") identifies what it
 # points at by the description after it, when that description is long enough and names a
 # subject: "那个在参数更新里把过去的梯度也带上的方法" is a complete question, "那个模型呢" is not.
@@ -111,7 +120,9 @@ def is_followup(question: str) -> bool:
     text = question.strip()
     if _CONTINUATION.match(text):
         return True
-    pointer = _ANAPHORA.search(text)
+    if _BESIDES.match(text):
+        text = _BESIDES.sub("", text)
+    pointer = _ANAPHORA.search(_DUMMY_IT.sub(lambda m: " " * len(m.group(0)), text))
     if pointer is None:
         pointer = _DETERMINER.match(text)  # "那篇…" at the start: not a continuation, but a pointer
     if pointer is not None:
@@ -123,7 +134,9 @@ def is_followup(question: str) -> bool:
 
 def _describes(text: str, pointer: re.Match) -> bool:
     """Is ``pointer`` a determiner whose own description names what it points at?"""
-    if not _DETERMINER.fullmatch(pointer.group(0)):
+    # "这样一组向量：…" describes what it points at after it, as "那个…的方法" does.
+    if not (_DETERMINER.fullmatch(pointer.group(0))
+            or (pointer.group(0) in ("这样", "那样") and text[pointer.end():].startswith("一"))):
         return False
     description = _DESCRIPTION_END.split(text[pointer.end():], maxsplit=1)[0].strip()
     return len(description) >= MIN_DESCRIPTION_CHARS and names_subject(description)
