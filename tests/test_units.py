@@ -207,3 +207,14 @@ def test_a_paragraph_opening_with_a_bold_term_and_a_colon_is_a_list_entry():
     assert kinds["**按原子元素分块**：通过识别原子元素来分块。"] == "item"
     assert kinds["向量数据库需要将文档分割成块。"] == "sentence"
     assert kinds["**注意**这一段没有冒号，是普通的一句话。"] == "sentence"
+
+
+def test_front_matter_and_html_comments_are_never_answer_units_but_a_rule_above_prose_is_no_front_matter():
+    note = ("---\ntitle: KV cache notes\ntags: [llm, inference]\n---\n\n# KV cache\n\n<!-- TODO: add numbers -->\n\n"
+            "The KV cache stores the keys and values of earlier tokens.\n<!-- YAML\nadded: v10.12.0\n-->\n"
+            "It grows with sequence length.\n\n```html\n<!-- a comment inside code is code -->\n```\n")
+    texts = [u.text for u in split_units(1, note)]
+    assert texts[:2] == ["The KV cache stores the keys and values of earlier tokens.", "It grows with sequence length."]
+    assert not any("title:" in t or "TODO" in t or "YAML" in t or "added:" in t for t in texts)
+    ruled = "---\n\nA rule opens this note, and this sentence is its text.\n\n---\n"
+    assert [u.text for u in split_units(1, ruled)] == ["A rule opens this note, and this sentence is its text."]

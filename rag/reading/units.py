@@ -22,6 +22,8 @@ What is never a unit that states something (kind ``sentence``, ``item``, ``row``
 * a name on a line of its own ("AdaLoRA", "b. 软提示(Soft Prompts)", "优点" above its items) is a
   label too; a section numbered in Chinese numerals or with a dotted number ("四，MLA：…", "3.2 …")
   and a name numbered next after a numbered title are headings, commas or not;
+* YAML front matter opening a note ("---", "tags: […]", "---") and HTML comments ("<!-- TODO -->"),
+  which a Markdown reader never shows;
 * fenced code, images, table rules, HTML pasted into a note ("<ol><li>…"), pieces that
   carry citation-like ``[3]`` marks, link lines and asides left over from the sentence before
   ("***(记住这句话就可以了)").
@@ -111,6 +113,9 @@ _ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
 # 0.764 -> 0.769 (m011: "有哪些方法" now finds the methods), every other set unchanged (round 11).
 _BOLD_TERM = re.compile(r"^\*\*[^*]{1,30}\*\*\s*[:：]\s*\S")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
+# YAML front matter (Obsidian, Hugo, Jekyll: "title:", "tags:") is the note's metadata, not its text.
+_YAML_KEY = re.compile(r"^[\w\-]+\s*:")
+FRONT_MATTER_MAX_LINES = 60
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,19 @@ def starts_in_code(lines: list[str]) -> bool:
     return bool(before) and code * 2 >= len(before)
 
 
+def _front_matter_end(lines: list[str]) -> int:
+    """The index of the first line after YAML front matter opening the passage ("---", "key: …" lines,
+    "---"), or 0 where there is none (a rule above a paragraph is no front matter)."""
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None or lines[first].strip() != "---":
+        return 0
+    for j in range(first + 1, min(len(lines), first + FRONT_MATTER_MAX_LINES)):
+        if lines[j].strip() in ("---", "..."):
+            body = [line.strip() for line in lines[first + 1:j] if line.strip()]
+            return j + 1 if body and _YAML_KEY.match(body[0]) else 0
+    return 0
+
+
 def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
     its indented continuation lines), "row", "title"; code, table rules and images left out.
@@ -232,7 +250,16 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     in_code = starts_in_code(lines)
     headings = heading_paths(text)
     next_number = ""  # the number a title numbered like the last one would carry ("3" after "2. 选择性方法")
+    hidden_until = _front_matter_end(lines)
+    in_comment = False
     for i, raw in enumerate(lines):
+        if not in_code and (i < hidden_until or in_comment or raw.lstrip().startswith("<!--")):
+            # Front matter and HTML comments: a Markdown reader never shows them ("<!-- TODO -->").
+            opened = raw.lstrip().startswith("<!--") and not in_comment
+            in_comment = i >= hidden_until and "-->" not in (raw.lstrip()[4:] if opened else raw)
+            if blocks and blocks[-1][0] != "break":
+                blocks.append(("break", "", 0))
+            continue
         if FENCE.match(raw):
             in_code = not in_code
             continue
