@@ -218,3 +218,13 @@ def test_front_matter_and_html_comments_are_never_answer_units_but_a_rule_above_
     assert not any("title:" in t or "TODO" in t or "YAML" in t or "added:" in t for t in texts)
     ruled = "---\n\nA rule opens this note, and this sentence is its text.\n\n---\n"
     assert [u.text for u in split_units(1, ruled)] == ["A rule opens this note, and this sentence is its text."]
+
+
+def test_a_quoted_line_is_read_without_its_marks_and_a_callout_without_its_type():
+    note = ("Intro sentence of the note goes here.\n\n> [!note] Use LoRA for small GPUs\n"
+            "> LoRA trains two small matrices instead of the full weight.\n>注：这边的软件不考虑故意的随机性输出。\n")
+    texts = [u.text for u in split_units(1, note)]
+    assert texts == ["Intro sentence of the note goes here.", "Use LoRA for small GPUs",
+                     "LoRA trains two small matrices instead of the full weight.", "注：这边的软件不考虑故意的随机性输出。"]
+    squashed = re.sub(r"\s+", "", note)
+    assert all(re.sub(r"\s+", "", t) in squashed for t in texts)  # still verbatim pieces of the passage

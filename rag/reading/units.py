@@ -113,6 +113,8 @@ _ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
 # 0.764 -> 0.769 (m011: "有哪些方法" now finds the methods), every other set unchanged (round 11).
 _BOLD_TERM = re.compile(r"^\*\*[^*]{1,30}\*\*\s*[:：]\s*\S")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
+# A blockquote's marks, and an Obsidian callout's type ("> [!note]", "> [!tip]-").
+_QUOTE = re.compile(r"^(?:>\s?)+(?:\[![\w-]+\][+-]?\s*)?")
 # YAML front matter (Obsidian, Hugo, Jekyll: "title:", "tags:") is the note's metadata, not its text.
 _YAML_KEY = re.compile(r"^[\w\-]+\s*:")
 FRONT_MATTER_MAX_LINES = 60
@@ -264,6 +266,13 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
             in_code = not in_code
             continue
         line = raw.strip()
+        quoted = None if in_code else _QUOTE.match(line)
+        if quoted:
+            # A quoted line ("> 注：…", "> [!note] 标题") is read without its marks, each line on its own:
+            # joined, two quoted lines would not be one verbatim piece of the passage.
+            line = raw = line[quoted.end():].strip()
+            if blocks and blocks[-1][0] != "break":
+                blocks.append(("break", "", 0))
         if not in_code and _TABLE_RULE.match(line) and blocks and blocks[-1][0] == "row":
             blocks[-1] = ("header", blocks[-1][1], 0)  # the row above a table's rule names its columns
             continue
