@@ -461,3 +461,11 @@ def test_no_passage_is_below_the_floor_unless_the_note_is_smaller_or_no_neighbou
 def test_a_tiny_note_is_one_passage_below_the_floor(tmp_path):
     [chunk], _ = chunk_file(tmp_path, "tiny.md", "# 待办\n\n买牛奶\n")
     assert chunk.text == "待办\n\n买牛奶"
+
+
+def test_a_passage_opened_by_front_matter_is_named_by_its_first_heading(tmp_path):
+    note = ("---\ntitle: KV cache notes\ntags: [llm, inference]\n---\n\n# KV cache\n\n"
+            "The KV cache stores the keys and values of earlier tokens.\n\n## PagedAttention\n\n"
+            "PagedAttention splits the KV cache into fixed-size blocks.\n")
+    chunks, _ = chunk_file(tmp_path, "kv.md", note, min=200)
+    assert [(c.heading, c.line_start) for c in chunks] == [("KV cache", 1)]

@@ -18,10 +18,10 @@ from typing import Callable
 
 from rag.core.text import SENTENCE_SPLIT
 from rag.reading.ingest import Document
-from rag.reading.structure import Block, Section, note_sections
+from rag.reading.structure import Block, Section, front_matter_end, note_sections
 
 # Bump when the chunking rules change: a different version forces a full rebuild.
-CHUNKER_VERSION = "7"
+CHUNKER_VERSION = "8"
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,11 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
     """
     sections = note_sections(doc.lines)
     parents = _parents(sections)
+    # Front matter ("---", "tags: […]", "---") names nothing: the passage it opens is named by its heading.
+    meta_end = front_matter_end(list(doc.lines))
+
+    def says(piece: _Piece) -> bool:
+        return not piece.is_heading and piece.line_start >= meta_end
     units = []
     for i, section in enumerate(sections):
         pieces = [p for b in section.blocks for p in _pieces(b, max_chars, code_max_chars)]
@@ -308,12 +313,12 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
     page = (lambda line: doc.pages[line]) if doc.pages else (lambda line: None)  # noqa: E731
     for group in _pack(units, parents, max_chars, min_chars, page):
         # Headings with nothing under them name the passage by the first one with a body.
-        heading = " > ".join(next((u for u in group if u.pieces), group[-1]).heading)
+        heading = " > ".join(next((u for u in group if any(says(p) for p in u.pieces)), group[-1]).heading)
         for run in _group_pieces([p for u in group for p in u.all_pieces()], target_chars, max_chars, min_chars):
             if run:
                 passages.append((heading, run))
     chunks: list[Chunk] = []
-    for heading, run in _absorb_fragments(passages, min_chars, max_chars, page):
+    for heading, run in _absorb_fragments(passages, min_chars, max_chars, page, says):
         label = next((p.label for p in run if p.label), "")
         chunk_heading = f"{heading} > {label}" if label and heading else (label or heading)
         text = "\n\n".join(p.text for p in run)
@@ -332,7 +337,8 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
 
 
 def _absorb_fragments(passages: list[tuple[str, list[_Piece]]], min_chars: int, max_chars: int,
-                      page: Callable[[int], int | None]) -> list[tuple[str, list[_Piece]]]:
+                      page: Callable[[int], int | None],
+                      says: Callable[[_Piece], bool]) -> list[tuple[str, list[_Piece]]]:
     """Last pass: a prose passage still under ``min_chars`` (one that `_pack` could not place
     within its own chapter) joins the passage before or after it when the two fit ``max_chars``.
     A code definition keeps its own passage, as it does everywhere."""
@@ -349,7 +355,7 @@ def _absorb_fragments(passages: list[tuple[str, list[_Piece]]], min_chars: int, 
             small = size(run) < min_chars or size(prev) < min_chars
             same_page = page(run[0].line_start) == page(prev[0].line_start)
             if small and same_page and not definition(run) and not definition(prev) and size(prev) + 2 + size(run) <= max_chars:
-                out[-1] = (prev_heading if any(not p.is_heading for p in prev) else heading, prev + run)
+                out[-1] = (prev_heading if any(says(p) for p in prev) else heading, prev + run)
                 continue
         out.append((heading, list(run)))
     return out

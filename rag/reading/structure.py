@@ -36,6 +36,24 @@ class Section:
     blocks: list[Block] = field(default_factory=list)
 
 
+# YAML front matter (Obsidian, Hugo, Jekyll: "title:", "tags:") opening a note: its metadata, not its text.
+_YAML_KEY = re.compile(r"^[\w\-]+\s*:")
+FRONT_MATTER_MAX_LINES = 60
+
+
+def front_matter_end(lines: list[str]) -> int:
+    """The index of the first line after YAML front matter opening ``lines`` ("---", "key: …" lines,
+    "---" or "..."), or 0 where there is none (a rule above a paragraph is no front matter)."""
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None or lines[first].strip() != "---":
+        return 0
+    for j in range(first + 1, min(len(lines), first + FRONT_MATTER_MAX_LINES)):
+        if lines[j].strip() in ("---", "..."):
+            body = [line.strip() for line in lines[first + 1:j] if line.strip()]
+            return j + 1 if body and _YAML_KEY.match(body[0]) else 0
+    return 0
+
+
 # --- line classification ------------------------------------------------------------
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _NUMBERED = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*)(、|[.．](?!\d)|\s)\s*(\S.*)$")

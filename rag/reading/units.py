@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rag.reading.rhetorical import stated_part
-from rag.reading.structure import heading_paths
+from rag.reading.structure import front_matter_end, heading_paths
 from rag.core.text import FENCE, HAN_BASIC_CHAR
 
 __all__ = ["Unit", "UnitKind", "split_units", "unit_key", "STATING", "cut_long", "join_lines"]
@@ -115,9 +115,6 @@ _BOLD_TERM = re.compile(r"^\*\*[^*]{1,30}\*\*\s*[:：]\s*\S")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
 # A blockquote's marks, and an Obsidian callout's type ("> [!note]", "> [!tip]-").
 _QUOTE = re.compile(r"^(?:>\s?)+(?:\[![\w-]+\][+-]?\s*)?")
-# YAML front matter (Obsidian, Hugo, Jekyll: "title:", "tags:") is the note's metadata, not its text.
-_YAML_KEY = re.compile(r"^[\w\-]+\s*:")
-FRONT_MATTER_MAX_LINES = 60
 
 
 @dataclass(frozen=True)
@@ -229,19 +226,6 @@ def starts_in_code(lines: list[str]) -> bool:
     return bool(before) and code * 2 >= len(before)
 
 
-def _front_matter_end(lines: list[str]) -> int:
-    """The index of the first line after YAML front matter opening the passage ("---", "key: …" lines,
-    "---"), or 0 where there is none (a rule above a paragraph is no front matter)."""
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None or lines[first].strip() != "---":
-        return 0
-    for j in range(first + 1, min(len(lines), first + FRONT_MATTER_MAX_LINES)):
-        if lines[j].strip() in ("---", "..."):
-            body = [line.strip() for line in lines[first + 1:j] if line.strip()]
-            return j + 1 if body and _YAML_KEY.match(body[0]) else 0
-    return 0
-
-
 def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
     its indented continuation lines), "row", "title"; code, table rules and images left out.
@@ -252,7 +236,7 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     in_code = starts_in_code(lines)
     headings = heading_paths(text)
     next_number = ""  # the number a title numbered like the last one would carry ("3" after "2. 选择性方法")
-    hidden_until = _front_matter_end(lines)
+    hidden_until = front_matter_end(lines)
     in_comment = False
     for i, raw in enumerate(lines):
         if not in_code and (i < hidden_until or in_comment or raw.lstrip().startswith("<!--")):
