@@ -228,3 +228,11 @@ def test_a_quoted_line_is_read_without_its_marks_and_a_callout_without_its_type(
                      "LoRA trains two small matrices instead of the full weight.", "注：这边的软件不考虑故意的随机性输出。"]
     squashed = re.sub(r"\s+", "", note)
     assert all(re.sub(r"\s+", "", t) in squashed for t in texts)  # still verbatim pieces of the passage
+
+
+def test_a_display_formula_is_one_unit_whole_or_none_never_half_a_formula():
+    note = ("Perplexity is defined as follows.\n\n$$\ny_3 = \n\\begin{pmatrix}\nC & D\n\\end{pmatrix}\n$$\n\n"
+            "$$\\text{ReLU}(x) = \\max(0, x)$$\n\n$$\n" + " + ".join(f"x_{i}" for i in range(80)) + "\n$$\n")
+    texts = [u.text for u in split_units(1, note)]
+    assert texts == ["Perplexity is defined as follows.", "$$ y_3 = \\begin{pmatrix} C & D \\end{pmatrix} $$",
+                     "$$\\text{ReLU}(x) = \\max(0, x)$$"]  # the formula over the unit limit is left out whole

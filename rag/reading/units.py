@@ -228,7 +228,7 @@ def starts_in_code(lines: list[str]) -> bool:
 
 def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     """(kind, text, indent) blocks of a passage: "para" (wrapped lines joined), "item" (with
-    its indented continuation lines), "row", "title"; code, table rules and images left out.
+    its indented continuation lines), "row", "math" (a display formula, "$$ … $$"), "title"; code, table rules and images left out.
     With them, for each title block (by its place), the headings it sits under (``Unit.outer``)."""
     blocks: list[tuple[str, str, int]] = []
     outers: dict[int, str] = {}
@@ -237,7 +237,7 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     headings = heading_paths(text)
     next_number = ""  # the number a title numbered like the last one would carry ("3" after "2. 选择性方法")
     hidden_until = front_matter_end(lines)
-    in_comment = False
+    in_comment = in_math = False
     for i, raw in enumerate(lines):
         if not in_code and (i < hidden_until or in_comment or raw.lstrip().startswith("<!--")):
             # Front matter and HTML comments: a Markdown reader never shows them ("<!-- TODO -->").
@@ -250,6 +250,13 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
             in_code = not in_code
             continue
         line = raw.strip()
+        if in_math or (not in_code and line.startswith("$$")):
+            # A display formula is read whole: cut like prose, it gave "$$ y_3 =" as a claim.
+            if not in_math:
+                blocks.append(("math", "", 0))
+            in_math = not (line.endswith("$$") and (in_math or len(line) > 2))
+            blocks[-1] = ("math", join_lines(blocks[-1][1], line), 0)
+            continue
         quoted = None if in_code else _QUOTE.match(line)
         if quoted:
             # A quoted line ("> 注：…", "> [!note] 标题") is read without its marks, each line on its own:
@@ -311,6 +318,10 @@ def split_units(n: int, text: str) -> list[Unit]:
     for j, (block, text, indent) in enumerate(blocks):
         if block == "title":
             title, outer = text, outers.get(j, "")
+            continue
+        if block == "math":  # a formula whole, or nothing: half a formula says nothing
+            if len(text) <= MAX_UNIT_CHARS:
+                add(text, "sentence")
             continue
         if block in ("row", "code"):
             if re.search(r"\w", text):  # not a bracket closing a call or a block (")", "})")
