@@ -236,3 +236,12 @@ def test_a_display_formula_is_one_unit_whole_or_none_never_half_a_formula():
     texts = [u.text for u in split_units(1, note)]
     assert texts == ["Perplexity is defined as follows.", "$$ y_3 = \\begin{pmatrix} C & D \\end{pmatrix} $$",
                      "$$\\text{ReLU}(x) = \\max(0, x)$$"]  # the formula over the unit limit is left out whole
+
+
+def test_obsidian_comments_html_blocks_and_task_boxes_leave_only_what_the_note_says():
+    note = ("- [ ] try QLoRA on the 4090\n- [x] measure memory with rank 8 and rank 64\n\n<details>\n"
+            "<summary>Why rank 8?</summary>\nRank 8 was enough on our data; higher ranks gave no gain.\n</details>\n\n"
+            "%% private: ask Bob about this %%\n%%\ntwo-line hidden comment\n%%\nVisible again after the comments.\n")
+    assert [u.text for u in split_units(1, note)] == [
+        "try QLoRA on the 4090", "measure memory with rank 8 and rank 64",
+        "Rank 8 was enough on our data; higher ranks gave no gain.", "Visible again after the comments."]

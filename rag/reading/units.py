@@ -77,7 +77,7 @@ _LABEL_PUNCT = re.compile(r"[。.，,；;！!？?、（）()=]")
 # label or the lead of a list ("1. 准确率(Accuracy)", "b. 软提示(Soft Prompts)").
 _NAMED_IN_ENGLISH = re.compile(r"[\u4e00-\u9fff]{2,12}\s*[（(][A-Za-z][A-Za-z0-9 \-]*[)）]")
 
-ITEM = re.compile(r"^\s*(?:[-*+](?=\s)|[•·▪●○◦]|\d{1,2}[.、)）](?!\d)|[（(]\d{1,2}[)）]|[一二三四五六七八九十]+[、.])\s*")
+ITEM = re.compile(r"^\s*(?:[-*+](?=\s)(?:\s*\[[ xX]\](?=\s))?|[•·▪●○◦]|\d{1,2}[.、)）](?!\d)|[（(]\d{1,2}[)）]|[一二三四五六七八九十]+[、.])\s*")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
@@ -101,7 +101,8 @@ _CODE_LINE = re.compile(
 # "nn.Linear(embed_size, 4 * embed_size),"): identifiers and operators up to a trailing comma.
 _CODE_CONTINUED = re.compile(r"^(?=.*(?:\w_\w|\w\())[\w.\[\]\s,*+\-/=()'\"]+,$")
 # A piece of HTML pasted into a note ("<ol><li>…</li>", "<br>") is markup around text, not a statement.
-_HTML_TAG = re.compile(r"</?(?:ol|ul|li|br|td|tr|th|table|div|span|p|font|center)\b[^>]*>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"</?(?:ol|ul|li|br|td|tr|th|table|div|span|p|font|center|details|summary)\b[^>]*>",
+                       re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 # A unit that is mostly links points somewhere else; it says nothing itself.
 LINK_SHARE = 0.5
@@ -113,6 +114,12 @@ _ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
 # 0.764 -> 0.769 (m011: "有哪些方法" now finds the methods), every other set unchanged (round 11).
 _BOLD_TERM = re.compile(r"^\*\*[^*]{1,30}\*\*\s*[:：]\s*\S")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
+# Comments a Markdown reader hides: HTML's and Obsidian's, by what opens and closes them.
+_COMMENTS = {"<!--": "-->", "%%": "%%"}
+# A line that is an HTML block tag of its own ("<details>", "<summary>…</summary>", "</div>") parts the
+# paragraphs around it: the text under "<details>" is a paragraph, the tags are none.
+_HTML_BLOCK_LINE = re.compile(r"^</?(?:details|summary|div|p|section|article|figure|figcaption|center|table|ul|ol)\b",
+                              re.IGNORECASE)
 # A blockquote's marks, and an Obsidian callout's type ("> [!note]", "> [!tip]-").
 _QUOTE = re.compile(r"^(?:>\s?)+(?:\[![\w-]+\][+-]?\s*)?")
 
@@ -237,12 +244,16 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     headings = heading_paths(text)
     next_number = ""  # the number a title numbered like the last one would carry ("3" after "2. 选择性方法")
     hidden_until = front_matter_end(lines)
-    in_comment = in_math = False
+    in_math = False
+    closer = ""  # what ends the comment the line is in ("-->", "%%"); "" outside one
     for i, raw in enumerate(lines):
-        if not in_code and (i < hidden_until or in_comment or raw.lstrip().startswith("<!--")):
-            # Front matter and HTML comments: a Markdown reader never shows them ("<!-- TODO -->").
-            opened = raw.lstrip().startswith("<!--") and not in_comment
-            in_comment = i >= hidden_until and "-->" not in (raw.lstrip()[4:] if opened else raw)
+        opener = None if in_code or closer else next((o for o in _COMMENTS if raw.lstrip().startswith(o)), None)
+        if i < hidden_until or closer or opener:
+            # Front matter and comments: a Markdown reader never shows them ("<!-- TODO -->", "%% 私下 %%").
+            rest = raw.lstrip()[len(opener):] if opener else raw
+            if i >= hidden_until:
+                closer = closer or _COMMENTS[opener]
+                closer = "" if closer in rest else closer
             if blocks and blocks[-1][0] != "break":
                 blocks.append(("break", "", 0))
             continue
@@ -286,6 +297,9 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
             continue
         if line.startswith("|"):
             blocks.append(("row", line.strip("|").strip(), 0))
+            continue
+        if _HTML_BLOCK_LINE.match(line):
+            blocks += [("break", "", 0), ("para", line, 0), ("break", "", 0)]
             continue
         if not HAN_BASIC_CHAR.search(line) and (_CODE_LINE.search(line) or _CODE_CONTINUED.match(line)):
             blocks.append(("code", line, 0))
