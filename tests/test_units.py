@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from rag.reading.units import STATING, split_units, unit_key
 
 
@@ -245,3 +247,10 @@ def test_obsidian_comments_html_blocks_and_task_boxes_leave_only_what_the_note_s
     assert [u.text for u in split_units(1, note)] == [
         "try QLoRA on the 4090", "measure memory with rank 8 and rank 64",
         "Rank 8 was enough on our data; higher ranks gave no gain.", "Visible again after the comments."]
+
+
+@pytest.mark.parametrize("sentence", ["上图展示了一个简单的例子。", "下一篇，我们看看流水线并行。", "整个多模态的架构如下",
+                                      "The figure below shows the pipeline."])
+def test_a_short_sentence_pointing_at_a_figure_or_another_article_says_nothing(sentence):
+    units = split_units(1, f"LoRA trains two small matrices instead of the full weight.\n\n{sentence}\n")
+    assert [u.text for u in units if u.kind in STATING] == ["LoRA trains two small matrices instead of the full weight."]

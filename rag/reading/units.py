@@ -114,6 +114,13 @@ _ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
 # 0.764 -> 0.769 (m011: "有哪些方法" now finds the methods), every other set unchanged (round 11).
 _BOLD_TERM = re.compile(r"^\*\*[^*]{1,30}\*\*\s*[:：]\s*\S")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
+# A short sentence that points at a figure or another article says nothing in a text answer: "整个多模态的
+# 架构如下" (above an image), "上图展示了一个简单的例子。", "下一篇，我们看看流水线并行。".
+POINTER_MAX_CHARS = 30
+_POINTS_ELSEWHERE = re.compile(
+    r"^(?:下一篇|下篇|下一节|下一章|下一期|上一篇|上篇|上图|下图|如图|见图)|(?:如下图|如下|下图|上图)(?:所示)?[:：。.!！]?$|"
+    r"^(?:in the next (?:post|article|chapter|section)|the (?:figure|image|diagram) (?:below|above))|"
+    r"(?:as shown|shown) (?:below|above)[:.]?$", re.IGNORECASE)
 # Comments a Markdown reader hides: HTML's and Obsidian's, by what opens and closes them.
 _COMMENTS = {"<!--": "-->", "%%": "%%"}
 # A line that is an HTML block tag of its own ("<details>", "<summary>…</summary>", "</div>") parts the
@@ -325,6 +332,8 @@ def split_units(n: int, text: str) -> list[Unit]:
     title = outer = ""
 
     def add(text: str, kind: UnitKind, depth: int = 0) -> None:
+        if kind == "sentence" and len(text) <= POINTER_MAX_CHARS and _POINTS_ELSEWHERE.search(text):
+            kind = "lead"  # "整个多模态的架构如下", "下一篇我们看看混合并行。": what it means is not here
         if (text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text)
                 and not _says_nothing(text)):
             units.append(Unit(n, len(units), text, kind, depth, title, outer))
