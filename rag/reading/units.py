@@ -116,7 +116,7 @@ _BOLD_TERM = re.compile(r"^\*\*[^*]{1,30}\*\*\s*[:：]\s*\S")
 _LATIN_WORD = re.compile(r"[A-Za-z][\w\-]*")
 # A short sentence that points at a figure or another article says nothing in a text answer: "整个多模态的
 # 架构如下" (above an image), "上图展示了一个简单的例子。", "下一篇，我们看看流水线并行。".
-POINTER_MAX_CHARS = 30
+POINTER_MAX_CHARS = 40
 _POINTS_ELSEWHERE = re.compile(
     r"^(?:下一篇|下篇|下一节|下一章|下一期|上一篇|上篇|上图|下图|如图|见图)|(?:如下图|如下|下图|上图)(?:所示)?[:：。.!！]?$|"
     r"^(?:in the next (?:post|article|chapter|section)|the (?:figure|image|diagram) (?:below|above))|"
