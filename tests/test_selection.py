@@ -102,3 +102,15 @@ def test_a_sentence_that_points_back_is_shown_right_after_the_sentence_it_points
     scored, stating = _scored_text(text, [1.0, 0.5, 0.9, 0.6])
     shown = [u.text for u in arrange(take_within_budget(scored, [0], 500, ((0.0, 500),)), scored)]
     assert shown == [stating[0].text, stating[1].text, stating[2].text, stating[3].text], shown
+
+
+def test_lines_of_code_are_shown_in_the_order_the_note_has_them():
+    text = ("前馈网络由两个线性层和一个激活函数组成。\n\n"
+            "self.feed_forward = nn.Sequential(\nnn.Linear(embed_size, 4 * embed_size),\nnn.ReLU(),\n"
+            "nn.Linear(4 * embed_size, embed_size),\n)\n")
+    scored, stating = _scored_text(text, [0.9, 0.5, 0.6, 1.0, 0.7])
+    assert [u.kind for u in stating] == ["sentence", "code", "code", "code", "code"]
+    shown = [u.text for u in arrange(take_within_budget(scored, [3], 500, ((0.0, 500),)), scored)]
+    # The best line (nn.ReLU) opens the answer; the rest of its run follows in the note's order.
+    assert shown == ["nn.ReLU(),", "self.feed_forward = nn.Sequential(", "nn.Linear(embed_size, 4 * embed_size),",
+                     "nn.Linear(4 * embed_size, embed_size),", stating[0].text], shown

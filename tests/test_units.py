@@ -254,3 +254,8 @@ def test_obsidian_comments_html_blocks_and_task_boxes_leave_only_what_the_note_s
 def test_a_short_sentence_pointing_at_a_figure_or_another_article_says_nothing(sentence):
     units = split_units(1, f"LoRA trains two small matrices instead of the full weight.\n\n{sentence}\n")
     assert [u.text for u in units if u.kind in STATING] == ["LoRA trains two small matrices instead of the full weight."]
+
+
+def test_one_word_of_code_cut_from_a_call_is_no_unit_but_a_call_is():
+    text = "model = TransformerBlock(\n    embed_size,\n    heads,\n    dropout,\n)\nout = nn.ReLU()\n"
+    assert [u.text for u in split_units(1, text)] == ["model = TransformerBlock(", "out = nn.ReLU()"]

@@ -128,8 +128,16 @@ def arrange(chosen: Sequence[Unit], scored: Scored) -> list[Unit]:
             u, before = before, at.get((before.n, before.order - 1))
         return u
 
-    def block(u: Unit) -> int:  # the block a unit is shown in: its list's first lead, or itself
-        u = antecedent(u)
+    # Lines of code are shown in the order the note has them: a run of code lines is one block.
+    every = {(u.n, u.order): u for u in scored.units}
+
+    def code_run(u: Unit) -> Unit:
+        while u.kind == "code" and (before := every.get((u.n, u.order - 1))) is not None and before.kind == "code":
+            u = before
+        return u
+
+    def block(u: Unit) -> int:  # the block a unit is shown in: its list's first lead, its code run's first line, or itself
+        u = code_run(antecedent(u))
         return id((leads_above(u, lead_of) or [u])[-1])
 
     block_rank: dict[int, int] = {}

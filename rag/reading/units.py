@@ -108,6 +108,9 @@ _SPACE = re.compile(r"\s+")
 LINK_SHARE = 0.5
 _LINK = re.compile(r"\[[^\]]*\]\([^)]*\)|https?://\S+")
 _EMPHASIS = re.compile(r"[*_~`]+")
+# One word of code, or a few cut from an argument list ("embed_size,", "heads, dropout,", "assert ("):
+# identifiers up to a trailing comma or opening bracket.
+_LONE_WORD = re.compile(r"[\s(\[{]*(?:(?:[A-Za-z_][\w.]*\s*,\s*)+|[A-Za-z_][\w.]*\s*(?:[,;]|[(\[{])?)")
 _ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
 # A paragraph that opens with a term in bold and a colon ("**均等大小的块**：最简单的方法是…") is an
 # entry of a list written as paragraphs: its sentences are items, as a list item's are. dev-md
@@ -197,7 +200,7 @@ def _states(line: str) -> bool:
 
 def _says_nothing(text: str) -> bool:
     """A link line ("GitHub: LLMForEverybody: https://github.com/…": links are ``LINK_SHARE`` of it or
-    more) or an aside left over from the sentence before it ("***(记住这句话就可以了)"): emphasis marks
+    more), an aside left over from the sentence before it ("***(记住这句话就可以了)"): emphasis marks
     aside, all of it in brackets."""
     plain = _EMPHASIS.sub("", text).strip()
     links = sum(len(m.group(0)) for m in _LINK.finditer(plain))
@@ -334,6 +337,8 @@ def split_units(n: int, text: str) -> list[Unit]:
     def add(text: str, kind: UnitKind, depth: int = 0) -> None:
         if kind == "sentence" and len(text) <= POINTER_MAX_CHARS and _POINTS_ELSEWHERE.search(text):
             kind = "lead"  # "整个多模态的架构如下", "下一篇我们看看混合并行。": what it means is not here
+        if kind in ("code", "sentence") and _LONE_WORD.fullmatch(text):
+            return  # one word of code ("embed_size,", "assert ("): a piece of a call or statement cut over lines
         if (text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text)
                 and not _says_nothing(text)):
             units.append(Unit(n, len(units), text, kind, depth, title, outer))
