@@ -108,9 +108,9 @@ _SPACE = re.compile(r"\s+")
 LINK_SHARE = 0.5
 _LINK = re.compile(r"\[[^\]]*\]\([^)]*\)|https?://\S+")
 _EMPHASIS = re.compile(r"[*_~`]+")
-# One word of code, or a few cut from an argument list ("embed_size,", "heads, dropout,", "assert ("):
-# identifiers up to a trailing comma or opening bracket.
-_LONE_WORD = re.compile(r"[\s(\[{]*(?:(?:[A-Za-z_][\w.]*\s*,\s*)+|[A-Za-z_][\w.]*\s*(?:[,;]|[(\[{])?)")
+# One word of code cut from a call or statement over lines ("embed_size,", "assert ("); a parameter list
+# ("self, embed_size, heads, dropout,") names what a definition takes, and stays.
+_LONE_WORD = re.compile(r"[\s(\[{]*[A-Za-z_][\w.]*\s*(?:[,;]|[(\[{])?")
 _ASIDE = re.compile(r"[(（][^()（）]*[)）][。.]?")
 # A paragraph that opens with a term in bold and a colon ("**均等大小的块**：最简单的方法是…") is an
 # entry of a list written as paragraphs: its sentences are items, as a list item's are. dev-md
@@ -338,7 +338,7 @@ def split_units(n: int, text: str) -> list[Unit]:
         if kind == "sentence" and len(text) <= POINTER_MAX_CHARS and _POINTS_ELSEWHERE.search(text):
             kind = "lead"  # "整个多模态的架构如下", "下一篇我们看看混合并行。": what it means is not here
         if kind in ("code", "sentence") and _LONE_WORD.fullmatch(text):
-            return  # one word of code ("embed_size,", "assert ("): a piece of a call or statement cut over lines
+            return  # one word of code ("embed_size,", "assert ("): a piece of a statement cut over lines
         if (text and not _OWN_CITATION.search(text) and "![" not in text and not _HTML_TAG.search(text)
                 and not _says_nothing(text)):
             units.append(Unit(n, len(units), text, kind, depth, title, outer))
