@@ -18,7 +18,9 @@ the figures can be re-run after retrieval or chunking change. Per set, one table
   the backticks around a line of code);
 * **time**: the extractive step on top of retrieval, p50 and p95 (ms);
 * **headings cited as claims**: citations whose sentence is a line the index reads as a heading
-  (any level of a passage's heading path); a heading names a topic, it says nothing.
+  (any level of a passage's heading path); a heading names a topic, it says nothing;
+* **first claim holds a gold phrase**: the share of answers whose text before the first ``[n]``
+  holds one of the question's gold phrases (the first line should be the most direct answer).
 
 Rows: the extractive answer; (a) the old retrieval-only answer (passages quoted under
 their numbers) cut to the extractive answer's length; (b) the first 500 characters of
@@ -123,6 +125,7 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0, 
     full_lengths = {k: [0] for k in rows}  # characters shown, citation markers and list marks included
     cites = {k: [0, 0] for k in rows}
     times: list[float] = []
+    firsts: list[bool] = []  # the answer's first claim holds a gold phrase
     kinds: dict[str, list[float]] = {}
     engine.prepare("warm up the embedder and the tokenizer")
     # Every heading of the notes, as the index knows them (each level of each passage's path).
@@ -160,6 +163,8 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0, 
                 headings_cited += cited_headings(text, headings) if k == "extractive" else 0
                 cites[k][0] += good
                 cites[k][1] += total
+        first_line = _CITE.split(texts["extractive"], maxsplit=1)[0]
+        firsts.append(coverage(first_line, phrases) > 0)
         kinds.setdefault(item.get("kind", "?"), []).append(
             (rows["extractive"][-1], rows["(ref) top 3 passages whole"][-1]))
         if show and len(rows["extractive"]) <= show:
@@ -167,7 +172,7 @@ def run_set(questions: Path, index: Path, settings: Settings, *, show: int = 0, 
             print(f"--- {item['id']} {item['question']}  cov={rows['extractive'][-1]:.2f} "
                   f"(top passage: {rows['(b) top passage 500'][-1]:.2f}) missed: {missed}\n{texts['extractive']}\n")
     return {"rows": rows, "lengths": lengths, "full_lengths": full_lengths, "cites": cites, "times": times,
-            "kinds": kinds, "headings_cited": headings_cited}
+            "kinds": kinds, "headings_cited": headings_cited, "firsts": firsts}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -191,6 +196,8 @@ def format_table(name: str, r: dict) -> str:
         f"{kind} {statistics.mean(e for e, _ in v):.2f} / {statistics.mean(w for _, w in v):.2f} (n={len(v)})"
         for kind, v in sorted(r["kinds"].items())))
     out.append(f"headings cited as claims: {r['headings_cited']} of {r['cites']['extractive'][1]} citations")
+    out.append(f"first claim holds a gold phrase: {sum(r['firsts'])} of {len(r['firsts'])} answers "
+               f"({sum(r['firsts']) / max(len(r['firsts']), 1):.3f})")
     return "\n".join(out)
 
 
