@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from rag.reading.units import ITEM
 from rag.search.conversation import Message
 
 __all__ = ["listed", "ordinal_asked", "ordinal_question"]
@@ -38,7 +39,6 @@ LAST = -1
 # A list item longer than this is a clause, not a name.
 MAX_NAME_CHARS = 40
 _CITATION = re.compile(r"\s*\[\d+\]")
-_LIST_LINE = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.、)）]|[（(]\d{1,2}[)）])\s*(?P<text>.+)$")
 _SEPARATORS = re.compile(r"\s*[、，,；;]\s*")
 _CLAUSE = re.compile(r"[，,。；;！!？?]")
 # Where a sentence's run of names starts and ends, without a colon to say so.
@@ -97,8 +97,8 @@ def listed(text: str) -> list[list[str]]:
     lists: list[list[str]] = []
     run: list[str] = []
     for line in text.splitlines() + [""]:
-        m = _LIST_LINE.match(line)
-        name = _name(m.group("text")) if m else ""
+        m = ITEM.match(line)
+        name = _name(line[m.end():]) if m and line[m.end():].strip() else ""
         if name:
             run.append(name)
             continue
@@ -106,7 +106,7 @@ def listed(text: str) -> list[list[str]]:
             lists.append(run)
         run = []
     for sentence in _SENTENCE_END.split(_CITATION.sub("", text)):
-        if not _LIST_LINE.match(sentence):
+        if not ITEM.match(sentence):
             names = _inline(sentence)
             if names:
                 lists.append(names)
