@@ -499,3 +499,15 @@ def test_a_follow_up_asking_about_the_next_step_is_answered_from_the_step_number
             "人工对多个回答排序，训练一个打分模型。\n\n第三步：PPO\n\n用奖励模型的分数作为奖励，以 PPO 优化策略模型。")
     answer = answer_over(text, "那下一步呢？", "RLHF", budget_chars=40, context="RLHF 的第二步是什么？")
     assert answer.text.startswith("用奖励模型的分数作为奖励"), answer.text
+
+
+def test_a_question_asking_for_a_list_opens_with_an_item_of_it_when_one_scores_nearly_as_well():
+    text = ("Adam算法有很多特点，因其在多种深度学习任务中的有效性和效率而受到广泛欢迎。\n\n"
+            "Adam算法的关键特性包括：\n\n- **自适应学习率**：Adam为每个参数维护自己的学习率。\n"
+            "- **偏差修正**：初始阶段的矩估计偏向零，算法对它们做了修正。\n")
+    first = answer_over(text, "Adam算法有哪些主要特点？", budget_chars=500).text.split("\n")[:2]
+    assert first[0] == "Adam算法的关键特性包括：" and "自适应学习率" in first[1], first
+    # With the rule off, the sentence sharing more of the question's words opens the answer.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(extractive, "LIST_FIRST_SHARE", 0.0)
+        assert answer_over(text, "Adam算法有哪些主要特点？", budget_chars=500).text.startswith("Adam算法有很多特点")
