@@ -124,8 +124,11 @@ PART_PICKS = 2
 # A definition question opens with a defining sentence ("…是一种…") only when it scores at least this
 # share of the best unit: one lower defines something else ("GQA-G是指…" beside GQA; "GGUF…是一种…文件
 # 格式" for "文件名里的Q4_K_M是什么意思"). Chosen on dev-md (0.45 / 0.6 / 0.7 / 0.8: 0.769 / 0.774 / 0.774 /
-# 0.774), checked on dev (0.859 at all) and the check sets (unchanged); 0.7 is inside the plateau.
-DEFINING_SHARE = 0.7
+# 0.774), checked on dev (0.859 at all) and the check sets (unchanged). Round 13, by the share of
+# answers whose first claim holds a gold phrase (coverage the same on every set from 0.6 to 0.9): dev-md
+# 0.400 at 0.6 and 0.7, 0.414 at 0.75, 0.8 and 0.9 ("作者给普通开发者的建议是什么？" no longer opens with
+# "…将是一个几乎没有开发成本的工作"); dev 0.460 at all; 0.8 is inside the plateau.
+DEFINING_SHARE = 0.8
 # A later passage whose text and heading hold this much more of the question's words (weighted share)
 # than the first passage's ranks as the first: retrieval's first passage is a near topic ("Top-p 采样"
 # for "格式不对…有什么兜底的办法"), the later one says what is asked. Chosen on the development sets
