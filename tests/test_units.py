@@ -259,3 +259,10 @@ def test_a_short_sentence_pointing_at_a_figure_or_another_article_says_nothing(s
 def test_one_word_of_code_cut_from_a_call_is_no_unit_but_a_call_is():
     text = "model = TransformerBlock(\n    embed_size,\n)\nassert (\nout = nn.ReLU()\n"
     assert [u.text for u in split_units(1, text)] == ["model = TransformerBlock(", "out = nn.ReLU()"]
+
+
+def test_an_item_that_is_a_chinese_name_and_its_english_one_is_a_label():
+    text = "- 直接提示词注入 Direct prompt injection\n- 灰盒提示攻击 Gray box prompt attacks\n- 使用 LoRA 微调大模型的第一步是冻结原模型权重\n"
+    assert [(u.kind, u.text) for u in split_units(1, text)] == [
+        ("label", "直接提示词注入 Direct prompt injection"), ("label", "灰盒提示攻击 Gray box prompt attacks"),
+        ("item", "使用 LoRA 微调大模型的第一步是冻结原模型权重")]
