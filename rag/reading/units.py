@@ -74,8 +74,10 @@ _STATED_BEFORE_LEAD = re.compile(r"(.+[。！!])\s*([^。！!]+[:：])$")
 _CN_SECTION = re.compile(r"^(?:[一二三四五六七八九十]{1,3}[、，,.．]|\d{1,2}(?:\.\d{1,2})+\s)")
 _LABEL_PUNCT = re.compile(r"[。.，,；;！!？?、（）()=]")
 # A Chinese name and its English one in brackets: 18 such items in both corpora, every one a
-# label or the lead of a list ("1. 准确率(Accuracy)", "b. 软提示(Soft Prompts)").
-_NAMED_IN_ENGLISH = re.compile(r"[\u4e00-\u9fff]{2,12}\s*(?:[（(][A-Za-z][A-Za-z0-9 \-]*[)）]|[A-Za-z][A-Za-z0-9\-]*(?: [A-Za-z][A-Za-z0-9\-]*){1,4})")
+# label or the lead of a list ("1. 准确率(Accuracy)", "b. 软提示(Soft Prompts)"); or after a space, two
+# to five English words ("直接提示词注入 Direct prompt injection": m021's four attack names).
+_NAMED_IN_ENGLISH = re.compile(r"[\u4e00-\u9fff]{2,12}\s*(?:[（(][A-Za-z][A-Za-z0-9 \-]*[)）]|"
+                               r"[A-Za-z][A-Za-z0-9\-]*(?: [A-Za-z][A-Za-z0-9\-]*){1,4})")
 
 ITEM = re.compile(r"^\s*(?:[-*+](?=\s)(?:\s*\[[ xX]\](?=\s))?|[•·▪●○◦]|\d{1,2}[.、)）](?!\d)|[（(]\d{1,2}[)）]|[一二三四五六七八九十]+[、.])\s*")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
