@@ -208,17 +208,18 @@ def main() -> int:
     ap.add_argument("--topic-switch", action="store_true",
                     help="ask each question after an unrelated exchange, beside the same question asked alone")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="set a constant of rag/answer/extractive.py or rag/answer/two_part.py for this run "
+                    help="set a constant of rag/answer/extractive.py, opening.py or two_part.py for this run "
                          "(e.g. SEMANTIC_WEIGHT=1.0)")
     args = ap.parse_args()
     import rag.answer.extractive as extractive
+    import rag.answer.opening as opening
     import rag.answer.two_part as two_part
 
     for pair in args.param:
         name, value = pair.split("=", 1)
-        module = next((m for m in (extractive, two_part) if hasattr(m, name)), None)
+        module = next((m for m in (extractive, opening, two_part) if hasattr(m, name)), None)
         if module is None:
-            ap.error(f"neither rag/answer/extractive.py nor rag/answer/two_part.py has {name}")
+            ap.error(f"none of rag/answer/extractive.py, opening.py, two_part.py has {name}")
         setattr(module, name, type(getattr(module, name))(json.loads(value)))
     settings = Settings()
     for questions, index in args.set:

@@ -12,6 +12,7 @@ from rag.answer.chat import ChatEngine
 from rag.search.conversation import Message
 from rag.answer.degeneration import NO_PROGRESS_DELTAS, REPEATS_TO_STOP, SHINGLE_CHARS, RepetitionGuard
 import rag.answer.extractive as extractive
+import rag.answer.opening as opening
 from rag.answer.extractive import extract_answer, question_intent, split_units
 from rag.index.builder import build_index
 from rag.answer.prompting import number_sources
@@ -509,5 +510,5 @@ def test_a_question_asking_for_a_list_opens_with_an_item_of_it_when_one_scores_n
     assert first[0] == "Adam算法的关键特性包括：" and "自适应学习率" in first[1], first
     # With the rule off, the sentence sharing more of the question's words opens the answer.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(extractive, "LIST_FIRST_SHARE", 0.0)
+        mp.setattr(opening, "LIST_FIRST_SHARE", 0.0)
         assert answer_over(text, "Adam算法有哪些主要特点？", budget_chars=500).text.startswith("Adam算法有很多特点")

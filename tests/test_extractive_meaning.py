@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import rag.answer.extractive as extractive
+import rag.answer.opening as opening
 from rag.answer.extractive import extract_answer
 from rag.answer.prompting import number_sources
 from rag.reading.chunking import Chunk
@@ -48,7 +49,7 @@ def test_an_answer_does_not_open_with_a_sentence_pointing_back_when_one_standing
 
 
 def test_without_that_rule_the_sentence_pointing_back_opens_it(monkeypatch):
-    monkeypatch.setattr(extractive, "FIRST_LINE_SHARE", 0.0)
+    monkeypatch.setattr(opening, "FIRST_LINE_SHARE", 0.0)
     sources = number_sources([Hit(1, 1.0, Chunk("a.md", "火鸡与农场主理论", 1, 2, _FABLE))])
     answer = extract_answer("What does the fable warn us about?", sources, budget_chars=200, similarity=_fable_similarity)
     assert answer.text.startswith("它提醒我们"), answer.text

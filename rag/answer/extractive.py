@@ -35,8 +35,8 @@ How a unit is chosen (no rule names a note, heading or question):
   does, and a line of code ranks low unless the question is about code (``rag.answer.asking``); a
   unit that only repeats the question, or the passage's own title, is never taken;
 * the best units are taken until the budget is spent (``rag.answer.selection``); the best one
-  is shown first (one that opens by pointing back, "它…", gives way to one standing alone that
-  scores nearly as well; under the lead of its list, its sibling items after it), then each
+  is shown first (``rag.answer.opening``: one that opens by pointing back, "它…", gives way to one
+  standing alone that scores nearly as well; under the lead of its list, its sibling items after it), then each
   block (a list with its lead, or a sentence) where its best unit ranks, in reading order inside
   the block; a list item is shown under the line that introduces it, never across a heading
   (``rag.answer.unit_lists``).
@@ -59,10 +59,11 @@ import numpy as np
 from rag.index.bm25 import STOPWORDS, tokenize
 from rag.answer.prompting import Source
 from rag.core.text import HAN_BASIC_CHAR, has_han, word_chars
-from rag.answer.asking import CAUSAL, DEFINING, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
+from rag.answer.asking import CAUSAL, PURPOSE, Intent, asks_code, asks_purpose, asks_why, question_intent
 from rag.answer.aspects import aspect_glosses
 from rag.answer.siblings import named_at, strip_pointers, thing_asked
-from rag.answer.two_part import comparison_terms, part_picks, points_back, question_parts, side_by_side
+from rag.answer.two_part import comparison_terms, part_picks, question_parts, side_by_side
+from rag.answer.opening import first_unit
 from rag.answer.unit_lists import introducer
 from rag.reading.units import ITEM, STATING, Unit, split_units, unit_key
 from rag.answer.rendering import render_units
@@ -121,14 +122,7 @@ LEAD_BONUS = 0.1
 # Units taken for each part of a two-part question, the parts in turn, before the rest. Chosen on
 # dev-md (1 / 2 / 3 / 4: 0.681 / 0.688 / 0.681 / 0.681), checked on dev (0.791 / 0.791 / 0.786 / 0.781).
 PART_PICKS = 2
-# A definition question opens with a defining sentence ("…是一种…") only when it scores at least this
-# share of the best unit: one lower defines something else ("GQA-G是指…" beside GQA; "GGUF…是一种…文件
-# 格式" for "文件名里的Q4_K_M是什么意思"). Chosen on dev-md (0.45 / 0.6 / 0.7 / 0.8: 0.769 / 0.774 / 0.774 /
-# 0.774), checked on dev (0.859 at all) and the check sets (unchanged). Round 13, by the share of
-# answers whose first claim holds a gold phrase (coverage the same on every set from 0.6 to 0.9): dev-md
-# 0.400 at 0.6 and 0.7, 0.414 at 0.75, 0.8 and 0.9 ("作者给普通开发者的建议是什么？" no longer opens with
-# "…将是一个几乎没有开发成本的工作"); dev 0.460 at all; 0.8 is inside the plateau.
-DEFINING_SHARE = 0.8
+
 # A later passage whose text and heading hold this much more of the question's words (weighted share)
 # than the first passage's ranks as the first: retrieval's first passage is a near topic ("Top-p 采样"
 # for "格式不对…有什么兜底的办法"), the later one says what is asked. Chosen on the development sets
@@ -172,16 +166,7 @@ TITLE_MATCH = 0.7
 # thing rank this much lower, units under a line naming the asked one this much higher; as much as a
 # neighbouring question's, the one weight tried (m067, dm-26; bench/README.md round 11).
 SIBLING_WEIGHT = NEIGHBOUR_PENALTY
-# The first line may not open by pointing back ("它提醒我们，…") when a unit that stands alone scores
-# at least this share of it. dev-md answers opening so: 11 of 70 without, 6 at 0.9 and 0.8, 5 at 0.7
-# (the rest are leads of the best item: "它通常涉及到以下几个方面："); coverage unchanged on every set.
-FIRST_LINE_SHARE = 0.9
-# A question asking for a list ("Adam算法有哪些主要特点？") opens with the best list item, under its lead,
-# when that item scores at least this share of the best unit (a sentence praising Adam scored higher).
-# First claim holding a gold phrase, dev / dev-md (bench/answer_quality.py; 0.440 / 0.371 without): 0.460 /
-# 0.400 at 0.7, 0.8 and 0.85, 0.440 / 0.386 at 0.9, 0.440 / 0.386 at 0.95; coverage unchanged on every
-# set from 0.85 up, while 0.7 and 0.8 cost check_md_blind 0.665 -> 0.637. Round 13 of bench/README.md.
-LIST_FIRST_SHARE = 0.85
+
 # A line holding the note's file name (at least this long) and at most this many characters more
 # names the note ("每天3分钟，彻底弄懂" + the name: 10 more in the LLMForEverybody notes); a
 # shorter file name ("LoRA") is too common a word to tell a name line by.
@@ -301,41 +286,6 @@ def _candidates(question: str, sources: Sequence[Source], template: str = "") ->
             scored.append(u)
     return candidates, scored[:MAX_CANDIDATES]
 
-
-# A sentence that goes on from the one before ("因此,…", "但是…") or announces what comes next ("我们看看
-# deepseek v2中是怎么解这个问题的。") says nothing standing first.
-_CONTINUES = re.compile(r"^\s*(?:因此|所以|于是|而且|此外|另外|同时|也就是说|换句话说|"
-                        r"(?:我们|下面|接下来|让我们)(?:再|就|来)?(?:看看|看一下|来看|介绍|讨论|聊聊))")
-
-
-def _leans_on_before(text: str) -> bool:
-    return points_back(text) or _CONTINUES.match(text) is not None
-
-
-def _first_unit(scored: Sequence[Unit], score: np.ndarray, intent: Intent) -> int:
-    """The unit the answer opens with: the best by its own score (the passage gap only orders the
-    rest: the section retrieval ranked first, under the asked heading "Drawbacks", may share fewer
-    of the question's words than the note's introduction, yet it holds the answer)."""
-    first = int(np.argmax(score))
-    if intent == "definition":
-        # A sentence that defines something else ("GQA-G是指…" in a neighbouring passage) is no
-        # definition of what is asked: it must score DEFINING_SHARE of the best.
-        defining = [i for i, u in enumerate(scored) if u.kind == "sentence" and DEFINING.search(u.text)
-                    and score[i] >= DEFINING_SHARE * float(score.max())]
-        if defining:
-            first = max(defining, key=lambda i: score[i])
-    elif intent == "list" and LIST_FIRST_SHARE and scored[first].kind not in ("item", "row"):
-        items = [i for i, u in enumerate(scored) if u.kind == "item" and score[i] >= LIST_FIRST_SHARE * score[first]]
-        if items:
-            first = max(items, key=lambda i: score[i])
-    elif FIRST_LINE_SHARE and _leans_on_before(scored[first].text):
-        # "它提醒我们，…", "因此,可以…", "我们看看…是怎么解这个问题的。" open an answer pointing at
-        # nothing: a unit that stands on its own comes first when it scores nearly as well.
-        standing = [i for i, u in enumerate(scored) if not _leans_on_before(u.text)
-                    and score[i] >= FIRST_LINE_SHARE * score[first]]
-        if standing:
-            first = max(standing, key=lambda i: score[i])
-    return first
 
 
 def _embedder_similarity(embedder: EmbedderLike, query: str) -> Similarity:
@@ -496,7 +446,7 @@ def extract_answer(
             score[i] += PURPOSE_BONUS
 
     order = [int(i) for i in np.argsort(-(score + passage_gap), kind="stable")]
-    first = _first_unit(scored, score, intent)
+    first = first_unit(scored, score, intent)
     picks = [first] + part_picks(question, scored, with_heading, said, order, score, terms_of=terms_of,
                                  floor=SHORT_RELATIVE_SCORE * float(score.max()), per_part=PART_PICKS)
     # Then the best units above the floor; a short answer reaches a little lower.
