@@ -357,3 +357,25 @@ def test_an_index_written_before_pages_existed_still_loads(mixed_index, tmp_path
     assert loaded.chunks and all(c.page is None for c in loaded.chunks)
     fresh = IndexStore(index).load()
     assert {c.page for c in fresh.chunks if c.source == PDF.name} == {1, 2, 3}
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium")
+def test_a_one_page_pdf_saved_by_a_browser_loses_its_print_header_and_footer_and_nothing_else(tmp_path):
+    page = tmp_path / "one page.html"
+    page.write_text("<html><body><h1>KV cache</h1><p>The KV cache stores keys and values of earlier tokens.</p>"
+                    "<h2>Paging</h2><p>PagedAttention splits it into blocks.</p></body></html>", encoding="utf-8")
+    out = tmp_path / "one.pdf"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    f"--print-to-pdf={out}", page.as_uri()], check=True, capture_output=True, timeout=120)
+    lines = [line for line in PdfLoader().load(out, "one.pdf").lines if line.strip()]
+    assert lines == ["# KV cache", "The KV cache stores keys and values of earlier tokens.", "## Paging",
+                     "PagedAttention splits it into blocks."], lines
+
+
+def test_a_date_line_stays_on_a_page_without_a_browser_footer():
+    from rag.reading.loaders.pdf import _drop_print_chrome
+
+    journal = [("2026/12/5 11:07", 12.0), ("今天试了 LoRA 的秩 8。", 12.0)]
+    assert _drop_print_chrome(journal) == journal
+    printed = journal + [("file:///home/me/notes/lora.html 1/1", 8.0)]
+    assert [text for text, _ in _drop_print_chrome(printed)] == ["", "今天试了 LoRA 的秩 8。", ""]

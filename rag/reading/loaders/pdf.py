@@ -68,6 +68,10 @@ HEADING_MAX_CHARS = 80
 _ENDS_UNIT = re.compile(r"[。！？!?；;：:)）\]】}{]\s*$")
 _LIST_ITEM = re.compile(r"^\s*([-•*·]|\d{1,3}[.)、]|[a-zA-Z][.)])\s")
 _DIGITS = re.compile(r"\d+")
+# A browser's print footer (the page's address and "page/pages") and header date ("12/5/26, 11:07 AM",
+# "2026/12/5 11:07").
+_PRINTED_URL = re.compile(r"^(?:https?|file)://\S+\s+\d{1,4}\s*/\s*\d{1,4}$")
+_PRINTED_AT = re.compile(r"^\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4},?\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp]\.?[Mm]\.?)?$")
 
 
 def _raw():
@@ -132,7 +136,8 @@ class PdfLoader(Loader):
             # Indentation is counted in the document's typical Latin character width.
             latin = sorted(ln.width for page in pages for ln in page if ln.width > 0 and ln.text.strip().isascii())
             unit = latin[len(latin) // 2] if latin else 0.0
-            return _mark_headings([_layout(page, left, unit, width - left) for page, width in zip(pages, widths)])
+            return _mark_headings([_drop_print_chrome(_layout(page, left, unit, width - left))
+                                   for page, width in zip(pages, widths)])
         finally:
             pdf.close()
 
@@ -264,6 +269,19 @@ def _join(left: str, right: str) -> str:
                            or left.endswith("-")):
         return left + right
     return f"{left} {right}"
+
+
+def _drop_print_chrome(page: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """A laid-out page without what a browser prints around a page it saves as PDF, where running-line
+    removal cannot see it (a one-page PDF): the footer "URL 1/1" and, on a page that has that footer,
+    the header's date and time ("12/5/26, 11:07 AM"). A date line on a page without such a footer is
+    the note's own text (a journal entry's timestamp) and stays. Dropped after layout: the footer
+    reaches the text block's right edge, which tells wrapped lines on a page of short ones."""
+    filled = [i for i, (text, _) in enumerate(page) if text.strip()]
+    edges = set(filled[:RUNNING_LINE_WINDOW] + filled[-RUNNING_LINE_WINDOW:])
+    footer = {i for i in edges if _PRINTED_URL.match(page[i][0].strip())}
+    stamp = {i for i in edges if _PRINTED_AT.match(page[i][0].strip())} if footer else set()
+    return [("", 0.0) if i in footer | stamp else line for i, line in enumerate(page)]
 
 
 def _drop_running_lines(pages: list[list[_Line]]) -> list[list[_Line]]:
