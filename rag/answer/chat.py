@@ -45,7 +45,7 @@ from rag.answer.prompting import (
 from rag.search.glossary import english_glosses, warm_glossary
 from rag.search.note_finder import which_notes_topic
 from rag.search.note_outline import summary_request
-from rag.search.ordinals import ordinal_question
+from rag.search.ordinals import ordinal_asked, ordinal_question
 from rag.reading.scope import Scope
 from rag.search.retrieval import IndexStatus, RetrievalResult
 from rag.core.settings import Settings
@@ -209,7 +209,7 @@ class ChatEngine:
                 notice, llm_usable = _fallback_notice(str(exc), language), False
             except Exception as exc:  # noqa: BLE001 - rewriting is an optimisation; never fatal
                 log.warning("follow-up rewrite failed: %s", exc)
-        if standalone is None and history and is_followup(question):
+        if standalone is None and history and ordinal_asked(question) and is_followup(question):
             # "那第三种呢？" names a thing by its place in a list said earlier: the name, put in its place.
             standalone = ordinal_question(question, history)
 

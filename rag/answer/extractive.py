@@ -122,7 +122,6 @@ LEAD_BONUS = 0.1
 # Units taken for each part of a two-part question, the parts in turn, before the rest. Chosen on
 # dev-md (1 / 2 / 3 / 4: 0.681 / 0.688 / 0.681 / 0.681), checked on dev (0.791 / 0.791 / 0.786 / 0.781).
 PART_PICKS = 2
-
 # A later passage whose text and heading hold this much more of the question's words (weighted share)
 # than the first passage's ranks as the first: retrieval's first passage is a near topic ("Top-p 采样"
 # for "格式不对…有什么兜底的办法"), the later one says what is asked. Chosen on the development sets
@@ -166,7 +165,6 @@ TITLE_MATCH = 0.7
 # thing rank this much lower, units under a line naming the asked one this much higher; as much as a
 # neighbouring question's, the one weight tried (m067, dm-26; bench/README.md round 11).
 SIBLING_WEIGHT = NEIGHBOUR_PENALTY
-
 # A line holding the note's file name (at least this long) and at most this many characters more
 # names the note ("每天3分钟，彻底弄懂" + the name: 10 more in the LLMForEverybody notes); a
 # shorter file name ("LoRA") is too common a word to tell a name line by.
@@ -285,7 +283,6 @@ def _candidates(question: str, sources: Sequence[Source], template: str = "") ->
             seen.add(key)
             scored.append(u)
     return candidates, scored[:MAX_CANDIDATES]
-
 
 
 def _embedder_similarity(embedder: EmbedderLike, query: str) -> Similarity:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, Sequence
 
-from rag.core.text import word_chars
+from rag.core.text import CN_NUMBERS, small_number, word_chars
 from rag.reading.units import STATING, Unit
 
 __all__ = ["asks_other", "named_at", "next_thing", "other_thing", "step_asked", "strip_pointers", "thing_asked"]
@@ -39,9 +39,8 @@ _STEPS = ((re.compile(r"往上|更高一"), 1), (re.compile(r"往下|更低一")
           (re.compile(r"下一|后一|\bnext\b|\bthe one after\b", re.IGNORECASE), 1),
           (re.compile(r"上一|前一|\bprevious\b|\bthe one before\b", re.IGNORECASE), -1))
 # A numbered name: "level 2", "Stage 3", "第二步", "GPT-3", "2. 路由" (its words before and after the number).
-_CN_NUMBERS = "一二三四五六七八九十"
-_NUMBERED = re.compile(rf"(?:(?P<pre>[A-Za-z]+[\s\-]?|第)(?P<num>\d{{1,2}}|[{_CN_NUMBERS}])|"
-                       rf"(?P<lone>\d{{1,2}}|[{_CN_NUMBERS}])(?=[.、．]))(?P<post>步|阶段|层|级|代|版|期)?")
+_NUMBERED = re.compile(rf"(?:(?P<pre>[A-Za-z]+[\s\-]?|第)(?P<num>\d{{1,2}}|[{CN_NUMBERS}])|"
+                       rf"(?P<lone>\d{{1,2}}|[{CN_NUMBERS}])(?=[.、．]))(?P<post>步|阶段|层|级|代|版|期)?")
 
 
 def step_asked(question: str) -> int:
@@ -58,7 +57,7 @@ def _numbered(text: str) -> tuple[str, int, str] | None:
     if not m:
         return None
     digits = m.group("num") or m.group("lone")
-    number = int(digits) if digits.isdigit() else _CN_NUMBERS.index(digits) + 1
+    number = small_number(digits)
     return (m.group("pre") or "").strip(" -").lower(), number, m.group("post") or ""
 
 

@@ -40,6 +40,13 @@ def count_han(text: str) -> int:
 
 
 _NOT_WORD = re.compile(r"\W+")
+# The numbers a place is written with in Chinese ("第三种", "level 二"): one character each, 1 to 10.
+CN_NUMBERS = "一二三四五六七八九十"
+
+
+def small_number(digits: str) -> int:
+    """A place's number written in digits ("2") or one Chinese numeral ("三"): 2, 3."""
+    return int(digits) if digits.isdigit() else CN_NUMBERS.index(digits) + 1
 
 
 def word_chars(text: str) -> str:

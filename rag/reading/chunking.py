@@ -300,7 +300,7 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
     sections = note_sections(doc.lines)
     parents = _parents(sections)
     # Front matter ("---", "tags: […]", "---") names nothing: the passage it opens is named by its heading.
-    meta_end = front_matter_end(list(doc.lines))
+    meta_end = front_matter_end(doc.lines)
 
     def says(piece: _Piece) -> bool:
         return not piece.is_heading and piece.line_start >= meta_end

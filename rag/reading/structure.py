@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from rag.core.text import FENCE, HAN_BASIC_CHAR
 
@@ -41,7 +42,7 @@ _YAML_KEY = re.compile(r"^[\w\-]+\s*:")
 FRONT_MATTER_MAX_LINES = 60
 
 
-def front_matter_end(lines: list[str]) -> int:
+def front_matter_end(lines: Sequence[str]) -> int:
     """The index of the first line after YAML front matter opening ``lines`` ("---", "key: …" lines,
     "---" or "..."), or 0 where there is none (a rule above a paragraph is no front matter)."""
     first = next((i for i, line in enumerate(lines) if line.strip()), None)

@@ -20,18 +20,18 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from rag.core.text import CN_NUMBERS, small_number
 from rag.reading.units import ITEM
 from rag.search.conversation import Message
 
 __all__ = ["listed", "ordinal_asked", "ordinal_question"]
 
-_CN_NUMBERS = "一二三四五六七八九十"
 _EN_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _COUNTER = r"(?:种|个|项|点|类|条|部分|方面|方法|阶段|步|层|级|类型|范式|模式)"
 # "第三种", "第 2 个", "最后一项", "the second one", "the last approach". "第三" alone counts only with
 # a counter word after it, or before 呢/？ ("那第三呢"): "第三方库" names no place.
 _ORDINAL = re.compile(
-    rf"第\s*(?P<num>\d{{1,2}}|[{_CN_NUMBERS}])\s*(?:{_COUNTER}|(?=\s*(?:呢|吗|？|\?|$)))|"
+    rf"第\s*(?P<num>\d{{1,2}}|[{CN_NUMBERS}])\s*(?:{_COUNTER}|(?=\s*(?:呢|吗|？|\?|$)))|"
     rf"(?P<last>最后(?:一)?{_COUNTER})|"
     rf"\bthe\s+(?P<en>{'|'.join(_EN_ORDINALS)}|last)(?:\s+(?:one|kind|type|item|point|step|approach|method|option|stage))?\b",
     re.IGNORECASE)
@@ -58,8 +58,7 @@ def ordinal_asked(question: str) -> tuple[int, re.Match] | None:
         return LAST, m
     if m.group("en"):
         return _EN_ORDINALS.index(m.group("en").lower()) + 1, m
-    digits = m.group("num")
-    return (int(digits) if digits.isdigit() else _CN_NUMBERS.index(digits) + 1), m
+    return small_number(m.group("num")), m
 
 
 def _name(text: str) -> str:

@@ -271,14 +271,19 @@ def _join(left: str, right: str) -> str:
     return f"{left} {right}"
 
 
+def _edges(texts: list[str]) -> set[int]:
+    """Indexes of a page's first and last ``RUNNING_LINE_WINDOW`` lines with text: where headers and footers sit."""
+    filled = [i for i, text in enumerate(texts) if text.strip()]
+    return set(filled[:RUNNING_LINE_WINDOW] + filled[-RUNNING_LINE_WINDOW:])
+
+
 def _drop_print_chrome(page: list[tuple[str, float]]) -> list[tuple[str, float]]:
     """A laid-out page without what a browser prints around a page it saves as PDF, where running-line
     removal cannot see it (a one-page PDF): the footer "URL 1/1" and, on a page that has that footer,
     the header's date and time ("12/5/26, 11:07 AM"). A date line on a page without such a footer is
     the note's own text (a journal entry's timestamp) and stays. Dropped after layout: the footer
     reaches the text block's right edge, which tells wrapped lines on a page of short ones."""
-    filled = [i for i, (text, _) in enumerate(page) if text.strip()]
-    edges = set(filled[:RUNNING_LINE_WINDOW] + filled[-RUNNING_LINE_WINDOW:])
+    edges = _edges([text for text, _ in page])
     footer = {i for i in edges if _PRINTED_URL.match(page[i][0].strip())}
     stamp = {i for i in edges if _PRINTED_AT.match(page[i][0].strip())} if footer else set()
     return [("", 0.0) if i in footer | stamp else line for i, line in enumerate(page)]
@@ -291,8 +296,7 @@ def _drop_running_lines(pages: list[list[_Line]]) -> list[list[_Line]]:
     need = max(2, math.ceil(RUNNING_LINE_SHARE * len(pages)))
 
     def edges(page: list[_Line]) -> set[int]:
-        filled = [i for i, ln in enumerate(page) if ln.text.strip()]
-        return set(filled[:RUNNING_LINE_WINDOW] + filled[-RUNNING_LINE_WINDOW:])
+        return _edges([ln.text for ln in page])
 
     def key(line: _Line) -> str:
         return _DIGITS.sub("#", line.text.strip())
