@@ -512,3 +512,13 @@ def test_a_question_asking_for_a_list_opens_with_an_item_of_it_when_one_scores_n
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(opening, "LIST_FIRST_SHARE", 0.0)
         assert answer_over(text, "Adam算法有哪些主要特点？", budget_chars=500).text.startswith("Adam算法有很多特点")
+
+
+def test_a_word_joined_by_a_hyphen_in_the_question_matches_a_note_spelling_it_with_a_space():
+    text = "Prompt-tuning 是一种常见的参数高效方法。\n\nPrompt Tuning 在输入序列的末尾添加可学习的提示。\n"
+    question = "Prompt-tuning 的提示加在哪里？"
+    assert answer_over(text, question, budget_chars=40).text.startswith("Prompt Tuning 在输入序列的末尾")
+    # Counting "prompt-tuning" whole as well, the sentence spelling it the question's way won.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(extractive, "_spelled_apart", lambda term, terms: False)
+        assert answer_over(text, question, budget_chars=40).text.startswith("Prompt-tuning 是一种常见")

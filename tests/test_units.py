@@ -266,3 +266,12 @@ def test_an_item_that_is_a_chinese_name_and_its_english_one_is_a_label():
     assert [(u.kind, u.text) for u in split_units(1, text)] == [
         ("label", "直接提示词注入 Direct prompt injection"), ("label", "灰盒提示攻击 Gray box prompt attacks"),
         ("item", "使用 LoRA 微调大模型的第一步是冻结原模型权重")]
+
+
+def test_a_list_mark_alone_on_its_line_makes_the_next_line_its_item():
+    text = "P-tuning v2 的优点:\n-\n高效性:在降低微调步数的同时保持了高精度。\n-\n易于部署:提供了清晰的API接口。\n"
+    assert [(u.kind, u.text) for u in split_units(1, text)] == [
+        ("lead", "P-tuning v2 的优点:"), ("item", "高效性:在降低微调步数的同时保持了高精度。"),
+        ("item", "易于部署:提供了清晰的API接口。")]
+    # The passage's first line is no item of a mark that is not there.
+    assert [u.kind for u in split_units(1, "Triplet Loss 是一种损失函数。")] == ["sentence"]

@@ -127,6 +127,9 @@ _POINTS_ELSEWHERE = re.compile(
     r"^(?:in the next (?:post|article|chapter|section)|the (?:figure|image|diagram) (?:below|above))|"
     r"(?:as shown|shown) (?:below|above)[:.]?$", re.IGNORECASE)
 # Comments a Markdown reader hides: HTML's and Obsidian's, by what opens and closes them.
+# A list mark alone on its line, its item's text on the next one (a web page or a document copied as
+# text: "-" then "高效性:P-tuning v2在降低微调步数的同时…"). Joined, "-高效性:…" read as a sentence.
+_LONE_MARK = re.compile(r"^[-*+•·▪●○◦]$")
 _COMMENTS = {"<!--": "-->", "%%": "%%"}
 # A line that is an HTML block tag of its own ("<details>", "<summary>…</summary>", "</div>") parts the
 # paragraphs around it: the text under "<details>" is a paragraph, the tags are none.
@@ -258,6 +261,7 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
     hidden_until = front_matter_end(lines)
     in_math = False
     closer = ""  # what ends the comment the line is in ("-->", "%%"); "" outside one
+    marked = (-2, 0)  # (line, indent) of the last list mark alone on its line: the next line is its item
     for i, raw in enumerate(lines):
         opener = None if in_code or closer else next((o for o in _COMMENTS if raw.lstrip().startswith(o)), None)
         if i < hidden_until or closer or opener:
@@ -318,7 +322,12 @@ def _blocks(text: str) -> tuple[list[tuple[str, str, int]], dict[int, str]]:
             continue
         marker = ITEM.match(line)
         indent = len(raw) - len(raw.lstrip())
-        if marker and marker.end() < len(line):
+        if _LONE_MARK.match(line):
+            marked = (i, indent)
+            continue
+        if marked[0] == i - 1:
+            blocks.append(("item", line, marked[1]))
+        elif marker and marker.end() < len(line):
             blocks.append(("item", line[marker.end():].strip(), indent))
         elif blocks and (blocks[-1][0] == "para" or (blocks[-1][0] == "item" and raw[:1].isspace())):
             kind, before, at = blocks[-1]
