@@ -118,3 +118,8 @@ def test_an_english_question_lifts_the_chinese_note_that_says_it_in_the_keyword_
 
     # 损失 (loss) and 放大 (scale up) now count as the question's words: measured 0.51 -> 0.93.
     assert score("packaged") > score("none") + 0.2
+
+
+def test_the_idea_of_a_method_is_its_chinese_notes_si_lu():
+    # "5.5.2 指示微调(Prompt-tuning)思路": interview notes call a method's idea 思路.
+    assert load_glossary("packaged").chinese_for("What is the basic idea of prompt tuning?")["idea"] == {"思路"}

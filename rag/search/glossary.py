@@ -50,7 +50,7 @@ _FUNCTION_WORDS = frozenset(
     "into onto than then there their them they some any more most much many like about over under up "
     "down out before after between during when where who whom whose i me my we our you your he she his "
     "her not no yes also only just very so such too each other same own both all besides thing things "
-    "way ways kind kinds idea get gets got make makes made use used using one two".split()
+    "way ways kind kinds get gets got make makes made use used using one two".split()
 )
 _ENTRY = re.compile(r"^\S+ (\S+) \[[^\]]*\] /(.*)/\s*$")
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
