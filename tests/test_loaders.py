@@ -236,6 +236,23 @@ def test_an_html_page_without_landmarks_loses_its_chrome_by_class_names():
     assert doc.lines == ("# T", "", "## 正文标题", "", "真正的内容在这里。")
 
 
+def test_a_manuals_next_previous_up_bar_is_navigation_not_text():
+    # The bars of a texinfo manual (libffi's, as Debian ships it): the top one's links carry rel="next",
+    # the bottom one's only its [Index] link does.
+    bar = ('<div class="header"><p>Next: <a href="Structures.html" accesskey="n" rel="next">Structures</a>, '
+           'Previous: <a href="Primitive-Types.html" rel="prev">Primitive Types</a>, Up: <a href="Types.html" '
+           'rel="up">Types</a> &nbsp; [<a href="Index.html" title="Index" rel="index">Index</a>]</p></div>')
+    bottom = bar.replace(' accesskey="n" rel="next"', "").replace(' rel="prev"', "").replace(' rel="up"', "")
+    page = (f"<html><head><title>Size and Alignment</title></head><body>{bar}<h4>2.3.3 Size and Alignment</h4>"
+            "<p>libffi will set the size and alignment fields of an ffi_type object for you.</p>"
+            f"<p>See <a href='Structures.html' rel='next'>Structures</a> for how a struct is laid out.</p>{bottom}"
+            "</body></html>")
+    assert HtmlLoader().load_bytes(page.encode(), "s.html").lines == (
+        "# Size and Alignment", "", "#### 2.3.3 Size and Alignment", "",
+        "libffi will set the size and alignment fields of an ffi_type object for you.", "",
+        "See Structures for how a struct is laid out.")
+
+
 def test_ordered_lists_keep_their_numbers_and_line_breaks_stay():
     page = ("<html><body><h2>步骤</h2><ol start='3'><li>冻结底层权重</li><li>替换顶层分类器</li></ol>"
             "<ul><li>无序项</li></ul><p>第一行<br>第二行</p></body></html>")
@@ -370,6 +387,35 @@ def test_a_one_page_pdf_saved_by_a_browser_loses_its_print_header_and_footer_and
     lines = [line for line in PdfLoader().load(out, "one.pdf").lines if line.strip()]
     assert lines == ["# KV cache", "The KV cache stores keys and values of earlier tokens.", "## Paging",
                      "PagedAttention splits it into blocks."], lines
+
+
+def _print(tmp_path, html: str) -> Path:
+    page = tmp_path / "page.html"
+    page.write_text(html, encoding="utf-8")
+    out = tmp_path / "page.pdf"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    f"--print-to-pdf={out}", page.as_uri()], check=True, capture_output=True, timeout=120)
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium")
+def test_headings_a_browser_draws_last_still_head_their_sections(tmp_path):
+    # Positioned headings are painted after the text (Node.js's API pages): PDFium gave "# KV cache" and
+    # "# Paging" after both paragraphs, so the passages were named by the wrong heading.
+    out = _print(tmp_path, "<html><head><style>h2 { position: relative; }</style></head><body><h2>KV cache</h2>"
+                           "<p>The KV cache stores keys and values of earlier tokens.</p><h2>Paging</h2>"
+                           "<p>PagedAttention splits it into blocks.</p></body></html>")
+    lines = [line for line in PdfLoader().load(out, "page.pdf").lines if line.strip()]
+    assert lines == ["# KV cache", "The KV cache stores keys and values of earlier tokens.", "# Paging",
+                     "PagedAttention splits it into blocks."], lines
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium")
+def test_a_page_of_two_columns_is_read_column_by_column_not_across(tmp_path):
+    text = " ".join(f"Left {i}." for i in range(1, 40)) + " Right starts here. " + " ".join(f"Right {i}." for i in range(1, 40))
+    out = _print(tmp_path, f"<html><body><div style='columns:2; column-gap:40px'>{text}</div></body></html>")
+    read = " ".join(line.strip() for line in PdfLoader().load(out, "page.pdf").lines if line.strip())
+    assert read.index("Left 39.") < read.index("Right starts here.") < read.index("Right 1.")
 
 
 def test_a_date_line_stays_on_a_page_without_a_browser_footer():

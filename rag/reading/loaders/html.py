@@ -24,7 +24,8 @@ The rules, in order:
    else ``<body>``.
 4. Inside it, drop site chrome: nav, aside, header and footer that are not the root's own
    article header, ARIA navigation/banner/contentinfo/complementary, and elements whose
-   class or id names chrome (menu, sidebar, comments, breadcrumb, share, related, ...).
+   class or id names chrome (menu, sidebar, comments, breadcrumb, share, related, ...), and blocks of
+   links to the neighbouring pages (rel="next"/"prev"/"up": a manual's "Next: …, Previous: …").
 5. Blocks become lines: h1-h6 -> "#"*level + " " + text; li -> "- " + text ("1. " in an
    ordered list); pre -> its
    lines inside a ``` fence; table rows -> cells joined by " | "; other blocks -> their
@@ -51,6 +52,15 @@ CHROME_NAMES = re.compile(
     r"toolbar|pagination|pager|subscribe|newsletter|widget|top-?bar|meta|post-meta|entry-meta|byline)(?:$|[\s_-])",
     re.IGNORECASE,
 )
+# A block of links, one of them to a page beside this one (rel="next", "prev", "up": texinfo manuals'
+# "Next: …, Previous: …, Up: … [Index]", a blog's older/newer pager), is navigation, whatever its class
+# says, when its words outside the links are a few labels: fewer than the links' own, and at most
+# ``NAV_LABEL_CHARS`` (texinfo's are 25). A sentence pointing at the next page ("See <a rel=next>…") is text.
+# A table of contents linking to the index (rel="index") goes too: its entries are the page's headings,
+# which stay where they head their sections.
+NAV_RELS = frozenset("next prev previous up index contents toc start first last".split())
+NAV_LABEL_CHARS = 60
+NAV_BLOCKS = ("p", "div", "ul", "ol", "table", "td", "dl")
 BLOCK_TAGS = {"p", "div", "section", "article", "main", "blockquote", "figure", "figcaption", "dl", "dt", "dd",
               "ul", "ol", "li", "table", "thead", "tbody", "tfoot", "tr", "pre", "hr", "address", "details",
               "summary", "h1", "h2", "h3", "h4", "h5", "h6", "body", "center"}
@@ -213,6 +223,7 @@ def _content_root(doc):
 
 
 def _drop_chrome(root) -> None:
+    total = _visible_text(root)  # kept up to date as chrome goes: read once, not once per element
     for el in list(root.iter()):
         if el is root or not isinstance(el.tag, str) or el.getparent() is None:
             continue
@@ -223,14 +234,50 @@ def _drop_chrome(root) -> None:
             or el.get("role", "").lower() in CHROME_ROLES
             or (tag not in ("html", "body", "main", "article", "pre", "code") and CHROME_NAMES.search(names))
         )
-        if chrome and not _holds_most_text(el, root):
-            _drop(el)
+        if chrome and _inside(el, root):
+            total -= _drop_unless_most(el, total)
+    for el in _page_navigation(root):
+        if _inside(el, root):
+            total -= _drop_unless_most(el, total)
 
 
-def _holds_most_text(el, root) -> bool:
-    """A 'chrome' name on the element that holds most of the page is a false alarm (class="content-wrapper nav-open")."""
-    total = len(_WS.sub("", root.text_content()))
-    return total > 0 and len(_WS.sub("", el.text_content())) > 0.5 * total
+def _inside(el, root) -> bool:
+    """Is ``el`` still in ``root``'s tree (not inside chrome dropped already)?"""
+    return any(above is root for above in el.iterancestors())
+
+
+def _drop_unless_most(el, total: int) -> int:
+    """Drop ``el`` unless it holds most of the page's ``total`` visible characters: a 'chrome' name on
+    the element holding most of the page is a false alarm (class="content-wrapper nav-open"). The
+    characters dropped."""
+    own = _visible_text(el)
+    if total > 0 and own > 0.5 * total:
+        return 0
+    _drop(el)
+    return own
+
+
+def _visible_text(el) -> int:
+    return len(_WS.sub("", el.text_content()))
+
+
+def _page_navigation(root) -> list:
+    """Blocks of links to the neighbouring pages, with a few labels between them (``NAV_RELS``): for each
+    link to such a page, the nearest block holding it. Only those links are followed, so a page pays
+    nothing for its other elements."""
+    found = []
+    for a in list(root.iter("a")):
+        if not NAV_RELS & set(a.get("rel", "").lower().split()):
+            continue
+        block = next((b for b in a.iterancestors() if isinstance(b.tag, str) and b.tag.lower() in NAV_BLOCKS), None)
+        if block is None or block is root or any(block is f for f in found):
+            continue
+        links = list(block.iter("a"))
+        linked = sum(len(_WS.sub("", link.text_content())) for link in links)
+        labels = len(_WS.sub("", block.text_content())) - linked
+        if len(links) >= 2 and labels <= min(NAV_LABEL_CHARS, linked):
+            found.append(block)
+    return found
 
 
 def _item_marker(li) -> str:

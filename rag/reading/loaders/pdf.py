@@ -10,7 +10,8 @@ PDFium also gives each character's box and font size, which the rules below need
 of the five drops the print header and footer (38-114 junk lines); this loader drops all.
 
 What the Document holds:
-- Pages in order; each page's visual lines, with lines that only wrap a paragraph joined
+- Pages in order; each page's visual lines top to bottom (PDFium's drawing order where a page has
+  lines side by side: columns, table cells), with lines that only wrap a paragraph joined
   back (a Chinese word cut by a line end is no longer two words for the keyword index),
   a blank line at a paragraph gap, and a blank line ending each page.
 - Indentation rebuilt from each line's left edge (PDFs store positions, not spaces), so
@@ -65,6 +66,8 @@ HEADING_SIZE_RATIO = 1.1
 # Rebuilt indentation stops here: deeper is layout (centred text), not structure.
 MAX_INDENT = 16
 HEADING_MAX_CHARS = 80
+# Two lines whose baselines are closer than this share of the font size sit on one line of the page.
+SAME_LINE = 0.5
 _ENDS_UNIT = re.compile(r"[。！？!?；;：:)）\]】}{]\s*$")
 _LIST_ITEM = re.compile(r"^\s*([-•*·]|\d{1,3}[.)、]|[a-zA-Z][.)])\s")
 _DIGITS = re.compile(r"\d+")
@@ -123,7 +126,7 @@ class PdfLoader(Loader):
                 page = pdf[i]
                 textpage = page.get_textpage()
                 try:
-                    out.append(_visual_lines(textpage))
+                    out.append(_reading_order(_visual_lines(textpage)))
                     widths.append(page.get_width())
                 finally:
                     textpage.close()
@@ -186,6 +189,28 @@ def _visual_lines(textpage) -> list[_Line]:
         if m.end() >= len(text):
             break
     return out
+
+
+def _reading_order(lines: list[_Line]) -> list[_Line]:
+    """A page's lines top to bottom, where PDFium gives them otherwise on a page of one column.
+
+    PDFium follows the order the page was drawn in: a browser that draws headings last (Node.js's API
+    pages printed by Chromium) gives each page's text first and its headings after it, so passages were
+    named by the wrong heading. Sorted by baseline, the headings head their sections again. A page with
+    two lines side by side (columns, table cells, a raised footnote mark: lines overlapping in height,
+    apart in width) keeps PDFium's order, as does a page already in order; the text-less lines between
+    paragraphs go, since ``_layout`` finds paragraph gaps from the baselines."""
+    placed = [ln for ln in lines if ln.text.strip() and ln.base is not None and ln.left is not None]
+    if len(placed) != sum(1 for ln in lines if ln.text.strip()):
+        return lines  # a line without its position: nothing to sort by
+    tops = [ln.base for ln in placed]
+    if all(a >= b - SAME_LINE * max(ln.size, 1.0) for a, b, ln in zip(tops, tops[1:], placed[1:])):
+        return lines
+    by_height = sorted(placed, key=lambda ln: -ln.base)
+    for a, b in zip(by_height, by_height[1:]):
+        if a.base - b.base < SAME_LINE * max(min(a.size, b.size), 1.0) and (a.right < b.left or b.right < a.left):
+            return lines  # side by side
+    return by_height
 
 
 def _right_margin(lines: list[_Line], box_right: float) -> float | None:
