@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rag.reading.chunking import Chunk, chunk_document
-from rag.reading.ingest import discover
+from rag.reading.ingest import Document, discover
 from rag.reading.loaders import load_document
 from rag.core.settings import Settings
 from tests.conftest import REPO_ROOT, assert_chunk_spans, file_lines
@@ -469,3 +469,16 @@ def test_a_passage_opened_by_front_matter_is_named_by_its_first_heading(tmp_path
             "PagedAttention splits the KV cache into fixed-size blocks.\n")
     chunks, _ = chunk_file(tmp_path, "kv.md", note, min=200)
     assert [(c.heading, c.line_start) for c in chunks] == [("KV cache", 1)]
+
+
+def test_an_html_pages_headings_are_its_marked_ones_not_short_lines_standing_alone():
+    from rag.reading.loaders.html import HtmlLoader
+
+    page = ("<html><body><h2>path.join([...paths])</h2><details><summary>History</summary><p>Added in: v0.1.16</p>"
+            "</details><p>The path.join() method joins all given path segments together.</p></body></html>")
+    doc = HtmlLoader().load_bytes(page.encode(), "path.html")
+    assert doc.marked_headings
+    assert {c.heading for c in chunk_document(doc)} == {"path.join([...paths])"}
+    # The same lines in a text note: "History" standing alone heads what follows it, as a title line does.
+    text = Document("path.md", doc.lines, "h", "utf-8")
+    assert any(c.heading.endswith("History") or c.heading.endswith("Added in: v0.1.16") for c in chunk_document(text))

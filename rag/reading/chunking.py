@@ -21,7 +21,7 @@ from rag.reading.ingest import Document
 from rag.reading.structure import Block, Section, front_matter_end, note_sections
 
 # Bump when the chunking rules change: a different version forces a full rebuild.
-CHUNKER_VERSION = "8"
+CHUNKER_VERSION = "9"
 
 
 @dataclass(frozen=True)
@@ -297,7 +297,7 @@ def chunk_document(doc: Document, target_chars: int = 500, max_chars: int = 900,
     one-line section does not become a passage of its own unless the note has nothing else.
     The first passage of a section starts at, and includes, its heading line.
     """
-    sections = note_sections(doc.lines)
+    sections = note_sections(doc.lines, infer_titles=not doc.marked_headings)
     parents = _parents(sections)
     # Front matter ("---", "tags: […]", "---") names nothing: the passage it opens is named by its heading.
     meta_end = front_matter_end(doc.lines)

@@ -33,6 +33,9 @@ class Document:
     # What the build report should say about how the note was read (bytes replaced, a
     # page read as plain text), one line each, without the note's name.
     warnings: tuple[str, ...] = ()
+    # Every heading is marked as one (HTML's h1-h6, as "#" lines): no short line standing alone is taken
+    # for one, as it is in plain-text notes ("Added in: v0.1.16", "History" under a heading are text).
+    marked_headings: bool = False
 
     @property
     def text(self) -> str:

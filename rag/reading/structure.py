@@ -122,8 +122,10 @@ def _heading_style(line: str, standalone: bool, dense: bool, next_line: str) -> 
     return None
 
 
-def note_sections(lines: tuple[str, ...]) -> list[Section]:
-    """Group lines into sections under their heading path, with paragraph and code blocks."""
+def note_sections(lines: tuple[str, ...], infer_titles: bool = True) -> list[Section]:
+    """Group lines into sections under their heading path, with paragraph and code blocks. Without
+    ``infer_titles`` (a note whose markup marks every heading, ``Document.marked_headings``) only
+    Markdown "#" lines are headings."""
     n = len(lines)
     blank = [not ln.strip() for ln in lines]
     code = code_mask(lines)
@@ -149,7 +151,7 @@ def note_sections(lines: tuple[str, ...]) -> list[Section]:
         style_title = None
         if md:
             style_title = (f"md{len(md.group(1))}", md.group(2))
-        else:
+        elif infer_titles:
             standalone = (i == 0 or blank[i - 1]) and (i + 1 >= n or blank[i + 1])
             style_title = _heading_style(line, standalone, dense, lines[i + 1] if i + 1 < n else "")
         if style_title:
@@ -171,14 +173,14 @@ def note_sections(lines: tuple[str, ...]) -> list[Section]:
     return sections
 
 
-def top_sections(lines: tuple[str, ...]) -> list[tuple[str, int, int]]:
+def top_sections(lines: tuple[str, ...], infer_titles: bool = True) -> list[tuple[str, int, int]]:
     """(heading, first line, last line) of a note's top-level sections, 1-based, in order: the
     first heading level below what every section shares (a note's own title, usually).
     The text under the shared title, before the first top-level heading, is a section named "".
     When one section at that level holds ``DOMINANT_SHARE`` of the note's lines and has
     headings below it (a title line, then "5 大模型参数高效微调" over 5.1-5.8), its parts are
     the note's sections instead: its own text before them is a section under its heading."""
-    sections = [s for s in note_sections(lines) if s.heading_line is not None or s.blocks]
+    sections = [s for s in note_sections(lines, infer_titles) if s.heading_line is not None or s.blocks]
     paths = [s.heading for s in sections if s.heading]
     depth = 0
     while paths and all(len(p) > depth for p in paths) and len({p[depth] for p in paths}) == 1:

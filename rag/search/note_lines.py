@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag.reading.ingest import IngestError
+from rag.reading.ingest import Document, IngestError
 from rag.reading.loaders import load_document
 
 __all__ = ["NoteLines", "NOTES_KEPT"]
@@ -20,20 +20,25 @@ NOTES_KEPT = 8
 
 
 class NoteLines:
-    """``lines(source)``: the note's lines, the last ``NOTES_KEPT`` read kept by size and mtime."""
+    """``document(source)``: the note as the build read it (``lines(source)``: its lines), the last
+    ``NOTES_KEPT`` read kept by size and mtime."""
 
     def __init__(self, corpus_dir: Path, max_file_bytes: int) -> None:
         self.corpus_dir = Path(corpus_dir)
         self.max_file_bytes = max_file_bytes
-        self._kept: dict[tuple[str, int, int], list[str]] = {}  # oldest first
+        self._kept: dict[tuple[str, int, int], Document] = {}  # oldest first
 
-    def lines(self, source: str) -> list[str] | None:
+    def lines(self, source: str) -> tuple[str, ...] | None:
+        doc = self.document(source)
+        return doc.lines if doc is not None else None
+
+    def document(self, source: str) -> Document | None:
         path = self.corpus_dir / source
         try:
             stat = path.stat()
             key = (source, stat.st_mtime_ns, stat.st_size)
             if key not in self._kept:
-                self._kept[key] = load_document(path, source, self.max_file_bytes).lines
+                self._kept[key] = load_document(path, source, self.max_file_bytes)
                 while len(self._kept) > NOTES_KEPT:
                     self._kept.pop(next(iter(self._kept)))
             return self._kept[key]

@@ -282,9 +282,9 @@ class Retriever:
         if source is None:
             return None, [], [], set()
         skip = {int(i) for i in np.flatnonzero(view.boilerplate)}
-        lines = self._notes.lines(source)  # the note's own structure, read the way the build read it
+        doc = self._notes.document(source)  # the note's own structure, read the way the build read it
         # Gone or unreadable since the build: the note as one section.
-        sections = top_sections(lines) if lines is not None else \
+        sections = top_sections(doc.lines, infer_titles=not doc.marked_headings) if doc is not None else \
             [("", 1, max(c.line_end for c in chunks if c.source == source))]
         return source, chunks, sections, skip
 

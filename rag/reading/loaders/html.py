@@ -100,7 +100,7 @@ class HtmlLoader(Loader):
         notes: list[str] = []
         lines = html_text_lines(decoded.text, notes)
         return Document(source, tuple(ingest.clean_lines(lines)), ingest.file_hash(data), decoded.encoding,
-                        warnings=decoded.warnings + tuple(notes))
+                        warnings=decoded.warnings + tuple(notes), marked_headings=AS_PLAIN_TEXT not in notes)
 
     def check(self, data: bytes) -> None:
         text = ingest.decode_note(data, declared_charset(data)).text  # IngestError when it is not text
@@ -148,6 +148,10 @@ def _depth(doc) -> int:
     return deepest
 
 
+# What a page read as plain text says in its notes: its headings are no longer marked.
+AS_PLAIN_TEXT = f"nested {MAX_DEPTH}+ levels deep: read as plain text"
+
+
 def _parse(text: str, notes: list[str]):
     """The page's tree, whole: parsed again without layout containers when it is nested deeper
     than MAX_DEPTH or the parser lost text; None when even that loses text (read it as plain text)."""
@@ -164,7 +168,7 @@ def _parse(text: str, notes: list[str]):
             if attempt is not text:
                 notes.append(f"nested {MAX_DEPTH}+ levels deep: read without its layout (div, span) tags")
             return doc
-    notes.append(f"nested {MAX_DEPTH}+ levels deep: read as plain text")
+    notes.append(AS_PLAIN_TEXT)
     return None
 
 
