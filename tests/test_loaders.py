@@ -253,6 +253,16 @@ def test_a_manuals_next_previous_up_bar_is_navigation_not_text():
         "See Structures for how a struct is laid out.")
 
 
+def test_two_highlighted_code_blocks_in_one_pre_are_two_lines_and_inline_code_runs_on():
+    # Node.js's pages: the same example as an ES module and as CommonJS, one <code> right after the other.
+    page = ("<html><body><p>It can be accessed using:</p><pre><code class='language-js mjs'>import path from 'node:path';"
+            "</code><code class='language-js cjs'>const path = require('node:path');</code></pre>"
+            "<pre><code>define</code> <var>name</var> <code>(</code> <var>parameters</var> <code>)</code></pre></body></html>")
+    assert HtmlLoader().load_bytes(page.encode(), "p.html").lines == (
+        "It can be accessed using:", "", "```", "import path from 'node:path';", "const path = require('node:path');",
+        "```", "", "```", "define name ( parameters )", "```")
+
+
 def test_ordered_lists_keep_their_numbers_and_line_breaks_stay():
     page = ("<html><body><h2>步骤</h2><ol start='3'><li>冻结底层权重</li><li>替换顶层分类器</li></ol>"
             "<ul><li>无序项</li></ul><p>第一行<br>第二行</p></body></html>")

@@ -28,7 +28,8 @@ The rules, in order:
    links to the neighbouring pages (rel="next"/"prev"/"up": a manual's "Next: …, Previous: …").
 5. Blocks become lines: h1-h6 -> "#"*level + " " + text; li -> "- " + text ("1. " in an
    ordered list); pre -> its
-   lines inside a ``` fence; table rows -> cells joined by " | "; other blocks -> their
+   lines inside a ``` fence (two highlighted <code> blocks in one pre on lines of their own);
+   table rows -> cells joined by " | "; other blocks -> their
    text with whitespace collapsed; a blank line between blocks. The page <title> becomes a
    "# " line when the content has no <h1>.
 6. ``rag.reading.ingest.clean_lines`` blanks scraped-page clutter, as for text notes.
@@ -284,6 +285,22 @@ def _page_navigation(root) -> list:
     return found
 
 
+def _pre_text(pre) -> str:
+    """A <pre>'s text, two highlighted code blocks right after each other (class "language-…") on lines
+    of their own: Node.js's pages hold each example twice ("import path from 'node:path';" and "const path =
+    require('node:path');"), which came out as one line. Inline <code> words ("define name ( … )") run on."""
+    parts = [pre.text or ""]
+    block_before = False
+    for child in pre:
+        block = isinstance(child.tag, str) and child.tag.lower() == "code" and "language-" in child.get("class", "")
+        if block and block_before:
+            parts.append("\n")
+        parts.append(child.text_content() if isinstance(child.tag, str) else "")
+        parts.append(child.tail or "")
+        block_before = block and not child.tail
+    return "".join(parts)
+
+
 def _item_marker(li) -> str:
     """ "- " for an unordered list item, "3. " for the third item of an <ol> (honouring start=)."""
     parent = li.getparent()
@@ -326,7 +343,7 @@ def html_to_lines(root) -> list[str]:
                 out.extend(["#" * int(tag[1]) + " " + title, ""])
         elif tag == "pre":
             blank()
-            code = el.text_content().strip("\n")
+            code = _pre_text(el).strip("\n")
             out.extend(["```", *code.split("\n"), "```", ""])
         elif tag == "br":
             flush()
