@@ -139,6 +139,11 @@ def _visible_chars(text: str) -> int:
     return len(_WS.sub("", html.unescape(_TAG.sub(" ", _HIDDEN_TEXT.sub(" ", text)))))
 
 
+def _visible_text(el) -> int:
+    """Characters of text (not space) in a parsed element."""
+    return len(_WS.sub("", el.text_content()))
+
+
 def _depth(doc) -> int:
     from lxml import etree
 
@@ -165,7 +170,7 @@ def _parse(text: str, notes: list[str]):
         except Exception as exc:  # noqa: BLE001 - lxml raises several types for unparsable input
             raise IngestError(f"not readable as HTML ({exc})") from None
         depth = _depth(doc)
-        if depth <= MAX_DEPTH and len(_WS.sub("", doc.text_content())) >= KEPT_SHARE * visible:
+        if depth <= MAX_DEPTH and _visible_text(doc) >= KEPT_SHARE * visible:
             if attempt is not text:
                 notes.append(f"nested {MAX_DEPTH}+ levels deep: read without its layout (div, span) tags")
             return doc
@@ -262,10 +267,6 @@ def _drop_unless_most(el, total: int) -> int:
     return own
 
 
-def _visible_text(el) -> int:
-    return len(_WS.sub("", el.text_content()))
-
-
 def _page_navigation(root) -> list:
     """Blocks of links to the neighbouring pages, with a few labels between them (``NAV_RELS``): for each
     link to such a page, the nearest block holding it. Only those links are followed, so a page pays
@@ -278,8 +279,8 @@ def _page_navigation(root) -> list:
         if block is None or block is root or any(block is f for f in found):
             continue
         links = list(block.iter("a"))
-        linked = sum(len(_WS.sub("", link.text_content())) for link in links)
-        labels = len(_WS.sub("", block.text_content())) - linked
+        linked = sum(_visible_text(link) for link in links)
+        labels = _visible_text(block) - linked
         if len(links) >= 2 and labels <= min(NAV_LABEL_CHARS, linked):
             found.append(block)
     return found
